@@ -1,0 +1,84 @@
+//! airlock validator `drift`: does the current data still look like the data the model was judged on?
+//!
+//! A model is only as good as the match between the data it sees and the data
+//! it was validated on. This step compares the current window (the gate's
+//! evaluation rows, or a window of live traffic when run continuously) with
+//! the reference window (e.g. training data) column by column, with the same
+//! tests and defaults as Evidently (`airlock_guest::stats::drift`): the test
+//! is chosen from the column's kind, the reference size and the number of
+//! distinct values (KS, chi-square, Z, Jensen–Shannon, Wasserstein), and can
+//! be overridden per column. It also tests the candidate's predictions for
+//! drift. Needs a reference dataset.
+//!
+//! # Dataset rule
+//!
+//! As in Evidently's dataset drift, the step fails when the share of drifted
+//! feature columns (drifted ÷ tested) is **greater than or equal to**
+//! `max_drift_share`. A single drifted column below that share is a warning.
+//! Prediction columns are not counted in the share; they fail the step on
+//! their own when `fail_on_prediction_drift` is true.
+//!
+//! # Config
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `columns` | list of strings | every column in both windows that the candidate declares as an input | feature columns to test; a listed column missing from either window is a failure |
+//! | `tests` | table column → test | automatic | test per column: `"ks"`, `"chisquare"`, `"z"`, `"psi"`, `"jensenshannon"`, `"wasserstein"`; prediction columns can be named too |
+//! | `thresholds` | table column → number | the test's default (0.05 for p-values, 0.1 for distances) | drift threshold per column |
+//! | `predictions` | bool | `true` | also test the candidate's predictions: the positive-class score (`prediction`) for binary, each class's probability (`prediction.<class>`) for multiclass, the value (`prediction`) for regression |
+//! | `max_drift_share` | number in (0, 1] | `0.5` | fail when the share of drifted feature columns is ≥ this |
+//! | `fail_on_prediction_drift` | bool | `true` | whether a drifted prediction column fails the step (a warning otherwise) |
+//!
+//! A key of `tests` or `thresholds` that names no tested column is a
+//! `bad-config` error, so typos do not silently fall back to defaults.
+//!
+//! ```toml
+//! [[steps]]
+//! name = "drift"
+//! plugin = "drift"
+//!
+//! [steps.config]
+//! max_drift_share = 0.3
+//! tests = { mean_radius = "psi" }
+//! thresholds = { mean_radius = 0.2, prediction = 0.01 }
+//! fail_on_prediction_drift = true
+//! ```
+//!
+//! # Findings
+//!
+//! `column-drift` (warning, one per drifted feature column, naming test,
+//! score and threshold), `dataset-drift` (failure when the share rule trips,
+//! info otherwise), `prediction-drift`, `missing-column`,
+//! `column-kind-mismatch`, `drift-test-failed` (warning: the column could not
+//! be tested, e.g. all values missing; it is left out of the share),
+//! `prediction-width-mismatch`, `no-columns-tested` (failure).
+//!
+//! # Metrics
+//!
+//! `drift.<column>.score` per tested column (p-value or distance, as
+//! Evidently's `drift_score`), `drift_share`, `drifted_columns`, `columns_tested`.
+#![forbid(unsafe_code)]
+
+pub mod check;
+
+use airlock_guest::{Context, PluginError, Validator, ValidatorInfo, Verdict};
+
+/// The plugin type exported as the component's `validator` world; all logic
+/// lives in [`check`] so it can be tested natively.
+pub struct DriftValidator;
+
+impl Validator for DriftValidator {
+    fn describe() -> ValidatorInfo {
+        ValidatorInfo::new(
+            "drift",
+            env!("CARGO_PKG_VERSION"),
+            "tests feature and prediction drift against a reference window with Evidently's tests and defaults",
+        )
+    }
+
+    fn validate(ctx: Context) -> Result<Verdict, PluginError> {
+        check::run(&ctx)
+    }
+}
+
+airlock_guest::export_validator!(DriftValidator);
