@@ -1,0 +1,257 @@
+//! Gate files: an ordered chain of validator steps and the policy that
+//! turns their verdicts into a decision.
+//!
+//! ```toml
+//! name = "breast-cancer"
+//! plugin_dir = "../../target/plugins"   # where bare plugin names resolve
+//!
+//! [policy]
+//! advisory = ["drift"]                  # reported, but cannot fail the gate
+//!
+//! [[steps]]
+//! name = "performance"
+//! plugin = "performance"                # or a path ending in .wasm
+//! dataset = "data/eval.csv"
+//! label = "target"
+//! reference = "data/train.csv"          # optional
+//! limits = { fuel = 500000000 }         # optional; may only lower limits
+//! [steps.config]
+//! min = { accuracy = 0.9 }
+//! ```
+//!
+//! Relative paths resolve against the gate file's directory.
+
+use crate::limits::LimitRequest;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A parsed gate file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSpec {
+    /// The gate's name, for reports.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Where plugin names without `.wasm` resolve (`<dir>/<name>.wasm`).
+    #[serde(default)]
+    pub plugin_dir: Option<PathBuf>,
+    /// How verdicts become a decision.
+    #[serde(default)]
+    pub policy: Policy,
+    /// The ordered steps.
+    pub steps: Vec<StepSpec>,
+    /// The directory relative paths resolve against (the file's directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// The decision rule.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Steps whose failure is reported but does not fail the gate.
+    #[serde(default)]
+    pub advisory: Vec<String>,
+}
+
+/// One step: a validator, its config and its data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// Unique within the gate.
+    pub name: String,
+    /// A plugin name (resolved in `plugin_dir`) or a path to a `.wasm`.
+    pub plugin: String,
+    /// The evaluation rows.
+    pub dataset: PathBuf,
+    /// The label column of `dataset` (and of `reference`).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// A reference dataset for drift-style comparisons.
+    #[serde(default)]
+    pub reference: Option<PathBuf>,
+    /// Lower limits for this step's validator.
+    #[serde(default)]
+    pub limits: LimitRequest,
+    /// The validator's configuration, handed over as JSON.
+    #[serde(default = "empty_table")]
+    pub config: toml::Table,
+}
+
+fn empty_table() -> toml::Table {
+    toml::Table::new()
+}
+
+/// Why a gate file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// Unreadable file.
+    #[error("cannot read gate file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or the wrong shape.
+    #[error("gate file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with TOML's location.
+        message: String,
+    },
+}
+
+impl GateSpec {
+    /// Reads and checks a gate file.
+    pub fn load(path: &Path) -> Result<GateSpec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        GateSpec::parse(&text, &base).map_err(|message| SpecError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses gate TOML whose relative paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<GateSpec, String> {
+        let mut spec: GateSpec =
+            toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+        spec.base_dir = base_dir.to_path_buf();
+        spec.check()?;
+        Ok(spec)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.steps.is_empty() {
+            return Err("a gate needs at least one [[steps]] entry".into());
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            if s.name.trim().is_empty() {
+                return Err(format!("step {} has an empty name", i + 1));
+            }
+            if self.steps[..i].iter().any(|o| o.name == s.name) {
+                return Err(format!("step name `{}` is used twice", s.name));
+            }
+        }
+        for a in &self.policy.advisory {
+            if !self.steps.iter().any(|s| &s.name == a) {
+                return Err(format!("policy.advisory names `{a}`, which is not a step"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from the gate file.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The component file of a step, with `plugin_dir_override` (from the
+    /// command line) taking precedence over the file's `plugin_dir`.
+    pub fn plugin_path(&self, step: &StepSpec, plugin_dir_override: Option<&Path>) -> PathBuf {
+        if step.plugin.ends_with(".wasm") {
+            return self.resolve(Path::new(&step.plugin));
+        }
+        let dir = match (plugin_dir_override, &self.plugin_dir) {
+            (Some(d), _) => d.to_path_buf(),
+            (None, Some(d)) => self.resolve(d),
+            (None, None) => self.base_dir.clone(),
+        };
+        dir.join(format!("{}.wasm", step.plugin))
+    }
+}
+
+impl StepSpec {
+    /// The step's config as a JSON object string for the validator.
+    pub fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        name = "g"
+        plugin_dir = "plugins"
+        [policy]
+        advisory = ["drift"]
+        [[steps]]
+        name = "perf"
+        plugin = "performance"
+        dataset = "eval.csv"
+        label = "target"
+        limits = { fuel = 5 }
+        [steps.config]
+        min = { accuracy = 0.9 }
+        [[steps]]
+        name = "drift"
+        plugin = "/abs/drift.wasm"
+        dataset = "eval.csv"
+    "#;
+
+    #[test]
+    fn parses_and_resolves() {
+        let g = GateSpec::parse(GOOD, Path::new("/gates")).unwrap();
+        assert_eq!(g.steps.len(), 2);
+        assert_eq!(
+            g.plugin_path(&g.steps[0], None),
+            PathBuf::from("/gates/plugins/performance.wasm")
+        );
+        assert_eq!(
+            g.plugin_path(&g.steps[0], Some(Path::new("/o"))),
+            PathBuf::from("/o/performance.wasm")
+        );
+        assert_eq!(
+            g.plugin_path(&g.steps[1], None),
+            PathBuf::from("/abs/drift.wasm")
+        );
+        assert_eq!(g.steps[0].limits.fuel, Some(5));
+        assert_eq!(g.steps[0].config_json(), r#"{"min":{"accuracy":0.9}}"#);
+        assert_eq!(
+            g.resolve(Path::new("eval.csv")),
+            PathBuf::from("/gates/eval.csv")
+        );
+    }
+
+    #[test]
+    fn broken_files_name_the_problem() {
+        let e = GateSpec::parse("name = \"g\"\nsteps = []", Path::new(".")).unwrap_err();
+        assert!(e.contains("at least one"), "{e}");
+        let e = GateSpec::parse(
+            &GOOD.replace("advisory = [\"drift\"]", "advisory = [\"x\"]"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.contains("`x`"), "{e}");
+        let e = GateSpec::parse(
+            &GOOD.replace(
+                "dataset = \"eval.csv\"\n        label",
+                "datset = \"eval.csv\"\n        label",
+            ),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.contains("datset"), "{e}");
+        let e = GateSpec::parse(
+            &GOOD.replace("name = \"drift\"", "name = \"perf\""),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let e = GateSpec::parse("name = ", Path::new(".")).unwrap_err();
+        assert!(!e.contains('\n'));
+    }
+}

@@ -1,0 +1,862 @@
+//! The sandbox: compiles plugins once, then runs every call in a fresh
+//! instance under fuel, an epoch deadline, memory and table caps, input and
+//! output size caps, host-allocation caps and deny-by-default capabilities.
+//!
+//! A call ends either in its value or in a [`PluginFailure`] whose kind says
+//! what happened; the store is dropped after every call, so no failure leaks
+//! into the next one.
+
+pub mod bindings;
+pub mod cache;
+pub mod wasi;
+
+use crate::capabilities::{self, Capability, World};
+use crate::digest::Digest;
+use crate::error::{FailureKind, PluginFailure, SandboxError};
+use crate::limits::{LimitRequest, Limits};
+use bindings::{
+    Batch, ColumnValues, Context, ModelMetadata, PluginError, Predictions, ValidatorInfo, Verdict,
+};
+use cache::{CacheOutcome, CompileCache};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasi::{HasWasi, WasiSpec, WasiState};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreContextMut, Trap};
+
+/// How the operator sets up the sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The ceilings every call runs under; requests may only lower them.
+    pub limits: Limits,
+    /// Where compiled components are cached on disk; `None` keeps them in
+    /// memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Meter fuel (on by default; off only for benchmarks).
+    pub fuel: bool,
+    /// Enforce the wall-clock deadline by epoch interruption (on by default).
+    pub epoch_deadline: bool,
+    /// How often the epoch advances; the deadline's resolution.
+    pub epoch_tick: Duration,
+    /// Use the pooling instance allocator (fast fresh instances).
+    pub pooling: bool,
+    /// How many instances may be live at once with pooling.
+    pub max_instances: u32,
+    /// Wasm stack cap in bytes.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            limits: Limits::default(),
+            cache_dir: None,
+            fuel: true,
+            epoch_deadline: true,
+            epoch_tick: Duration::from_millis(2),
+            pooling: true,
+            max_instances: 64,
+            max_wasm_stack: 512 << 10,
+        }
+    }
+}
+
+/// The runtime that loads and runs plugins; cheap to clone.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    config: SandboxConfig,
+    cache: CompileCache,
+    model_linker: Linker<CallState>,
+    validator_linker: Linker<CallState>,
+    loaded: Mutex<std::collections::HashMap<Digest, Arc<Plugin>>>,
+}
+
+/// A loaded plugin: compiled, checked against the capability policy, and
+/// pre-instantiated, ready for a fresh instance per call.
+pub struct Plugin {
+    sandbox: Sandbox,
+    /// `sha256:` digest of the component bytes.
+    pub digest: Digest,
+    /// Which world it implements.
+    pub world: World,
+    /// Imported interfaces, as named in the component.
+    pub imports: Vec<String>,
+    /// Exported functions and interfaces.
+    pub exports: Vec<String>,
+    /// Where the compiled code came from.
+    pub cache_outcome: CacheOutcome,
+    pre: Pre,
+}
+
+enum Pre {
+    Model(bindings::model::ModelPre<CallState>),
+    Validator(bindings::validator::ValidatorPre<CallState>),
+}
+
+/// What `airlock plugin inspect` shows a reviewer, computed without running
+/// any plugin code.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    /// `sha256:` digest of the file.
+    pub digest: Digest,
+    /// `model` or `validator`.
+    pub world: World,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// Imported interfaces.
+    pub imports: Vec<String>,
+    /// Exported functions and interfaces.
+    pub exports: Vec<String>,
+    /// What each requested capability is granted as.
+    pub capabilities: Vec<Capability>,
+    /// Imports that would make the component refuse to load.
+    pub refused_imports: Vec<String>,
+}
+
+/// A model's data bundle: one directory, granted read-only at `/bundle`.
+#[derive(Clone)]
+pub struct Bundle {
+    dir: Arc<BundleDir>,
+    /// Digest of the bundle as given (file bytes, or directory manifest).
+    pub digest: Digest,
+}
+
+enum BundleDir {
+    Given(PathBuf),
+    Copied(tempfile::TempDir),
+}
+
+impl Bundle {
+    /// A bundle from a directory, or from a single file (copied into a
+    /// private directory so the file's siblings stay invisible).
+    pub fn from_path(path: &Path) -> Result<Bundle, SandboxError> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| SandboxError::io(format!("bundle {}", path.display()), e))?;
+        let digest = Digest::of_path(path)
+            .map_err(|e| SandboxError::io(format!("bundle {}", path.display()), e))?;
+        let dir = if meta.is_dir() {
+            BundleDir::Given(path.to_path_buf())
+        } else {
+            let tmp = tempfile::tempdir().map_err(|e| SandboxError::io("bundle copy", e))?;
+            let name = path
+                .file_name()
+                .unwrap_or(std::ffi::OsStr::new("model.json"));
+            std::fs::copy(path, tmp.path().join(name))
+                .map_err(|e| SandboxError::io(format!("copying bundle {}", path.display()), e))?;
+            BundleDir::Copied(tmp)
+        };
+        Ok(Bundle {
+            dir: Arc::new(dir),
+            digest,
+        })
+    }
+
+    /// The host directory granted to the plugin.
+    pub fn dir(&self) -> &Path {
+        match &*self.dir {
+            BundleDir::Given(p) => p,
+            BundleDir::Copied(t) => t.path(),
+        }
+    }
+}
+
+/// Per-call options.
+#[derive(Clone, Default)]
+pub struct CallOptions {
+    /// Lower limits for this call.
+    pub limits: LimitRequest,
+    /// Seed for the plugin's randomness.
+    pub seed: u64,
+    /// The data bundle (models only).
+    pub bundle: Option<Bundle>,
+}
+
+/// The result of a successful call, with what it cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome<T> {
+    /// What the plugin returned.
+    pub value: T,
+    /// Fuel consumed (0 when metering is off).
+    pub fuel_used: u64,
+    /// Fuel consumed by candidate calls made from a validator (included in
+    /// `fuel_used`).
+    pub candidate_fuel_used: u64,
+    /// Wall-clock time of the call, instantiation included.
+    #[serde(serialize_with = "ser_duration_us")]
+    pub duration: Duration,
+    /// Captured stdout (truncated at the log cap).
+    pub stdout: String,
+    /// Captured stderr (truncated at the log cap).
+    pub stderr: String,
+    /// Bytes of log output that were dropped at the cap.
+    pub log_bytes_dropped: u64,
+}
+
+fn ser_duration_us<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e6)
+}
+
+/// The candidate a validator may call through the `candidate` interface.
+#[derive(Clone)]
+pub struct CandidateLink {
+    /// The candidate model.
+    pub plugin: Arc<Plugin>,
+    /// Its bundle, seed and limits.
+    pub options: CallOptions,
+    /// Its metadata, fetched once.
+    pub metadata: ModelMetadata,
+}
+
+/// Store data of one call.
+pub struct CallState {
+    wasi: WasiState,
+    limiter: Limiter,
+    candidate: Option<CandidateLink>,
+    candidate_fuel: u64,
+    metered: bool,
+}
+
+impl HasWasi for CallState {
+    fn wasi(&mut self) -> &mut WasiState {
+        &mut self.wasi
+    }
+}
+
+impl wasmtime_wasi::WasiView for CallState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        self.wasi.ctx()
+    }
+}
+
+/// Memory and table caps that remember whether they were hit, so a failed
+/// allocation that the guest turns into a trap is reported as
+/// `memory_limit` rather than a generic trap.
+struct Limiter {
+    memory_bytes: usize,
+    table_elements: usize,
+    hit: Option<String>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit = Some(format!(
+                "linear memory growth from {current} to {desired} bytes denied (cap {} bytes)",
+                self.memory_bytes
+            ));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            self.hit = Some(format!(
+                "table growth from {current} to {desired} elements denied (cap {})",
+                self.table_elements
+            ));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+const CANDIDATE_IFACE: &str = "airlock:plugin/candidate@0.1.0";
+
+impl Sandbox {
+    /// Builds the engine, linkers, compile cache and epoch ticker.
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        let mut wc = Config::new();
+        wc.wasm_component_model(true)
+            .consume_fuel(config.fuel)
+            .epoch_interruption(config.epoch_deadline)
+            .max_wasm_stack(config.max_wasm_stack)
+            .cranelift_nan_canonicalization(true);
+        if config.pooling {
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            let n = config.max_instances.max(2);
+            pool.total_component_instances(n)
+                .total_core_instances(n * 8)
+                .total_memories(n * 2)
+                .total_tables(n * 4)
+                .max_memories_per_component(4)
+                .max_memory_size(config.limits.memory_bytes as usize)
+                .table_elements(config.limits.table_elements as usize);
+            wc.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&wc).map_err(|e| SandboxError::Engine(e.to_string()))?;
+        let cache = CompileCache::new(&engine, config.cache_dir.as_deref())?;
+
+        let mut model_linker = Linker::new(&engine);
+        wasi::add_to_linker(&mut model_linker).map_err(engine_err)?;
+        let mut validator_linker = Linker::new(&engine);
+        wasi::add_to_linker(&mut validator_linker).map_err(engine_err)?;
+        add_candidate(&mut validator_linker).map_err(engine_err)?;
+
+        if config.epoch_deadline {
+            let weak = engine.weak();
+            let tick = config.epoch_tick;
+            std::thread::Builder::new()
+                .name("airlock-epoch".into())
+                .spawn(move || {
+                    while let Some(engine) = weak.upgrade() {
+                        engine.increment_epoch();
+                        drop(engine);
+                        std::thread::sleep(tick);
+                    }
+                })
+                .map_err(|e| SandboxError::io("starting epoch ticker", e))?;
+        }
+
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                engine,
+                config,
+                cache,
+                model_linker,
+                validator_linker,
+                loaded: Mutex::new(Default::default()),
+            }),
+        })
+    }
+
+    /// The sandbox's configuration.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// Reads and loads a component file.
+    pub fn load_file(&self, path: &Path) -> Result<Arc<Plugin>, SandboxError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| SandboxError::io(format!("reading plugin {}", path.display()), e))?;
+        self.load(&bytes)
+    }
+
+    /// Validates, policy-checks, compiles (or fetches from the cache) and
+    /// pre-instantiates a component.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<Plugin>, SandboxError> {
+        let digest = Digest::of(bytes);
+        if let Some(p) = self.lock_loaded().get(&digest) {
+            return Ok(p.clone());
+        }
+        let engine = &self.inner.engine;
+        let (component, cache_outcome) = self
+            .inner
+            .cache
+            .get_or_compile(engine, digest, bytes)
+            .map_err(|e| invalid(format!("not a valid component: {}", root_message(&e))))?;
+        let (world, imports, exports) = shape(engine, &component)?;
+        capabilities::check_imports(world, &imports)?;
+        let pre = match world {
+            World::Model => {
+                let ip = self
+                    .inner
+                    .model_linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| link_error(&e))?;
+                Pre::Model(bindings::model::ModelPre::new(ip).map_err(|e| {
+                    invalid(format!(
+                        "does not match the model world: {}",
+                        root_message(&e)
+                    ))
+                })?)
+            }
+            World::Validator => {
+                let ip = self
+                    .inner
+                    .validator_linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| link_error(&e))?;
+                Pre::Validator(bindings::validator::ValidatorPre::new(ip).map_err(|e| {
+                    invalid(format!(
+                        "does not match the validator world: {}",
+                        root_message(&e)
+                    ))
+                })?)
+            }
+        };
+        let plugin = Arc::new(Plugin {
+            sandbox: self.clone(),
+            digest,
+            world,
+            imports,
+            exports,
+            cache_outcome,
+            pre,
+        });
+        self.lock_loaded().insert(digest, plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Describes a component for review without instantiating it.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection, SandboxError> {
+        let digest = Digest::of(bytes);
+        let (component, _) = self
+            .inner
+            .cache
+            .get_or_compile(&self.inner.engine, digest, bytes)
+            .map_err(|e| invalid(format!("not a valid component: {}", root_message(&e))))?;
+        let (world, imports, exports) = shape(&self.inner.engine, &component)?;
+        let refused_imports = imports
+            .iter()
+            .filter(|i| capabilities::check_imports(world, &[i.as_str()]).is_err())
+            .cloned()
+            .collect();
+        Ok(Inspection {
+            digest,
+            world,
+            size: bytes.len(),
+            capabilities: capabilities::granted(world, &imports),
+            imports,
+            exports,
+            refused_imports,
+        })
+    }
+
+    fn lock_loaded(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Digest, Arc<Plugin>>> {
+        self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Builds a store for one call under `limits`.
+    fn store(
+        &self,
+        limits: &Limits,
+        options: &CallOptions,
+        candidate: Option<CandidateLink>,
+    ) -> Result<Store<CallState>, PluginFailure> {
+        let spec = WasiSpec {
+            seed: options.seed,
+            max_log_bytes: limits.max_log_bytes as usize,
+            max_host_alloc_bytes: limits.max_host_alloc_bytes,
+            bundle_dir: options.bundle.as_ref().map(|b| b.dir()),
+        };
+        let wasi = WasiState::new(&spec)
+            .map_err(|e| PluginFailure::new(FailureKind::Trap, e.to_string()))?;
+        let state = CallState {
+            wasi,
+            limiter: Limiter {
+                memory_bytes: limits.memory_bytes as usize,
+                table_elements: limits.table_elements as usize,
+                hit: None,
+            },
+            candidate,
+            candidate_fuel: 0,
+            metered: self.inner.config.fuel,
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        if self.inner.config.fuel {
+            store
+                .set_fuel(limits.fuel)
+                .map_err(|e| PluginFailure::new(FailureKind::Trap, e.to_string()))?;
+        }
+        if self.inner.config.epoch_deadline {
+            let tick = self.inner.config.epoch_tick.as_nanos().max(1);
+            let ticks = (u128::from(limits.timeout_ms) * 1_000_000).div_ceil(tick) as u64;
+            store.set_epoch_deadline(ticks.max(1) + 1);
+            store.epoch_deadline_trap();
+        }
+        store.set_hostcall_fuel(limits.max_host_alloc_bytes as usize);
+        Ok(store)
+    }
+}
+
+impl Plugin {
+    /// The limits a call with `req` runs under.
+    pub fn limits_for(&self, req: &LimitRequest) -> Limits {
+        self.sandbox.inner.config.limits.lowered_by(req)
+    }
+
+    /// A model's declared metadata.
+    pub fn metadata(&self, options: &CallOptions) -> Result<Outcome<ModelMetadata>, PluginFailure> {
+        let Pre::Model(pre) = &self.pre else {
+            return Err(wrong_world(World::Model, self.world));
+        };
+        self.call(
+            options,
+            None,
+            0,
+            |store| {
+                let m = pre.instantiate(&mut *store)?;
+                Ok(Ok(m.call_metadata(&mut *store)?))
+            },
+            |_| 0,
+        )
+    }
+
+    /// Runs a model on `batch`.
+    pub fn predict(
+        &self,
+        options: &CallOptions,
+        batch: &Batch,
+    ) -> Result<Outcome<Predictions>, PluginFailure> {
+        let Pre::Model(pre) = &self.pre else {
+            return Err(wrong_world(World::Model, self.world));
+        };
+        let input = batch_size(batch);
+        self.call(
+            options,
+            None,
+            input,
+            |store| {
+                let m = pre.instantiate(&mut *store)?;
+                m.call_predict(&mut *store, batch)
+            },
+            |p: &Predictions| p.values.len() as u64 * 8,
+        )
+    }
+
+    /// A validator's self-description.
+    pub fn describe(&self, options: &CallOptions) -> Result<Outcome<ValidatorInfo>, PluginFailure> {
+        let Pre::Validator(pre) = &self.pre else {
+            return Err(wrong_world(World::Validator, self.world));
+        };
+        self.call(
+            options,
+            None,
+            0,
+            |store| {
+                let v = pre.instantiate(&mut *store)?;
+                Ok(Ok(v.call_describe(&mut *store)?))
+            },
+            |_| 0,
+        )
+    }
+
+    /// Runs a validator on a gate step's context; `candidate` is what its
+    /// `candidate` import calls.
+    pub fn validate(
+        &self,
+        options: &CallOptions,
+        ctx: &Context,
+        candidate: Option<CandidateLink>,
+    ) -> Result<Outcome<Verdict>, PluginFailure> {
+        let Pre::Validator(pre) = &self.pre else {
+            return Err(wrong_world(World::Validator, self.world));
+        };
+        let input = context_size(ctx);
+        self.call(
+            options,
+            candidate,
+            input,
+            |store| {
+                let v = pre.instantiate(&mut *store)?;
+                v.call_validate(&mut *store, ctx)
+            },
+            verdict_size,
+        )
+    }
+
+    /// The shared call path: fresh store, limits, call, classification.
+    fn call<R>(
+        &self,
+        options: &CallOptions,
+        candidate: Option<CandidateLink>,
+        input_bytes: u64,
+        f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<Result<R, PluginError>>,
+        output_size: impl Fn(&R) -> u64,
+    ) -> Result<Outcome<R>, PluginFailure> {
+        let limits = self.limits_for(&options.limits);
+        if input_bytes > limits.max_input_bytes {
+            return Err(PluginFailure::new(
+                FailureKind::InputTooLarge,
+                format!(
+                    "input of {input_bytes} bytes exceeds the cap of {} bytes",
+                    limits.max_input_bytes
+                ),
+            ));
+        }
+        let sb = &self.sandbox;
+        let start = Instant::now();
+        let mut store = sb.store(&limits, options, candidate)?;
+        let result = f(&mut store);
+        let duration = start.elapsed();
+        let fuel_used = if sb.inner.config.fuel {
+            limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
+        } else {
+            0
+        };
+        let (stdout, dropped_out) = store.data().wasi.stdout.contents();
+        let (stderr, dropped_err) = store.data().wasi.stderr.contents();
+        let state = store.data();
+        let fail = |kind, message: String| PluginFailure {
+            kind,
+            message,
+            guest_code: None,
+            stderr: tail(&stderr, 2048),
+            fuel_used,
+        };
+        match result {
+            Ok(Ok(value)) => {
+                let size = output_size(&value);
+                if size > limits.max_output_bytes {
+                    return Err(fail(
+                        FailureKind::OutputTooLarge,
+                        format!(
+                            "result of {size} bytes exceeds the cap of {} bytes",
+                            limits.max_output_bytes
+                        ),
+                    ));
+                }
+                Ok(Outcome {
+                    value,
+                    fuel_used,
+                    candidate_fuel_used: state.candidate_fuel,
+                    duration,
+                    stdout,
+                    stderr,
+                    log_bytes_dropped: dropped_out + dropped_err,
+                })
+            }
+            Ok(Err(e)) => {
+                let mut f = fail(
+                    FailureKind::GuestError,
+                    format!("{}: {}", e.code, e.message),
+                );
+                f.guest_code = Some(e.code);
+                Err(f)
+            }
+            Err(err) => {
+                let (kind, message) = classify(&err, &state.limiter, &limits, &stderr);
+                Err(fail(kind, message))
+            }
+        }
+    }
+}
+
+/// Maps a wasmtime error to a failure kind and a message for people.
+fn classify(
+    err: &wasmtime::Error,
+    limiter: &Limiter,
+    limits: &Limits,
+    stderr: &str,
+) -> (FailureKind, String) {
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        match trap {
+            Trap::OutOfFuel => {
+                return (
+                    FailureKind::FuelExhausted,
+                    format!("used all {} units of fuel", limits.fuel),
+                );
+            }
+            Trap::Interrupt => {
+                return (
+                    FailureKind::Timeout,
+                    format!("ran past its {} ms deadline", limits.timeout_ms),
+                );
+            }
+            Trap::StackOverflow => {
+                return (
+                    FailureKind::StackOverflow,
+                    "call stack exhausted".to_string(),
+                );
+            }
+            _ => {}
+        }
+    }
+    if let Some(hit) = &limiter.hit {
+        return (FailureKind::MemoryLimit, hit.clone());
+    }
+    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return (
+            FailureKind::Trap,
+            format!("plugin exited with status {}", exit.0),
+        );
+    }
+    let mut message = root_message(err);
+    if let Some(panic) = panic_line(stderr) {
+        message = format!("{message}; {panic}");
+    }
+    (FailureKind::Trap, message)
+}
+
+/// The `panicked at ...` line (and the one after it) from a guest's stderr.
+fn panic_line(stderr: &str) -> Option<String> {
+    let mut lines = stderr.lines();
+    while let Some(l) = lines.next() {
+        if l.contains("panicked at") {
+            let next = lines.next().unwrap_or("");
+            return Some(format!("{} {}", l.trim(), next.trim()).trim().to_string());
+        }
+    }
+    None
+}
+
+fn tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    s[start..].to_string()
+}
+
+fn root_message(err: &wasmtime::Error) -> String {
+    let mut msg = err.to_string();
+    let root = err.root_cause().to_string();
+    if root != msg {
+        msg = format!("{msg}: {root}");
+    }
+    msg
+}
+
+fn engine_err(e: wasmtime::Error) -> SandboxError {
+    SandboxError::Engine(root_message(&e))
+}
+
+fn invalid(message: String) -> SandboxError {
+    SandboxError::Plugin(PluginFailure::new(FailureKind::InvalidComponent, message))
+}
+
+fn link_error(e: &wasmtime::Error) -> SandboxError {
+    invalid(format!("cannot be linked: {}", root_message(e)))
+}
+
+fn wrong_world(expected: World, got: World) -> PluginFailure {
+    PluginFailure::new(
+        FailureKind::InvalidComponent,
+        format!("expected a {expected} plugin, but this component is a {got}"),
+    )
+}
+
+/// The world a component implements, and its import and export names.
+fn shape(
+    engine: &Engine,
+    component: &Component,
+) -> Result<(World, Vec<String>, Vec<String>), SandboxError> {
+    let ty = component.component_type();
+    let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    let names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    let has = |n: &str| names.iter().any(|e| e == n);
+    let world = if has("predict") && has("metadata") {
+        World::Model
+    } else if has("validate") && has("describe") {
+        World::Validator
+    } else {
+        return Err(invalid(format!(
+            "exports neither the model world (metadata, predict) nor the validator world (describe, validate); it exports: [{}]",
+            names.join(", ")
+        )));
+    };
+    Ok((world, imports, names))
+}
+
+/// Encoded size of a batch, for the input cap.
+pub fn batch_size(batch: &Batch) -> u64 {
+    batch
+        .columns
+        .iter()
+        .map(|c| {
+            c.name.len() as u64
+                + match &c.values {
+                    ColumnValues::Numeric(v) => v.len() as u64 * 8,
+                    ColumnValues::Categorical(v) => v
+                        .iter()
+                        .map(|s| 8 + s.as_ref().map_or(0, |s| s.len() as u64))
+                        .sum(),
+                }
+        })
+        .sum()
+}
+
+fn predictions_size(p: &Predictions) -> u64 {
+    p.values.len() as u64 * 8
+}
+
+fn context_size(ctx: &Context) -> u64 {
+    let mut n = ctx.config.len() as u64
+        + batch_size(&ctx.data)
+        + predictions_size(&ctx.candidate_predictions);
+    n += ctx.labels.as_ref().map_or(0, |l| l.len() as u64 * 8);
+    n += ctx
+        .baseline_predictions
+        .as_ref()
+        .map_or(0, predictions_size);
+    if let Some(r) = &ctx.reference {
+        n += batch_size(&r.data) + predictions_size(&r.candidate_predictions);
+        n += r.labels.as_ref().map_or(0, |l| l.len() as u64 * 8);
+        n += r.baseline_predictions.as_ref().map_or(0, predictions_size);
+    }
+    n
+}
+
+fn verdict_size(v: &Verdict) -> u64 {
+    v.findings
+        .iter()
+        .map(|f| (f.code.len() + f.message.len() + 8) as u64)
+        .sum::<u64>()
+        + v.metrics
+            .iter()
+            .map(|m| (m.name.len() + 8) as u64)
+            .sum::<u64>()
+}
+
+/// Links the `candidate` interface: each call runs the candidate in its own
+/// fresh sandbox with at most the validator's remaining fuel, and charges
+/// what it used to the validator.
+fn add_candidate(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    let mut inst = linker.instance(CANDIDATE_IFACE)?;
+    inst.func_wrap(
+        "metadata",
+        |store: StoreContextMut<'_, CallState>, (): ()| -> wasmtime::Result<(ModelMetadata,)> {
+            match &store.data().candidate {
+                Some(c) => Ok((c.metadata.clone(),)),
+                None => Err(wasmtime::Error::msg(
+                    "no candidate model is attached to this call",
+                )),
+            }
+        },
+    )?;
+    inst.func_wrap(
+        "predict",
+        |mut store: StoreContextMut<'_, CallState>,
+         (batch,): (Batch,)|
+         -> wasmtime::Result<(Result<Predictions, PluginError>,)> {
+            let Some(link) = store.data().candidate.clone() else {
+                return Ok((Err(PluginError {
+                    code: "no-candidate".into(),
+                    message: "no candidate model is attached to this call".into(),
+                }),));
+            };
+            let metered = store.data().metered;
+            let remaining = if metered { store.get_fuel()? } else { u64::MAX };
+            let mut options = link.options.clone();
+            options.limits.fuel = Some(options.limits.fuel.map_or(remaining, |f| f.min(remaining)));
+            let result = link.plugin.predict(&options, &batch);
+            let used = match &result {
+                Ok(o) => o.fuel_used,
+                Err(f) => f.fuel_used,
+            };
+            store.data_mut().candidate_fuel += used;
+            if metered {
+                store.set_fuel(remaining.saturating_sub(used))?;
+            }
+            Ok((result.map(|o| o.value).map_err(|f| PluginError {
+                code: f.kind.as_str().to_string(),
+                message: f.message,
+            }),))
+        },
+    )?;
+    Ok(())
+}
