@@ -1,0 +1,219 @@
+//! A hostile model plugin for airlock's test suite.
+//!
+//! It exists to attack the sandbox from the inside: every batch picks one
+//! attack by the name of its first column, so a single component exercises
+//! every limit and every capability the host must deny. The integration
+//! tests in `tests/tests/hostile.rs` assert that each attack ends in the
+//! exact failure kind the host promises, and that the next call is unharmed.
+//!
+//! | first column   | what the plugin does                                        |
+//! |----------------|-------------------------------------------------------------|
+//! | `loop`         | spins forever                                               |
+//! | `recurse`      | recurses without bound                                      |
+//! | `grow`         | allocates and touches memory until allocation fails         |
+//! | `huge-output`  | returns 4 Mi values (32 MiB), past the default output cap   |
+//! | `big-output`   | returns 256 Ki values (2 MiB), past a lowered output cap    |
+//! | `read-abs`     | reads `/etc/passwd`                                         |
+//! | `read-dotdot`  | reads `/bundle/../../../../etc/passwd`                      |
+//! | `read-symlink` | reads `/bundle/link`, a symlink the test plants             |
+//! | `read-bundle`  | reads `/bundle/model.json` (control: the bundle is readable) |
+//! | `write-bundle` | creates, appends to, renames and deletes files in `/bundle` |
+//! | `env`          | counts environment variables and arguments                  |
+//! | `panic`        | panics with [`PANIC_MESSAGE`]                               |
+//! | `sleep`        | sleeps for an hour                                          |
+//! | `print`        | writes 10 MiB to stdout                                     |
+//! | `ok`           | behaves: one value per row, the row count                   |
+
+use airlock_guest::{
+    Batch, Feature, FeatureKind, Model, ModelMetadata, OutputSchema, PluginError, Predictions, Task,
+};
+use std::hint::black_box;
+use std::io::Write;
+
+/// What the `panic` attack panics with, so the test can find it in the
+/// failure.
+pub const PANIC_MESSAGE: &str = "hostile-model deliberate panic 7f3a9c";
+
+/// How many values the `huge-output` attack returns: 4 Mi `f64`s, 32 MiB,
+/// twice the default output cap and well inside the default memory cap.
+pub const HUGE_OUTPUT_VALUES: usize = 4 << 20;
+
+/// How many values the `big-output` attack returns: 256 Ki `f64`s, 2 MiB,
+/// below the host's per-call allocation cap, so only the output cap stops it.
+pub const BIG_OUTPUT_VALUES: usize = 256 << 10;
+
+/// How many bytes the `print` attack writes to stdout: 10 MiB.
+pub const PRINT_BYTES: usize = 10 << 20;
+
+/// The hostile model; its behaviour is chosen per batch.
+struct Hostile;
+
+impl Model for Hostile {
+    fn metadata() -> ModelMetadata {
+        ModelMetadata {
+            name: "hostile-model".to_string(),
+            version: "0.1.0".to_string(),
+            inputs: vec![Feature {
+                name: "x".to_string(),
+                kind: FeatureKind::Numeric,
+            }],
+            output: OutputSchema {
+                task: Task::Regression,
+                classes: Vec::new(),
+            },
+        }
+    }
+
+    fn predict(batch: Batch) -> Result<Predictions, PluginError> {
+        let mode = batch
+            .columns
+            .first()
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        match mode.as_str() {
+            "loop" => spin(),
+            "recurse" => Ok(values(vec![recurse(black_box(0)) as f64])),
+            "grow" => grow(),
+            "huge-output" => Ok(values(vec![1.0; HUGE_OUTPUT_VALUES])),
+            "big-output" => Ok(values(vec![1.0; BIG_OUTPUT_VALUES])),
+            "read-abs" => read_file("/etc/passwd"),
+            "read-dotdot" => read_file("/bundle/../../../../etc/passwd"),
+            "read-symlink" => read_file("/bundle/link"),
+            "read-bundle" => read_file("/bundle/model.json"),
+            "write-bundle" => write_bundle(),
+            "env" => Ok(values(vec![
+                std::env::vars_os().count() as f64,
+                std::env::args_os().count() as f64,
+            ])),
+            "panic" => panic!("{PANIC_MESSAGE}"),
+            "sleep" => sleep_an_hour(),
+            "print" => print_flood(),
+            "ok" => Ok(values(vec![f64::from(batch.rows); batch.rows as usize])),
+            other => Err(PluginError::bad_input(format!(
+                "unknown hostile mode `{other}`"
+            ))),
+        }
+    }
+}
+
+/// Predictions of width 1 holding `v`.
+fn values(v: Vec<f64>) -> Predictions {
+    Predictions {
+        width: 1,
+        values: v,
+    }
+}
+
+/// Loops forever; `black_box` keeps the optimiser from proving the loop
+/// useless.
+fn spin() -> ! {
+    let mut x: u64 = 0;
+    loop {
+        x = black_box(x.wrapping_add(1));
+    }
+}
+
+/// Recurses without bound. The recursive call goes through a function
+/// pointer hidden by `black_box`, so it can be neither inlined nor turned
+/// into a loop, and every level costs a native Wasm stack frame (the
+/// values stay in Wasm locals, not on Rust's shadow stack in linear
+/// memory, so the engine's stack guard is what stops it).
+fn recurse(depth: u64) -> u64 {
+    let next: fn(u64) -> u64 = black_box(recurse);
+    next(depth.wrapping_add(1)).wrapping_add(depth)
+}
+
+/// Allocates 1 MiB blocks and touches every page of each, keeping them all
+/// alive, until an allocation fails (which aborts the guest).
+fn grow() -> Result<Predictions, PluginError> {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = Vec::<u8>::with_capacity(1 << 20);
+        block.resize(1 << 20, 0);
+        for page in block.chunks_mut(4096) {
+            page[0] = 0xa5;
+        }
+        blocks.push(black_box(block));
+    }
+}
+
+/// Reads `path`; on success returns its length followed by every byte as
+/// a value (so a test can tell if any content leaked), on failure a
+/// `read-failed` error.
+fn read_file(path: &str) -> Result<Predictions, PluginError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let mut v = vec![bytes.len() as f64];
+            v.extend(bytes.iter().map(|b| f64::from(*b)));
+            Ok(values(v))
+        }
+        Err(e) => Err(PluginError::new(
+            "read-failed",
+            format!("cannot read `{path}`: {e}"),
+        )),
+    }
+}
+
+/// Tries every way of changing the read-only bundle; returns how many
+/// succeeded, or a `write-failed` error listing why each one failed.
+fn write_bundle() -> Result<Predictions, PluginError> {
+    let attempts: [(&str, std::io::Result<()>); 5] = [
+        (
+            "create /bundle/evil.txt",
+            std::fs::write("/bundle/evil.txt", b"pwned"),
+        ),
+        (
+            "append to /bundle/model.json",
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open("/bundle/model.json")
+                .and_then(|mut f| f.write_all(b"pwned")),
+        ),
+        ("mkdir /bundle/evil", std::fs::create_dir("/bundle/evil")),
+        (
+            "rename /bundle/model.json",
+            std::fs::rename("/bundle/model.json", "/bundle/moved.json"),
+        ),
+        (
+            "remove /bundle/model.json",
+            std::fs::remove_file("/bundle/model.json"),
+        ),
+    ];
+    let mut succeeded = 0.0;
+    let mut errors = Vec::new();
+    for (what, result) in attempts {
+        match result {
+            Ok(()) => succeeded += 1.0,
+            Err(e) => errors.push(format!("{what}: {e}")),
+        }
+    }
+    if succeeded > 0.0 {
+        return Ok(values(vec![succeeded]));
+    }
+    Err(PluginError::new("write-failed", errors.join("; ")))
+}
+
+/// Sleeps for an hour and reports how much monotonic and wall-clock time
+/// the guest saw pass, in seconds.
+fn sleep_an_hour() -> Result<Predictions, PluginError> {
+    let mono = std::time::Instant::now();
+    let wall = std::time::SystemTime::now();
+    std::thread::sleep(std::time::Duration::from_secs(3600));
+    let wall_elapsed = wall.elapsed().map(|d| d.as_secs_f64()).unwrap_or(-1.0);
+    Ok(values(vec![mono.elapsed().as_secs_f64(), wall_elapsed]))
+}
+
+/// Writes [`PRINT_BYTES`] to stdout in 64 KiB chunks, then behaves.
+fn print_flood() -> Result<Predictions, PluginError> {
+    let chunk = vec![b'x'; 64 << 10];
+    let mut out = std::io::stdout().lock();
+    for _ in 0..PRINT_BYTES / chunk.len() {
+        out.write_all(&chunk)
+            .map_err(|e| PluginError::new("write-failed", e.to_string()))?;
+    }
+    out.flush()
+        .map_err(|e| PluginError::new("write-failed", e.to_string()))?;
+    Ok(values(vec![PRINT_BYTES as f64]))
+}
+
+airlock_guest::export_model!(Hostile);
