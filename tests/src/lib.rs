@@ -42,3 +42,26 @@ pub fn sandbox() -> Sandbox {
     })
     .clone()
 }
+
+/// The `airlock` binary of this build, built on demand (integration tests
+/// of this crate do not get `CARGO_BIN_EXE_*` for another package's binary).
+pub fn airlock_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .current_dir(repo_root())
+            .args(["build", "-q", "-p", "airlock-host", "--bin", "airlock"])
+            .status()
+            .expect("running cargo to build the airlock binary");
+        assert!(status.success(), "building the airlock binary failed");
+        let bin = repo_root().join("target").join("debug").join("airlock");
+        assert!(bin.exists(), "{} missing", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// The example directory of the breast-cancer gate.
+pub fn example() -> PathBuf {
+    repo_root().join("examples").join("breast-cancer")
+}

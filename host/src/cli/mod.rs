@@ -349,6 +349,13 @@ fn plugin_run(
     let sb = sandbox(g)?;
     let m = load_model(&sb, model, bundle)
         .map_err(|e| CliError::input(format!("{}: {e}", model.display())))?;
+    if m.plugin.world != crate::capabilities::World::Model {
+        return Err(CliError::input(format!(
+            "{}: expected a model plugin, but this component is a {}",
+            model.display(),
+            m.plugin.world
+        )));
+    }
     let options = CallOptions {
         limits,
         seed,

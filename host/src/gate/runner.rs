@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// A dataset is read once per (file, label column).
+type DataKey = (PathBuf, Option<String>);
+
 /// A model taking part in a gate run.
 #[derive(Clone)]
 pub struct ModelUnderTest {
@@ -179,7 +182,7 @@ impl GateRun<'_> {
         // Load everything first, so a broken gate is refused before any
         // verdict is produced.
         let mut validators = Vec::new();
-        let mut datasets: HashMap<PathBuf, Dataset> = HashMap::new();
+        let mut datasets: HashMap<DataKey, Dataset> = HashMap::new();
         for step in &self.spec.steps {
             let path = self.spec.plugin_path(step, self.plugin_dir.as_deref());
             let plugin = self
@@ -201,15 +204,15 @@ impl GateRun<'_> {
                 });
             }
             for p in std::iter::once(&step.dataset).chain(step.reference.as_ref()) {
-                let full = self.spec.resolve(p);
-                if !datasets.contains_key(&full) {
+                let key = (self.spec.resolve(p), step.label.clone());
+                if !datasets.contains_key(&key) {
                     let d =
-                        data::read_csv(&full, Some(&cand.metadata.inputs), step.label.as_deref())
+                        data::read_csv(&key.0, Some(&cand.metadata.inputs), step.label.as_deref())
                             .map_err(|source| GateError::Data {
-                            step: step.name.clone(),
-                            source,
-                        })?;
-                    datasets.insert(full, d);
+                                step: step.name.clone(),
+                                source,
+                            })?;
+                    datasets.insert(key, d);
                 }
             }
             validators.push((path, plugin));
@@ -255,18 +258,18 @@ impl GateRun<'_> {
         step: &StepSpec,
         path: &Path,
         plugin: &Arc<Plugin>,
-        datasets: &HashMap<PathBuf, Dataset>,
+        datasets: &HashMap<DataKey, Dataset>,
         cand: &mut Side,
         mut base: Option<&mut Side>,
         seed: u64,
         model_fuel: &mut u64,
     ) -> StepReport {
         let start = Instant::now();
-        let data = &datasets[&self.spec.resolve(&step.dataset)];
+        let data = &datasets[&(self.spec.resolve(&step.dataset), step.label.clone())];
         let reference = step
             .reference
             .as_ref()
-            .map(|r| &datasets[&self.spec.resolve(r)]);
+            .map(|r| &datasets[&(self.spec.resolve(r), step.label.clone())]);
         let mut report = StepReport {
             name: step.name.clone(),
             plugin: path.display().to_string(),

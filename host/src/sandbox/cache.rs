@@ -180,7 +180,21 @@ fn new_key(path: &Path) -> Result<[u8; 32], SandboxError> {
     }
     tmp.write_all(&key)
         .map_err(|e| SandboxError::io("writing cache key", e))?;
-    tmp.persist(path)
-        .map_err(|e| SandboxError::io("storing cache key", e.error))?;
+    // Another process may have created the key meanwhile: keep theirs, so
+    // both seal artifacts under the same key.
+    if let Err(e) = tmp.persist_noclobber(path) {
+        if e.error.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(SandboxError::io("storing cache key", e.error));
+        }
+        let existing = std::fs::read(path).map_err(|e| SandboxError::io("reading cache key", e))?;
+        if existing.len() != 32 {
+            return Err(SandboxError::Config(format!(
+                "cache key {} is corrupt ({} bytes); delete it to start a fresh cache",
+                path.display(),
+                existing.len()
+            )));
+        }
+        key.copy_from_slice(&existing);
+    }
     Ok(key)
 }

@@ -566,6 +566,29 @@ impl Plugin {
         )
     }
 
+    /// A warm instance of a model, for callers that score many batches
+    /// against one model and accept that state may carry over between
+    /// calls (benchmarks, and later serving). Each call gets fresh fuel and
+    /// a fresh deadline; after any failure the session refuses further calls.
+    pub fn instantiate(&self, options: &CallOptions) -> Result<Session, PluginFailure> {
+        let Pre::Model(pre) = &self.pre else {
+            return Err(wrong_world(World::Model, self.world));
+        };
+        let limits = self.limits_for(&options.limits);
+        let mut store = self.sandbox.store(&limits, options, None)?;
+        let model = pre.instantiate(&mut store).map_err(|e| {
+            let (kind, message) = classify(&e, &store.data().limiter, &limits, "");
+            PluginFailure::new(kind, message)
+        })?;
+        Ok(Session {
+            store,
+            model,
+            limits,
+            sandbox: self.sandbox.clone(),
+            poisoned: false,
+        })
+    }
+
     /// The shared call path: fresh store, limits, call, classification.
     fn call<R>(
         &self,
@@ -859,4 +882,79 @@ fn add_candidate(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// A live model instance reused across calls; see [`Plugin::instantiate`].
+pub struct Session {
+    store: Store<CallState>,
+    model: bindings::model::Model,
+    limits: Limits,
+    sandbox: Sandbox,
+    poisoned: bool,
+}
+
+impl Session {
+    /// Scores `batch` on the warm instance.
+    pub fn predict(&mut self, batch: &Batch) -> Result<Outcome<Predictions>, PluginFailure> {
+        if self.poisoned {
+            return Err(PluginFailure::new(
+                FailureKind::Trap,
+                "this instance failed earlier; start a new session",
+            ));
+        }
+        let cfg = &self.sandbox.inner.config;
+        if cfg.fuel {
+            self.store
+                .set_fuel(self.limits.fuel)
+                .map_err(|e| PluginFailure::new(FailureKind::Trap, e.to_string()))?;
+        }
+        if cfg.epoch_deadline {
+            let tick = cfg.epoch_tick.as_nanos().max(1);
+            let ticks = (u128::from(self.limits.timeout_ms) * 1_000_000).div_ceil(tick) as u64;
+            self.store.set_epoch_deadline(ticks.max(1) + 1);
+        }
+        let start = Instant::now();
+        let result = self.model.call_predict(&mut self.store, batch);
+        let duration = start.elapsed();
+        let fuel_used = if cfg.fuel {
+            self.limits
+                .fuel
+                .saturating_sub(self.store.get_fuel().unwrap_or(0))
+        } else {
+            0
+        };
+        let fail = |kind, message: String| PluginFailure {
+            kind,
+            message,
+            guest_code: None,
+            stderr: String::new(),
+            fuel_used,
+        };
+        match result {
+            Ok(Ok(value)) => Ok(Outcome {
+                value,
+                fuel_used,
+                candidate_fuel_used: 0,
+                duration,
+                stdout: String::new(),
+                stderr: String::new(),
+                log_bytes_dropped: 0,
+            }),
+            Ok(Err(e)) => {
+                let mut f = fail(
+                    FailureKind::GuestError,
+                    format!("{}: {}", e.code, e.message),
+                );
+                f.guest_code = Some(e.code);
+                Err(f)
+            }
+            Err(err) => {
+                self.poisoned = true;
+                let (stderr, _) = self.store.data().wasi.stderr.contents();
+                let (kind, message) =
+                    classify(&err, &self.store.data().limiter, &self.limits, &stderr);
+                Err(fail(kind, message))
+            }
+        }
+    }
 }
