@@ -14,7 +14,7 @@
 //! parsing, bundle reading for models, and the [`stats`] crate with the
 //! metrics and drift tests validators need.
 //!
-//! ```ignore
+//! ```text
 //! use airlock_guest::{stats::metrics, Context, PluginError, Report, Validator, ValidatorInfo, Verdict};
 //!
 //! #[derive(serde::Deserialize)]

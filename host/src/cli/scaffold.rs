@@ -87,6 +87,14 @@ strip = "debuginfo"
     write(dir.join("Cargo.toml"), &manifest)?;
     write(dir.join("src").join("lib.rs"), &src)?;
     write(dir.join(".gitignore"), "/target\n")?;
+    // Start from the versions the SDK is tested with (cargo drops the
+    // entries the crate does not use), so that the first build needs no
+    // registry index and works offline when those crates are cached.
+    let lock = sdk.join("..").join("Cargo.lock");
+    if lock.is_file() {
+        std::fs::copy(&lock, dir.join("Cargo.lock"))
+            .map_err(|e| CliError::input(format!("copying {}: {e}", lock.display())))?;
+    }
     Ok(())
 }
 
@@ -170,10 +178,16 @@ const MODEL_TEMPLATE: &str = r#"//! __NAME__: an airlock model plugin.
 //! `predict` on every batch, each time in a fresh sandboxed instance. A
 //! model that needs weights reads them from its data bundle with
 //! `airlock_guest::bundle::read_model_file()`.
+//!
+//! Build and try it:
+//!
+//! ```text
+//! airlock plugin build __NAME__ -o __NAME__.wasm
+//! airlock plugin run __NAME__.wasm --data rows.csv   # a CSV with a column `x`
+//! ```
 
-use airlock_guest::{
-    Batch, Feature, FeatureKind, Model, ModelMetadata, OutputSchema, PluginError, Predictions, Task,
-};
+use airlock_guest::{Batch, Feature, FeatureKind, Model, ModelMetadata, OutputSchema};
+use airlock_guest::{PluginError, Predictions, Task};
 
 /// The model.
 pub struct __TYPE__;
@@ -181,17 +195,25 @@ pub struct __TYPE__;
 impl Model for __TYPE__ {
     fn metadata() -> ModelMetadata {
         ModelMetadata {
-            name: "__NAME__".into(),
+            name: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            inputs: vec![Feature { name: "x".into(), kind: FeatureKind::Numeric }],
-            output: OutputSchema { task: Task::Regression, classes: vec![] },
+            inputs: vec![Feature {
+                name: "x".into(),
+                kind: FeatureKind::Numeric,
+            }],
+            output: OutputSchema {
+                task: Task::Regression,
+                classes: vec![],
+            },
         }
     }
 
     fn predict(batch: Batch) -> Result<Predictions, PluginError> {
         // Replace with your model: here, y = 2x + 1.
         let x = batch.numeric("x")?;
-        Ok(Predictions::regression(x.iter().map(|v| 2.0 * v + 1.0).collect()))
+        Ok(Predictions::regression(
+            x.iter().map(|v| 2.0 * v + 1.0).collect(),
+        ))
     }
 }
 
@@ -203,8 +225,22 @@ const VALIDATOR_TEMPLATE: &str = r#"//! __NAME__: an airlock validator plugin.
 //! One step of a deployment gate: it receives the step's config, the
 //! evaluation rows, their labels and the candidate's predictions, and
 //! returns a verdict with findings and metrics.
+//!
+//! Build it with `airlock plugin build __NAME__ -o __NAME__.wasm`, then use it
+//! in a gate file and run `airlock gate run gate.toml --model <model.wasm>`:
+//!
+//! ```toml
+//! [[steps]]
+//! name = "accuracy"
+//! plugin = "__NAME__.wasm"   # relative to the gate file
+//! dataset = "eval.csv"
+//! label = "target"           # the label column: class indices 0, 1, ...
+//! [steps.config]
+//! min_accuracy = 0.9
+//! ```
 
-use airlock_guest::{stats::metrics, Context, PluginError, Report, Validator, ValidatorInfo, Verdict};
+use airlock_guest::stats::metrics;
+use airlock_guest::{Context, PluginError, Report, Validator, ValidatorInfo, Verdict};
 
 /// The step's configuration (`[steps.config]` in the gate file).
 #[derive(serde::Deserialize)]
@@ -218,7 +254,8 @@ pub struct __TYPE__;
 
 impl Validator for __TYPE__ {
     fn describe() -> ValidatorInfo {
-        ValidatorInfo::new("__NAME__", env!("CARGO_PKG_VERSION"), "accuracy at or above a threshold")
+        let about = "accuracy at or above a threshold";
+        ValidatorInfo::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"), about)
     }
 
     fn validate(ctx: Context) -> Result<Verdict, PluginError> {
@@ -265,5 +302,9 @@ mod tests {
         assert!(lib.contains("export_validator!(Acc)"));
         let toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(toml.contains("features = [\"validator\"]"));
+        assert!(
+            dir.join("Cargo.lock").is_file(),
+            "the SDK's lock file is copied"
+        );
     }
 }

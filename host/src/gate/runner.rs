@@ -47,7 +47,7 @@ pub enum GateError {
         /// The component file.
         path: PathBuf,
         /// Why.
-        source: SandboxError,
+        source: Box<SandboxError>,
     },
     /// A step's dataset was refused.
     #[error("step `{step}`: {source}")]
@@ -63,7 +63,7 @@ pub enum GateError {
         /// `candidate` or `baseline`.
         role: &'static str,
         /// Why.
-        source: PluginFailure,
+        source: Box<PluginFailure>,
     },
 }
 
@@ -101,16 +101,19 @@ impl Side {
         if model.plugin.world != World::Model {
             return Err(GateError::Model {
                 role,
-                source: PluginFailure::new(
+                source: Box::new(PluginFailure::new(
                     crate::FailureKind::InvalidComponent,
                     format!("expected a model plugin, got a {}", model.plugin.world),
-                ),
+                )),
             });
         }
         let out = model
             .plugin
             .metadata(&options)
-            .map_err(|source| GateError::Model { role, source })?;
+            .map_err(|source| GateError::Model {
+                role,
+                source: Box::new(source),
+            })?;
         let info = ModelInfo {
             metadata: out.value.clone(),
             digest: model.plugin.digest.to_string(),
@@ -191,28 +194,31 @@ impl GateRun<'_> {
                 .map_err(|source| GateError::Validator {
                     step: step.name.clone(),
                     path: path.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             if plugin.world != World::Validator {
                 return Err(GateError::Validator {
                     step: step.name.clone(),
                     path,
-                    source: SandboxError::Plugin(PluginFailure::new(
+                    source: Box::new(SandboxError::Plugin(PluginFailure::new(
                         crate::FailureKind::InvalidComponent,
                         "expected a validator plugin, got a model",
-                    )),
+                    ))),
                 });
             }
             for p in std::iter::once(&step.dataset).chain(step.reference.as_ref()) {
                 let key = (self.spec.resolve(p), step.label.clone());
-                if !datasets.contains_key(&key) {
-                    let d =
-                        data::read_csv(&key.0, Some(&cand.metadata.inputs), step.label.as_deref())
-                            .map_err(|source| GateError::Data {
-                                step: step.name.clone(),
-                                source,
-                            })?;
-                    datasets.insert(key, d);
+                if let std::collections::hash_map::Entry::Vacant(slot) = datasets.entry(key) {
+                    let d = data::read_csv(
+                        &slot.key().0,
+                        Some(&cand.metadata.inputs),
+                        step.label.as_deref(),
+                    )
+                    .map_err(|source| GateError::Data {
+                        step: step.name.clone(),
+                        source,
+                    })?;
+                    slot.insert(d);
                 }
             }
             validators.push((path, plugin));

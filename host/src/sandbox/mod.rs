@@ -475,7 +475,10 @@ impl Sandbox {
             store.set_epoch_deadline(ticks.max(1) + 1);
             store.epoch_deadline_trap();
         }
-        store.set_hostcall_fuel(limits.max_host_alloc_bytes as usize);
+        // Hostcall fuel bounds what the guest may copy into the host in one
+        // go: arguments of a host call, or the call's result. Results get
+        // their own cap (`max_output_bytes`), so allow whichever is larger.
+        store.set_hostcall_fuel(limits.max_host_alloc_bytes.max(limits.max_output_bytes) as usize);
         Ok(store)
     }
 }
@@ -699,6 +702,16 @@ fn classify(
     if let Some(hit) = &limiter.hit {
         return (FailureKind::MemoryLimit, hit.clone());
     }
+    // Wasmtime's error for this is not a public type; its message is stable.
+    if root_message(err).contains("fuel allocated for hostcalls has been exhausted") {
+        return (
+            FailureKind::OutputTooLarge,
+            format!(
+                "the plugin tried to hand the host more than {} bytes at once (its result, or the arguments of a host call)",
+                limits.max_host_alloc_bytes.max(limits.max_output_bytes)
+            ),
+        );
+    }
     if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return (
             FailureKind::Trap,
@@ -749,7 +762,17 @@ fn engine_err(e: wasmtime::Error) -> SandboxError {
 }
 
 fn invalid(message: String) -> SandboxError {
-    SandboxError::Plugin(PluginFailure::new(FailureKind::InvalidComponent, message))
+    // Parser errors can carry multi-line dumps; keep one readable line.
+    let mut line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.len() > 400 {
+        let mut cut = 400;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push_str(" ...");
+    }
+    SandboxError::Plugin(PluginFailure::new(FailureKind::InvalidComponent, line))
 }
 
 fn link_error(e: &wasmtime::Error) -> SandboxError {

@@ -16,7 +16,7 @@
 //! | `read-abs`     | reads `/etc/passwd`                                         |
 //! | `read-dotdot`  | reads `/bundle/../../../../etc/passwd`                      |
 //! | `read-symlink` | reads `/bundle/link`, a symlink the test plants             |
-//! | `read-bundle`  | reads `/bundle/model.json` (control: the bundle is readable) |
+//! | `read-bundle`  | reads `/bundle/model.json` (the readable control)           |
 //! | `write-bundle` | creates, appends to, renames and deletes files in `/bundle` |
 //! | `env`          | counts environment variables and arguments                  |
 //! | `panic`        | panics with [`PANIC_MESSAGE`]                               |
@@ -128,8 +128,7 @@ fn recurse(depth: u64) -> u64 {
 fn grow() -> Result<Predictions, PluginError> {
     let mut blocks: Vec<Vec<u8>> = Vec::new();
     loop {
-        let mut block = Vec::<u8>::with_capacity(1 << 20);
-        block.resize(1 << 20, 0);
+        let mut block = vec![0u8; 1 << 20];
         for page in block.chunks_mut(4096) {
             page[0] = 0xa5;
         }

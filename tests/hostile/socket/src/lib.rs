@@ -3,10 +3,11 @@
 //! It exists to prove that airlock refuses, at load time and naming the
 //! import, a component that imports `wasi:sockets`: its `predict` connects
 //! to `127.0.0.1:9` with `std::net::TcpStream::connect`, which Rust's
-//! `wasm32-wasip2` standard library implements with `wasi:sockets/tcp`,
-//! `wasi:sockets/network` and `wasi:sockets/instance-network` imports (see
-//! `component_imports_sockets` in `tests/tests/hostile.rs`, which checks
-//! this with the host's own inspection). The component never runs.
+//! `wasm32-wasip2` standard library implements over `wasi:sockets`: the
+//! component imports `wasi:sockets/{network, instance-network, tcp,
+//! tcp-create-socket, udp, udp-create-socket, ip-name-lookup}@0.2.6`
+//! (`component_imports_sockets` in `tests/tests/hostile.rs` checks this
+//! with the host's own inspection). The component never runs.
 
 use airlock_guest::{Batch, Model, ModelMetadata, OutputSchema, PluginError, Predictions, Task};
 use std::io::Write;
