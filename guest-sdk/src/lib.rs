@@ -181,6 +181,40 @@ macro_rules! export_validator {
     };
 }
 
+/// Embeds the plugin's manifest: a TOML document whose `[limits]` table
+/// asks the host for *lower* limits than its defaults (it can never get
+/// more). The text lands in the component's `airlock-manifest` custom
+/// section, so it is covered by the component's digest and shown by
+/// `airlock plugin inspect`.
+///
+/// ```text
+/// airlock_guest::manifest!("[limits]\nfuel = 200_000_000\nmemory_bytes = 67_108_864\n");
+/// ```
+#[macro_export]
+macro_rules! manifest {
+    ($toml:expr) => {
+        const _: () = {
+            const TEXT: &str = $toml;
+            #[cfg_attr(target_family = "wasm", unsafe(link_section = "airlock-manifest"))]
+            #[used]
+            static AIRLOCK_MANIFEST: [u8; TEXT.len()] =
+                $crate::__manifest_bytes::<{ TEXT.len() }>(TEXT);
+        };
+    };
+}
+
+#[doc(hidden)]
+pub const fn __manifest_bytes<const N: usize>(text: &str) -> [u8; N] {
+    let bytes = text.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}
+
 /// The candidate model, callable from a validator (for probes).
 ///
 /// Each call runs in the candidate's own sandbox on the host; its fuel is

@@ -16,11 +16,13 @@
 
 pub mod capabilities;
 pub mod cli;
+pub mod config;
 pub mod data;
 pub mod digest;
 pub mod error;
 pub mod gate;
 pub mod limits;
+pub mod manifest;
 pub mod sandbox;
 
 pub use error::{FailureKind, PluginFailure, SandboxError};

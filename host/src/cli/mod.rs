@@ -5,11 +5,12 @@
 pub mod exit;
 mod scaffold;
 
+use crate::config::HostConfig;
 use crate::data;
 use crate::gate::runner::load_model;
 use crate::gate::{GateRun, GateSpec};
 use crate::limits::LimitRequest;
-use crate::sandbox::{CallOptions, Sandbox, SandboxConfig};
+use crate::sandbox::{CallOptions, Sandbox};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use exit::CliError;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,10 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 struct Global {
+    /// Operator configuration (limit ceilings, cache, sandbox); default:
+    /// $AIRLOCK_CONFIG if set, else the embedded defaults.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     /// Where compiled components are cached (default: $AIRLOCK_CACHE_DIR, else
     /// $XDG_CACHE_HOME/airlock, else ~/.cache/airlock).
     #[arg(long, global = true)]
@@ -170,13 +175,7 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-fn cache_dir(g: &Global) -> Option<PathBuf> {
-    if g.no_cache {
-        return None;
-    }
-    if let Some(d) = &g.cache_dir {
-        return Some(d.clone());
-    }
+fn default_cache_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("AIRLOCK_CACHE_DIR") {
         return Some(PathBuf::from(d));
     }
@@ -187,12 +186,24 @@ fn cache_dir(g: &Global) -> Option<PathBuf> {
 }
 
 fn sandbox(g: &Global) -> Result<Sandbox, CliError> {
-    Sandbox::new(SandboxConfig {
-        cache_dir: cache_dir(g),
-        max_instances: 16,
-        ..SandboxConfig::default()
-    })
-    .map_err(CliError::from)
+    let path = g
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("AIRLOCK_CONFIG").map(PathBuf::from));
+    let cfg = match path {
+        Some(p) => HostConfig::load(&p).map_err(CliError::input)?,
+        None => HostConfig::default(),
+    };
+    let mut sc = cfg.sandbox_config();
+    sc.cache_dir = if g.no_cache {
+        None
+    } else {
+        g.cache_dir
+            .clone()
+            .or(cfg.cache_dir)
+            .or_else(default_cache_dir)
+    };
+    Sandbox::new(sc).map_err(CliError::from)
 }
 
 /// Runs a parsed command line.
@@ -266,6 +277,28 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 println!("capabilities granted:");
                 for c in &info.capabilities {
                     println!("  {:<12} {}", c.name, c.granted_as);
+                }
+                let g = &info.granted_limits;
+                println!(
+                    "limits:  fuel {}, timeout {} ms, memory {} bytes, output {} bytes",
+                    g.fuel, g.timeout_ms, g.memory_bytes, g.max_output_bytes
+                );
+                let asked = serde_json::to_value(info.requested_limits).unwrap_or_default();
+                let asked: Vec<String> = asked
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| format!("{k} = {v}"))
+                    .collect();
+                if !asked.is_empty() {
+                    println!("manifest asks for: {}", asked.join(", "));
+                }
+                if !info.refused_limit_raises.is_empty() {
+                    println!(
+                        "not granted (above the ceilings): {}",
+                        info.refused_limit_raises.join(", ")
+                    );
                 }
                 if !info.refused_imports.is_empty() {
                     println!("verdict: airlock refuses to load this component");

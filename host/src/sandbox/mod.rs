@@ -14,6 +14,7 @@ use crate::capabilities::{self, Capability, World};
 use crate::digest::Digest;
 use crate::error::{FailureKind, PluginFailure, SandboxError};
 use crate::limits::{LimitRequest, Limits};
+use crate::manifest::Manifest;
 use bindings::{
     Batch, ColumnValues, Context, ModelMetadata, PluginError, Predictions, ValidatorInfo, Verdict,
 };
@@ -92,6 +93,8 @@ pub struct Plugin {
     pub exports: Vec<String>,
     /// Where the compiled code came from.
     pub cache_outcome: CacheOutcome,
+    /// What the plugin asks of the host (embedded in the component).
+    pub manifest: Manifest,
     pre: Pre,
 }
 
@@ -118,6 +121,12 @@ pub struct Inspection {
     pub capabilities: Vec<Capability>,
     /// Imports that would make the component refuse to load.
     pub refused_imports: Vec<String>,
+    /// The limits the plugin's manifest asks for.
+    pub requested_limits: LimitRequest,
+    /// The limits its calls run under (ceilings lowered by the manifest).
+    pub granted_limits: Limits,
+    /// Manifest requests above the ceilings, which are not granted.
+    pub refused_limit_raises: Vec<&'static str>,
 }
 
 /// A model's data bundle: one directory, granted read-only at `/bundle`.
@@ -364,6 +373,7 @@ impl Sandbox {
             .map_err(|e| invalid(format!("not a valid component: {}", root_message(&e))))?;
         let (world, imports, exports) = shape(engine, &component)?;
         capabilities::check_imports(world, &imports)?;
+        let manifest = crate::manifest::read(bytes).map_err(invalid)?;
         let pre = match world {
             World::Model => {
                 let ip = self
@@ -399,6 +409,7 @@ impl Sandbox {
             imports,
             exports,
             cache_outcome,
+            manifest,
             pre,
         });
         self.lock_loaded().insert(digest, plugin.clone());
@@ -414,6 +425,8 @@ impl Sandbox {
             .get_or_compile(&self.inner.engine, digest, bytes)
             .map_err(|e| invalid(format!("not a valid component: {}", root_message(&e))))?;
         let (world, imports, exports) = shape(&self.inner.engine, &component)?;
+        let manifest = crate::manifest::read(bytes).map_err(invalid)?;
+        let ceiling = self.inner.config.limits;
         let refused_imports = imports
             .iter()
             .filter(|i| capabilities::check_imports(world, &[i.as_str()]).is_err())
@@ -427,6 +440,9 @@ impl Sandbox {
             imports,
             exports,
             refused_imports,
+            granted_limits: ceiling.lowered_by(&manifest.limits),
+            refused_limit_raises: ceiling.refused_raises(&manifest.limits),
+            requested_limits: manifest.limits,
         })
     }
 
@@ -484,9 +500,15 @@ impl Sandbox {
 }
 
 impl Plugin {
-    /// The limits a call with `req` runs under.
+    /// The limits a call with `req` runs under: the operator's ceilings,
+    /// lowered by the plugin's manifest, lowered by `req`.
     pub fn limits_for(&self, req: &LimitRequest) -> Limits {
-        self.sandbox.inner.config.limits.lowered_by(req)
+        self.sandbox
+            .inner
+            .config
+            .limits
+            .lowered_by(&self.manifest.limits)
+            .lowered_by(req)
     }
 
     /// A model's declared metadata.

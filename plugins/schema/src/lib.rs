@@ -68,3 +68,7 @@ impl Validator for SchemaValidator {
 }
 
 airlock_guest::export_validator!(SchemaValidator);
+
+// Checking a schema is cheap: ask for far less than the host's defaults, so
+// a bug here fails fast instead of burning the default budget.
+airlock_guest::manifest!("[limits]\nfuel = 500_000_000\nmemory_bytes = 134_217_728\n");
