@@ -42,12 +42,18 @@ impl Digest {
         }
         let mut entries = Vec::new();
         collect(path, Path::new(""), &mut entries)?;
+        Ok(Digest::of_manifest(entries))
+    }
+
+    /// The digest of a directory from its files' relative paths and
+    /// digests: sha256 over the sorted lines `sha256:<hex>  <path>`.
+    pub fn of_manifest(mut entries: Vec<(String, Digest)>) -> Digest {
         entries.sort();
         let mut manifest = String::new();
         for (rel, d) in entries {
             manifest.push_str(&format!("{d}  {rel}\n"));
         }
-        Ok(Digest::of(manifest.as_bytes()))
+        Digest::of(manifest.as_bytes())
     }
 }
 

@@ -170,3 +170,35 @@ fn a_corrupt_bundle_is_refused_inside_the_sandbox() {
     assert_eq!(e.kind, airlock_host::FailureKind::GuestError, "{e}");
     assert_eq!(e.guest_code.as_deref(), Some("bad-bundle"), "{e}");
 }
+
+#[test]
+fn a_bundle_is_a_snapshot_of_exactly_what_was_digested() {
+    let sb = sandbox();
+    let p = sb.load_file(&plugin("airlock_model_xgboost")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let model = std::fs::read(fixture("models/xgb_binary_3.2.0.json")).unwrap();
+    std::fs::write(dir.path().join("model.json"), &model).unwrap();
+    let before = airlock_host::digest::Digest::of_path(dir.path()).unwrap();
+    let bundle = Bundle::from_path(dir.path()).unwrap();
+    assert_eq!(bundle.digest, before);
+    // Swapping the model after the bundle was opened changes nothing the
+    // plugin sees: it reads the snapshot the digest names.
+    std::fs::write(dir.path().join("model.json"), b"{}").unwrap();
+    let options = CallOptions {
+        bundle: Some(bundle),
+        ..CallOptions::default()
+    };
+    let meta = p.metadata(&options).unwrap().value;
+    assert_eq!(meta.inputs.len(), 30);
+    let ds = read_csv(
+        &fixture("data/breast_cancer_eval.csv"),
+        Some(&meta.inputs),
+        Some("target"),
+    )
+    .unwrap();
+    let got = p
+        .predict(&options, &data::model_inputs(&ds.batch, &meta.inputs))
+        .unwrap();
+    let (_, want, _) = expected("expected_xgb_binary_3.2.0_breast_cancer_eval.json");
+    assert!((got.value.values[1] - want[0][1]).abs() < 1e-5);
+}

@@ -130,50 +130,90 @@ pub struct Inspection {
 }
 
 /// A model's data bundle: one directory, granted read-only at `/bundle`.
+///
+/// The bundle is snapshotted when it is opened: its files are read through
+/// a cap-std directory handle (no symlinks, no special files, nothing
+/// outside it) into a private directory, and the digest is computed over
+/// exactly those bytes. The plugin is granted the snapshot, so what it reads
+/// is what the digest names, whatever happens to the original afterwards.
 #[derive(Clone)]
 pub struct Bundle {
-    dir: Arc<BundleDir>,
-    /// Digest of the bundle as given (file bytes, or directory manifest).
+    dir: Arc<tempfile::TempDir>,
+    /// Digest of the bundle: the file's bytes, or the directory's manifest
+    /// (see [`Digest::of_path`]).
     pub digest: Digest,
 }
 
-enum BundleDir {
-    Given(PathBuf),
-    Copied(tempfile::TempDir),
-}
-
 impl Bundle {
-    /// A bundle from a directory, or from a single file (copied into a
-    /// private directory so the file's siblings stay invisible).
+    /// Snapshots a bundle directory, or a single file (which becomes the
+    /// only file of the bundle, keeping its name).
     pub fn from_path(path: &Path) -> Result<Bundle, SandboxError> {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| SandboxError::io(format!("bundle {}", path.display()), e))?;
-        let digest = Digest::of_path(path)
-            .map_err(|e| SandboxError::io(format!("bundle {}", path.display()), e))?;
-        let dir = if meta.is_dir() {
-            BundleDir::Given(path.to_path_buf())
-        } else {
-            let tmp = tempfile::tempdir().map_err(|e| SandboxError::io("bundle copy", e))?;
+        let ctx = |e: std::io::Error| SandboxError::io(format!("bundle {}", path.display()), e);
+        let snapshot = tempfile::tempdir().map_err(|e| SandboxError::io("bundle snapshot", e))?;
+        let meta = std::fs::symlink_metadata(path).map_err(ctx)?;
+        let digest = if meta.is_file() {
+            let bytes = std::fs::read(path).map_err(ctx)?;
             let name = path
                 .file_name()
                 .unwrap_or(std::ffi::OsStr::new("model.json"));
-            std::fs::copy(path, tmp.path().join(name))
-                .map_err(|e| SandboxError::io(format!("copying bundle {}", path.display()), e))?;
-            BundleDir::Copied(tmp)
+            std::fs::write(snapshot.path().join(name), &bytes).map_err(ctx)?;
+            Digest::of(&bytes)
+        } else if meta.is_dir() {
+            let src = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
+                .map_err(ctx)?;
+            let mut files = Vec::new();
+            copy_tree(&src, Path::new(""), snapshot.path(), &mut files).map_err(ctx)?;
+            Digest::of_manifest(files)
+        } else {
+            return Err(ctx(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file or directory (symlinks are refused)",
+            )));
         };
         Ok(Bundle {
-            dir: Arc::new(dir),
+            dir: Arc::new(snapshot),
             digest,
         })
     }
 
-    /// The host directory granted to the plugin.
+    /// The host directory granted to the plugin (the snapshot).
     pub fn dir(&self) -> &Path {
-        match &*self.dir {
-            BundleDir::Given(p) => p,
-            BundleDir::Copied(t) => t.path(),
+        self.dir.path()
+    }
+}
+
+/// Copies the regular files under `src` into `dst`, refusing symlinks and
+/// special files, and records each file's relative path and digest.
+fn copy_tree(
+    src: &cap_std::fs::Dir,
+    rel: &Path,
+    dst: &Path,
+    files: &mut Vec<(String, Digest)>,
+) -> std::io::Result<()> {
+    for entry in src.entries()? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let ty = entry.file_type()?;
+        let rel_path = rel.join(&name);
+        if ty.is_dir() {
+            std::fs::create_dir(dst.join(&rel_path))?;
+            let sub = src.open_dir(&name)?;
+            copy_tree(&sub, &rel_path, dst, files)?;
+        } else if ty.is_file() {
+            let bytes = src.read(&name)?;
+            std::fs::write(dst.join(&rel_path), &bytes)?;
+            files.push((rel_path.to_string_lossy().into_owned(), Digest::of(&bytes)));
+        } else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "bundle entry `{}` is not a regular file or directory (symlinks are refused)",
+                    rel_path.display()
+                ),
+            ));
         }
     }
+    Ok(())
 }
 
 /// Per-call options.
