@@ -1016,6 +1016,14 @@ impl Session {
             fuel_used,
         };
         match result {
+            Ok(Ok(value)) if predictions_size(&value) > self.limits.max_output_bytes => Err(fail(
+                FailureKind::OutputTooLarge,
+                format!(
+                    "result of {} bytes exceeds the cap of {} bytes",
+                    predictions_size(&value),
+                    self.limits.max_output_bytes
+                ),
+            )),
             Ok(Ok(value)) => Ok(Outcome {
                 value,
                 fuel_used,
