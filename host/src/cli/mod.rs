@@ -15,6 +15,23 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use exit::CliError;
 use std::path::{Path, PathBuf};
 
+/// Writes a line to stdout; a closed pipe (`airlock ... | head`) is not an
+/// error worth a panic.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// Like [`out!`] without the newline.
+macro_rules! out_nonl {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
 /// Runs untrusted ML plugins in a sandbox and gates deployments on them.
 #[derive(Debug, Parser)]
 #[command(name = "airlock", version, about, long_about = None)]
@@ -221,8 +238,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 Kind::Validator => scaffold::Template::Validator,
             };
             scaffold::create(world, &name, &dir, sdk.as_deref())?;
-            println!(
-                "created {} plugin `{name}` in {}\nbuild it with: airlock plugin build {}",
+            out!(
+                "created {} plugin `{name}` in {}\nbuild it with: airlock plugin build {} -o {name}.wasm",
                 match kind {
                     Kind::Model => "model",
                     Kind::Validator => "validator",
@@ -245,7 +262,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     info.refused_imports.join(", ")
                 )));
             }
-            println!(
+            out!(
                 "{} ({} plugin, {})",
                 built.display(),
                 info.world,
@@ -259,29 +276,32 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let sb = sandbox(&cli.global)?;
             let info = sb.inspect(&bytes).map_err(CliError::from)?;
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&info).expect("serializable")
                 );
             } else {
-                println!("file:    {}", file.display());
-                println!("digest:  {}", info.digest);
-                println!("world:   {}", info.world);
-                println!("size:    {} bytes", info.size);
-                println!("exports: {}", info.exports.join(", "));
-                println!("imports:");
+                out!("file:    {}", file.display());
+                out!("digest:  {}", info.digest);
+                out!("world:   {}", info.world);
+                out!("size:    {} bytes", info.size);
+                out!("exports: {}", info.exports.join(", "));
+                out!("imports:");
                 for i in &info.imports {
                     let refused = info.refused_imports.contains(i);
-                    println!("  {}{i}", if refused { "REFUSED " } else { "" });
+                    out!("  {}{i}", if refused { "REFUSED " } else { "" });
                 }
-                println!("capabilities granted:");
+                out!("capabilities granted:");
                 for c in &info.capabilities {
-                    println!("  {:<12} {}", c.name, c.granted_as);
+                    out!("  {:<12} {}", c.name, c.granted_as);
                 }
                 let g = &info.granted_limits;
-                println!(
+                out!(
                     "limits:  fuel {}, timeout {} ms, memory {} bytes, output {} bytes",
-                    g.fuel, g.timeout_ms, g.memory_bytes, g.max_output_bytes
+                    g.fuel,
+                    g.timeout_ms,
+                    g.memory_bytes,
+                    g.max_output_bytes
                 );
                 let asked = serde_json::to_value(info.requested_limits).unwrap_or_default();
                 let asked: Vec<String> = asked
@@ -292,16 +312,16 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     .map(|(k, v)| format!("{k} = {v}"))
                     .collect();
                 if !asked.is_empty() {
-                    println!("manifest asks for: {}", asked.join(", "));
+                    out!("manifest asks for: {}", asked.join(", "));
                 }
                 if !info.refused_limit_raises.is_empty() {
-                    println!(
+                    out!(
                         "not granted (above the ceilings): {}",
                         info.refused_limit_raises.join(", ")
                     );
                 }
                 if !info.refused_imports.is_empty() {
-                    println!("verdict: airlock refuses to load this component");
+                    out!("verdict: airlock refuses to load this component");
                 }
             }
             Ok(())
@@ -354,12 +374,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             .run()
             .map_err(CliError::from)?;
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&report).expect("serializable")
                 );
             } else {
-                print!("{}", report.to_text());
+                out_nonl!("{}", report.to_text());
             }
             if report.passed {
                 Ok(())
@@ -429,12 +449,12 @@ fn plugin_run(
             "duration_us": out.duration.as_secs_f64() * 1e6,
             "metadata_fuel_used": meta.fuel_used,
         });
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&doc).expect("serializable")
         );
     } else {
-        println!(
+        out!(
             "# {} {} ({}) on {} rows: fuel {}, {:.3} ms",
             meta.value.name,
             meta.value.version,
@@ -444,7 +464,7 @@ fn plugin_run(
             out.duration.as_secs_f64() * 1e3
         );
         for (i, r) in rows.iter().enumerate() {
-            println!("{i}\t{r}");
+            out!("{i}\t{r}");
         }
     }
     Ok(())

@@ -780,10 +780,17 @@ fn classify(
             format!("plugin exited with status {}", exit.0),
         );
     }
-    let mut message = root_message(err);
-    if let Some(panic) = panic_line(stderr) {
-        message = format!("{message}; {panic}");
-    }
+    // Lead with what the guest said (a panic message), then the trap
+    // itself without wasmtime's multi-line backtrace.
+    let trap = match err.downcast_ref::<Trap>() {
+        Some(t) => t.to_string(),
+        None => err.root_cause().to_string(),
+    };
+    let trap = trap.split_whitespace().collect::<Vec<_>>().join(" ");
+    let message = match panic_line(stderr) {
+        Some(panic) => format!("{panic} ({trap})"),
+        None => trap,
+    };
     (FailureKind::Trap, message)
 }
 
