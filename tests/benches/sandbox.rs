@@ -17,11 +17,15 @@
 //! The harness is hand-written (no criterion): a warm-up that also sizes the
 //! batch, then several interleaved batches of individually timed iterations;
 //! the table reports the median and the 10th/90th percentiles over all of a
-//! case's iterations, and the spread of its per-batch medians. The output is
-//! Markdown, ready to paste into `docs/benchmarks.md`.
+//! case's iterations, and the spread of its per-batch medians, with the
+//! minor page faults of the process and the voluntary context switches of
+//! the measuring thread per iteration (they explain where fresh instances
+//! and file reads spend their time). The output is Markdown, ready to paste
+//! into `docs/benchmarks.md`.
 
 use airlock_host::data;
 use airlock_host::sandbox::bindings::{Batch, Column, ColumnValues, Predictions};
+use airlock_host::sandbox::wasi::{WasiSpec, WasiState};
 use airlock_host::sandbox::{Bundle, CallOptions, Plugin, Sandbox, SandboxConfig};
 use airlock_model_xgboost::Ensemble;
 use airlock_tests::{fixture, plugin, repo_root};
@@ -29,6 +33,12 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How often the scoring-heavy cases repeat the 171-row evaluation set.
+const BIG_REPEAT: usize = 20;
+
+/// Rows of the scoring-heavy batch.
+const BIG_ROWS: usize = 171 * BIG_REPEAT;
 
 /// Interleaved rounds per case; each round runs one batch of every case.
 const ROUNDS: usize = 7;
@@ -111,6 +121,13 @@ struct Case {
     samples: Vec<f64>,
     /// The median of each batch, in nanoseconds.
     batch_medians: Vec<f64>,
+    /// Minor page faults of the whole process over all batches, when
+    /// `/proc/self/stat` is readable.
+    faults: Option<u64>,
+    /// Voluntary context switches of the measuring thread over all
+    /// batches: each one is the thread blocking, e.g. on WASI's blocking
+    /// thread pool.
+    switches: Option<u64>,
 }
 
 /// Order statistics of a case, in microseconds.
@@ -147,6 +164,8 @@ impl Case {
             iters: MIN_ITERS,
             samples: Vec::new(),
             batch_medians: Vec::new(),
+            faults: Some(0),
+            switches: Some(0),
         }
     }
 
@@ -166,11 +185,19 @@ impl Case {
     /// Runs one batch, timing every iteration on its own.
     fn batch(&mut self) {
         let mut times = Vec::with_capacity(self.iters);
+        let faults_before = minor_faults();
+        let switches_before = voluntary_switches();
         for _ in 0..self.iters {
             let t = Instant::now();
             (self.run)();
             times.push(t.elapsed().as_nanos() as f64);
         }
+        let faults = faults_before.zip(minor_faults()).map(|(a, b)| b - a);
+        self.faults = self.faults.zip(faults).map(|(a, b)| a + b);
+        let switches = switches_before
+            .zip(voluntary_switches())
+            .map(|(a, b)| b - a);
+        self.switches = self.switches.zip(switches).map(|(a, b)| a + b);
         self.batch_medians.push(percentile(&mut times.clone(), 0.5));
         self.samples.extend(times);
     }
@@ -189,6 +216,49 @@ impl Case {
             n: s.len(),
         }
     }
+}
+
+/// Minor page faults this process has taken so far (field 10 of
+/// `/proc/self/stat`), or `None` off Linux. A fresh instance from the pool
+/// starts with its memory decommitted, so every page it touches faults
+/// again; this column shows how much of a call is that.
+fn minor_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; count from after its `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(7)?.parse().ok()
+}
+
+/// Voluntary context switches of the calling thread so far, or `None` off
+/// Linux. A call that does not block costs none; WASI filesystem calls that
+/// wasmtime-wasi hands to a blocking thread pool cost one or more each.
+fn voluntary_switches() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// How many threads of the process carry each name, e.g. the epoch
+/// tickers and WASI's blocking pool.
+fn thread_names() -> Vec<(String, usize)> {
+    let mut names: Vec<(String, usize)> = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return names;
+    };
+    for t in tasks.flatten() {
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let name = name.trim().to_string();
+        match names.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, k)) => *k += 1,
+            None => names.push((name, 1)),
+        }
+    }
+    names.sort();
+    names
 }
 
 /// The `q`-quantile (nearest rank) of `v`; sorts `v`.
@@ -242,6 +312,26 @@ fn head(batch: &Batch, rows: usize) -> Batch {
                 values: match &c.values {
                     ColumnValues::Numeric(v) => ColumnValues::Numeric(v[..rows].to_vec()),
                     ColumnValues::Categorical(v) => ColumnValues::Categorical(v[..rows].to_vec()),
+                },
+            })
+            .collect(),
+    }
+}
+
+/// `batch` stacked `times` times.
+fn repeat(batch: &Batch, times: usize) -> Batch {
+    Batch {
+        rows: batch.rows * times as u32,
+        columns: batch
+            .columns
+            .iter()
+            .map(|c| Column {
+                name: c.name.clone(),
+                values: match &c.values {
+                    ColumnValues::Numeric(v) => ColumnValues::Numeric(v.repeat(times)),
+                    ColumnValues::Categorical(v) => {
+                        ColumnValues::Categorical((0..times).flat_map(|_| v.clone()).collect())
+                    }
                 },
             })
             .collect(),
@@ -327,6 +417,8 @@ struct XgbSetup {
     batch: Batch,
     /// Its first row only.
     one_row: Batch,
+    /// The evaluation set repeated [`BIG_REPEAT`] times.
+    big: Batch,
 }
 
 /// Fuel a call consumed, for the table's footnotes.
@@ -337,8 +429,11 @@ struct FuelNote {
     fuel: u64,
 }
 
+/// Builds the four sandboxes, checks that every path computes the same
+/// predictions, measures every case interleaved, and prints the report.
 fn main() {
     let started = Instant::now();
+    let load_before = load_average();
     let sandboxes: Vec<(Mode, Sandbox)> = MODES.iter().map(|&m| (m, sandbox(m))).collect();
     let sb = |mode: Mode| -> &Sandbox {
         &sandboxes
@@ -366,6 +461,7 @@ fn main() {
         let batch = data::model_inputs(&data.batch, &meta.inputs);
         XgbSetup {
             one_row: head(&batch, 1),
+            big: repeat(&batch, BIG_REPEAT),
             bundle,
             model_file: xgb_dir.join("model.json"),
             batch,
@@ -391,6 +487,8 @@ fn main() {
         let mut session = p.instantiate(&with_bundle(&xgb.bundle)).expect("session");
         let warm = session.predict(&xgb.batch).expect("warm predict");
         assert_same("warm", &warm.value.values, &want);
+        let big = session.predict(&xgb.big).expect("warm big predict");
+        assert_same("big", &big.value.values, &want.repeat(BIG_REPEAT));
         if mode == Mode::DEFAULT {
             fuel_notes.push(FuelNote {
                 what: "xgboost predict, 171 rows (fresh instance)",
@@ -403,6 +501,10 @@ fn main() {
             let one = p
                 .predict(&with_bundle(&xgb.bundle), &xgb.one_row)
                 .expect("one row");
+            fuel_notes.push(FuelNote {
+                what: "xgboost predict, 3420 rows (warm instance)",
+                fuel: big.fuel_used,
+            });
             fuel_notes.push(FuelNote {
                 what: "xgboost predict, 1 row (fresh instance)",
                 fuel: one.fuel_used,
@@ -494,6 +596,40 @@ fn main() {
             Some(&format!("lin-warm-{tag}")),
             move || {
                 black_box(predict(&lin, &opts, &batch));
+            },
+        ));
+    }
+
+    // 2b. One piece of the fresh-instance cost the host builds per call:
+    // the WASI context (seeded RNGs, log pipes, the bundle preopen).
+    {
+        let spec_no_bundle = || WasiSpec {
+            seed: 0,
+            max_log_bytes: 64 << 10,
+            max_host_alloc_bytes: 16 << 20,
+            bundle_dir: None,
+        };
+        cases.push(Case::new(
+            "wasi-none",
+            "host part of a fresh call: WASI state, no bundle",
+            "native",
+            Some("ok-fresh-def"),
+            move || {
+                black_box(WasiState::new(&spec_no_bundle()).expect("wasi state"));
+            },
+        ));
+        let dir = xgb.bundle.dir().to_path_buf();
+        cases.push(Case::new(
+            "wasi-bundle",
+            "host part of a fresh call: WASI state with the bundle preopened",
+            "native",
+            Some("ok-fresh-def"),
+            move || {
+                let spec = WasiSpec {
+                    bundle_dir: Some(&dir),
+                    ..spec_no_bundle()
+                };
+                black_box(WasiState::new(&spec).expect("wasi state"));
             },
         ));
     }
@@ -590,13 +726,80 @@ fn main() {
             },
         ));
         let batch = xgb.one_row.clone();
+        let p1 = p.clone();
+        let o1 = opts.clone();
         cases.push(Case::new(
             format!("xgb-one-{}-{}", mode.fuel, mode.epoch),
             "XGBoost plugin: fresh instance + read + parse + predict 1 row",
             mode.label(),
             Some("nat-read-parse"),
             move || {
-                black_box(predict(&p, &opts, &batch));
+                black_box(predict(&p1, &o1, &batch));
+            },
+        ));
+        let batch = xgb.one_row.clone();
+        let mut session = p.instantiate(&opts).expect("session");
+        cases.push(Case::new(
+            format!("xgb-warm1-{}-{}", mode.fuel, mode.epoch),
+            "XGBoost plugin: warm instance, read + parse + predict 1 row",
+            mode.label(),
+            Some("nat-read-parse"),
+            move || {
+                black_box(session.predict(&batch).expect("warm one row"));
+            },
+        ));
+    }
+
+    // 5. Scoring-heavy: the evaluation set repeated, so that the tree walk
+    // and not the model parse dominates, on both sides.
+    {
+        let file = xgb.model_file.clone();
+        let batch = xgb.big.clone();
+        cases.push(Case::new(
+            "nat-big-full",
+            format!("XGBoost native: read + parse + predict {BIG_ROWS} rows"),
+            "native",
+            None,
+            move || {
+                black_box(native_xgb(&file, &batch));
+            },
+        ));
+        let batch = xgb.big.clone();
+        let model = Ensemble::from_json(&model_bytes).expect("parse");
+        cases.push(Case::new(
+            "nat-big-predict",
+            format!("XGBoost native: predict only, {BIG_ROWS} rows (parsed model)"),
+            "native",
+            Some("nat-big-full"),
+            move || {
+                black_box(native_predict(&model, &batch));
+            },
+        ));
+    }
+    for &mode in &[Mode::DEFAULT, Mode::NEITHER] {
+        let p = load(sb(mode), "airlock_model_xgboost");
+        let opts = with_bundle(&xgb.bundle);
+        let batch = xgb.big.clone();
+        let pf = p.clone();
+        let of = opts.clone();
+        cases.push(Case::new(
+            format!("xgb-big-fresh-{}-{}", mode.fuel, mode.epoch),
+            format!("XGBoost plugin: fresh instance + read + parse + predict {BIG_ROWS} rows"),
+            mode.label(),
+            Some("nat-big-full"),
+            move || {
+                black_box(predict(&pf, &of, &batch));
+            },
+        ));
+        let batch = xgb.big.clone();
+        let mut session = p.instantiate(&opts).expect("session");
+        cases.push(Case::new(
+            format!("xgb-big-warm-{}-{}", mode.fuel, mode.epoch),
+            format!("XGBoost plugin: warm instance, read + parse + predict {BIG_ROWS} rows"),
+            mode.label(),
+            Some("nat-big-full"),
+            move || {
+                black_box(session.predict(&batch).expect("warm big"));
             },
         ));
     }
@@ -615,6 +818,20 @@ fn main() {
 
     // ---------------------------------------------------------- report
     report(&cases, &fuel_notes, started.elapsed());
+    println!();
+    println!(
+        "Load average (1 min) at start: {}; at end: {}.",
+        load_before,
+        load_average()
+    );
+}
+
+/// The 1-minute load average from `/proc/loadavg`, so a noisy run says so.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Prints the results table, the derived ratios and the fuel notes.
@@ -629,9 +846,9 @@ fn report(cases: &[Case], fuel_notes: &[FuelNote], elapsed: Duration) {
     };
 
     println!(
-        "| # | measurement | settings | median µs | p10 µs | p90 µs | batch medians µs | iterations | ratio to baseline |"
+        "| # | measurement | settings | median µs | p10 µs | p90 µs | batch medians µs | iterations | page faults / iter | ctx switches / iter | ratio to baseline |"
     );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---|");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for (i, c) in cases.iter().enumerate() {
         let s = c.summary();
         let ratio = match &c.baseline {
@@ -641,8 +858,14 @@ fn report(cases: &[Case], fuel_notes: &[FuelNote], elapsed: Duration) {
             }
             None => "baseline".to_string(),
         };
+        let faults = c.faults.map_or("–".to_string(), |f| {
+            format!("{:.1}", f as f64 / s.n as f64)
+        });
+        let switches = c.switches.map_or("–".to_string(), |k| {
+            format!("{:.1}", k as f64 / s.n as f64)
+        });
         println!(
-            "| {} | {} | {} | {} | {} | {} | {}–{} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {}–{} | {} | {} | {} | {} |",
             i + 1,
             c.what,
             c.config,
@@ -652,6 +875,8 @@ fn report(cases: &[Case], fuel_notes: &[FuelNote], elapsed: Duration) {
             fmt_us(s.batch_lo),
             fmt_us(s.batch_hi),
             s.n,
+            faults,
+            switches,
             ratio
         );
     }
@@ -732,17 +957,38 @@ fn report(cases: &[Case], fuel_notes: &[FuelNote], elapsed: Duration) {
             ),
         ),
         (
-            "scoring 170 rows in the sandbox ÷ native (171 rows − 1 row, default)".into(),
+            format!(
+                "scoring {} rows in the sandbox ÷ native (warm {BIG_ROWS} rows − warm 1 row, default)",
+                BIG_ROWS - 1
+            ),
             format!(
                 "{:.2}×",
-                d("xgb-fresh-true-true", "xgb-one-true-true") / median("nat-predict")
+                d("xgb-big-warm-true-true", "xgb-warm1-true-true") / median("nat-big-predict")
             ),
         ),
         (
-            "scoring 170 rows in the sandbox ÷ native (same, fuel off + epoch off)".into(),
+            format!(
+                "scoring {} rows in the sandbox ÷ native (same, fuel off + epoch off)",
+                BIG_ROWS - 1
+            ),
             format!(
                 "{:.2}×",
-                d("xgb-fresh-false-false", "xgb-one-false-false") / median("nat-predict")
+                d("xgb-big-warm-false-false", "xgb-warm1-false-false") / median("nat-big-predict")
+            ),
+        ),
+        (
+            format!("plugin ÷ native, {BIG_ROWS} rows, fresh instance, default"),
+            format!("{:.2}×", r("xgb-big-fresh-true-true", "nat-big-full")),
+        ),
+        (
+            format!("plugin ÷ native, {BIG_ROWS} rows, fresh instance, fuel off + epoch off"),
+            format!("{:.2}×", r("xgb-big-fresh-false-false", "nat-big-full")),
+        ),
+        (
+            format!("fuel + epoch overhead, {BIG_ROWS} rows warm (default ÷ neither)"),
+            format!(
+                "{:.2}×",
+                r("xgb-big-warm-true-true", "xgb-big-warm-false-false")
             ),
         ),
         (
@@ -760,6 +1006,12 @@ fn report(cases: &[Case], fuel_notes: &[FuelNote], elapsed: Duration) {
     for n in fuel_notes {
         println!("| {} | {} |", n.what, n.fuel);
     }
+    println!();
+    let threads: Vec<String> = thread_names()
+        .iter()
+        .map(|(n, k)| format!("{n} × {k}"))
+        .collect();
+    println!("Threads at the end of the run: {}.", threads.join(", "));
     println!();
     println!(
         "{} cases × {ROUNDS} interleaved rounds; total run {:.1} s.",

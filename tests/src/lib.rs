@@ -43,22 +43,25 @@ pub fn sandbox() -> Sandbox {
     .clone()
 }
 
-/// The `airlock` binary of this build, built on demand (integration tests
-/// of this crate do not get `CARGO_BIN_EXE_*` for another package's binary).
+/// The `airlock` CLI of this build: the crate's `airlock-under-test`
+/// binary, which cargo builds beside the integration tests (in the
+/// directory above `deps/`, where the running test executable lives).
 pub fn airlock_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .current_dir(repo_root())
-            .args(["build", "-q", "-p", "airlock-host", "--bin", "airlock"])
-            .status()
-            .expect("running cargo to build the airlock binary");
-        assert!(status.success(), "building the airlock binary failed");
-        let bin = repo_root().join("target").join("debug").join("airlock");
-        assert!(bin.exists(), "{} missing", bin.display());
-        bin
-    })
-    .clone()
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile directory");
+    let bin = dir.join(format!(
+        "airlock-under-test{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    assert!(
+        bin.exists(),
+        "{} missing: run the tests through cargo so it builds the binary",
+        bin.display()
+    );
+    bin
 }
 
 /// The example directory of the breast-cancer gate.

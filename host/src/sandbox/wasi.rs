@@ -201,6 +201,10 @@ impl WasiState {
         let stderr = BoundedLog::new(spec.max_log_bytes);
         let time = VirtualTime::default();
         let mut b = WasiCtxBuilder::new();
+        // Bundle reads are small and local: do them on the calling thread
+        // rather than bouncing each one through a blocking thread pool.
+        // (Must be set before the bundle is preopened.)
+        b.allow_blocking_current_thread(true);
         b.stdout(stdout.clone())
             .stderr(stderr.clone())
             .wall_clock(FrozenWallClock)
