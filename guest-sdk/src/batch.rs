@@ -56,6 +56,30 @@ impl Batch {
         Ok(row_major(&cols, self.len()))
     }
 
+    /// Row-major numeric matrix of the columns at `positions` (indices into
+    /// `columns`, e.g. from matching a model's features), checking that each
+    /// is numeric and has one value per row.
+    pub fn matrix_at(&self, positions: &[usize]) -> Result<Vec<f64>, PluginError> {
+        let rows = self.len();
+        let mut cols = Vec::with_capacity(positions.len());
+        for &p in positions {
+            let column = self
+                .columns
+                .get(p)
+                .ok_or_else(|| PluginError::bad_input(format!("no column at position {p}")))?;
+            let values = column.numeric()?;
+            if values.len() != rows {
+                return Err(PluginError::bad_input(format!(
+                    "column `{}` has {} values but the batch has {rows} rows",
+                    column.name,
+                    values.len()
+                )));
+            }
+            cols.push(values);
+        }
+        Ok(row_major(&cols, rows))
+    }
+
     /// Row-major numeric matrix of every column, in batch order.
     pub fn matrix_by_position(&self) -> Result<Vec<f64>, PluginError> {
         let cols = self
@@ -259,6 +283,22 @@ mod tests {
         let e =
             Batch::from_numeric(vec![("a".into(), vec![1.0]), ("b".into(), vec![])]).unwrap_err();
         assert!(e.message.contains("`b`"));
+    }
+
+    #[test]
+    fn matrix_at_checks_kinds_and_lengths() {
+        let b = batch();
+        assert_eq!(b.matrix_at(&[1, 0]).unwrap()[1], 1.0);
+        assert!(
+            b.matrix_at(&[5])
+                .unwrap_err()
+                .message
+                .contains("position 5")
+        );
+        let mut short = b.clone();
+        short.columns[0].values = ColumnValues::Numeric(vec![1.0]);
+        let e = short.matrix_at(&[0]).unwrap_err();
+        assert!(e.message.contains("`a` has 1 values"), "{}", e.message);
     }
 
     #[test]

@@ -520,17 +520,7 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
-        if self.inner.config.fuel {
-            store
-                .set_fuel(limits.fuel)
-                .map_err(|e| PluginFailure::new(FailureKind::Trap, e.to_string()))?;
-        }
-        if self.inner.config.epoch_deadline {
-            let tick = self.inner.config.epoch_tick.as_nanos().max(1);
-            let ticks = (u128::from(limits.timeout_ms) * 1_000_000).div_ceil(tick) as u64;
-            store.set_epoch_deadline(ticks.max(1) + 1);
-            store.epoch_deadline_trap();
-        }
+        arm(&mut store, limits, &self.inner.config)?;
         // Hostcall fuel bounds what the guest may copy into the host in one
         // go: arguments of a host call, or the call's result. Results get
         // their own cap (`max_output_bytes`), so allow whichever is larger.
@@ -673,62 +663,92 @@ impl Plugin {
                 ),
             ));
         }
-        let sb = &self.sandbox;
         let start = Instant::now();
-        let mut store = sb.store(&limits, options, candidate)?;
+        let mut store = self.sandbox.store(&limits, options, candidate)?;
         let result = f(&mut store);
-        let duration = start.elapsed();
-        let fuel_used = if sb.inner.config.fuel {
-            limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
-        } else {
-            0
-        };
-        let (stdout, dropped_out) = store.data().wasi.stdout.contents();
-        let (stderr, dropped_err) = store.data().wasi.stderr.contents();
-        let state = store.data();
-        let fail = |kind, message: String| PluginFailure {
-            kind,
-            message,
-            guest_code: None,
-            stderr: tail(&stderr, 2048),
-            fuel_used,
-        };
-        match result {
-            Ok(Ok(value)) => {
-                let size = output_size(&value);
-                if size > limits.max_output_bytes {
-                    return Err(fail(
-                        FailureKind::OutputTooLarge,
-                        format!(
-                            "result of {size} bytes exceeds the cap of {} bytes",
-                            limits.max_output_bytes
-                        ),
-                    ));
-                }
-                Ok(Outcome {
-                    value,
-                    fuel_used,
-                    candidate_fuel_used: state.candidate_fuel,
-                    duration,
-                    stdout,
-                    stderr,
-                    log_bytes_dropped: dropped_out + dropped_err,
-                })
+        settle(&store, &limits, start.elapsed(), result, output_size)
+    }
+}
+
+/// Turns a finished call into its outcome or its typed failure: measures
+/// fuel, collects the logs, applies the output cap, classifies errors.
+fn settle<R>(
+    store: &Store<CallState>,
+    limits: &Limits,
+    duration: Duration,
+    result: wasmtime::Result<Result<R, PluginError>>,
+    output_size: impl Fn(&R) -> u64,
+) -> Result<Outcome<R>, PluginFailure> {
+    let state = store.data();
+    let fuel_used = if state.metered {
+        limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
+    } else {
+        0
+    };
+    let (stdout, dropped_out) = state.wasi.stdout.contents();
+    let (stderr, dropped_err) = state.wasi.stderr.contents();
+    let fail = |kind, message: String| PluginFailure {
+        kind,
+        message,
+        guest_code: None,
+        stderr: tail(&stderr, 2048),
+        fuel_used,
+    };
+    match result {
+        Ok(Ok(value)) => {
+            let size = output_size(&value);
+            if size > limits.max_output_bytes {
+                return Err(fail(
+                    FailureKind::OutputTooLarge,
+                    format!(
+                        "result of {size} bytes exceeds the cap of {} bytes",
+                        limits.max_output_bytes
+                    ),
+                ));
             }
-            Ok(Err(e)) => {
-                let mut f = fail(
-                    FailureKind::GuestError,
-                    format!("{}: {}", e.code, e.message),
-                );
-                f.guest_code = Some(e.code);
-                Err(f)
-            }
-            Err(err) => {
-                let (kind, message) = classify(&err, &state.limiter, &limits, &stderr);
-                Err(fail(kind, message))
-            }
+            Ok(Outcome {
+                value,
+                fuel_used,
+                candidate_fuel_used: state.candidate_fuel,
+                duration,
+                stdout,
+                stderr,
+                log_bytes_dropped: dropped_out + dropped_err,
+            })
+        }
+        Ok(Err(e)) => {
+            let mut f = fail(
+                FailureKind::GuestError,
+                format!("{}: {}", e.code, e.message),
+            );
+            f.guest_code = Some(e.code);
+            Err(f)
+        }
+        Err(err) => {
+            let (kind, message) = classify(&err, &state.limiter, limits, &stderr);
+            Err(fail(kind, message))
         }
     }
+}
+
+/// Gives a store its per-call budget: fresh fuel and a fresh deadline.
+fn arm(
+    store: &mut Store<CallState>,
+    limits: &Limits,
+    config: &SandboxConfig,
+) -> Result<(), PluginFailure> {
+    if config.fuel {
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| PluginFailure::new(FailureKind::Trap, e.to_string()))?;
+    }
+    if config.epoch_deadline {
+        let tick = config.epoch_tick.as_nanos().max(1);
+        let ticks = (u128::from(limits.timeout_ms) * 1_000_000).div_ceil(tick) as u64;
+        store.set_epoch_deadline(ticks.max(1) + 1);
+        store.epoch_deadline_trap();
+    }
+    Ok(())
 }
 
 /// Maps a wasmtime error to a failure kind and a message for people.
@@ -994,67 +1014,16 @@ impl Session {
                 "this instance failed earlier; start a new session",
             ));
         }
-        let cfg = &self.sandbox.inner.config;
-        if cfg.fuel {
-            self.store
-                .set_fuel(self.limits.fuel)
-                .map_err(|e| PluginFailure::new(FailureKind::Trap, e.to_string()))?;
-        }
-        if cfg.epoch_deadline {
-            let tick = cfg.epoch_tick.as_nanos().max(1);
-            let ticks = (u128::from(self.limits.timeout_ms) * 1_000_000).div_ceil(tick) as u64;
-            self.store.set_epoch_deadline(ticks.max(1) + 1);
-        }
+        arm(&mut self.store, &self.limits, &self.sandbox.inner.config)?;
         let start = Instant::now();
         let result = self.model.call_predict(&mut self.store, batch);
-        let duration = start.elapsed();
-        let fuel_used = if cfg.fuel {
-            self.limits
-                .fuel
-                .saturating_sub(self.store.get_fuel().unwrap_or(0))
-        } else {
-            0
-        };
-        let fail = |kind, message: String| PluginFailure {
-            kind,
-            message,
-            guest_code: None,
-            stderr: String::new(),
-            fuel_used,
-        };
-        match result {
-            Ok(Ok(value)) if predictions_size(&value) > self.limits.max_output_bytes => Err(fail(
-                FailureKind::OutputTooLarge,
-                format!(
-                    "result of {} bytes exceeds the cap of {} bytes",
-                    predictions_size(&value),
-                    self.limits.max_output_bytes
-                ),
-            )),
-            Ok(Ok(value)) => Ok(Outcome {
-                value,
-                fuel_used,
-                candidate_fuel_used: 0,
-                duration,
-                stdout: String::new(),
-                stderr: String::new(),
-                log_bytes_dropped: 0,
-            }),
-            Ok(Err(e)) => {
-                let mut f = fail(
-                    FailureKind::GuestError,
-                    format!("{}: {}", e.code, e.message),
-                );
-                f.guest_code = Some(e.code);
-                Err(f)
-            }
-            Err(err) => {
-                self.poisoned = true;
-                let (stderr, _) = self.store.data().wasi.stderr.contents();
-                let (kind, message) =
-                    classify(&err, &self.store.data().limiter, &self.limits, &stderr);
-                Err(fail(kind, message))
-            }
-        }
+        self.poisoned = result.is_err();
+        settle(
+            &self.store,
+            &self.limits,
+            start.elapsed(),
+            result,
+            predictions_size,
+        )
     }
 }

@@ -77,27 +77,8 @@ pub fn metadata_for(model: &Ensemble) -> ModelMetadata {
 pub fn predict_batch(model: &Ensemble, batch: &Batch) -> Result<Predictions, PluginError> {
     let names: Vec<&str> = batch.column_names().collect();
     let positions = model.map_columns(&names).map_err(plugin_error)?;
-    let columns = positions
-        .iter()
-        .map(|&p| batch.columns[p].numeric())
-        .collect::<Result<Vec<_>, _>>()?;
-    let rows = batch.len();
-    if let Some((p, c)) = positions
-        .iter()
-        .zip(&columns)
-        .find(|(_, c)| c.len() != rows)
-    {
-        return Err(PluginError::bad_input(format!(
-            "column `{}` has {} values but the batch has {rows} rows",
-            batch.columns[*p].name,
-            c.len()
-        )));
-    }
     let width = positions.len();
-    let mut matrix = Vec::with_capacity(rows * width);
-    for r in 0..rows {
-        matrix.extend(columns.iter().map(|c| c[r]));
-    }
+    let matrix = batch.matrix_at(&positions)?;
     let values = model.predict(&matrix, width).map_err(plugin_error)?;
     Ok(Predictions {
         width: model.output_width() as u32,
