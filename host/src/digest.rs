@@ -40,8 +40,12 @@ impl Digest {
         if meta.is_file() {
             return Ok(Digest::of(&std::fs::read(path)?));
         }
+        let dir = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
         let mut entries = Vec::new();
-        collect(path, Path::new(""), &mut entries)?;
+        walk(&dir, Path::new(""), &mut |_| Ok(()), &mut |rel, bytes| {
+            entries.push((rel.to_string_lossy().into_owned(), Digest::of(&bytes)));
+            Ok(())
+        })?;
         Ok(Digest::of_manifest(entries))
     }
 
@@ -57,16 +61,27 @@ impl Digest {
     }
 }
 
-fn collect(root: &Path, rel: &Path, out: &mut Vec<(String, Digest)>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(root.join(rel))? {
+/// Visits everything under `dir` through a cap-std handle (so nothing
+/// outside it is reachable): `on_dir` for each subdirectory before its
+/// contents, `on_file` with each regular file's bytes. Symlinks and special
+/// files are an error naming the entry, so what is visited is exactly what a
+/// plugin granted the directory could read.
+pub fn walk(
+    dir: &cap_std::fs::Dir,
+    rel: &Path,
+    on_dir: &mut dyn FnMut(&Path) -> std::io::Result<()>,
+    on_file: &mut dyn FnMut(&Path, Vec<u8>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    for entry in dir.entries()? {
         let entry = entry?;
+        let name = entry.file_name();
         let ty = entry.file_type()?;
-        let rel_path = rel.join(entry.file_name());
+        let rel_path = rel.join(&name);
         if ty.is_dir() {
-            collect(root, &rel_path, out)?;
+            on_dir(&rel_path)?;
+            walk(&dir.open_dir(&name)?, &rel_path, on_dir, on_file)?;
         } else if ty.is_file() {
-            let bytes = std::fs::read(root.join(&rel_path))?;
-            out.push((rel_path.to_string_lossy().into_owned(), Digest::of(&bytes)));
+            on_file(&rel_path, dir.read(&name)?)?;
         } else {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,

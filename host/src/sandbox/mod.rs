@@ -161,8 +161,19 @@ impl Bundle {
         } else if meta.is_dir() {
             let src = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
                 .map_err(ctx)?;
+            let dst = snapshot.path();
             let mut files = Vec::new();
-            copy_tree(&src, Path::new(""), snapshot.path(), &mut files).map_err(ctx)?;
+            crate::digest::walk(
+                &src,
+                Path::new(""),
+                &mut |rel| std::fs::create_dir(dst.join(rel)),
+                &mut |rel, bytes| {
+                    std::fs::write(dst.join(rel), &bytes)?;
+                    files.push((rel.to_string_lossy().into_owned(), Digest::of(&bytes)));
+                    Ok(())
+                },
+            )
+            .map_err(ctx)?;
             Digest::of_manifest(files)
         } else {
             return Err(ctx(std::io::Error::new(
@@ -180,40 +191,6 @@ impl Bundle {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
-}
-
-/// Copies the regular files under `src` into `dst`, refusing symlinks and
-/// special files, and records each file's relative path and digest.
-fn copy_tree(
-    src: &cap_std::fs::Dir,
-    rel: &Path,
-    dst: &Path,
-    files: &mut Vec<(String, Digest)>,
-) -> std::io::Result<()> {
-    for entry in src.entries()? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let ty = entry.file_type()?;
-        let rel_path = rel.join(&name);
-        if ty.is_dir() {
-            std::fs::create_dir(dst.join(&rel_path))?;
-            let sub = src.open_dir(&name)?;
-            copy_tree(&sub, &rel_path, dst, files)?;
-        } else if ty.is_file() {
-            let bytes = src.read(&name)?;
-            std::fs::write(dst.join(&rel_path), &bytes)?;
-            files.push((rel_path.to_string_lossy().into_owned(), Digest::of(&bytes)));
-        } else {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!(
-                    "bundle entry `{}` is not a regular file or directory (symlinks are refused)",
-                    rel_path.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Per-call options.
