@@ -807,3 +807,21 @@ fn a_looping_call_does_not_block_benign_calls() {
     );
     assert_benign(&m);
 }
+
+#[test]
+fn state_written_by_one_call_is_gone_in_the_next() {
+    let m = model();
+    // Fresh instances, with pool slots reused and reset in place: every call
+    // starts from the component's initial memory.
+    for _ in 0..5 {
+        let out = m
+            .predict(&CallOptions::default(), &batch("remember", 1))
+            .unwrap();
+        assert_eq!(out.value.values, [1.0]);
+    }
+    // The contrast that shows the test can fail: a warm session keeps state.
+    let mut session = m.instantiate(&CallOptions::default()).unwrap();
+    let first = session.predict(&batch("remember", 1)).unwrap().value.values;
+    let second = session.predict(&batch("remember", 1)).unwrap().value.values;
+    assert_eq!((first[0], second[0]), (1.0, 2.0));
+}

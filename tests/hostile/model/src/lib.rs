@@ -22,6 +22,7 @@
 //! | `panic`        | panics with [`PANIC_MESSAGE`]                               |
 //! | `sleep`        | sleeps for an hour                                          |
 //! | `print`        | writes 10 MiB to stdout                                     |
+//! | `remember`     | counts its calls in a static: state that must not survive   |
 //! | `ok`           | behaves: one value per row, the row count                   |
 
 use airlock_guest::{
@@ -44,6 +45,10 @@ pub const BIG_OUTPUT_VALUES: usize = 256 << 10;
 
 /// How many bytes the `print` attack writes to stdout: 10 MiB.
 pub const PRINT_BYTES: usize = 10 << 20;
+
+/// Calls seen by this instance; lives in linear memory, so a fresh instance
+/// per call must always start it at zero.
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The hostile model; its behaviour is chosen per batch.
 struct Hostile;
@@ -88,6 +93,10 @@ impl Model for Hostile {
             "panic" => panic!("{PANIC_MESSAGE}"),
             "sleep" => sleep_an_hour(),
             "print" => print_flood(),
+            "remember" => {
+                let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                Ok(values(vec![n as f64]))
+            }
             "ok" => Ok(values(vec![f64::from(batch.rows); batch.rows as usize])),
             other => Err(PluginError::bad_input(format!(
                 "unknown hostile mode `{other}`"
