@@ -136,6 +136,27 @@ impl Batch {
     }
 }
 
+/// Where each of `wanted` stands in `columns` (by name), or every wanted
+/// name that is absent — so a model can say all its missing features at once.
+pub fn positions_by_name<W: AsRef<str>, C: AsRef<str>>(
+    wanted: &[W],
+    columns: &[C],
+) -> Result<Vec<usize>, Vec<String>> {
+    let mut missing = Vec::new();
+    let mut positions = Vec::with_capacity(wanted.len());
+    for name in wanted {
+        match columns.iter().position(|c| c.as_ref() == name.as_ref()) {
+            Some(p) => positions.push(p),
+            None => missing.push(name.as_ref().to_string()),
+        }
+    }
+    if missing.is_empty() {
+        Ok(positions)
+    } else {
+        Err(missing)
+    }
+}
+
 fn row_major(cols: &[&[f64]], rows: usize) -> Vec<f64> {
     let mut out = Vec::with_capacity(rows * cols.len());
     for r in 0..rows {
@@ -299,6 +320,18 @@ mod tests {
         short.columns[0].values = ColumnValues::Numeric(vec![1.0]);
         let e = short.matrix_at(&[0]).unwrap_err();
         assert!(e.message.contains("`a` has 1 values"), "{}", e.message);
+    }
+
+    #[test]
+    fn positions_by_name_lists_every_missing_name() {
+        assert_eq!(
+            positions_by_name(&["b", "a"], &["a", "b", "c"]),
+            Ok(vec![1, 0])
+        );
+        assert_eq!(
+            positions_by_name(&["x", "a", "y"], &["a"]),
+            Err(vec!["x".to_string(), "y".to_string()])
+        );
     }
 
     #[test]

@@ -84,6 +84,21 @@ impl Report {
     }
 }
 
+impl Verdict {
+    /// The value of the metric called `name`, if the validator recorded one.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    }
+
+    /// The codes of the findings, in the order they were recorded.
+    pub fn finding_codes(&self) -> Vec<&str> {
+        self.findings.iter().map(|f| f.code.as_str()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +112,8 @@ mod tests {
         let v = r.finish();
         assert!(!v.passed);
         assert_eq!(v.findings.len(), 2);
-        assert_eq!(v.metrics[0].value, 0.9);
+        assert_eq!(v.metric("accuracy"), Some(0.9));
+        assert_eq!(v.metric("recall"), None);
+        assert_eq!(v.finding_codes(), ["w", "too-low"]);
     }
 }

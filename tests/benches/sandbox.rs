@@ -572,6 +572,40 @@ fn main() {
         ));
     }
 
+    // 1b. The same fresh calls with pool slots decommitted after each
+    // instance (no memory kept resident), to measure what keeping slots
+    // resident buys within this run.
+    let decommit = Sandbox::new(SandboxConfig {
+        keep_resident_bytes: 0,
+        ..SandboxConfig::default()
+    })
+    .expect("building a sandbox");
+    {
+        let h = load(&decommit, "hostile_model");
+        let batch = ok_batch.clone();
+        cases.push(Case::new(
+            "ok-fresh-decommit".to_string(),
+            "trivial call (`hostile_model` ok, 1 row), fresh instance, slots decommitted",
+            Mode::DEFAULT.label(),
+            Some("ok-fresh-def"),
+            move || {
+                black_box(predict(&h, &CallOptions::default(), &batch));
+            },
+        ));
+        let p = load(&decommit, "airlock_model_xgboost");
+        let opts = with_bundle(&xgb.bundle);
+        let batch = xgb.batch.clone();
+        cases.push(Case::new(
+            "xgb-fresh-decommit".to_string(),
+            "XGBoost plugin: fresh instance + read + parse + predict 171 rows, slots decommitted",
+            Mode::DEFAULT.label(),
+            Some("nat-full"),
+            move || {
+                black_box(predict(&p, &opts, &batch));
+            },
+        ));
+    }
+
     // 2. A fresh instance plus a small model call: the tiny linear bundle.
     for &mode in &[Mode::DEFAULT, Mode::NEITHER] {
         let tag = if mode == Mode::DEFAULT { "def" } else { "none" };
@@ -890,6 +924,14 @@ fn report(cases: &[Case], fuel_notes: &[FuelNote], elapsed: Duration) {
         (
             "plugin ÷ native, fresh instance, fuel on + epoch on (default)".into(),
             format!("{:.2}×", r("xgb-fresh-true-true", "nat-full")),
+        ),
+        (
+            "plugin ÷ native, fresh instance, default, slots decommitted".into(),
+            format!("{:.2}×", r("xgb-fresh-decommit", "nat-full")),
+        ),
+        (
+            "fresh trivial call: decommitted ÷ resident slots".into(),
+            format!("{:.2}×", r("ok-fresh-decommit", "ok-fresh-def")),
         ),
         (
             "plugin ÷ native, fresh instance, fuel off + epoch on".into(),

@@ -444,15 +444,11 @@ mod tests {
     }
 
     fn codes(v: &Verdict) -> Vec<&str> {
-        v.findings.iter().map(|f| f.code.as_str()).collect()
+        v.finding_codes()
     }
 
     fn metric(v: &Verdict, name: &str) -> f64 {
-        v.metrics
-            .iter()
-            .find(|m| m.name == name)
-            .unwrap_or_else(|| panic!("no metric {name}"))
-            .value
+        v.metric(name).unwrap_or_else(|| panic!("no metric {name}"))
     }
 
     fn range(lo: f64, n: usize) -> Vec<f64> {

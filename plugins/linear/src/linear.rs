@@ -278,23 +278,8 @@ impl LinearModel {
     /// feature in order, the index of the column that feeds it. Every missing
     /// feature is named in the error; extra columns are ignored.
     pub fn map_columns<S: AsRef<str>>(&self, columns: &[S]) -> Result<Vec<usize>, LinearError> {
-        let mut missing = Vec::new();
-        let positions = self
-            .feature_names
-            .iter()
-            .map(|name| {
-                let pos = columns.iter().position(|c| c.as_ref() == name);
-                if pos.is_none() {
-                    missing.push(name.clone());
-                }
-                pos.unwrap_or(0)
-            })
-            .collect();
-        if missing.is_empty() {
-            Ok(positions)
-        } else {
-            Err(LinearError::MissingFeatures(missing))
-        }
+        airlock_guest::batch::positions_by_name(&self.feature_names, columns)
+            .map_err(LinearError::MissingFeatures)
     }
 
     /// Predict for row-major `rows` of exactly `n_features` values each, in

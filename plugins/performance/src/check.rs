@@ -422,15 +422,11 @@ mod tests {
     const P1: [f64; 5] = [0.2, 0.8, 0.4, 0.6, 0.9];
 
     fn metric(v: &Verdict, name: &str) -> f64 {
-        v.metrics
-            .iter()
-            .find(|m| m.name == name)
-            .unwrap_or_else(|| panic!("no metric {name}"))
-            .value
+        v.metric(name).unwrap_or_else(|| panic!("no metric {name}"))
     }
 
     fn codes(v: &Verdict) -> Vec<&str> {
-        v.findings.iter().map(|f| f.code.as_str()).collect()
+        v.finding_codes()
     }
 
     #[test]

@@ -486,7 +486,7 @@ mod tests {
     }
 
     fn codes(v: &Verdict) -> Vec<&str> {
-        v.findings.iter().map(|f| f.code.as_str()).collect()
+        v.finding_codes()
     }
 
     #[test]

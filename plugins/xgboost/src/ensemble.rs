@@ -706,24 +706,8 @@ impl Ensemble {
     /// without names takes the first `num_features()` columns by position.
     pub fn map_columns<S: AsRef<str>>(&self, columns: &[S]) -> Result<Vec<usize>, ModelError> {
         match &self.feature_names {
-            Some(names) => {
-                let mut missing = Vec::new();
-                let positions = names
-                    .iter()
-                    .map(|name| {
-                        let pos = columns.iter().position(|c| c.as_ref() == name);
-                        if pos.is_none() {
-                            missing.push(name.clone());
-                        }
-                        pos.unwrap_or(0)
-                    })
-                    .collect();
-                if missing.is_empty() {
-                    Ok(positions)
-                } else {
-                    Err(ModelError::MissingFeatures(missing))
-                }
-            }
+            Some(names) => airlock_guest::batch::positions_by_name(names, columns)
+                .map_err(ModelError::MissingFeatures),
             None if columns.len() >= self.num_features => Ok((0..self.num_features).collect()),
             None => Err(ModelError::BadInput(format!(
                 "the model has no feature names and takes {} features by position, but the input has {} columns",
