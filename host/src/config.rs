@@ -32,6 +32,8 @@ pub struct HostConfig {
     pub epoch_tick_ms: u64,
     /// Use the pooling allocator.
     pub pooling: bool,
+    /// How strictly model outputs are checked (`[output]`).
+    pub output: crate::contract::OutputRules,
 }
 
 impl Default for HostConfig {
@@ -43,6 +45,7 @@ impl Default for HostConfig {
             max_instances: 16,
             epoch_tick_ms: s.epoch_tick.as_millis() as u64,
             pooling: s.pooling,
+            output: s.output_rules,
         }
     }
 }
@@ -85,6 +88,12 @@ impl HostConfig {
                 return Err(format!("{name} must be greater than 0"));
             }
         }
+        let tol = self.output.probability_sum_tolerance;
+        if !(0.0..0.5).contains(&tol) {
+            return Err(format!(
+                "output.probability_sum_tolerance {tol} must be at least 0 and below 0.5"
+            ));
+        }
         if l.memory_bytes > MAX_MEMORY_BYTES {
             return Err(format!(
                 "limits.memory_bytes {} exceeds the 4 GiB a 32-bit Wasm memory can address",
@@ -102,6 +111,7 @@ impl HostConfig {
             max_instances: self.max_instances,
             epoch_tick: Duration::from_millis(self.epoch_tick_ms),
             pooling: self.pooling,
+            output_rules: self.output,
             ..SandboxConfig::default()
         }
     }
@@ -143,5 +153,10 @@ mod tests {
                 .contains("4 GiB")
         );
         assert!(parse("max_instances = \"x\"").is_err());
+        let e = parse("[output]\nprobability_sum_tolerance = 0.7\n").unwrap_err();
+        assert!(
+            e.ends_with("output.probability_sum_tolerance 0.7 must be at least 0 and below 0.5"),
+            "{e}"
+        );
     }
 }

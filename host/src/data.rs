@@ -89,6 +89,36 @@ pub enum DataError {
     },
 }
 
+impl Dataset {
+    /// Labels must be finite; for classification, integer class indices
+    /// below `n_classes`.
+    pub fn check_labels(
+        &self,
+        task: crate::sandbox::bindings::Task,
+        n_classes: usize,
+    ) -> Result<(), DataError> {
+        let Some(labels) = &self.labels else {
+            return Ok(());
+        };
+        let classification = task != crate::sandbox::bindings::Task::Regression;
+        for (i, v) in labels.iter().enumerate() {
+            let ok = v.is_finite()
+                && (!classification
+                    || (v.fract() == 0.0 && *v >= 0.0 && (*v as usize) < n_classes));
+            if !ok {
+                return Err(DataError::Malformed {
+                    path: self.path.clone(),
+                    message: format!(
+                        "data row {}: label {v} is not a class index below {n_classes}",
+                        i + 1
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Parses one numeric cell: empty (or `NaN`) is missing; `inf` is allowed.
 pub fn parse_number(cell: &str) -> Option<f64> {
     let t = cell.trim();
@@ -243,19 +273,51 @@ fn categorical(cells: &[String]) -> ColumnValues {
     )
 }
 
-/// The columns of `batch` that `schema` declares, in schema order; an empty
-/// schema passes the whole batch.
-pub fn model_inputs(batch: &Batch, schema: &[Feature]) -> Batch {
-    if schema.is_empty() {
-        return batch.clone();
-    }
-    Batch {
-        rows: batch.rows,
-        columns: schema
+/// How a model's declared inputs were found in a dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputMatch {
+    /// Every declared input is a column of the same name.
+    ByName,
+    /// Declared positional names `f0..fN` matched these columns in order.
+    ByPosition {
+        /// The dataset columns used, in the model's order.
+        columns: Vec<String>,
+    },
+}
+
+/// Exactly the columns the model declares, in declaration order, never a
+/// withheld column (labels), and nothing else: a model declaring no inputs
+/// receives a batch with `rows` set and no columns.
+pub fn model_inputs(
+    batch: &Batch,
+    schema: &[Feature],
+    withheld: &[&str],
+) -> Result<(Batch, InputMatch), DataError> {
+    let mut columns = Vec::with_capacity(schema.len());
+    let mut missing = Vec::new();
+    for f in schema {
+        match batch
+            .columns
             .iter()
-            .filter_map(|f| batch.columns.iter().find(|c| c.name == f.name).cloned())
-            .collect(),
+            .find(|c| c.name == f.name && !withheld.contains(&c.name.as_str()))
+        {
+            Some(c) => columns.push(c.clone()),
+            None => missing.push(f.name.clone()),
+        }
     }
+    if !missing.is_empty() {
+        return Err(DataError::MissingColumns {
+            path: PathBuf::new(),
+            columns: missing,
+        });
+    }
+    Ok((
+        Batch {
+            rows: batch.rows,
+            columns,
+        },
+        InputMatch::ByName,
+    ))
 }
 
 #[cfg(test)]
@@ -324,7 +386,7 @@ mod tests {
     fn model_inputs_follow_schema_order() {
         let f = write("b,a,c\n1,2,3\n");
         let d = read_csv(f.path(), None, None).unwrap();
-        let m = model_inputs(&d.batch, &[num("a"), num("b")]);
+        let (m, _) = model_inputs(&d.batch, &[num("a"), num("b")], &[]).unwrap();
         let names: Vec<_> = m.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
     }

@@ -31,6 +31,11 @@ pub enum FailureKind {
     OutputTooLarge,
     /// The input handed to the plugin exceeded the input size cap.
     InputTooLarge,
+    /// A model broke its own declared contract: malformed metadata, or
+    /// predictions of the wrong shape, non-finite or unnormalised
+    /// probabilities, or answers that contradict its earlier answers for
+    /// the same rows.
+    InvalidOutput,
 }
 
 impl FailureKind {
@@ -47,6 +52,7 @@ impl FailureKind {
             FailureKind::InvalidComponent => "invalid_component",
             FailureKind::OutputTooLarge => "output_too_large",
             FailureKind::InputTooLarge => "input_too_large",
+            FailureKind::InvalidOutput => "invalid_output",
         }
     }
 }
@@ -73,6 +79,13 @@ pub struct PluginFailure {
     pub stderr: String,
     /// Fuel consumed before the failure.
     pub fuel_used: u64,
+    /// Of `fuel_used`, what candidate calls made by a validator consumed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub candidate_fuel_used: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl PluginFailure {
@@ -84,6 +97,7 @@ impl PluginFailure {
             guest_code: None,
             stderr: String::new(),
             fuel_used: 0,
+            candidate_fuel_used: 0,
         }
     }
 }

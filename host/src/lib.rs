@@ -17,6 +17,7 @@
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod data;
 pub mod digest;
 pub mod error;

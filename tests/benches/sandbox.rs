@@ -458,7 +458,9 @@ fn main() {
             Some("target"),
         )
         .expect("reading the evaluation set");
-        let batch = data::model_inputs(&data.batch, &meta.inputs);
+        let batch = data::model_inputs(&data.batch, &meta.inputs, &[])
+            .expect("inputs")
+            .0;
         XgbSetup {
             one_row: head(&batch, 1),
             big: repeat(&batch, BIG_REPEAT),

@@ -35,7 +35,7 @@ fn run(
         candidate,
         baseline,
         plugin_dir: None,
-        seed: None,
+        seed: Some(42),
     }
     .run()
 }
@@ -56,7 +56,7 @@ fn good_candidate_passes_and_report_binds_digests() {
     let model = std::fs::read(plugin("airlock_model_xgboost")).unwrap();
     assert_eq!(r.candidate.digest, airlock_host::digest::Digest::of(&model));
     let perf = r.steps.iter().find(|s| s.name == "performance").unwrap();
-    let acc = perf.metrics.iter().find(|m| m.0 == "accuracy").unwrap().1;
+    let acc = perf.metrics.get("accuracy").unwrap();
     assert!((acc - 0.976_608_187_134_502_9).abs() < 1e-12, "{acc}");
     assert!(perf.fuel_used > 0);
     let robust = r.steps.iter().find(|s| s.name == "robustness").unwrap();
@@ -88,7 +88,7 @@ fn degraded_candidate_is_refused_by_golden_and_performance() {
 }
 
 #[test]
-fn runs_repeat_exactly() {
+fn runs_with_the_same_seed_repeat_exactly() {
     let spec = example_gate();
     let a = run(&spec, "model-v1", None).unwrap();
     let b = run(&spec, "model-v1", None).unwrap();
@@ -130,11 +130,13 @@ fn a_step_without_a_verdict_blocks_the_gate() {
         spin.error.as_ref().unwrap().kind,
         airlock_host::FailureKind::FuelExhausted
     );
-    // The same step as advisory no longer blocks.
+    // The same step as advisory still blocks: "could not check" never
+    // passes, advisory or not.
     spec.policy.advisory.push("spin".into());
     let r = run(&spec, "model-v1", None).unwrap();
-    assert!(r.passed, "{}", r.to_text());
-    assert_eq!(r.decision.advisory_failures, ["spin"]);
+    assert!(!r.passed, "{}", r.to_text());
+    assert_eq!(r.decision.blocking_steps, ["spin"]);
+    assert!(r.decision.advisory_failures.is_empty());
 }
 
 #[test]

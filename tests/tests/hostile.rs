@@ -10,7 +10,7 @@ use airlock_host::sandbox::bindings::{
     Batch, Column, ColumnValues, Context, ModelInfo, Predictions, Verdict,
 };
 use airlock_host::sandbox::{
-    Bundle, CallOptions, CandidateLink, Outcome, Plugin, Sandbox, SandboxConfig,
+    Bundle, CallOptions, CandidateLink, CheckedModel, Outcome, Plugin, Sandbox, SandboxConfig,
 };
 use airlock_host::{FailureKind, LimitRequest, PluginFailure, SandboxError};
 use airlock_tests::{plugin, sandbox};
@@ -203,16 +203,11 @@ fn context(config: &str, seed: u64) -> Context {
 /// The hostile model as a validator's candidate, each of its calls capped
 /// at `fuel` (when given).
 fn candidate_link(fuel: Option<u64>) -> CandidateLink {
-    let m = model();
-    let metadata = m.metadata(&CallOptions::default()).unwrap().value;
-    CandidateLink {
-        plugin: m,
-        options: with_limits(LimitRequest {
-            fuel,
-            ..LimitRequest::default()
-        }),
-        metadata,
-    }
+    let options = with_limits(LimitRequest {
+        fuel,
+        ..LimitRequest::default()
+    });
+    CandidateLink::new(CheckedModel::open(model(), options).unwrap())
 }
 
 /// Runs `hostile-validator` in `mode` with `seed`.

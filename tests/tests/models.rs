@@ -40,7 +40,7 @@ fn check(plugin_lib: &str, model_file: &str, expected_file: &str, positional: bo
     let batch = if positional {
         ds.batch.clone()
     } else {
-        data::model_inputs(&ds.batch, &meta.inputs)
+        data::model_inputs(&ds.batch, &meta.inputs, &[]).unwrap().0
     };
     let got = p.predict(&options, &batch).unwrap().value;
     assert_eq!(got.width as usize, width, "{expected_file}");
@@ -197,7 +197,10 @@ fn a_bundle_is_a_snapshot_of_exactly_what_was_digested() {
     )
     .unwrap();
     let got = p
-        .predict(&options, &data::model_inputs(&ds.batch, &meta.inputs))
+        .predict(
+            &options,
+            &data::model_inputs(&ds.batch, &meta.inputs, &[]).unwrap().0,
+        )
         .unwrap();
     let (_, want, _) = expected("expected_xgb_binary_3.2.0_breast_cancer_eval.json");
     assert!((got.value.values[1] - want[0][1]).abs() < 1e-5);

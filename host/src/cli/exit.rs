@@ -1,11 +1,16 @@
 //! The one place where errors become exit codes and stderr lines.
 //!
+//! The same failure gives the same code in every command:
+//!
 //! * `0` — success; the gate passed.
-//! * `1` — the gate refused the candidate, or the plugin failed while
-//!   running (trap, fuel, timeout, memory, its own error).
+//! * `1` — the candidate was judged and refused, or a model failed while
+//!   running (trap, fuel, timeout, memory, its own error, or output that
+//!   breaks its declared contract), in `plugin run` as in `gate run`.
 //! * `2` — the input was wrong: a malformed component, the wrong world, a
-//!   disallowed import, a broken gate file, a CSV with missing columns or
-//!   non-numeric values, an unreadable file, a failed build.
+//!   disallowed import, a broken gate file, a step whose configuration its
+//!   validator refuses (bad key, missing label), a broken baseline, a CSV
+//!   with missing columns or non-numeric values, an unreadable file, a
+//!   failed build.
 
 use crate::error::{FailureKind, PluginFailure, SandboxError};
 use crate::gate::GateError;
@@ -46,7 +51,8 @@ impl CliError {
     }
 }
 
-fn one_line(s: &str) -> String {
+/// `s` on one line: runs of whitespace (newlines included) become one space.
+pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -10,9 +10,9 @@ use crate::data;
 use crate::gate::runner::load_model;
 use crate::gate::{GateRun, GateSpec};
 use crate::limits::LimitRequest;
-use crate::sandbox::{CallOptions, Sandbox};
+use crate::sandbox::{CallOptions, CheckedModel, Sandbox};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use exit::CliError;
+use exit::{CliError, one_line};
 use std::path::{Path, PathBuf};
 
 /// Writes a line to stdout; a closed pipe (`airlock ... | head`) is not an
@@ -123,6 +123,38 @@ enum PluginCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run a validator on a model: a one-step gate, without a gate file.
+    Validate {
+        /// The validator component (a `.wasm` file).
+        validator: PathBuf,
+        /// The candidate model component.
+        #[arg(long)]
+        model: PathBuf,
+        /// The candidate's data bundle.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// The evaluation rows (CSV).
+        #[arg(long)]
+        data: PathBuf,
+        /// The label column of the data.
+        #[arg(long)]
+        label: Option<String>,
+        /// A reference dataset (e.g. training data) for drift checks.
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// The validator's configuration: a TOML file holding what a gate
+        /// step's `[steps.config]` table would.
+        #[arg(long)]
+        step_config: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Seed for every plugin (default: drawn at random and printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,7 +178,13 @@ enum GateCmd {
         /// Where plugin names in the gate file resolve (overrides plugin_dir).
         #[arg(long)]
         plugin_dir: Option<PathBuf>,
-        /// Seed for every plugin (default: derived from the candidate and gate).
+        /// The directory the gate file's relative paths (datasets, plugins)
+        /// resolve against; default: the gate file's own directory. Use it
+        /// to run a copy of a gate file kept elsewhere.
+        #[arg(long)]
+        base_dir: Option<PathBuf>,
+        /// Seed for every plugin (default: drawn from the host's randomness
+        /// and printed in the report; pass it back to rerun exactly).
         #[arg(long)]
         seed: Option<u64>,
         /// Print JSON.
@@ -342,6 +380,73 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             seed,
             json,
         ),
+        Command::Plugin(PluginCmd::Validate {
+            validator,
+            model,
+            bundle,
+            data: csv,
+            label,
+            reference,
+            step_config,
+            limits,
+            seed,
+            json,
+        }) => {
+            let config = match &step_config {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p).map_err(|e| {
+                        CliError::input(format!("cannot read {}: {e}", p.display()))
+                    })?;
+                    toml::from_str::<toml::Table>(&text).map_err(|e| {
+                        CliError::input(format!("{}: {}", p.display(), one_line(&e.to_string())))
+                    })?
+                }
+                None => toml::Table::new(),
+            };
+            if validator.extension().and_then(|e| e.to_str()) != Some("wasm") {
+                return Err(CliError::input(format!(
+                    "{}: the validator must be a compiled component (a .wasm file); build a crate with `airlock plugin build`",
+                    validator.display()
+                )));
+            }
+            let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            let mut step = toml::Table::new();
+            step.insert("name".into(), "validate".into());
+            step.insert(
+                "plugin".into(),
+                abs(&validator).display().to_string().into(),
+            );
+            step.insert("dataset".into(), abs(&csv).display().to_string().into());
+            if let Some(l) = &label {
+                step.insert("label".into(), l.clone().into());
+            }
+            if let Some(r) = &reference {
+                step.insert("reference".into(), abs(r).display().to_string().into());
+            }
+            step.insert(
+                "limits".into(),
+                toml::Value::try_from(limits.request())
+                    .map_err(|e| CliError::input(e.to_string()))?,
+            );
+            step.insert("config".into(), config.into());
+            let mut doc = toml::Table::new();
+            doc.insert("name".into(), "plugin-validate".into());
+            doc.insert("steps".into(), toml::Value::Array(vec![step.into()]));
+            let text = toml::to_string(&doc).map_err(|e| CliError::input(e.to_string()))?;
+            let spec = GateSpec::parse(&text, Path::new("."))
+                .map_err(|e| CliError::input(format!("plugin validate: {e}")))?;
+            run_gate(
+                &cli.global,
+                &spec,
+                &model,
+                bundle.as_deref(),
+                None,
+                None,
+                None,
+                seed,
+                json,
+            )
+        }
         Command::Gate(GateCmd::Run {
             gate,
             model,
@@ -349,44 +454,96 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             baseline,
             baseline_bundle,
             plugin_dir,
+            base_dir,
             seed,
             json,
         }) => {
-            let spec = GateSpec::load(&gate).map_err(|e| CliError::input(e.to_string()))?;
-            let sb = sandbox(&cli.global)?;
-            let candidate = load_model(&sb, &model, bundle.as_deref())
-                .map_err(|e| CliError::input(format!("candidate {}: {e}", model.display())))?;
-            let baseline = match &baseline {
-                Some(b) => Some(
-                    load_model(&sb, b, baseline_bundle.as_deref())
-                        .map_err(|e| CliError::input(format!("baseline {}: {e}", b.display())))?,
-                ),
-                None => None,
-            };
-            let report = GateRun {
-                sandbox: &sb,
-                spec: &spec,
-                candidate,
-                baseline,
+            let mut spec = GateSpec::load(&gate).map_err(|e| CliError::input(e.to_string()))?;
+            if let Some(d) = base_dir {
+                spec.base_dir = d;
+            }
+            run_gate(
+                &cli.global,
+                &spec,
+                &model,
+                bundle.as_deref(),
+                baseline.as_deref(),
+                baseline_bundle.as_deref(),
                 plugin_dir,
                 seed,
-            }
-            .run()
-            .map_err(CliError::from)?;
-            if json {
-                out!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("serializable")
-                );
-            } else {
-                out_nonl!("{}", report.to_text());
-            }
-            if report.passed {
-                Ok(())
-            } else {
-                Err(CliError::GateRefused)
-            }
+                json,
+            )
         }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_gate(
+    global: &Global,
+    spec: &GateSpec,
+    model: &Path,
+    bundle: Option<&Path>,
+    baseline: Option<&Path>,
+    baseline_bundle: Option<&Path>,
+    plugin_dir: Option<PathBuf>,
+    seed: Option<u64>,
+    json: bool,
+) -> Result<(), CliError> {
+    let sb = sandbox(global)?;
+    for step in &spec.steps {
+        warn_raises(
+            &format!("step `{}` limits", step.name),
+            &sb.config().limits,
+            &step.limits,
+        );
+    }
+    let candidate = load_model(&sb, model, bundle)
+        .map_err(|e| CliError::input(format!("candidate {}: {e}", model.display())))?;
+    let baseline = match baseline {
+        Some(b) => Some(
+            load_model(&sb, b, baseline_bundle)
+                .map_err(|e| CliError::input(format!("baseline {}: {e}", b.display())))?,
+        ),
+        None => None,
+    };
+    let no_bundle = candidate.bundle.is_none();
+    let report = GateRun {
+        sandbox: &sb,
+        spec,
+        candidate,
+        baseline,
+        plugin_dir,
+        seed,
+    }
+    .run()
+    .map_err(CliError::from)?;
+    if json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serializable")
+        );
+    } else {
+        out_nonl!("{}", report.to_text());
+        if no_bundle && report.candidate_failure.is_some() {
+            eprintln!("hint: no --bundle was given; a model that reads its data bundle needs one");
+        }
+    }
+    if report.passed {
+        Ok(())
+    } else {
+        Err(CliError::GateRefused)
+    }
+}
+
+/// Warns on stderr about requested limits above the operator's ceilings,
+/// which are not granted (the ceiling applies).
+fn warn_raises(what: &str, ceiling: &crate::limits::Limits, req: &LimitRequest) {
+    let refused = ceiling.refused_raises(req);
+    if !refused.is_empty() {
+        eprintln!(
+            "warning: {what}: {} above the operator's ceiling; the ceiling applies (see --config)",
+            refused.join(", ")
+        );
     }
 }
 
@@ -409,19 +566,39 @@ fn plugin_run(
             m.plugin.world
         )));
     }
+    warn_raises("command-line limits", &sb.config().limits, &limits);
+    warn_raises(
+        "the plugin's manifest",
+        &sb.config().limits,
+        &m.plugin.manifest.limits,
+    );
     let options = CallOptions {
         limits,
         seed,
         bundle: m.bundle.clone(),
     };
-    let meta = m.plugin.metadata(&options).map_err(CliError::Plugin)?;
-    let dataset = data::read_csv(csv, Some(&meta.value.inputs), None)
+    let hint = |mut f: crate::PluginFailure| {
+        if bundle.is_none() && f.kind != crate::FailureKind::InvalidOutput {
+            f.message.push_str(
+                " (hint: no --bundle was given; a model that reads its data bundle needs one)",
+            );
+        }
+        CliError::Plugin(f)
+    };
+    let checked = CheckedModel::open(m.plugin.clone(), options).map_err(hint)?;
+    let meta = &checked.metadata;
+    let dataset = data::read_csv(csv, Some(&meta.inputs), None)
         .map_err(|e| CliError::input(e.to_string()))?;
-    let inputs = data::model_inputs(&dataset.batch, &meta.value.inputs);
-    let out = m
-        .plugin
-        .predict(&options, &inputs)
-        .map_err(CliError::Plugin)?;
+    let (inputs, matched) = data::model_inputs(&dataset.batch, &meta.inputs, &[])
+        .map_err(|e| CliError::input(format!("{}: {e}", csv.display())))?;
+    if let data::InputMatch::ByPosition { columns } = &matched {
+        eprintln!(
+            "note: the model declares positional inputs f0..f{}; matched by position to the CSV columns {}",
+            meta.inputs.len().saturating_sub(1),
+            columns.join(", ")
+        );
+    }
+    let out = checked.predict(&inputs).map_err(hint)?;
     let width = out.value.width.max(1) as usize;
     let rows: Vec<serde_json::Value> = out
         .value
@@ -440,14 +617,14 @@ fn plugin_run(
             "model": {
                 "digest": m.plugin.digest,
                 "bundle_digest": m.bundle.as_ref().map(|b| b.digest),
-                "name": meta.value.name,
-                "version": meta.value.version,
+                "name": meta.name,
+                "version": meta.version,
             },
             "rows": dataset.batch.rows,
             "predictions": rows,
             "fuel_used": out.fuel_used,
             "duration_us": out.duration.as_secs_f64() * 1e6,
-            "metadata_fuel_used": meta.fuel_used,
+            "metadata_fuel_used": checked.metadata_fuel_used,
         });
         out!(
             "{}",
@@ -456,8 +633,8 @@ fn plugin_run(
     } else {
         out!(
             "# {} {} ({}) on {} rows: fuel {}, {:.3} ms",
-            meta.value.name,
-            meta.value.version,
+            crate::gate::report::escape_untrusted(&meta.name),
+            crate::gate::report::escape_untrusted(&meta.version),
             m.plugin.digest,
             dataset.batch.rows,
             out.fuel_used,

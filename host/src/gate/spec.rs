@@ -21,6 +21,7 @@
 //!
 //! Relative paths resolve against the gate file's directory.
 
+use crate::digest::Digest;
 use crate::limits::LimitRequest;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -42,9 +43,23 @@ pub struct GateSpec {
     pub policy: Policy,
     /// The ordered steps.
     pub steps: Vec<StepSpec>,
-    /// The directory relative paths resolve against (the file's directory).
+    /// The directory relative paths resolve against (the file's directory,
+    /// unless the command line overrides it).
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Digest of the gate file's bytes, bound into every report.
+    #[serde(skip, default = "zero_digest")]
+    pub digest: Digest,
+    /// The file's text, kept to point errors at lines of it.
+    #[serde(skip)]
+    pub source: String,
+    /// The file it was read from, when it was read from one.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+fn zero_digest() -> Digest {
+    Digest([0; 32])
 }
 
 /// The decision rule.
@@ -113,10 +128,12 @@ impl GateSpec {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        GateSpec::parse(&text, &base).map_err(|message| SpecError::Invalid {
+        let mut spec = GateSpec::parse(&text, &base).map_err(|message| SpecError::Invalid {
             path: path.to_path_buf(),
             message,
-        })
+        })?;
+        spec.path = Some(path.to_path_buf());
+        Ok(spec)
     }
 
     /// Parses gate TOML whose relative paths resolve against `base_dir`.
@@ -124,6 +141,8 @@ impl GateSpec {
         let mut spec: GateSpec =
             toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
         spec.base_dir = base_dir.to_path_buf();
+        spec.digest = Digest::of(text.as_bytes());
+        spec.source = text.to_string();
         spec.check()?;
         Ok(spec)
     }
@@ -177,6 +196,61 @@ impl StepSpec {
     pub fn config_json(&self) -> String {
         serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".into())
     }
+
+    /// The step's config as a JSON value, for reports.
+    pub fn config_value(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+}
+
+impl GateSpec {
+    /// Where, in the gate file, step `step` (0-based) sets the config key
+    /// `dotted` (e.g. `min.accuracy`): `(line, column)`, 1-based. Falls back
+    /// to the step's `config` table, then to the step, when the key is not
+    /// written in the file (a missing key).
+    pub fn locate_config_key(&self, step: usize, dotted: &str) -> Option<(usize, usize)> {
+        use toml::de::{DeTable, DeValue};
+        let doc = DeTable::parse(&self.source).ok()?;
+        fn find<'i>(
+            t: &DeTable<'i>,
+            key: &str,
+        ) -> Option<(std::ops::Range<usize>, toml::Spanned<DeValue<'i>>)> {
+            t.iter()
+                .find(|(k, _)| k.get_ref().as_ref() == key)
+                .map(|(k, v)| (k.span(), v.clone()))
+        }
+        let (_, steps) = find(doc.get_ref(), "steps")?;
+        let DeValue::Array(steps) = steps.into_inner() else {
+            return None;
+        };
+        let step_value = steps.get(step)?;
+        let step_span = step_value.span();
+        let DeValue::Table(step_table) = step_value.get_ref() else {
+            return None;
+        };
+        let mut best = step_span;
+        if let Some((config_key_span, config)) = find(step_table, "config") {
+            best = config_key_span;
+            let mut current = config.into_inner();
+            for part in dotted.split('.').filter(|p| !p.is_empty()) {
+                let DeValue::Table(t) = &current else { break };
+                let Some((span, next)) = find(t, part) else {
+                    break;
+                };
+                best = span;
+                current = next.into_inner();
+            }
+        }
+        Some(line_col(&self.source, best.start))
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
 }
 
 #[cfg(test)]
@@ -253,5 +327,28 @@ mod tests {
         assert!(e.contains("twice"), "{e}");
         let e = GateSpec::parse("name = ", Path::new(".")).unwrap_err();
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn config_keys_are_located_in_the_users_toml() {
+        let g = GateSpec::parse(GOOD, Path::new("/gates")).unwrap();
+        let line_of = |needle: &str| GOOD.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        let (line, col) = g.locate_config_key(0, "min.accuracy").unwrap();
+        assert_eq!(line, line_of("min = { accuracy"));
+        assert_eq!(col, 17);
+        // A key that is not written points at the step's config table.
+        let (line, _) = g.locate_config_key(0, "nope").unwrap();
+        assert_eq!(line, line_of("[steps.config]"));
+        // A step without config points at the step itself.
+        assert!(g.locate_config_key(1, "x").is_some());
+        assert!(g.locate_config_key(5, "x").is_none());
+    }
+
+    #[test]
+    fn the_digest_covers_the_file_text() {
+        let a = GateSpec::parse(GOOD, Path::new("/gates")).unwrap();
+        let b = GateSpec::parse(&GOOD.replace("0.9", "0.5"), Path::new("/gates")).unwrap();
+        assert_ne!(a.digest, b.digest);
+        assert_eq!(a.digest, Digest::of(GOOD.as_bytes()));
     }
 }

@@ -8,7 +8,12 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod candidate;
+pub mod checked;
 pub mod wasi;
+
+pub use candidate::CandidateLink;
+pub use checked::CheckedModel;
 
 use crate::capabilities::{self, Capability, World};
 use crate::digest::Digest;
@@ -25,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasi::{HasWasi, WasiSpec, WasiState};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreContextMut, Trap};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
 /// How the operator sets up the sandbox.
 #[derive(Debug, Clone)]
@@ -47,6 +52,8 @@ pub struct SandboxConfig {
     pub max_instances: u32,
     /// Wasm stack cap in bytes.
     pub max_wasm_stack: usize,
+    /// How strictly model outputs are checked against their metadata.
+    pub output_rules: crate::contract::OutputRules,
     /// With pooling: bytes of each linear memory kept resident between
     /// instances and reset in place (only the pages a call dirtied, found
     /// with Linux's `PAGEMAP_SCAN` where available) instead of being
@@ -66,6 +73,7 @@ impl Default for SandboxConfig {
             max_instances: 64,
             max_wasm_stack: 512 << 10,
             keep_resident_bytes: 8 << 20,
+            output_rules: crate::contract::OutputRules::default(),
         }
     }
 }
@@ -235,17 +243,6 @@ fn ser_duration_us<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S:
     s.serialize_f64(d.as_secs_f64() * 1e6)
 }
 
-/// The candidate a validator may call through the `candidate` interface.
-#[derive(Clone)]
-pub struct CandidateLink {
-    /// The candidate model.
-    pub plugin: Arc<Plugin>,
-    /// Its bundle, seed and limits.
-    pub options: CallOptions,
-    /// Its metadata, fetched once.
-    pub metadata: ModelMetadata,
-}
-
 /// Store data of one call.
 pub struct CallState {
     wasi: WasiState,
@@ -253,6 +250,9 @@ pub struct CallState {
     candidate: Option<CandidateLink>,
     candidate_fuel: u64,
     metered: bool,
+    /// When this call's wall-clock budget runs out; candidate calls made
+    /// from a validator get at most what is left.
+    deadline: Instant,
 }
 
 impl HasWasi for CallState {
@@ -310,8 +310,6 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-const CANDIDATE_IFACE: &str = "airlock:plugin/candidate@0.1.0";
-
 impl Sandbox {
     /// Builds the engine, linkers, compile cache and epoch ticker.
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
@@ -343,7 +341,7 @@ impl Sandbox {
         wasi::add_to_linker(&mut model_linker).map_err(engine_err)?;
         let mut validator_linker = Linker::new(&engine);
         wasi::add_to_linker(&mut validator_linker).map_err(engine_err)?;
-        add_candidate(&mut validator_linker).map_err(engine_err)?;
+        candidate::add_to_linker(&mut validator_linker).map_err(engine_err)?;
 
         if config.epoch_deadline {
             let weak = engine.weak();
@@ -503,6 +501,7 @@ impl Sandbox {
             candidate,
             candidate_fuel: 0,
             metered: self.inner.config.fuel,
+            deadline: Instant::now() + Duration::from_millis(limits.timeout_ms),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -516,6 +515,11 @@ impl Sandbox {
 }
 
 impl Plugin {
+    /// How this sandbox checks model outputs.
+    pub fn output_rules(&self) -> crate::contract::OutputRules {
+        self.sandbox.inner.config.output_rules
+    }
+
     /// The limits a call with `req` runs under: the operator's ceilings,
     /// lowered by the plugin's manifest, lowered by `req`.
     pub fn limits_for(&self, req: &LimitRequest) -> Limits {
@@ -679,6 +683,7 @@ fn settle<R>(
         guest_code: None,
         stderr: tail(&stderr, 2048),
         fuel_used,
+        candidate_fuel_used: state.candidate_fuel,
     };
     match result {
         Ok(Ok(value)) => {
@@ -931,55 +936,6 @@ fn verdict_size(v: &Verdict) -> u64 {
             .iter()
             .map(|m| (m.name.len() + 8) as u64)
             .sum::<u64>()
-}
-
-/// Links the `candidate` interface: each call runs the candidate in its own
-/// fresh sandbox with at most the validator's remaining fuel, and charges
-/// what it used to the validator.
-fn add_candidate(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    let mut inst = linker.instance(CANDIDATE_IFACE)?;
-    inst.func_wrap(
-        "metadata",
-        |store: StoreContextMut<'_, CallState>, (): ()| -> wasmtime::Result<(ModelMetadata,)> {
-            match &store.data().candidate {
-                Some(c) => Ok((c.metadata.clone(),)),
-                None => Err(wasmtime::Error::msg(
-                    "no candidate model is attached to this call",
-                )),
-            }
-        },
-    )?;
-    inst.func_wrap(
-        "predict",
-        |mut store: StoreContextMut<'_, CallState>,
-         (batch,): (Batch,)|
-         -> wasmtime::Result<(Result<Predictions, PluginError>,)> {
-            let Some(link) = store.data().candidate.clone() else {
-                return Ok((Err(PluginError {
-                    code: "no-candidate".into(),
-                    message: "no candidate model is attached to this call".into(),
-                }),));
-            };
-            let metered = store.data().metered;
-            let remaining = if metered { store.get_fuel()? } else { u64::MAX };
-            let mut options = link.options.clone();
-            options.limits.fuel = Some(options.limits.fuel.map_or(remaining, |f| f.min(remaining)));
-            let result = link.plugin.predict(&options, &batch);
-            let used = match &result {
-                Ok(o) => o.fuel_used,
-                Err(f) => f.fuel_used,
-            };
-            store.data_mut().candidate_fuel += used;
-            if metered {
-                store.set_fuel(remaining.saturating_sub(used))?;
-            }
-            Ok((result.map(|o| o.value).map_err(|f| PluginError {
-                code: f.kind.as_str().to_string(),
-                message: f.message,
-            }),))
-        },
-    )?;
-    Ok(())
 }
 
 /// A live model instance reused across calls; see [`Plugin::instantiate`].

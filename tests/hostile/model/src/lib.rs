@@ -24,6 +24,9 @@
 //! | `print`        | writes 10 MiB to stdout                                     |
 //! | `remember`     | counts its calls in a static: state that must not survive   |
 //! | `ok`           | behaves: one value per row, the row count                   |
+//! | `x`            | the declared input, as a validator's probe sends it (probes |
+//! |                | carry only declared columns): spins forever when the first  |
+//! |                | value is -1, otherwise behaves like `ok`                    |
 
 use airlock_guest::{
     Batch, Feature, FeatureKind, Model, ModelMetadata, OutputSchema, PluginError, Predictions, Task,
@@ -98,6 +101,10 @@ impl Model for Hostile {
                 Ok(values(vec![n as f64]))
             }
             "ok" => Ok(values(vec![f64::from(batch.rows); batch.rows as usize])),
+            "x" => match &batch.columns[0].values {
+                airlock_guest::ColumnValues::Numeric(v) if v.first() == Some(&-1.0) => spin(),
+                _ => Ok(values(vec![f64::from(batch.rows); batch.rows as usize])),
+            },
             other => Err(PluginError::bad_input(format!(
                 "unknown hostile mode `{other}`"
             ))),

@@ -11,8 +11,11 @@
 //! | `nondeterminism` | reads the wall clock, the monotonic clock and std's random   |
 //! |                  | hash keys, and lets them decide its metrics and its verdict   |
 //! | `loop`           | spins forever                                                 |
-//! | `probe-loop`     | asks the candidate (`hostile-model`) to run its `loop` attack |
+//! | `probe-loop`     | asks the candidate (`hostile-model`) to spin forever          |
 //! |                  | and reports the candidate's failure as a failing finding      |
+//! | `probe-swallow`  | asks the candidate to score the first 20 evaluation rows      |
+//! |                  | unchanged, ignores whatever comes back, and passes (a         |
+//! |                  | validator that trusts its probes, or hides what they show)    |
 //! | `ok`             | passes                                                        |
 
 use airlock_guest::{
@@ -49,6 +52,15 @@ impl Validator for Hostile {
             "nondeterminism" => Ok(nondeterminism(&ctx)),
             "loop" => spin(),
             "probe-loop" => Ok(probe_loop()),
+            "probe-swallow" => {
+                let rows: Vec<usize> = (0..(ctx.data.rows as usize).min(20)).collect();
+                let _ = airlock_guest::candidate::predict(&ctx.data.select_rows(&rows));
+                Ok(Verdict {
+                    passed: true,
+                    findings: Vec::new(),
+                    metrics: Vec::new(),
+                })
+            }
             "ok" => Ok(Verdict {
                 passed: true,
                 findings: Vec::new(),
@@ -135,9 +147,10 @@ fn spin() -> ! {
 fn probe_loop() -> Verdict {
     let batch = Batch {
         rows: 1,
+        // The model's declared input; -1 asks `hostile-model` to spin.
         columns: vec![Column {
-            name: "loop".to_string(),
-            values: ColumnValues::Numeric(vec![0.0]),
+            name: "x".to_string(),
+            values: ColumnValues::Numeric(vec![-1.0]),
         }],
     };
     match airlock_guest::candidate::predict(&batch) {
