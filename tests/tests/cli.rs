@@ -294,3 +294,151 @@ fn bad_input_is_one_line_and_exit_2() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr_line(&o).contains("fuel_exhausted"));
 }
+
+#[test]
+fn a_candidate_that_traps_in_metadata_exits_1_in_plugin_run_and_gate_run() {
+    // hostile-liar without its bundle panics in `metadata`.
+    let cache = tempfile::tempdir().unwrap();
+    let liar = s(&plugin("hostile_liar"));
+    let eval = s(&example().join("data/eval.csv"));
+    let o = airlock(&["plugin", "run", &liar, "--data", &eval], cache.path());
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr_line(&o);
+    assert!(e.contains("plugin failed: trap:"), "{e}");
+    assert!(e.contains("hint: no --bundle was given"), "{e}");
+
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        plugin("airlock_validator_performance"),
+        plugins.path().join("performance.wasm"),
+    )
+    .unwrap();
+    let gate = plugins.path().join("gate.toml");
+    std::fs::write(
+        &gate,
+        format!(
+            "name = \"g\"\n[[steps]]\nname = \"performance\"\nplugin = \"performance\"\ndataset = \"{eval}\"\nlabel = \"target\"\n[steps.config]\nmin = {{ accuracy = 0.9 }}\n"
+        ),
+    )
+    .unwrap();
+    let o = airlock(&["gate", "run", &s(&gate), "--model", &liar], cache.path());
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("ERROR candidate: trap:"), "{text}");
+    assert!(text.contains("result: REFUSED (the candidate could not be judged)"), "{text}");
+}
+
+#[test]
+fn a_misconfigured_step_exits_2_pointing_at_the_gate_file_line() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        plugin("airlock_validator_performance"),
+        dir.path().join("performance.wasm"),
+    )
+    .unwrap();
+    let eval = s(&example().join("data/eval.csv"));
+    let gate = dir.path().join("gate.toml");
+    std::fs::write(
+        &gate,
+        format!(
+            "name = \"g\"\n[[steps]]\nname = \"perf\"\nplugin = \"performance\"\ndataset = \"{eval}\"\nlabel = \"target\"\n[steps.config]\nminimum = {{ accuracy = 0.9 }}\n"
+        ),
+    )
+    .unwrap();
+    let model = s(&plugin("airlock_model_xgboost"));
+    let bundle = s(&example().join("model-v1"));
+    let o = airlock(
+        &["gate", "run", &s(&gate), "--model", &model, "--bundle", &bundle],
+        cache.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr_line(&o);
+    assert!(
+        e.contains(&format!("{}:8:", gate.display())) && e.contains("step `perf`: bad-config:"),
+        "{e}"
+    );
+    assert!(o.stdout.is_empty(), "no step may have run");
+}
+
+#[test]
+fn a_gate_file_copied_elsewhere_runs_with_base_dir() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        plugin("airlock_validator_performance"),
+        plugins.path().join("performance.wasm"),
+    )
+    .unwrap();
+    let gate = dir.path().join("copied.toml");
+    std::fs::write(
+        &gate,
+        "name = \"g\"\n[[steps]]\nname = \"perf\"\nplugin = \"performance\"\ndataset = \"data/eval.csv\"\nlabel = \"target\"\n[steps.config]\nmin = { accuracy = 0.9 }\n",
+    )
+    .unwrap();
+    let model = s(&plugin("airlock_model_xgboost"));
+    let bundle = s(&example().join("model-v1"));
+    let args = |base: Option<&str>| {
+        let mut a = vec![
+            "gate".to_string(),
+            "run".into(),
+            s(&gate),
+            "--model".into(),
+            model.clone(),
+            "--bundle".into(),
+            bundle.clone(),
+            "--plugin-dir".into(),
+            s(plugins.path()),
+        ];
+        if let Some(b) = base {
+            a.extend(["--base-dir".into(), b.to_string()]);
+        }
+        a
+    };
+    // Without it the relative dataset path is looked up beside the copy.
+    let a = args(None);
+    let o = airlock(&a.iter().map(String::as_str).collect::<Vec<_>>(), cache.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr_line(&o).contains("data/eval.csv"));
+    let ex = s(&example());
+    let a = args(Some(&ex));
+    let o = airlock(&a.iter().map(String::as_str).collect::<Vec<_>>(), cache.path());
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn plugin_validate_runs_one_validator_without_a_gate_file() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("perf.toml");
+    std::fs::write(&cfg, "min = { accuracy = 0.9 }\n").unwrap();
+    let args = |cfg: &Path| {
+        vec![
+            "plugin".to_string(),
+            "validate".into(),
+            s(&plugin("airlock_validator_performance")),
+            "--model".into(),
+            s(&plugin("airlock_model_xgboost")),
+            "--bundle".into(),
+            s(&example().join("model-v1")),
+            "--data".into(),
+            s(&example().join("data/eval.csv")),
+            "--label".into(),
+            "target".into(),
+            "--step-config".into(),
+            s(cfg),
+            "--json".into(),
+        ]
+    };
+    let a = args(&cfg);
+    let o = airlock(&a.iter().map(String::as_str).collect::<Vec<_>>(), cache.path());
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["steps"][0]["status"], "pass");
+    assert!(r["steps"][0]["metrics"]["accuracy"].as_f64().unwrap() > 0.9);
+
+    std::fs::write(&cfg, "min = { accuracy = 0.999 }\n").unwrap();
+    let o = airlock(&a.iter().map(String::as_str).collect::<Vec<_>>(), cache.path());
+    assert_eq!(o.status.code(), Some(1));
+}

@@ -464,3 +464,72 @@ fn fuel_totals_include_every_call() {
         r.model_fuel_used + r.check_fuel_used + r.steps.iter().map(|s| s.fuel_used).sum::<u64>()
     );
 }
+
+/// A one-column CSV of `x` values for `hostile-model`.
+fn x_csv(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("x.csv");
+    std::fs::write(&p, "x\n1\n2\n3\n").unwrap();
+    p
+}
+
+#[test]
+fn a_steps_timeout_reaches_the_candidates_probes() {
+    // Before: only fuel was passed on to probes, so a 250 ms step whose
+    // probe loops ran until the validator's fuel was gone. With a fuel
+    // ceiling high enough to last a minute, only the deadline can stop it.
+    let sb = airlock_host::sandbox::Sandbox::new(airlock_host::sandbox::SandboxConfig {
+        limits: airlock_host::Limits {
+            fuel: 1_000_000_000_000,
+            ..airlock_host::Limits::default()
+        },
+        cache_dir: Some(airlock_tests::cache_dir()),
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = x_csv(dir.path());
+    let spec = gate(&format!(
+        "[[steps]]\nname = \"probe\"\nplugin = \"hostile\"\ndataset = \"{}\"\nlimits = {{ timeout_ms = 250 }}\n[steps.config]\nmode = \"probe-loop\"\n",
+        csv.display()
+    ));
+    let model = load_model(&sb, &plugin("hostile_model"), None).unwrap();
+    let start = std::time::Instant::now();
+    let r = GateRun {
+        sandbox: &sb,
+        spec: &spec,
+        candidate: model,
+        baseline: None,
+        plugin_dir: None,
+        seed: Some(1),
+    }
+    .run()
+    .unwrap();
+    let took = start.elapsed();
+    let s = step(&r, "probe");
+    let text = r.to_text();
+    assert_ne!(s.status, StepStatus::Pass, "{text}");
+    let timed_out = s.findings.iter().any(|f| f.code == "candidate-timeout")
+        || s.error.as_ref().is_some_and(|e| e.kind == FailureKind::Timeout);
+    assert!(timed_out, "{text}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "the probe outlived the step's 250 ms: {took:?}"
+    );
+}
+
+#[test]
+fn candidate_fuel_is_reported_when_the_validator_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = x_csv(dir.path());
+    let spec = gate(&format!(
+        "[[steps]]\nname = \"probe\"\nplugin = \"hostile\"\ndataset = \"{}\"\nlimits = {{ fuel = 30000000 }}\n[steps.config]\nmode = \"probe-loop\"\n",
+        csv.display()
+    ));
+    let model = load_model(&sandbox(), &plugin("hostile_model"), None).unwrap();
+    let r = run(&spec, model).unwrap();
+    let s = step(&r, "probe");
+    assert_eq!(s.status, StepStatus::Error, "{}", r.to_text());
+    assert_eq!(s.error.as_ref().unwrap().kind, FailureKind::FuelExhausted);
+    assert!(s.candidate_fuel_used > 0, "{}", r.to_text());
+    assert!(s.fuel_used >= s.candidate_fuel_used);
+}

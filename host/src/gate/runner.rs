@@ -506,10 +506,11 @@ impl GateRun<'_> {
                         .and_then(|k| self.spec.locate_config_key(i, k))
                         .or_else(|| self.spec.locate_config_key(i, ""))
                         .unwrap_or((1, 1));
-                    let message = f
-                        .message
-                        .strip_prefix(&format!("{code}: "))
-                        .unwrap_or(&f.message)
+                    // The validator may repeat the code and the step name.
+                    let message = f.message.strip_prefix(&format!("{code}: ")).unwrap_or(&f.message);
+                    let message = message
+                        .strip_prefix(&format!("step `{}`: ", step.name))
+                        .unwrap_or(message)
                         .to_string();
                     return Err(GateError::StepConfig {
                         file: self.spec_file_name(),
