@@ -246,7 +246,12 @@ mod tests {
             "airlock:plugin/types@0.2.0",
             "wasi:http/outgoing-handler@0.2.6",
         ] {
-            assert!(check_imports(World::Validator, &[bad]).is_err(), "{bad}");
+            let e = check_imports(World::Validator, &[bad]).unwrap_err();
+            assert_eq!(e.kind, FailureKind::DisallowedImport, "{bad}");
+            assert_eq!(
+                e.message,
+                format!("validator plugin imports an interface not granted: {bad}")
+            );
         }
     }
 }

@@ -152,7 +152,8 @@ mod tests {
                 .unwrap_err()
                 .contains("4 GiB")
         );
-        assert!(parse("max_instances = \"x\"").is_err());
+        let e = parse("max_instances = \"x\"").unwrap_err();
+        assert!(e.contains("max_instances") && e.contains("invalid type"), "{e}");
         let e = parse("[output]\nprobability_sum_tolerance = 0.7\n").unwrap_err();
         assert!(
             e.ends_with("output.probability_sum_tolerance 0.7 must be at least 0 and below 0.5"),

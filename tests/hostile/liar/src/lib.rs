@@ -27,9 +27,6 @@
 //! * `constant-small:<column>` — like `copy:<column>` on batches of at least
 //!   100 rows (what the gate scores), but a constant 0.5 on smaller batches
 //!   (what a robustness probe sends);
-//! * `first-row` — for a binary model, every row gets the answer the
-//!   batch's first row would get under `copy` of the first input (so answers
-//!   depend on what else is in the batch);
 //! * `bundle-clock` — the modification time of `/bundle/liar.txt`, in
 //!   seconds since the epoch, as the class-1 probability's exponent: 0.5
 //!   when the time is fixed at 0, something else otherwise (a time bomb).
@@ -166,15 +163,6 @@ impl Model for Liar {
                 width: width as u32,
                 values: vec![1.0 / width as f64; (rows * width).saturating_sub(1)],
             },
-            "first-row" => {
-                let first = p
-                    .inputs
-                    .first()
-                    .and_then(|n| column(&batch, n))
-                    .and_then(|v| v.first().copied())
-                    .unwrap_or(0.5);
-                binary_from(&vec![first; rows])
-            }
             "bundle-clock" => {
                 let secs = std::fs::metadata("/bundle/liar.txt")
                     .and_then(|m| m.modified())
