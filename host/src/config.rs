@@ -10,8 +10,14 @@
 //! fuel = 1_000_000_000
 //! timeout_ms = 5_000
 //! memory_bytes = 134_217_728
+//! [data]
+//! max_file_bytes = 1_073_741_824   # caps on every CSV dataset read
+//! max_columns = 10_000
+//! max_rows = 10_000_000
+//! max_cells = 50_000_000
 //! ```
 
+use crate::data::DataCaps;
 use crate::limits::Limits;
 use crate::sandbox::SandboxConfig;
 use serde::Deserialize;
@@ -32,6 +38,8 @@ pub struct HostConfig {
     pub epoch_tick_ms: u64,
     /// Use the pooling allocator.
     pub pooling: bool,
+    /// Caps on every dataset the host reads (`[data]`).
+    pub data: DataCaps,
 }
 
 impl Default for HostConfig {
@@ -43,6 +51,7 @@ impl Default for HostConfig {
             max_instances: 16,
             epoch_tick_ms: s.epoch_tick.as_millis() as u64,
             pooling: s.pooling,
+            data: DataCaps::default(),
         }
     }
 }
@@ -85,6 +94,7 @@ impl HostConfig {
                 return Err(format!("{name} must be greater than 0"));
             }
         }
+        self.data.check()?;
         if l.memory_bytes > MAX_MEMORY_BYTES {
             return Err(format!(
                 "limits.memory_bytes {} exceeds the 4 GiB a 32-bit Wasm memory can address",
@@ -143,5 +153,17 @@ mod tests {
                 .contains("4 GiB")
         );
         assert!(parse("max_instances = \"x\"").is_err());
+    }
+
+    #[test]
+    fn the_data_section_sets_dataset_caps_and_names_bad_keys() {
+        let c = parse("[data]\nmax_rows = 5\n").unwrap();
+        assert_eq!(c.data.max_rows, 5);
+        assert_eq!(c.data.max_cells, DataCaps::default().max_cells);
+        assert_eq!(HostConfig::default().data, DataCaps::default());
+        let e = parse("[data]\nmax_cells = 0\n").unwrap_err();
+        assert!(e.ends_with(": data.max_cells must be greater than 0"), "{e}");
+        let e = parse("[data]\nmax_colums = 5\n").unwrap_err();
+        assert!(e.contains("unknown field `max_colums`"), "{e}");
     }
 }

@@ -417,7 +417,8 @@ fn plugin_run(
     let meta = m.plugin.metadata(&options).map_err(CliError::Plugin)?;
     let dataset = data::read_csv(csv, Some(&meta.value.inputs), None)
         .map_err(|e| CliError::input(e.to_string()))?;
-    let inputs = data::model_inputs(&dataset.batch, &meta.value.inputs);
+    let (inputs, _) = data::model_inputs(&dataset.batch, &meta.value.inputs, &[])
+        .map_err(|e| CliError::input(format!("{}: {e}", csv.display())))?;
     let out = m
         .plugin
         .predict(&options, &inputs)

@@ -135,7 +135,18 @@ impl Side {
         if let Some(p) = self.predictions.get(&d.path) {
             return p.clone();
         }
-        let inputs = data::model_inputs(&d.batch, &self.metadata.inputs);
+        // Minimal call-site update for the new `model_inputs` (data helper);
+        // the lead's runner rework replaces this.
+        let withheld: Vec<&str> = d.label.as_deref().into_iter().collect();
+        let inputs = match data::model_inputs(&d.batch, &self.metadata.inputs, &withheld) {
+            Ok((batch, _)) => batch,
+            Err(e) => {
+                return Err(PluginFailure::new(
+                    crate::FailureKind::GuestError,
+                    format!("cannot give the model its inputs from {}: {e}", d.path.display()),
+                ));
+            }
+        };
         let r = self.model.plugin.predict(&self.options, &inputs).map(|o| {
             *fuel += o.fuel_used;
             o.value
