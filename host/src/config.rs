@@ -162,7 +162,10 @@ mod tests {
         assert_eq!(c.data.max_cells, DataCaps::default().max_cells);
         assert_eq!(HostConfig::default().data, DataCaps::default());
         let e = parse("[data]\nmax_cells = 0\n").unwrap_err();
-        assert!(e.ends_with(": data.max_cells must be greater than 0"), "{e}");
+        assert!(
+            e.ends_with(": data.max_cells must be greater than 0"),
+            "{e}"
+        );
         let e = parse("[data]\nmax_colums = 5\n").unwrap_err();
         assert!(e.contains("unknown field `max_colums`"), "{e}");
     }

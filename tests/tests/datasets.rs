@@ -118,7 +118,7 @@ fn a_header_of_300000_columns_is_refused_before_any_row() {
     assert_eq!(
         e.to_string(),
         format!(
-            "{}: a header of 300000 columns exceeds data.max_columns = 10000 (raise it in the [data] section of the host config to read this file)",
+            "{}: a record with more than 10000 columns (at line 1) exceeds data.max_columns = 10000 (raise it in the [data] section of the host config to read this file)",
             path.display()
         )
     );
@@ -126,6 +126,25 @@ fn a_header_of_300000_columns_is_refused_before_any_row() {
         start.elapsed() < Duration::from_secs(10),
         "{:?}",
         start.elapsed()
+    );
+}
+
+#[test]
+fn a_row_of_millions_of_fields_is_refused_before_the_parser_holds_it() {
+    // One line of 4 million empty fields: held whole by the parser it would
+    // cost 8 bytes per field before any column count could be checked.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("a,b\n1,2\n");
+    text.push_str(&",".repeat(4_000_000));
+    text.push('\n');
+    let path = write(dir.path(), "commas.csv", &text);
+    let e = read_csv(&path, None, None).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: a record with more than 10000 columns (at line 3) exceeds data.max_columns = 10000 (raise it in the [data] section of the host config to read this file)",
+            path.display()
+        )
     );
 }
 
@@ -242,7 +261,10 @@ fn an_xgboost_model_without_feature_names_reads_named_columns_by_position() {
     let meta = p.metadata(&options).unwrap().value;
     let declared: Vec<String> = (0..30).map(|i| format!("f{i}")).collect();
     assert_eq!(
-        meta.inputs.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+        meta.inputs
+            .iter()
+            .map(|f| f.name.clone())
+            .collect::<Vec<_>>(),
         declared
     );
     let csv = fixture("data/breast_cancer_eval.csv");

@@ -120,7 +120,10 @@ pub fn model_inputs(
         .collect();
     let (picked, how): (Vec<&Column>, InputMatch) = if found.iter().all(Option::is_some) {
         (found.into_iter().flatten().collect(), InputMatch::ByName)
-    } else if positional_names(schema) && found.iter().all(Option::is_none) && available.len() == schema.len() {
+    } else if positional_names(schema)
+        && found.iter().all(Option::is_none)
+        && available.len() == schema.len()
+    {
         let columns = available.iter().map(|c| c.name.clone()).collect();
         (available, InputMatch::ByPosition { columns })
     } else {

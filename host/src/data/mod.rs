@@ -146,9 +146,7 @@ pub enum DataError {
         column: String,
     },
     /// A column's type disagrees with what the model declares.
-    #[error(
-        "column `{column}` holds {found} values but the model declares it {declared}{via}"
-    )]
+    #[error("column `{column}` holds {found} values but the model declares it {declared}{via}")]
     KindMismatch {
         /// The CSV column.
         column: String,
@@ -237,7 +235,8 @@ pub enum DataError {
 
 /// `"{path}: "`, or nothing for an error found after reading.
 fn at(path: Option<&Path>) -> String {
-    path.map(|p| format!("{}: ", p.display())).unwrap_or_default()
+    path.map(|p| format!("{}: ", p.display()))
+        .unwrap_or_default()
 }
 
 /// At most eight names, then how many more: errors stay readable for a

@@ -9,8 +9,8 @@
 //! earlier cells. The second pass must see the same bytes (same digest and
 //! length), so the digest always names exactly what was parsed.
 
-use super::source::{self, Hashing};
 use super::inputs::missing;
+use super::source::{self, Hashing};
 use super::{DataCaps, DataError, Dataset};
 use crate::digest::Digest;
 use crate::sandbox::bindings::{Batch, Column, ColumnValues, Feature, FeatureKind};
@@ -69,10 +69,7 @@ fn declared_kinds(
         })
         .collect();
     let features = headers.len() - usize::from(label.is_some());
-    if named.iter().all(Option::is_none)
-        && positional_names(schema)
-        && features == schema.len()
-    {
+    if named.iter().all(Option::is_none) && positional_names(schema) && features == schema.len() {
         let mut kinds = schema.iter().map(|f| f.kind);
         return (0..headers.len())
             .map(|i| if Some(i) == label { None } else { kinds.next() })
@@ -121,12 +118,30 @@ fn record_line(rdr: &csv::Reader<Hashing<&mut File>>, record: &csv::ByteRecord) 
         .max(1)
 }
 
-/// Maps a parser error, telling growth and I/O apart from bad CSV.
-fn csv_error(path: &Path, grew: bool, size: u64, e: csv::Error) -> DataError {
-    if grew {
+/// Maps a parser error, telling growth, a record over the column cap and
+/// I/O apart from bad CSV.
+fn csv_error(
+    path: &Path,
+    src: &Hashing<&mut File>,
+    size: u64,
+    caps: &DataCaps,
+    e: csv::Error,
+) -> DataError {
+    if src.grew {
         return DataError::Changed {
             path: path.to_path_buf(),
             message: format!("it grew past the {size} bytes it had when checked"),
+        };
+    }
+    if let Some(line) = src.too_wide {
+        return DataError::CapExceeded {
+            path: path.to_path_buf(),
+            key: "max_columns",
+            limit: u64::from(caps.max_columns),
+            found: format!(
+                "a record with more than {} columns (at line {line})",
+                caps.max_columns
+            ),
         };
     }
     if !e.is_io_error() {
@@ -157,10 +172,7 @@ fn headers(
 ) -> Result<Vec<String>, DataError> {
     let record = match rdr.byte_headers() {
         Ok(r) => r.clone(),
-        Err(e) => {
-            let grew = rdr.get_ref().grew;
-            return Err(csv_error(path, grew, size, e));
-        }
+        Err(e) => return Err(csv_error(path, rdr.get_ref(), size, caps, e)),
     };
     if record.len() > caps.max_columns as usize {
         return Err(DataError::CapExceeded {
@@ -248,20 +260,22 @@ pub(crate) fn read(
 ) -> Result<Dataset, DataError> {
     let p = || path.to_path_buf();
     let source::Opened { mut file, size } = source::open(path, caps)?;
-    let mut rdr = csv_builder().from_reader(Hashing::new(&mut file, size));
+    let mut rdr =
+        csv_builder().from_reader(Hashing::new(&mut file, size, u64::from(caps.max_columns)));
     let headers = headers(&mut rdr, path, size, caps)?;
     if headers.is_empty() {
         return Err(DataError::Empty { path: p() });
     }
-    let label_idx = match label {
-        Some(l) => Some(headers.iter().position(|h| h == l).ok_or_else(|| {
-            DataError::MissingLabel {
-                path: p(),
-                column: l.to_string(),
-            }
-        })?),
-        None => None,
-    };
+    let label_idx =
+        match label {
+            Some(l) => Some(headers.iter().position(|h| h == l).ok_or_else(|| {
+                DataError::MissingLabel {
+                    path: p(),
+                    column: l.to_string(),
+                }
+            })?),
+            None => None,
+        };
     let kinds = declared_kinds(&headers, schema, label_idx);
     if let Some(schema) = schema {
         check_schema(path, schema, &headers, label, &kinds)?;
@@ -294,10 +308,7 @@ pub(crate) fn read(
         match rdr.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => {
-                let grew = rdr.get_ref().grew;
-                return Err(csv_error(path, grew, size, e));
-            }
+            Err(e) => return Err(csv_error(path, rdr.get_ref(), size, caps, e)),
         }
         let line = record_line(&rdr, &record);
         let rows = lines.len() as u64 + 1;
@@ -348,7 +359,13 @@ pub(crate) fn read(
         })
         .max();
     if let Some(upto) = refill {
-        second_pass(&mut file, path, size, hash, upto, &headers, &mut builders)?;
+        let pass = Pass {
+            path,
+            size,
+            caps,
+            hash,
+        };
+        second_pass(&mut file, &pass, upto, &headers, &mut builders)?;
     }
 
     let mut labels = None;
@@ -450,18 +467,30 @@ fn text_cell(
         })
 }
 
+/// What the second pass must match.
+struct Pass<'a> {
+    path: &'a Path,
+    size: u64,
+    caps: &'a DataCaps,
+    hash: [u8; 32],
+}
+
 /// Re-reads rows `0..upto` to recover the text of cells in columns that
 /// became categorical after their first row, then checks the file is the
 /// one the first pass hashed.
 fn second_pass(
     file: &mut File,
-    path: &Path,
-    size: u64,
-    hash: [u8; 32],
+    pass: &Pass<'_>,
     upto: usize,
     headers: &[String],
     builders: &mut [Builder],
 ) -> Result<(), DataError> {
+    let Pass {
+        path,
+        size,
+        caps,
+        hash,
+    } = *pass;
     let changed = || DataError::Changed {
         path: path.to_path_buf(),
         message: "its bytes differ between the two passes over it".to_string(),
@@ -471,16 +500,13 @@ fn second_pass(
             path: path.to_path_buf(),
             source,
         })?;
-    let mut rdr = csv_builder().from_reader(Hashing::new(file, size));
+    let mut rdr = csv_builder().from_reader(Hashing::new(file, size, u64::from(caps.max_columns)));
     let mut record = csv::ByteRecord::new();
     for row in 0..upto {
         match rdr.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => return Err(changed()),
-            Err(e) => {
-                let grew = rdr.get_ref().grew;
-                return Err(csv_error(path, grew, size, e));
-            }
+            Err(e) => return Err(csv_error(path, rdr.get_ref(), size, caps, e)),
         }
         let line = record_line(&rdr, &record);
         for ((cell, builder), name) in record.iter().zip(builders.iter_mut()).zip(headers) {
@@ -491,13 +517,10 @@ fn second_pass(
             }
         }
     }
-    let (again, read) = rdr
-        .into_inner()
-        .finish()
-        .map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let (again, read) = rdr.into_inner().finish().map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if again != hash || read != size {
         return Err(changed());
     }

@@ -120,13 +120,82 @@ pub(crate) fn open(path: &Path, caps: &DataCaps) -> Result<Opened, DataError> {
     Ok(Opened { file, size })
 }
 
+/// Where the field counter is in the CSV grammar (csv-core's default
+/// dialect: `,` delimiter, `"` quotes doubled to escape, `\r`/`\n` ending
+/// a record outside quotes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FieldState {
+    StartField,
+    InField,
+    InQuoted,
+    QuoteInQuoted,
+}
+
+/// Counts the fields of the record being read, byte by byte, as the parser
+/// will split it. The parser holds a whole record (and an 8-byte end
+/// offset per field) before anyone can look at it, so a single line of a
+/// billion commas would take gigabytes before the column cap could apply;
+/// counting here refuses it at field `max + 1`.
+pub(crate) struct FieldCounter {
+    state: FieldState,
+    delimiters: u64,
+    line: u64,
+    max: u64,
+}
+
+impl FieldCounter {
+    /// A counter allowing `max` fields per record.
+    pub fn new(max: u64) -> Self {
+        FieldCounter {
+            state: FieldState::StartField,
+            delimiters: 0,
+            line: 1,
+            max,
+        }
+    }
+
+    /// Feeds bytes; `Err(line)` when a record there has more than `max`
+    /// fields.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), u64> {
+        use FieldState::*;
+        for &b in bytes {
+            if b == b'\n' {
+                self.line += 1;
+            }
+            self.state = match (self.state, b) {
+                (InQuoted, b'"') => QuoteInQuoted,
+                (InQuoted, _) => InQuoted,
+                (QuoteInQuoted, b'"') => InQuoted,
+                (StartField, b'"') => InQuoted,
+                (_, b',') => {
+                    self.delimiters += 1;
+                    if self.delimiters >= self.max {
+                        return Err(self.line);
+                    }
+                    StartField
+                }
+                (_, b'\n' | b'\r') => {
+                    self.delimiters = 0;
+                    StartField
+                }
+                _ => InField,
+            };
+        }
+        Ok(())
+    }
+}
+
 /// A reader that hashes every byte it hands out and stops at `limit`; a
-/// byte beyond `limit` means the file grew while being read, and is an error.
+/// byte beyond `limit` means the file grew while being read, and is an
+/// error, and so is a record with more fields than the column cap.
 pub(crate) struct Hashing<R> {
     inner: R,
     hasher: Sha256,
     read: u64,
     limit: u64,
+    fields: FieldCounter,
+    /// Set to the line where a record passed the field cap.
+    pub too_wide: Option<u64>,
     /// The last non-empty chunk handed out and the file offset it starts
     /// at: the parser's buffer holds no more than this chunk, so the last
     /// byte of a record just parsed is in it (see [`Hashing::byte_at`]).
@@ -137,13 +206,16 @@ pub(crate) struct Hashing<R> {
 }
 
 impl<R: Read> Hashing<R> {
-    /// Wraps `inner`, which must hold exactly `limit` bytes.
-    pub fn new(inner: R, limit: u64) -> Self {
+    /// Wraps `inner`, which must hold exactly `limit` bytes of CSV whose
+    /// records have at most `max_fields` fields.
+    pub fn new(inner: R, limit: u64, max_fields: u64) -> Self {
         Hashing {
             inner,
             hasher: Sha256::new(),
             read: 0,
             limit,
+            fields: FieldCounter::new(max_fields),
+            too_wide: None,
             last: Vec::new(),
             last_start: 0,
             grew: false,
@@ -180,6 +252,13 @@ impl<R: Read> Read for Hashing<R> {
         let room = usize::try_from(self.limit - self.read).unwrap_or(usize::MAX);
         let take = buf.len().min(room);
         let n = self.inner.read(&mut buf[..take])?;
+        if let Err(line) = self.fields.feed(&buf[..n]) {
+            self.too_wide = Some(line);
+            return Err(io::Error::other(format!(
+                "a record on line {line} has more than {} fields",
+                self.fields.max
+            )));
+        }
         self.hasher.update(&buf[..n]);
         if n > 0 {
             self.last.clear();
@@ -197,7 +276,7 @@ mod tests {
 
     #[test]
     fn hashing_reader_hashes_everything_and_refuses_growth() {
-        let mut r = Hashing::new(&b"abcdef"[..], 6);
+        let mut r = Hashing::new(&b"abcdef"[..], 6, 10);
         let mut buf = [0u8; 4];
         assert_eq!(r.read(&mut buf).unwrap(), 4);
         assert_eq!(r.byte_at(3), Some(b'd'));
@@ -206,9 +285,25 @@ mod tests {
         assert_eq!(n, 6);
         assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(b"abcdef")));
 
-        let mut r = Hashing::new(&b"abcdefg"[..], 6);
+        let mut r = Hashing::new(&b"abcdefg"[..], 6, 10);
         let e = io::copy(&mut r, &mut io::sink()).unwrap_err();
         assert_eq!(e.to_string(), "the file grew while it was being read");
         assert!(r.grew);
+    }
+
+    #[test]
+    fn the_field_counter_splits_like_the_parser() {
+        let fields = |text: &[u8], max: u64| FieldCounter::new(max).feed(text);
+        // Three fields per record is fine under a cap of 3, a fourth is not.
+        assert_eq!(fields(b"a,b,c\n1,2,3\n", 3), Ok(()));
+        assert_eq!(fields(b"a,b,c\n1,2,3,4\n", 3), Err(2));
+        // Commas inside quotes (and doubled quotes) are not delimiters.
+        assert_eq!(fields(b"a,b\n\"x,\"\",y,z\",1\n", 2), Ok(()));
+        // A quote in the middle of a field is a literal, so the commas
+        // after it still count (no way to hide delimiters from the cap).
+        assert_eq!(fields(b"a,b\nq\",\",\",1\n", 2), Err(2));
+        // CR, LF and CRLF all end a record; a quoted newline does not.
+        assert_eq!(fields(b"a,b\r1,2\r\n3,4", 2), Ok(()));
+        assert_eq!(fields(b"a,b\n\"x\ny\",2,3\n", 2), Err(3));
     }
 }

@@ -85,7 +85,10 @@ fn errors_name_the_problem() {
     );
     let f = write("a,b\n");
     let e = read_csv(f.path(), None, None).unwrap_err();
-    assert_eq!(e.to_string(), format!("{}: no data rows", f.path().display()));
+    assert_eq!(
+        e.to_string(),
+        format!("{}: no data rows", f.path().display())
+    );
 }
 
 #[test]
@@ -152,7 +155,7 @@ fn each_cap_is_refused_naming_key_limit_and_value() {
     };
     assert!(
         err(&f, &caps).starts_with(&format!(
-            "{path}: a header of 3 columns exceeds data.max_columns = 2 "
+            "{path}: a record with more than 2 columns (at line 1) exceeds data.max_columns = 2 "
         )),
         "{}",
         err(&f, &caps)
@@ -186,7 +189,13 @@ fn each_cap_is_refused_naming_key_limit_and_value() {
         max_rows: 3,
         max_cells: 9,
     };
-    assert_eq!(read_csv_with(f.path(), None, None, &caps).unwrap().batch.rows, 3);
+    assert_eq!(
+        read_csv_with(f.path(), None, None, &caps)
+            .unwrap()
+            .batch
+            .rows,
+        3
+    );
 }
 
 #[test]
@@ -378,10 +387,7 @@ fn positional_matching_never_counts_a_withheld_column() {
     let f = write("x,y,target\n1,2,0\n");
     let d = read_csv(f.path(), None, None).unwrap();
     let e = model_inputs(&d.batch, &positional(3), &["target"]).unwrap_err();
-    assert!(
-        e.to_string().contains("this one has 2"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("this one has 2"), "{e}");
 }
 
 #[test]
@@ -452,7 +458,11 @@ fn line_numbers_stay_right_across_parser_buffer_boundaries() {
             text.push('\n');
             line += 1;
         }
-        text.push_str(&format!("{},{}\n", i * 31 % 1_000_003, "x".repeat((i % 13) as usize)));
+        text.push_str(&format!(
+            "{},{}\n",
+            i * 31 % 1_000_003,
+            "x".repeat((i % 13) as usize)
+        ));
         want.push(line);
         line += 1;
     }

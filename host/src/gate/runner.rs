@@ -143,7 +143,10 @@ impl Side {
             Err(e) => {
                 return Err(PluginFailure::new(
                     crate::FailureKind::GuestError,
-                    format!("cannot give the model its inputs from {}: {e}", d.path.display()),
+                    format!(
+                        "cannot give the model its inputs from {}: {e}",
+                        d.path.display()
+                    ),
                 ));
             }
         };
