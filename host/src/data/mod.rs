@@ -278,9 +278,11 @@ pub fn read_csv(
 /// when none of those names is in the header and the file has exactly `n`
 /// columns besides the label. Columns it does not type are kept, numeric
 /// when every cell parses as a number and categorical otherwise. Declared
-/// inputs missing from the header (outside that positional case), or a
-/// declared input that is the label, are refused before any row is read;
-/// [`model_inputs`] checks the same again when a batch is cut. `label`
+/// inputs missing from the header, or a declared input that is the label,
+/// are refused before any row is read; [`model_inputs`] checks the same
+/// again when a batch is cut. A positional schema none of whose names is in
+/// the header is left to [`model_inputs`], which knows every withheld
+/// column and says what to do when the count does not fit. `label`
 /// names a numeric column that is split off as labels; every label must be
 /// a finite number.
 pub fn read_csv_with(

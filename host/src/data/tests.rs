@@ -372,12 +372,20 @@ fn positional_names_match_by_position_when_the_count_fits() {
 fn positional_names_with_the_wrong_count_say_what_to_do() {
     let f = write("x,y,target\n1,2,0\n");
     let schema = positional(30);
-    let hint = "missing column(s) the model needs: f0, f1, f2, f3, f4, f5, f6, f7 and 22 more (the model declares positional names f0..f29: give the CSV exactly 30 feature columns besides the label (`target`), or name them f0..f29; this one has 2)";
-    let e = read_csv(f.path(), Some(&schema), Some("target")).unwrap_err();
-    assert_eq!(e.to_string(), format!("{}: {hint}", f.path().display()));
-    let d = read_csv(f.path(), None, Some("target")).unwrap();
+    let want = "missing column(s) the model needs: f0, f1, f2, f3, f4, f5, f6, f7 and 22 more (the model declares positional names f0..f29: give the CSV exactly 30 feature columns besides the label (`target`), or name them f0..f29; this one has 2)";
+    let d = read_csv(f.path(), Some(&schema), Some("target")).unwrap();
     let e = model_inputs(&d.batch, &schema, &["target"]).unwrap_err();
-    assert_eq!(e.to_string(), hint);
+    assert_eq!(e.to_string(), want);
+    // Some but not all positional names present: a plain missing list.
+    let f = write("f0,y,target\n1,2,0\n");
+    let e = read_csv(f.path(), Some(&positional(2)), Some("target")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: missing column(s) the model needs: f1 (the model declares positional names f0..f1: give the CSV exactly 2 feature columns besides the label (`target`), or name them f0..f1; this one has 2)",
+            f.path().display()
+        )
+    );
 }
 
 #[test]
@@ -469,4 +477,21 @@ fn line_numbers_stay_right_across_parser_buffer_boundaries() {
     let f = write(&text);
     let d = read_csv(f.path(), None, None).unwrap();
     assert_eq!(d.lines, want);
+}
+
+#[test]
+fn a_positional_model_fits_once_every_withheld_column_is_removed() {
+    // A golden step withholds its expected-output column as well as the
+    // label: reading cannot know, so the positional decision is deferred.
+    let f = write("x,y,expected,target\n1,2,1,0\n");
+    let schema = positional(2);
+    let d = read_csv(f.path(), Some(&schema), Some("target")).unwrap();
+    let (m, how) = model_inputs(&d.batch, &schema, &["target", "expected"]).unwrap();
+    assert_eq!(
+        how,
+        InputMatch::ByPosition {
+            columns: vec!["x".into(), "y".into()]
+        }
+    );
+    assert_eq!(names(&m), ["f0", "f1"]);
 }
