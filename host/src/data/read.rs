@@ -315,7 +315,23 @@ pub(crate) fn read(
         match rdr.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => return Err(csv_error(path, rdr.get_ref(), size, caps, e)),
+            Err(e) => {
+                // The parser's own message places a short row after blank
+                // lines on the wrong line; the record is still at hand.
+                if let csv::ErrorKind::UnequalLengths {
+                    expected_len, len, ..
+                } = e.kind()
+                {
+                    return Err(DataError::Malformed {
+                        path: p(),
+                        message: format!(
+                            "line {} has {len} field(s), but the header has {expected_len} columns",
+                            record_line(&rdr, &record)
+                        ),
+                    });
+                }
+                return Err(csv_error(path, rdr.get_ref(), size, caps, e));
+            }
         }
         let line = record_line(&rdr, &record);
         let rows = lines.len() as u64 + 1;
