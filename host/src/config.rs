@@ -10,8 +10,14 @@
 //! fuel = 1_000_000_000
 //! timeout_ms = 5_000
 //! memory_bytes = 134_217_728
+//! [data]
+//! max_file_bytes = 1_073_741_824   # caps on every CSV dataset read
+//! max_columns = 10_000
+//! max_rows = 10_000_000
+//! max_cells = 50_000_000
 //! ```
 
+use crate::data::DataCaps;
 use crate::limits::Limits;
 use crate::sandbox::SandboxConfig;
 use serde::Deserialize;
@@ -34,6 +40,8 @@ pub struct HostConfig {
     pub pooling: bool,
     /// How strictly model outputs are checked (`[output]`).
     pub output: crate::contract::OutputRules,
+    /// Caps on every dataset the host reads (`[data]`).
+    pub data: DataCaps,
 }
 
 impl Default for HostConfig {
@@ -46,6 +54,7 @@ impl Default for HostConfig {
             epoch_tick_ms: s.epoch_tick.as_millis() as u64,
             pooling: s.pooling,
             output: s.output_rules,
+            data: DataCaps::default(),
         }
     }
 }
@@ -94,6 +103,7 @@ impl HostConfig {
                 "output.probability_sum_tolerance {tol} must be at least 0 and below 0.5"
             ));
         }
+        self.data.check()?;
         if l.memory_bytes > MAX_MEMORY_BYTES {
             return Err(format!(
                 "limits.memory_bytes {} exceeds the 4 GiB a 32-bit Wasm memory can address",
@@ -112,6 +122,7 @@ impl HostConfig {
             epoch_tick: Duration::from_millis(self.epoch_tick_ms),
             pooling: self.pooling,
             output_rules: self.output,
+            data_caps: self.data,
             ..SandboxConfig::default()
         }
     }
@@ -153,11 +164,29 @@ mod tests {
                 .contains("4 GiB")
         );
         let e = parse("max_instances = \"x\"").unwrap_err();
-        assert!(e.contains("max_instances") && e.contains("invalid type"), "{e}");
+        assert!(
+            e.contains("max_instances") && e.contains("invalid type"),
+            "{e}"
+        );
         let e = parse("[output]\nprobability_sum_tolerance = 0.7\n").unwrap_err();
         assert!(
             e.ends_with("output.probability_sum_tolerance 0.7 must be at least 0 and below 0.5"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_data_section_sets_dataset_caps_and_names_bad_keys() {
+        let c = parse("[data]\nmax_rows = 5\n").unwrap();
+        assert_eq!(c.data.max_rows, 5);
+        assert_eq!(c.data.max_cells, DataCaps::default().max_cells);
+        assert_eq!(HostConfig::default().data, DataCaps::default());
+        let e = parse("[data]\nmax_cells = 0\n").unwrap_err();
+        assert!(
+            e.ends_with(": data.max_cells must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("[data]\nmax_colums = 5\n").unwrap_err();
+        assert!(e.contains("unknown field `max_colums`"), "{e}");
     }
 }

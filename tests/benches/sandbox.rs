@@ -458,9 +458,8 @@ fn main() {
             Some("target"),
         )
         .expect("reading the evaluation set");
-        let batch = data::model_inputs(&data.batch, &meta.inputs, &[])
-            .expect("inputs")
-            .0;
+        let (batch, _) =
+            data::model_inputs(&data.batch, &meta.inputs, &["target"]).expect("model inputs");
         XgbSetup {
             one_row: head(&batch, 1),
             big: repeat(&batch, BIG_REPEAT),

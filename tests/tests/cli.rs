@@ -322,10 +322,18 @@ fn a_candidate_that_traps_in_metadata_exits_1_in_plugin_run_and_gate_run() {
     )
     .unwrap();
     let o = airlock(&["gate", "run", &s(&gate), "--model", &liar], cache.path());
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("ERROR candidate: trap:"), "{text}");
-    assert!(text.contains("result: REFUSED (the candidate could not be judged)"), "{text}");
+    assert!(
+        text.contains("result: REFUSED (the candidate could not be judged)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -349,7 +357,15 @@ fn a_misconfigured_step_exits_2_pointing_at_the_gate_file_line() {
     let model = s(&plugin("airlock_model_xgboost"));
     let bundle = s(&example().join("model-v1"));
     let o = airlock(
-        &["gate", "run", &s(&gate), "--model", &model, "--bundle", &bundle],
+        &[
+            "gate",
+            "run",
+            &s(&gate),
+            "--model",
+            &model,
+            "--bundle",
+            &bundle,
+        ],
         cache.path(),
     );
     assert_eq!(o.status.code(), Some(2));
@@ -398,13 +414,24 @@ fn a_gate_file_copied_elsewhere_runs_with_base_dir() {
     };
     // Without it the relative dataset path is looked up beside the copy.
     let a = args(None);
-    let o = airlock(&a.iter().map(String::as_str).collect::<Vec<_>>(), cache.path());
+    let o = airlock(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        cache.path(),
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr_line(&o).contains("data/eval.csv"));
     let ex = s(&example());
     let a = args(Some(&ex));
-    let o = airlock(&a.iter().map(String::as_str).collect::<Vec<_>>(), cache.path());
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = airlock(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        cache.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -432,13 +459,24 @@ fn plugin_validate_runs_one_validator_without_a_gate_file() {
         ]
     };
     let a = args(&cfg);
-    let o = airlock(&a.iter().map(String::as_str).collect::<Vec<_>>(), cache.path());
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = airlock(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        cache.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["steps"][0]["status"], "pass");
     assert!(r["steps"][0]["metrics"]["accuracy"].as_f64().unwrap() > 0.9);
 
     std::fs::write(&cfg, "min = { accuracy = 0.999 }\n").unwrap();
-    let o = airlock(&a.iter().map(String::as_str).collect::<Vec<_>>(), cache.path());
+    let o = airlock(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        cache.path(),
+    );
     assert_eq!(o.status.code(), Some(1));
 }

@@ -32,29 +32,28 @@ fn check(plugin_lib: &str, model_file: &str, expected_file: &str, positional: bo
     };
     let meta = p.metadata(&options).unwrap().value;
     let (width, want, dataset) = expected(expected_file);
-    let ds = if positional {
-        read_csv(&fixture(&dataset), None, Some("target")).unwrap()
-    } else {
-        read_csv(&fixture(&dataset), Some(&meta.inputs), Some("target")).unwrap()
-    };
-    let batch = if positional {
-        ds.batch.clone()
-    } else {
-        data::model_inputs(&ds.batch, &meta.inputs, &[]).unwrap().0
-    };
+    let ds = read_csv(&fixture(&dataset), Some(&meta.inputs), Some("target")).unwrap();
+    let (batch, how) = data::model_inputs(&ds.batch, &meta.inputs, &["target"]).unwrap();
+    assert_eq!(
+        matches!(how, data::InputMatch::ByPosition { .. }),
+        positional,
+        "{expected_file}"
+    );
     let got = p.predict(&options, &batch).unwrap().value;
     assert_eq!(got.width as usize, width, "{expected_file}");
     assert_eq!(got.values.len(), want.len() * width, "{expected_file}");
+    let mut worst = 0.0f64;
     for (i, row) in want.iter().enumerate() {
         for (k, w) in row.iter().enumerate() {
             let g = got.values[i * width + k];
-            // Written so that a NaN on either side fails.
+            worst = worst.max((g - w).abs());
             assert!(
                 (g - w).abs() <= 1e-5,
                 "{expected_file}: row {i} class {k}: got {g}, want {w}"
             );
         }
     }
+    assert!(worst.is_finite());
 }
 
 #[test]
@@ -197,7 +196,9 @@ fn a_bundle_is_a_snapshot_of_exactly_what_was_digested() {
     let got = p
         .predict(
             &options,
-            &data::model_inputs(&ds.batch, &meta.inputs, &[]).unwrap().0,
+            &data::model_inputs(&ds.batch, &meta.inputs, &["target"])
+                .unwrap()
+                .0,
         )
         .unwrap();
     let (_, want, _) = expected("expected_xgb_binary_3.2.0_breast_cancer_eval.json");

@@ -509,7 +509,9 @@ fn a_steps_timeout_reaches_the_candidates_probes() {
     let text = r.to_text();
     assert_ne!(s.status, StepStatus::Pass, "{text}");
     let timed_out = s.findings.iter().any(|f| f.code == "candidate-timeout")
-        || s.error.as_ref().is_some_and(|e| e.kind == FailureKind::Timeout);
+        || s.error
+            .as_ref()
+            .is_some_and(|e| e.kind == FailureKind::Timeout);
     assert!(timed_out, "{text}");
     assert!(
         took < std::time::Duration::from_secs(5),

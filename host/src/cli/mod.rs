@@ -114,6 +114,10 @@ enum PluginCmd {
         /// The model's data bundle (a file or a directory).
         #[arg(long)]
         bundle: Option<PathBuf>,
+        /// A label column of the CSV, withheld from the model (and not
+        /// counted when matching positional inputs `f0..fN`).
+        #[arg(long)]
+        label: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
         /// Seed for the plugin's randomness.
@@ -368,6 +372,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             model,
             data: csv,
             bundle,
+            label,
             limits,
             seed,
             json,
@@ -376,6 +381,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             &model,
             &csv,
             bundle.as_deref(),
+            label,
             limits.request(),
             seed,
             json,
@@ -547,11 +553,13 @@ fn warn_raises(what: &str, ceiling: &crate::limits::Limits, req: &LimitRequest) 
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plugin_run(
     g: &Global,
     model: &Path,
     csv: &Path,
     bundle: Option<&Path>,
+    label: Option<String>,
     limits: LimitRequest,
     seed: u64,
     json: bool,
@@ -587,9 +595,15 @@ fn plugin_run(
     };
     let checked = CheckedModel::open(m.plugin.clone(), options).map_err(hint)?;
     let meta = &checked.metadata;
-    let dataset = data::read_csv(csv, Some(&meta.inputs), None)
-        .map_err(|e| CliError::input(e.to_string()))?;
-    let (inputs, matched) = data::model_inputs(&dataset.batch, &meta.inputs, &[])
+    let dataset = data::read_csv_with(
+        csv,
+        Some(&meta.inputs),
+        label.as_deref(),
+        &sb.config().data_caps,
+    )
+    .map_err(|e| CliError::input(e.to_string()))?;
+    let withheld: Vec<&str> = label.as_deref().into_iter().collect();
+    let (inputs, matched) = data::model_inputs(&dataset.batch, &meta.inputs, &withheld)
         .map_err(|e| CliError::input(format!("{}: {e}", csv.display())))?;
     if let data::InputMatch::ByPosition { columns } = &matched {
         eprintln!(

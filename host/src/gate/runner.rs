@@ -335,10 +335,11 @@ impl GateRun<'_> {
                         step: step.name.clone(),
                         source,
                     };
-                    let d = data::read_csv(
+                    let d = data::read_csv_with(
                         &slot.key().0,
                         Some(&cand.model.metadata.inputs),
                         step.label.as_deref(),
+                        &self.sandbox.config().data_caps,
                     )
                     .map_err(data_err)?;
                     if step.label.is_some() {
@@ -507,7 +508,10 @@ impl GateRun<'_> {
                         .or_else(|| self.spec.locate_config_key(i, ""))
                         .unwrap_or((1, 1));
                     // The validator may repeat the code and the step name.
-                    let message = f.message.strip_prefix(&format!("{code}: ")).unwrap_or(&f.message);
+                    let message = f
+                        .message
+                        .strip_prefix(&format!("{code}: "))
+                        .unwrap_or(&f.message);
                     let message = message
                         .strip_prefix(&format!("step `{}`: ", step.name))
                         .unwrap_or(message)

@@ -54,6 +54,9 @@ pub struct SandboxConfig {
     pub max_wasm_stack: usize,
     /// How strictly model outputs are checked against their metadata.
     pub output_rules: crate::contract::OutputRules,
+    /// Caps on the datasets read for calls made through this sandbox
+    /// (gate runs, `plugin run`).
+    pub data_caps: crate::data::DataCaps,
     /// With pooling: bytes of each linear memory kept resident between
     /// instances and reset in place (only the pages a call dirtied, found
     /// with Linux's `PAGEMAP_SCAN` where available) instead of being
@@ -74,6 +77,7 @@ impl Default for SandboxConfig {
             max_wasm_stack: 512 << 10,
             keep_resident_bytes: 8 << 20,
             output_rules: crate::contract::OutputRules::default(),
+            data_caps: crate::data::DataCaps::default(),
         }
     }
 }
