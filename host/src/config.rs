@@ -10,8 +10,13 @@
 //! fuel = 1_000_000_000
 //! timeout_ms = 5_000
 //! memory_bytes = 134_217_728
+//! [bundle]                    # caps on model bundles, checked before reading
+//! max_total_bytes = 2_147_483_648
+//! max_entries = 10_000
+//! max_depth = 16
 //! ```
 
+use crate::bundle::BundleCaps;
 use crate::limits::Limits;
 use crate::sandbox::SandboxConfig;
 use serde::Deserialize;
@@ -32,6 +37,8 @@ pub struct HostConfig {
     pub epoch_tick_ms: u64,
     /// Use the pooling allocator.
     pub pooling: bool,
+    /// Caps on model bundles (`[bundle]`).
+    pub bundle: BundleCaps,
 }
 
 impl Default for HostConfig {
@@ -43,6 +50,7 @@ impl Default for HostConfig {
             max_instances: 16,
             epoch_tick_ms: s.epoch_tick.as_millis() as u64,
             pooling: s.pooling,
+            bundle: s.bundle_caps,
         }
     }
 }
@@ -80,6 +88,8 @@ impl HostConfig {
             ("limits.max_input_bytes", l.max_input_bytes),
             ("epoch_tick_ms", self.epoch_tick_ms),
             ("max_instances", u64::from(self.max_instances)),
+            ("bundle.max_entries", self.bundle.max_entries),
+            ("bundle.max_depth", u64::from(self.bundle.max_depth)),
         ] {
             if v == 0 {
                 return Err(format!("{name} must be greater than 0"));
@@ -102,6 +112,7 @@ impl HostConfig {
             max_instances: self.max_instances,
             epoch_tick: Duration::from_millis(self.epoch_tick_ms),
             pooling: self.pooling,
+            bundle_caps: self.bundle,
             ..SandboxConfig::default()
         }
     }
@@ -123,6 +134,21 @@ mod tests {
         assert_eq!(c.limits.fuel, 7);
         assert_eq!(c.limits.timeout_ms, Limits::default().timeout_ms);
         assert_eq!(c.sandbox_config().limits.fuel, 7);
+    }
+
+    #[test]
+    fn the_bundle_section_sets_the_bundle_caps() {
+        let c = parse("[bundle]\nmax_entries = 3\n").unwrap();
+        assert_eq!(c.bundle.max_entries, 3);
+        assert_eq!(c.bundle.max_depth, BundleCaps::default().max_depth);
+        assert_eq!(c.sandbox_config().bundle_caps.max_entries, 3);
+        let e = parse("[bundle]\nmax_depth = 0\n").unwrap_err();
+        assert!(
+            e.starts_with("config ") && e.ends_with(": bundle.max_depth must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("[bundle]\nmax_files = 3\n").unwrap_err();
+        assert!(e.contains("unknown field `max_files`"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! clock that only the plugin's own sleeps advance (so sleeping never blocks
 //! the host thread and never changes between runs), random numbers drawn from
 //! the run's seed, and — for a model granted one — a single read-only
-//! directory at `/bundle`.
+//! directory at `/bundle` whose files all show the same fixed timestamps
+//! (real ones would tell a model today's date: a time bomb that behaves
+//! until after approval, and a run that cannot be repeated).
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,14 @@ use wasmtime_wasi_io::streams::{OutputStream, StreamResult};
 
 /// The instant the wall clock shows inside every plugin: 2020-01-01T00:00:00Z.
 pub const FROZEN_WALL_CLOCK_SECS: u64 = 1_577_836_800;
+
+/// The access, modification and status-change time of every file and
+/// directory a plugin stats: the frozen wall clock's instant, so a file is
+/// never from the plugin's future and its times say nothing about the host.
+pub const FIXED_FILE_TIME_SECS: u64 = FROZEN_WALL_CLOCK_SECS;
+
+/// The filesystem interface whose `stat` functions are replaced.
+const FS_TYPES_IFACE: &str = "wasi:filesystem/types@0.2.12";
 
 /// Where a granted bundle directory appears inside the sandbox.
 pub const BUNDLE_GUEST_PATH: &str = "/bundle";
@@ -313,6 +323,7 @@ pub fn add_to_linker<T: HasWasi + WasiView>(l: &mut Linker<T>) -> wasmtime::Resu
     })?;
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    add_fixed_times(l)?;
     random::random::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
     random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
     random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
@@ -331,6 +342,60 @@ pub fn add_to_linker<T: HasWasi + WasiView>(l: &mut Linker<T>) -> wasmtime::Resu
     })?;
     sync::io::poll::add_to_linker::<T, IoTable>(l, |t| &mut t.wasi().table)?;
     sync::io::streams::add_to_linker::<T, IoTable>(l, |t| &mut t.wasi().table)?;
+    Ok(())
+}
+
+/// Replaces `[method]descriptor.stat` and `[method]descriptor.stat-at`
+/// with wrappers around wasmtime-wasi's own implementation that set every
+/// timestamp to [`FIXED_FILE_TIME_SECS`]. These are the only functions of
+/// `wasi:filesystem/types` that return times: directory entries carry only
+/// a type and a name, and `metadata-hash(-at)` hashes the device and inode
+/// numbers, not times.
+fn add_fixed_times<T: HasWasi + WasiView>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+    use wasmtime::StoreContextMut;
+    use wasmtime_wasi::filesystem::WasiFilesystemView;
+    use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
+        self as fs, Host as _, HostDescriptor as _,
+    };
+
+    fn fixed(mut stat: fs::DescriptorStat) -> fs::DescriptorStat {
+        let t = Some(fs::Datetime {
+            seconds: FIXED_FILE_TIME_SECS,
+            nanoseconds: 0,
+        });
+        stat.data_access_timestamp = t;
+        stat.data_modification_timestamp = t;
+        stat.status_change_timestamp = t;
+        stat
+    }
+
+    l.allow_shadowing(true);
+    let mut inst = l.instance(FS_TYPES_IFACE)?;
+    inst.func_wrap(
+        "[method]descriptor.stat",
+        |mut store: StoreContextMut<'_, T>,
+         (fd,): (Resource<fs::Descriptor>,)|
+         -> wasmtime::Result<(Result<fs::DescriptorStat, fs::ErrorCode>,)> {
+            let mut view = store.data_mut().filesystem();
+            Ok((match view.stat(fd) {
+                Ok(stat) => Ok(fixed(stat)),
+                Err(e) => Err(view.convert_error_code(e)?),
+            },))
+        },
+    )?;
+    inst.func_wrap(
+        "[method]descriptor.stat-at",
+        |mut store: StoreContextMut<'_, T>,
+         (fd, flags, path): (Resource<fs::Descriptor>, fs::PathFlags, String)|
+         -> wasmtime::Result<(Result<fs::DescriptorStat, fs::ErrorCode>,)> {
+            let mut view = store.data_mut().filesystem();
+            Ok((match view.stat_at(fd, flags, path) {
+                Ok(stat) => Ok(fixed(stat)),
+                Err(e) => Err(view.convert_error_code(e)?),
+            },))
+        },
+    )?;
+    l.allow_shadowing(false);
     Ok(())
 }
 

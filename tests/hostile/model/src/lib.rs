@@ -24,6 +24,7 @@
 //! | `print`        | writes 10 MiB to stdout                                     |
 //! | `remember`     | counts its calls in a static: state that must not survive   |
 //! | `ok`           | behaves: one value per row, the row count                   |
+//! | `stat-bundle`  | modified, accessed, created (seconds since the epoch, -1 when unavailable) of `/bundle/model.json` by path, of it through an open handle, and of `/bundle` |
 
 use airlock_guest::{
     Batch, Feature, FeatureKind, Model, ModelMetadata, OutputSchema, PluginError, Predictions, Task,
@@ -98,6 +99,7 @@ impl Model for Hostile {
                 Ok(values(vec![n as f64]))
             }
             "ok" => Ok(values(vec![f64::from(batch.rows); batch.rows as usize])),
+            "stat-bundle" => stat_bundle(),
             other => Err(PluginError::bad_input(format!(
                 "unknown hostile mode `{other}`"
             ))),
@@ -222,6 +224,32 @@ fn print_flood() -> Result<Predictions, PluginError> {
     out.flush()
         .map_err(|e| PluginError::new("write-failed", e.to_string()))?;
     Ok(values(vec![PRINT_BYTES as f64]))
+}
+
+/// The `stat-bundle` attack: the timestamps (modified, accessed, created, in
+/// seconds since the epoch, or -1 where the host gives none) of
+/// `/bundle/model.json` stat'ed by path (`stat-at`), of the same file through
+/// an open handle (`stat`), and of `/bundle`. Real times would let a model
+/// read the host's date.
+fn stat_bundle() -> Result<Predictions, PluginError> {
+    fn secs(t: std::io::Result<std::time::SystemTime>) -> f64 {
+        t.ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(-1.0, |d| d.as_secs_f64())
+    }
+    let failed = |what: &str, e: std::io::Error| {
+        PluginError::new("read-failed", format!("cannot stat {what}: {e}"))
+    };
+    let by_path = std::fs::metadata("/bundle/model.json").map_err(|e| failed("by path", e))?;
+    let by_handle = std::fs::File::open("/bundle/model.json")
+        .and_then(|f| f.metadata())
+        .map_err(|e| failed("by handle", e))?;
+    let dir = std::fs::metadata("/bundle").map_err(|e| failed("/bundle", e))?;
+    let mut v = Vec::new();
+    for m in [by_path, by_handle, dir] {
+        v.extend([secs(m.modified()), secs(m.accessed()), secs(m.created())]);
+    }
+    Ok(values(v))
 }
 
 airlock_guest::export_model!(Hostile);
