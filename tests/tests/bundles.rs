@@ -278,12 +278,13 @@ fn fake_snapshot(tag: &str) -> PathBuf {
     dir
 }
 
-/// Holds `dir/lock` with flock(1) in a child process until it is killed.
+/// Holds `dir/lock` in a child process until it is killed: a shell opens
+/// the lock file, locks it with flock(1) (the same `flock(2)` lock as
+/// `File::try_lock`), then becomes `sleep` with the locked file still open.
 fn hold_lock(dir: &Path) -> Child {
-    let child = Command::new("flock")
-        .arg("--exclusive")
+    let child = Command::new("sh")
+        .args(["-c", r#"exec 9<>"$0" && flock --exclusive 9 && exec sleep 300"#])
         .arg(dir.join("lock"))
-        .args(["sleep", "300"])
         .spawn()
         .unwrap();
     // Wait until the lock is taken.
