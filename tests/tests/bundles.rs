@@ -11,7 +11,7 @@ use airlock_host::bundle::{Bundle, BundleCaps, BundleError, Cap, SpecialKind, sn
 use airlock_host::digest::Digest;
 use airlock_host::sandbox::CallOptions;
 use airlock_host::sandbox::bindings::{Batch, Column, ColumnValues};
-use airlock_tests::{plugin, sandbox};
+use airlock_tests::{airlock_bin, cache_dir, example, plugin, sandbox};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime};
@@ -222,6 +222,48 @@ fn a_single_file_bundle_digest_covers_its_name_and_is_not_the_file_hash() {
     assert_ne!(a.digest, Digest::of(b"{}"));
 }
 
+#[test]
+fn the_cli_applies_the_operators_bundle_caps_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = std::fs::read(example().join("model-v1/model.json")).unwrap();
+    std::fs::write(dir.path().join("model.json"), model).unwrap();
+    std::fs::write(dir.path().join("extra.txt"), b"x").unwrap();
+    let config = dir.path().join("airlock.toml");
+    std::fs::write(&config, "[bundle]\nmax_entries = 2\n").unwrap();
+    let run = |config: &Path| {
+        Command::new(airlock_bin())
+            .args(["plugin", "run"])
+            .arg(plugin("airlock_model_xgboost"))
+            .arg("--data")
+            .arg(example().join("data/golden.csv"))
+            .arg("--bundle")
+            .arg(dir.path())
+            .arg("--config")
+            .arg(config)
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .output()
+            .unwrap()
+    };
+    // Three entries (the config file too) against a cap of two.
+    let o = run(&config);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // Which entry is third depends on the directory's listing order.
+    let expected = format!(
+        "bundle {}: over the cap bundle.max_entries = 2: entries numbering 3 at entry `",
+        dir.path().display()
+    );
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains(&expected),
+        "{stderr}"
+    );
+    std::fs::write(&config, "[bundle]\nmax_entries = 3\n").unwrap();
+    let o = run(&config);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 // ------------------------------------------------------------ timestamps
 
 /// Runs the hostile model's `stat-bundle` attack on a bundle of `dir`.
@@ -269,13 +311,32 @@ fn a_model_sees_only_fixed_timestamps_in_its_bundle() {
 /// A snapshot directory as a process leaves it: `snap-*` holding a lock
 /// file and a bundle.
 fn fake_snapshot(tag: &str) -> PathBuf {
+    let root = snapshots_root().unwrap();
+    let dir = root.join(format!("snap-test-{tag}-{}", std::process::id()));
+    std::fs::rename(staged(tag), &dir).unwrap();
+    dir
+}
+
+/// A snapshot's contents under a name no sweep touches.
+fn staged(tag: &str) -> PathBuf {
     let dir = snapshots_root()
         .unwrap()
-        .join(format!("snap-test-{tag}-{}", std::process::id()));
+        .join(format!("test-staging-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("bundle")).unwrap();
     std::fs::write(dir.join("lock"), b"").unwrap();
     std::fs::write(dir.join("bundle/model.json"), b"{}").unwrap();
     dir
+}
+
+/// A snapshot whose lock is held by a child process until it is killed,
+/// set up as airlock does: locked first, then given its `snap-*` name (so
+/// no concurrent sweep can catch it unlocked).
+fn owned_snapshot(tag: &str) -> (PathBuf, Child) {
+    let staging = staged(tag);
+    let owner = hold_lock(&staging);
+    let dir = staging.with_file_name(format!("snap-test-{tag}-{}", std::process::id()));
+    std::fs::rename(&staging, &dir).unwrap();
+    (dir, owner)
 }
 
 /// Holds `dir/lock` in a child process until it is killed: a shell opens
@@ -303,10 +364,8 @@ fn hold_lock(dir: &Path) -> Child {
 
 #[test]
 fn a_snapshot_whose_owner_was_killed_is_swept_and_a_live_one_is_kept() {
-    let killed = fake_snapshot("killed");
-    let alive = fake_snapshot("alive");
-    let mut killed_owner = hold_lock(&killed);
-    let mut live_owner = hold_lock(&alive);
+    let (killed, mut killed_owner) = owned_snapshot("killed");
+    let (alive, mut live_owner) = owned_snapshot("alive");
     // SIGKILL: the owner gets no chance to clean up.
     killed_owner.kill().unwrap();
     killed_owner.wait().unwrap();
