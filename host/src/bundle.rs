@@ -147,9 +147,7 @@ pub enum BundleError {
         problem: NameError,
     },
     /// An entry that is not a regular file or a directory.
-    #[error(
-        "entry `{entry}` is a {kind}; a bundle may hold only regular files and directories"
-    )]
+    #[error("entry `{entry}` is a {kind}; a bundle may hold only regular files and directories")]
     NotFileOrDir {
         /// The entry's path, escaped.
         entry: String,
@@ -260,8 +258,14 @@ struct Source {
 /// What pass 1 found: the checked tree, with each entry's identity so the
 /// copy can tell if it was swapped.
 enum Planned {
-    File { size: u64, id: (u64, u64) },
-    Dir { id: (u64, u64), entries: Vec<(String, Planned)> },
+    File {
+        size: u64,
+        id: (u64, u64),
+    },
+    Dir {
+        id: (u64, u64),
+        entries: Vec<(String, Planned)>,
+    },
 }
 
 /// A relative entry path, escaped for messages.
@@ -372,7 +376,14 @@ impl Source {
                     .dir
                     .symlink_metadata(name)
                     .map_err(io_err("cannot read", &entry))?;
-                Ok(vec![check_entry(&self.dir, name, meta, "", 1, &mut budget)?])
+                Ok(vec![check_entry(
+                    &self.dir,
+                    name,
+                    meta,
+                    "",
+                    1,
+                    &mut budget,
+                )?])
             }
         }
     }
@@ -476,9 +487,7 @@ fn open_dir(dir: &Dir, name: &OsStr, id: (u64, u64), shown: &str) -> Result<Dir,
     let sub = dir
         .open_dir(name)
         .map_err(io_err("cannot open directory", shown))?;
-    let m = sub
-        .dir_metadata()
-        .map_err(io_err("cannot read", shown))?;
+    let m = sub.dir_metadata().map_err(io_err("cannot read", shown))?;
     if (m.dev(), m.ino()) != id {
         return Err(BundleError::Changed {
             entry: shown.to_string(),
@@ -524,9 +533,7 @@ fn copy_dir(
         let shown = show(rel, OsStr::new(name));
         let to = dst.map(|d| d.join(name));
         let node = match planned {
-            Planned::File { size, id } => {
-                copy_file(src, name, *size, *id, &shown, to.as_deref())?
-            }
+            Planned::File { size, id } => copy_file(src, name, *size, *id, &shown, to.as_deref())?,
             Planned::Dir { id, entries } => {
                 let sub = open_dir(src, OsStr::new(name), *id, &shown)?;
                 if let Some(to) = &to {
@@ -871,9 +878,7 @@ mod tests {
         change();
         let snapshot = Snapshot::create().unwrap();
         let path = snapshot.path.clone();
-        let e = source
-            .copy(&plan, Some(&snapshot.bundle_dir))
-            .unwrap_err();
+        let e = source.copy(&plan, Some(&snapshot.bundle_dir)).unwrap_err();
         drop(snapshot);
         (e, !path.exists())
     }
@@ -953,7 +958,10 @@ mod tests {
     #[test]
     fn a_stale_snapshot_without_a_lock_file_is_swept_and_other_names_are_not() {
         let root = snapshots_root().unwrap();
-        let stale = root.join(format!("{SNAPSHOT_PREFIX}unit-nolock-{}", std::process::id()));
+        let stale = root.join(format!(
+            "{SNAPSHOT_PREFIX}unit-nolock-{}",
+            std::process::id()
+        ));
         let foreign = root.join(format!("keep-{}", std::process::id()));
         std::fs::create_dir_all(stale.join("bundle")).unwrap();
         std::fs::create_dir_all(&foreign).unwrap();

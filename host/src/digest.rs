@@ -265,11 +265,15 @@ impl serde::Serialize for Digest {
     }
 }
 
+/// A bundle written as `(path, content)` pairs: `None` marks a directory;
+/// parents are created as needed.
+pub type Listing<'a> = &'a [(&'a str, Option<&'a [u8]>)];
+
 /// The test vectors published in `docs/digests.md`: a name, the tree as
 /// `(path, content)` pairs (`None` marks a directory; parents are created
 /// as needed), and its version-1 bundle digest. A unit test recomputes every
 /// digest and checks that the document shows each of them.
-pub const BUNDLE_TEST_VECTORS: &[(&str, &[(&str, Option<&[u8]>)], &str)] = &[
+pub const BUNDLE_TEST_VECTORS: &[(&str, Listing<'static>, &str)] = &[
     (
         "empty bundle",
         &[],
@@ -298,7 +302,7 @@ pub const BUNDLE_TEST_VECTORS: &[(&str, &[(&str, Option<&[u8]>)], &str)] = &[
 ];
 
 /// Builds a tree from a test-vector listing.
-pub fn tree_from_listing(listing: &[(&str, Option<&[u8]>)]) -> Result<Tree, NameError> {
+pub fn tree_from_listing(listing: Listing<'_>) -> Result<Tree, NameError> {
     fn add(tree: &mut Tree, parts: &[&str], content: Option<&[u8]>) -> Result<(), NameError> {
         let (first, rest) = parts.split_first().expect("a path has a component");
         let name = OsStr::new(first);
@@ -356,7 +360,10 @@ mod tests {
         for (name, listing, hex) in BUNDLE_TEST_VECTORS {
             let got = Digest::of_bundle_tree(&tree(listing)).to_string();
             assert_eq!(&got, hex, "vector `{name}`");
-            assert!(doc.contains(hex), "docs/digests.md lacks vector `{name}`: {hex}");
+            assert!(
+                doc.contains(hex),
+                "docs/digests.md lacks vector `{name}`: {hex}"
+            );
         }
     }
 
@@ -468,7 +475,10 @@ mod tests {
                 "{name:?}"
             );
         }
-        assert_eq!(check_name(OsStr::new("modèle v2.json")), Ok("modèle v2.json"));
+        assert_eq!(
+            check_name(OsStr::new("modèle v2.json")),
+            Ok("modèle v2.json")
+        );
     }
 
     #[test]

@@ -208,7 +208,10 @@ fn an_empty_directory_changes_a_bundle_digest() {
     std::fs::create_dir(dir.path().join("empty")).unwrap();
     let after = Bundle::from_path(dir.path()).unwrap();
     assert_ne!(before, after.digest);
-    assert!(after.dir().join("empty").is_dir(), "and it is in the snapshot");
+    assert!(
+        after.dir().join("empty").is_dir(),
+        "and it is in the snapshot"
+    );
 }
 
 #[test]
@@ -344,7 +347,10 @@ fn owned_snapshot(tag: &str) -> (PathBuf, Child) {
 /// `File::try_lock`), then becomes `sleep` with the locked file still open.
 fn hold_lock(dir: &Path) -> Child {
     let child = Command::new("sh")
-        .args(["-c", r#"exec 9<>"$0" && flock --exclusive 9 && exec sleep 300"#])
+        .args([
+            "-c",
+            r#"exec 9<>"$0" && flock --exclusive 9 && exec sleep 300"#,
+        ])
         .arg(dir.join("lock"))
         .spawn()
         .unwrap();
@@ -373,7 +379,10 @@ fn a_snapshot_whose_owner_was_killed_is_swept_and_a_live_one_is_kept() {
 
     let _next = Bundle::from_path(bundle_dir().path()).unwrap();
     assert!(!killed.exists(), "the dead owner's snapshot was not swept");
-    assert!(alive.join("bundle/model.json").exists(), "a live snapshot was swept");
+    assert!(
+        alive.join("bundle/model.json").exists(),
+        "a live snapshot was swept"
+    );
     assert!(live_here.dir().join("model.json").exists());
 
     live_owner.kill().unwrap();
