@@ -52,6 +52,10 @@ pub struct BundleCaps {
     pub max_depth: u32,
 }
 
+/// The highest `max_depth` an operator may set: the walk holds one open
+/// directory handle and one stack frame per level.
+pub const MAX_DEPTH_CEILING: u32 = 256;
+
 impl Default for BundleCaps {
     fn default() -> Self {
         BundleCaps {

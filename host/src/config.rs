@@ -95,6 +95,13 @@ impl HostConfig {
                 return Err(format!("{name} must be greater than 0"));
             }
         }
+        if self.bundle.max_depth > crate::bundle::MAX_DEPTH_CEILING {
+            return Err(format!(
+                "bundle.max_depth {} exceeds the ceiling of {}",
+                self.bundle.max_depth,
+                crate::bundle::MAX_DEPTH_CEILING
+            ));
+        }
         if l.memory_bytes > MAX_MEMORY_BYTES {
             return Err(format!(
                 "limits.memory_bytes {} exceeds the 4 GiB a 32-bit Wasm memory can address",
@@ -145,6 +152,11 @@ mod tests {
         let e = parse("[bundle]\nmax_depth = 0\n").unwrap_err();
         assert!(
             e.starts_with("config ") && e.ends_with(": bundle.max_depth must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("[bundle]\nmax_depth = 100000\n").unwrap_err();
+        assert!(
+            e.ends_with(": bundle.max_depth 100000 exceeds the ceiling of 256"),
             "{e}"
         );
         let e = parse("[bundle]\nmax_files = 3\n").unwrap_err();
