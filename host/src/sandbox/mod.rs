@@ -433,8 +433,9 @@ impl Sandbox {
             max_host_alloc_bytes: limits.max_host_alloc_bytes,
             bundle_dir: options.bundle.as_ref().map(|b| b.dir()),
         };
-        let wasi = WasiState::new(&spec)
+        let mut wasi = WasiState::new(&spec)
             .map_err(|e| PluginFailure::new(FailureKind::Trap, e.to_string()))?;
+        wasi.metadata_hashes = options.bundle.as_ref().map(|b| b.metadata_hashes());
         let state = CallState {
             wasi,
             limiter: Limiter {

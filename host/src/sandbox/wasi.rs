@@ -189,6 +189,10 @@ pub struct WasiState {
     pub stdout: BoundedLog,
     /// Captured stderr.
     pub stderr: BoundedLog,
+    /// Stable `metadata-hash` values of the bundle's entries; `None` (no
+    /// bundle, or a bundle directory granted without a table) answers
+    /// every `metadata-hash` with [`crate::bundle::UNMAPPED_METADATA_HASH`].
+    pub metadata_hashes: Option<Arc<crate::bundle::MetadataHashes>>,
 }
 
 /// How to build one call's WASI state.
@@ -246,6 +250,7 @@ impl WasiState {
             time,
             stdout,
             stderr,
+            metadata_hashes: None,
         })
     }
 }
@@ -323,7 +328,7 @@ pub fn add_to_linker<T: HasWasi + WasiView>(l: &mut Linker<T>) -> wasmtime::Resu
     })?;
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
-    add_fixed_times(l)?;
+    add_stable_metadata(l)?;
     random::random::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
     random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
     random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
@@ -345,13 +350,14 @@ pub fn add_to_linker<T: HasWasi + WasiView>(l: &mut Linker<T>) -> wasmtime::Resu
     Ok(())
 }
 
-/// Replaces `[method]descriptor.stat` and `[method]descriptor.stat-at`
-/// with wrappers around wasmtime-wasi's own implementation that set every
-/// timestamp to [`FIXED_FILE_TIME_SECS`]. These are the only functions of
-/// `wasi:filesystem/types` that return times: directory entries carry only
-/// a type and a name, and `metadata-hash(-at)` hashes the device and inode
-/// numbers, not times.
-fn add_fixed_times<T: HasWasi + WasiView>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+/// Replaces the functions of `wasi:filesystem/types` that describe the host
+/// rather than the bundle, with wrappers around wasmtime-wasi's own
+/// implementation: `stat` and `stat-at` get every timestamp set to
+/// [`FIXED_FILE_TIME_SECS`], and `metadata-hash(-at)` (wasmtime-wasi hashes
+/// device and inode numbers) gets the entry's stable value from
+/// [`crate::bundle::MetadataHashes`]. Nothing else there returns times or
+/// host identities: directory entries carry only a type and a name.
+fn add_stable_metadata<T: HasWasi + WasiView>(l: &mut Linker<T>) -> wasmtime::Result<()> {
     use wasmtime::StoreContextMut;
     use wasmtime_wasi::filesystem::WasiFilesystemView;
     use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
@@ -393,6 +399,44 @@ fn add_fixed_times<T: HasWasi + WasiView>(l: &mut Linker<T>) -> wasmtime::Result
                 Ok(stat) => Ok(fixed(stat)),
                 Err(e) => Err(view.convert_error_code(e)?),
             },))
+        },
+    )?;
+    fn stable<T: HasWasi>(t: &mut T, v: fs::MetadataHashValue) -> fs::MetadataHashValue {
+        let (lower, upper) = t
+            .wasi()
+            .metadata_hashes
+            .as_ref()
+            .map_or(crate::bundle::UNMAPPED_METADATA_HASH, |m| m.stable(v.lower));
+        fs::MetadataHashValue { lower, upper }
+    }
+    inst.func_wrap(
+        "[method]descriptor.metadata-hash",
+        |mut store: StoreContextMut<'_, T>,
+         (fd,): (Resource<fs::Descriptor>,)|
+         -> wasmtime::Result<(Result<fs::MetadataHashValue, fs::ErrorCode>,)> {
+            let result = {
+                let mut view = store.data_mut().filesystem();
+                match view.metadata_hash(fd) {
+                    Ok(v) => Ok(v),
+                    Err(e) => Err(view.convert_error_code(e)?),
+                }
+            };
+            Ok((result.map(|v| stable(store.data_mut(), v)),))
+        },
+    )?;
+    inst.func_wrap(
+        "[method]descriptor.metadata-hash-at",
+        |mut store: StoreContextMut<'_, T>,
+         (fd, flags, path): (Resource<fs::Descriptor>, fs::PathFlags, String)|
+         -> wasmtime::Result<(Result<fs::MetadataHashValue, fs::ErrorCode>,)> {
+            let result = {
+                let mut view = store.data_mut().filesystem();
+                match view.metadata_hash_at(fd, flags, path) {
+                    Ok(v) => Ok(v),
+                    Err(e) => Err(view.convert_error_code(e)?),
+                }
+            };
+            Ok((result.map(|v| stable(store.data_mut(), v)),))
         },
     )?;
     l.allow_shadowing(false);

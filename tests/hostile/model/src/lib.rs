@@ -24,7 +24,7 @@
 //! | `print`        | writes 10 MiB to stdout                                     |
 //! | `remember`     | counts its calls in a static: state that must not survive   |
 //! | `ok`           | behaves: one value per row, the row count                   |
-//! | `stat-bundle`  | modified, accessed, created (seconds since the epoch, -1 when unavailable) of `/bundle/model.json` by path, of it through an open handle, and of `/bundle` |
+//! | `stat-bundle`  | modified, accessed, created (seconds since the epoch, -1 when unavailable) of `/bundle/model.json` by path, of it through an open handle, and of `/bundle`; then WASI `metadata-hash` of `model.json` and of `/bundle`, each as four 32-bit halves |
 
 use airlock_guest::{
     Batch, Feature, FeatureKind, Model, ModelMetadata, OutputSchema, PluginError, Predictions, Task,
@@ -249,7 +249,42 @@ fn stat_bundle() -> Result<Predictions, PluginError> {
     for m in [by_path, by_handle, dir] {
         v.extend([secs(m.modified()), secs(m.accessed()), secs(m.created())]);
     }
+    v.extend(metadata_hashes()?);
     Ok(values(v))
+}
+
+/// WASI `metadata-hash` of `/bundle/model.json` (`metadata-hash-at`) and of
+/// `/bundle` (`metadata-hash`), each as the 32-bit halves of its lower and
+/// upper 64 bits (exact in `f64`). std does not expose these, so the raw
+/// bindings are used.
+#[cfg(target_arch = "wasm32")]
+fn metadata_hashes() -> Result<Vec<f64>, PluginError> {
+    use wasip2::filesystem::{preopens, types};
+    let failed = |what: &str, e: types::ErrorCode| {
+        PluginError::new("read-failed", format!("metadata-hash of {what}: {e:?}"))
+    };
+    let dirs = preopens::get_directories();
+    let (dir, _) = dirs
+        .iter()
+        .find(|(_, path)| path == "/bundle")
+        .ok_or_else(|| PluginError::new("read-failed", "no /bundle preopen"))?;
+    let file = dir
+        .metadata_hash_at(types::PathFlags::empty(), "model.json")
+        .map_err(|e| failed("model.json", e))?;
+    let root = dir.metadata_hash().map_err(|e| failed("/bundle", e))?;
+    let mut v = Vec::new();
+    for h in [file, root] {
+        for half in [h.lower, h.upper] {
+            v.extend([(half >> 32) as f64, (half & 0xffff_ffff) as f64]);
+        }
+    }
+    Ok(v)
+}
+
+/// Native builds (tests of the workspace) have no WASI to ask.
+#[cfg(not(target_arch = "wasm32"))]
+fn metadata_hashes() -> Result<Vec<f64>, PluginError> {
+    Ok(Vec::new())
 }
 
 airlock_guest::export_model!(Hostile);
