@@ -8,7 +8,8 @@
 //! the run's seed, and — for a model granted one — a single read-only
 //! directory at `/bundle` whose files all show the same fixed timestamps
 //! (real ones would tell a model today's date: a time bomb that behaves
-//! until after approval, and a run that cannot be repeated).
+//! until after approval, and a run that cannot be repeated) and
+//! `metadata-hash` values derived from their paths, not from host inodes.
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
