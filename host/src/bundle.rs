@@ -118,11 +118,12 @@ impl fmt::Display for Cap {
 }
 
 impl Cap {
-    fn measure(self) -> &'static str {
+    /// What was found, in words, for the error message.
+    fn found(self, value: u64, entry: &str) -> String {
         match self {
-            Cap::TotalBytes => "files adding up to",
-            Cap::Entries => "entries numbering",
-            Cap::Depth => "an entry nested",
+            Cap::TotalBytes => format!("the files through `{entry}` add up to {value} bytes"),
+            Cap::Entries => format!("`{entry}` is entry number {value}"),
+            Cap::Depth => format!("`{entry}` is {value} levels deep"),
         }
     }
 }
@@ -160,8 +161,8 @@ pub enum BundleError {
     },
     /// The bundle exceeds an operator cap (found before reading any file).
     #[error(
-        "over the cap {cap} = {limit}: {} {value} at entry `{entry}` (checked before reading; raise it in the [bundle] config section if this bundle is trusted)",
-        cap.measure()
+        "over the cap {cap} = {limit}: {} (checked before reading; raise it in the [bundle] config section if this bundle is trusted)",
+        cap.found(*value, entry)
     )]
     OverCap {
         /// The cap, by its config key.
@@ -940,7 +941,7 @@ mod tests {
         let e = digest_path(dir.path(), &caps).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "over the cap bundle.max_depth = 2: an entry nested 3 at entry `a/b/c` (checked before reading; raise it in the [bundle] config section if this bundle is trusted)"
+            "over the cap bundle.max_depth = 2: `a/b/c` is 3 levels deep (checked before reading; raise it in the [bundle] config section if this bundle is trusted)"
         );
     }
 
