@@ -754,9 +754,16 @@ fn own_uid() -> io::Result<u32> {
 /// (another local user who could rename entries in it could swap a snapshot
 /// after it was digested).
 pub fn snapshots_root() -> Result<PathBuf, BundleError> {
-    let base = std::env::temp_dir();
     let uid = own_uid().map_err(io_err("cannot create a file in", "$TMPDIR"))?;
-    let root = base.join(format!("airlock-snapshots-{uid}"));
+    prepare_root(
+        std::env::temp_dir().join(format!("airlock-snapshots-{uid}")),
+        uid,
+    )
+}
+
+/// Creates `root` (mode 0700) if needed and checks that `uid` alone
+/// controls it.
+fn prepare_root(root: PathBuf, uid: u32) -> Result<PathBuf, BundleError> {
     let shown = root.display().to_string();
     match std::fs::DirBuilder::new().mode(0o700).create(&root) {
         Ok(()) => {}
@@ -768,6 +775,9 @@ pub fn snapshots_root() -> Result<PathBuf, BundleError> {
         path: root.clone(),
         problem,
     };
+    if meta.is_file() {
+        return Err(unsafe_root("it is a regular file, not a directory".into()));
+    }
     if !meta.is_dir() {
         return Err(unsafe_root(format!(
             "it is a {}, not a directory",
@@ -1049,6 +1059,41 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "entry `w.bin` changed while the bundle was being snapshotted (the file was replaced)"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_root_that_others_control_is_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let me = own_uid().unwrap();
+        let root = base.path().join("snaps");
+        assert_eq!(prepare_root(root.clone(), me).unwrap(), root);
+        let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let problem = |r: Result<PathBuf, BundleError>| match r {
+            Err(BundleError::UnsafeSnapshotRoot { problem, .. }) => problem,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            problem(prepare_root(root.clone(), me + 1)),
+            format!("it is owned by uid {me}, not by this user (uid {})", me + 1)
+        );
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert_eq!(
+            problem(prepare_root(root.clone(), me)),
+            "others may write to it (mode 1777)"
+        );
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&root, &link).unwrap();
+        assert_eq!(
+            problem(prepare_root(link, me)),
+            "it is a symlink, not a directory"
+        );
+        let file = base.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert_eq!(
+            problem(prepare_root(file, me)),
+            "it is a regular file, not a directory"
         );
     }
 
