@@ -15,8 +15,13 @@
 //! max_columns = 10_000
 //! max_rows = 10_000_000
 //! max_cells = 50_000_000
+//! [bundle]                    # caps on model bundles, checked before reading
+//! max_total_bytes = 2_147_483_648
+//! max_entries = 10_000
+//! max_depth = 16
 //! ```
 
+use crate::bundle::BundleCaps;
 use crate::data::DataCaps;
 use crate::limits::Limits;
 use crate::sandbox::SandboxConfig;
@@ -42,6 +47,8 @@ pub struct HostConfig {
     pub output: crate::contract::OutputRules,
     /// Caps on every dataset the host reads (`[data]`).
     pub data: DataCaps,
+    /// Caps on model bundles (`[bundle]`).
+    pub bundle: BundleCaps,
 }
 
 impl Default for HostConfig {
@@ -55,6 +62,7 @@ impl Default for HostConfig {
             pooling: s.pooling,
             output: s.output_rules,
             data: DataCaps::default(),
+            bundle: s.bundle_caps,
         }
     }
 }
@@ -92,6 +100,8 @@ impl HostConfig {
             ("limits.max_input_bytes", l.max_input_bytes),
             ("epoch_tick_ms", self.epoch_tick_ms),
             ("max_instances", u64::from(self.max_instances)),
+            ("bundle.max_entries", self.bundle.max_entries),
+            ("bundle.max_depth", u64::from(self.bundle.max_depth)),
         ] {
             if v == 0 {
                 return Err(format!("{name} must be greater than 0"));
@@ -104,6 +114,13 @@ impl HostConfig {
             ));
         }
         self.data.check()?;
+        if self.bundle.max_depth > crate::bundle::MAX_DEPTH_CEILING {
+            return Err(format!(
+                "bundle.max_depth {} exceeds the ceiling of {}",
+                self.bundle.max_depth,
+                crate::bundle::MAX_DEPTH_CEILING
+            ));
+        }
         if l.memory_bytes > MAX_MEMORY_BYTES {
             return Err(format!(
                 "limits.memory_bytes {} exceeds the 4 GiB a 32-bit Wasm memory can address",
@@ -123,6 +140,7 @@ impl HostConfig {
             pooling: self.pooling,
             output_rules: self.output,
             data_caps: self.data,
+            bundle_caps: self.bundle,
             ..SandboxConfig::default()
         }
     }
@@ -144,6 +162,26 @@ mod tests {
         assert_eq!(c.limits.fuel, 7);
         assert_eq!(c.limits.timeout_ms, Limits::default().timeout_ms);
         assert_eq!(c.sandbox_config().limits.fuel, 7);
+    }
+
+    #[test]
+    fn the_bundle_section_sets_the_bundle_caps() {
+        let c = parse("[bundle]\nmax_entries = 3\n").unwrap();
+        assert_eq!(c.bundle.max_entries, 3);
+        assert_eq!(c.bundle.max_depth, BundleCaps::default().max_depth);
+        assert_eq!(c.sandbox_config().bundle_caps.max_entries, 3);
+        let e = parse("[bundle]\nmax_depth = 0\n").unwrap_err();
+        assert!(
+            e.starts_with("config ") && e.ends_with(": bundle.max_depth must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("[bundle]\nmax_depth = 100000\n").unwrap_err();
+        assert!(
+            e.ends_with(": bundle.max_depth 100000 exceeds the ceiling of 256"),
+            "{e}"
+        );
+        let e = parse("[bundle]\nmax_files = 3\n").unwrap_err();
+        assert!(e.contains("unknown field `max_files`"), "{e}");
     }
 
     #[test]

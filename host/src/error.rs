@@ -120,6 +120,14 @@ pub enum SandboxError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A model bundle was refused or could not be snapshotted.
+    #[error("bundle {}: {source}", path.display())]
+    Bundle {
+        /// The bundle as given.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        source: crate::bundle::BundleError,
+    },
     /// The engine failed in a way that is not attributable to a plugin.
     #[error("engine error: {0}")]
     Engine(String),

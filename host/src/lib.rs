@@ -8,12 +8,15 @@
 //! * [`sandbox`]: the engine, compile cache, per-call limits and the typed
 //!   failures every plugin call can end in;
 //! * [`capabilities`] and [`limits`]: the pure policies the sandbox enforces;
+//! * [`bundle`] and [`digest`]: model bundles snapshotted under caps, and
+//!   the injective digests that name bundles, components and datasets;
 //! * [`data`]: typed batches read from CSV files;
 //! * [`gate`]: gate files, the gate runner and its report;
 //! * [`cli`]: the command-line front end, including the one place where
 //!   errors become exit codes.
 #![deny(unsafe_code)]
 
+pub mod bundle;
 pub mod capabilities;
 pub mod cli;
 pub mod config;

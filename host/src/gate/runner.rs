@@ -728,7 +728,10 @@ pub fn load_model(
     bundle: Option<&Path>,
 ) -> Result<ModelUnderTest, SandboxError> {
     let plugin = sandbox.load_file(path)?;
-    let bundle = bundle.map(Bundle::from_path).transpose()?;
+    let caps = &sandbox.config().bundle_caps;
+    let bundle = bundle
+        .map(|b| Bundle::from_path_with(b, caps))
+        .transpose()?;
     Ok(ModelUnderTest { plugin, bundle })
 }
 

@@ -15,6 +15,8 @@ pub mod wasi;
 pub use candidate::CandidateLink;
 pub use checked::CheckedModel;
 
+pub use crate::bundle::Bundle;
+use crate::bundle::BundleCaps;
 use crate::capabilities::{self, Capability, World};
 use crate::digest::Digest;
 use crate::error::{FailureKind, PluginFailure, SandboxError};
@@ -62,6 +64,9 @@ pub struct SandboxConfig {
     /// with Linux's `PAGEMAP_SCAN` where available) instead of being
     /// returned to the kernel and faulted in again by the next instance.
     pub keep_resident_bytes: usize,
+    /// Caps on model bundles, checked before any bundle file is read
+    /// (used by callers that open bundles for this sandbox).
+    pub bundle_caps: BundleCaps,
 }
 
 impl Default for SandboxConfig {
@@ -78,6 +83,7 @@ impl Default for SandboxConfig {
             keep_resident_bytes: 8 << 20,
             output_rules: crate::contract::OutputRules::default(),
             data_caps: crate::data::DataCaps::default(),
+            bundle_caps: BundleCaps::default(),
         }
     }
 }
@@ -145,70 +151,6 @@ pub struct Inspection {
     pub granted_limits: Limits,
     /// Manifest requests above the ceilings, which are not granted.
     pub refused_limit_raises: Vec<&'static str>,
-}
-
-/// A model's data bundle: one directory, granted read-only at `/bundle`.
-///
-/// The bundle is snapshotted when it is opened: its files are read through
-/// a cap-std directory handle (no symlinks, no special files, nothing
-/// outside it) into a private directory, and the digest is computed over
-/// exactly those bytes. The plugin is granted the snapshot, so what it reads
-/// is what the digest names, whatever happens to the original afterwards.
-#[derive(Clone)]
-pub struct Bundle {
-    dir: Arc<tempfile::TempDir>,
-    /// Digest of the bundle: the file's bytes, or the directory's manifest
-    /// (see [`Digest::of_path`]).
-    pub digest: Digest,
-}
-
-impl Bundle {
-    /// Snapshots a bundle directory, or a single file (which becomes the
-    /// only file of the bundle, keeping its name).
-    pub fn from_path(path: &Path) -> Result<Bundle, SandboxError> {
-        let ctx = |e: std::io::Error| SandboxError::io(format!("bundle {}", path.display()), e);
-        let snapshot = tempfile::tempdir().map_err(|e| SandboxError::io("bundle snapshot", e))?;
-        let meta = std::fs::symlink_metadata(path).map_err(ctx)?;
-        let digest = if meta.is_file() {
-            let bytes = std::fs::read(path).map_err(ctx)?;
-            let name = path
-                .file_name()
-                .unwrap_or(std::ffi::OsStr::new("model.json"));
-            std::fs::write(snapshot.path().join(name), &bytes).map_err(ctx)?;
-            Digest::of(&bytes)
-        } else if meta.is_dir() {
-            let src = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
-                .map_err(ctx)?;
-            let dst = snapshot.path();
-            let mut files = Vec::new();
-            crate::digest::walk(
-                &src,
-                Path::new(""),
-                &mut |rel| std::fs::create_dir(dst.join(rel)),
-                &mut |rel, bytes| {
-                    std::fs::write(dst.join(rel), &bytes)?;
-                    files.push((rel.to_string_lossy().into_owned(), Digest::of(&bytes)));
-                    Ok(())
-                },
-            )
-            .map_err(ctx)?;
-            Digest::of_manifest(files)
-        } else {
-            return Err(ctx(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a regular file or directory (symlinks are refused)",
-            )));
-        };
-        Ok(Bundle {
-            dir: Arc::new(snapshot),
-            digest,
-        })
-    }
-
-    /// The host directory granted to the plugin (the snapshot).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
 }
 
 /// Per-call options.
@@ -493,8 +435,9 @@ impl Sandbox {
             max_host_alloc_bytes: limits.max_host_alloc_bytes,
             bundle_dir: options.bundle.as_ref().map(|b| b.dir()),
         };
-        let wasi = WasiState::new(&spec)
+        let mut wasi = WasiState::new(&spec)
             .map_err(|e| PluginFailure::new(FailureKind::Trap, e.to_string()))?;
+        wasi.metadata_hashes = options.bundle.as_ref().map(|b| b.metadata_hashes());
         let state = CallState {
             wasi,
             limiter: Limiter {

@@ -6,7 +6,10 @@
 //! clock that only the plugin's own sleeps advance (so sleeping never blocks
 //! the host thread and never changes between runs), random numbers drawn from
 //! the run's seed, and — for a model granted one — a single read-only
-//! directory at `/bundle`.
+//! directory at `/bundle` whose files all show the same fixed timestamps
+//! (real ones would tell a model today's date: a time bomb that behaves
+//! until after approval, and a run that cannot be repeated) and
+//! `metadata-hash` values derived from their paths, not from host inodes.
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +24,14 @@ use wasmtime_wasi_io::streams::{OutputStream, StreamResult};
 
 /// The instant the wall clock shows inside every plugin: 2020-01-01T00:00:00Z.
 pub const FROZEN_WALL_CLOCK_SECS: u64 = 1_577_836_800;
+
+/// The access, modification and status-change time of every file and
+/// directory a plugin stats: the frozen wall clock's instant, so a file is
+/// never from the plugin's future and its times say nothing about the host.
+pub const FIXED_FILE_TIME_SECS: u64 = FROZEN_WALL_CLOCK_SECS;
+
+/// The filesystem interface whose `stat` functions are replaced.
+const FS_TYPES_IFACE: &str = "wasi:filesystem/types@0.2.12";
 
 /// Where a granted bundle directory appears inside the sandbox.
 pub const BUNDLE_GUEST_PATH: &str = "/bundle";
@@ -179,6 +190,10 @@ pub struct WasiState {
     pub stdout: BoundedLog,
     /// Captured stderr.
     pub stderr: BoundedLog,
+    /// Stable `metadata-hash` values of the bundle's entries; `None` (no
+    /// bundle, or a bundle directory granted without a table) answers
+    /// every `metadata-hash` with [`crate::bundle::UNMAPPED_METADATA_HASH`].
+    pub metadata_hashes: Option<Arc<crate::bundle::MetadataHashes>>,
 }
 
 /// How to build one call's WASI state.
@@ -236,6 +251,7 @@ impl WasiState {
             time,
             stdout,
             stderr,
+            metadata_hashes: None,
         })
     }
 }
@@ -313,6 +329,7 @@ pub fn add_to_linker<T: HasWasi + WasiView>(l: &mut Linker<T>) -> wasmtime::Resu
     })?;
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    add_stable_metadata(l)?;
     random::random::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
     random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
     random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
@@ -331,6 +348,99 @@ pub fn add_to_linker<T: HasWasi + WasiView>(l: &mut Linker<T>) -> wasmtime::Resu
     })?;
     sync::io::poll::add_to_linker::<T, IoTable>(l, |t| &mut t.wasi().table)?;
     sync::io::streams::add_to_linker::<T, IoTable>(l, |t| &mut t.wasi().table)?;
+    Ok(())
+}
+
+/// Replaces the functions of `wasi:filesystem/types` that describe the host
+/// rather than the bundle, with wrappers around wasmtime-wasi's own
+/// implementation: `stat` and `stat-at` get every timestamp set to
+/// [`FIXED_FILE_TIME_SECS`], and `metadata-hash(-at)` (wasmtime-wasi hashes
+/// device and inode numbers) gets the entry's stable value from
+/// [`crate::bundle::MetadataHashes`]. Nothing else there returns times or
+/// host identities: directory entries carry only a type and a name.
+fn add_stable_metadata<T: HasWasi + WasiView>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+    use wasmtime::StoreContextMut;
+    use wasmtime_wasi::filesystem::WasiFilesystemView;
+    use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
+        self as fs, Host as _, HostDescriptor as _,
+    };
+
+    fn fixed(mut stat: fs::DescriptorStat) -> fs::DescriptorStat {
+        let t = Some(fs::Datetime {
+            seconds: FIXED_FILE_TIME_SECS,
+            nanoseconds: 0,
+        });
+        stat.data_access_timestamp = t;
+        stat.data_modification_timestamp = t;
+        stat.status_change_timestamp = t;
+        stat
+    }
+
+    l.allow_shadowing(true);
+    let mut inst = l.instance(FS_TYPES_IFACE)?;
+    inst.func_wrap(
+        "[method]descriptor.stat",
+        |mut store: StoreContextMut<'_, T>,
+         (fd,): (Resource<fs::Descriptor>,)|
+         -> wasmtime::Result<(Result<fs::DescriptorStat, fs::ErrorCode>,)> {
+            let mut view = store.data_mut().filesystem();
+            Ok((match view.stat(fd) {
+                Ok(stat) => Ok(fixed(stat)),
+                Err(e) => Err(view.convert_error_code(e)?),
+            },))
+        },
+    )?;
+    inst.func_wrap(
+        "[method]descriptor.stat-at",
+        |mut store: StoreContextMut<'_, T>,
+         (fd, flags, path): (Resource<fs::Descriptor>, fs::PathFlags, String)|
+         -> wasmtime::Result<(Result<fs::DescriptorStat, fs::ErrorCode>,)> {
+            let mut view = store.data_mut().filesystem();
+            Ok((match view.stat_at(fd, flags, path) {
+                Ok(stat) => Ok(fixed(stat)),
+                Err(e) => Err(view.convert_error_code(e)?),
+            },))
+        },
+    )?;
+    fn stable<T: HasWasi>(t: &mut T, v: fs::MetadataHashValue) -> fs::MetadataHashValue {
+        let (lower, upper) = t
+            .wasi()
+            .metadata_hashes
+            .as_ref()
+            .map_or(crate::bundle::UNMAPPED_METADATA_HASH, |m| m.stable(v.lower));
+        fs::MetadataHashValue { lower, upper }
+    }
+    inst.func_wrap(
+        "[method]descriptor.metadata-hash",
+        |mut store: StoreContextMut<'_, T>,
+         (fd,): (Resource<fs::Descriptor>,)|
+         -> wasmtime::Result<(Result<fs::MetadataHashValue, fs::ErrorCode>,)> {
+            let result = {
+                let mut view = store.data_mut().filesystem();
+                match view.metadata_hash(fd) {
+                    Ok(v) => Ok(v),
+                    Err(e) => Err(view.convert_error_code(e)?),
+                }
+            };
+            Ok((result.map(|v| stable(store.data_mut(), v)),))
+        },
+    )?;
+    inst.func_wrap(
+        "[method]descriptor.metadata-hash-at",
+        |mut store: StoreContextMut<'_, T>,
+         (fd, flags, path): (Resource<fs::Descriptor>, fs::PathFlags, String)|
+         -> wasmtime::Result<(Result<fs::MetadataHashValue, fs::ErrorCode>,)> {
+            let result = {
+                let mut view = store.data_mut().filesystem();
+                match view.metadata_hash_at(fd, flags, path) {
+                    Ok(v) => Ok(v),
+                    Err(e) => Err(view.convert_error_code(e)?),
+                }
+            };
+            Ok((result.map(|v| stable(store.data_mut(), v)),))
+        },
+    )?;
+    l.allow_shadowing(false);
     Ok(())
 }
 

@@ -27,6 +27,7 @@
 //! | `x`            | the declared input, as a validator's probe sends it (probes |
 //! |                | carry only declared columns): spins forever when the first  |
 //! |                | value is -1, otherwise behaves like `ok`                    |
+//! | `stat-bundle`  | modified, accessed, created (seconds since the epoch, -1 when unavailable) of `/bundle/model.json` by path, of it through an open handle, and of `/bundle`; then WASI `metadata-hash` of `model.json` and of `/bundle`, each as four 32-bit halves |
 
 use airlock_guest::{
     Batch, Feature, FeatureKind, Model, ModelMetadata, OutputSchema, PluginError, Predictions, Task,
@@ -105,6 +106,7 @@ impl Model for Hostile {
                 airlock_guest::ColumnValues::Numeric(v) if v.first() == Some(&-1.0) => spin(),
                 _ => Ok(values(vec![f64::from(batch.rows); batch.rows as usize])),
             },
+            "stat-bundle" => stat_bundle(),
             other => Err(PluginError::bad_input(format!(
                 "unknown hostile mode `{other}`"
             ))),
@@ -229,6 +231,67 @@ fn print_flood() -> Result<Predictions, PluginError> {
     out.flush()
         .map_err(|e| PluginError::new("write-failed", e.to_string()))?;
     Ok(values(vec![PRINT_BYTES as f64]))
+}
+
+/// The `stat-bundle` attack: the timestamps (modified, accessed, created, in
+/// seconds since the epoch, or -1 where the host gives none) of
+/// `/bundle/model.json` stat'ed by path (`stat-at`), of the same file through
+/// an open handle (`stat`), and of `/bundle`. Real times would let a model
+/// read the host's date.
+fn stat_bundle() -> Result<Predictions, PluginError> {
+    fn secs(t: std::io::Result<std::time::SystemTime>) -> f64 {
+        t.ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(-1.0, |d| d.as_secs_f64())
+    }
+    let failed = |what: &str, e: std::io::Error| {
+        PluginError::new("read-failed", format!("cannot stat {what}: {e}"))
+    };
+    let by_path = std::fs::metadata("/bundle/model.json").map_err(|e| failed("by path", e))?;
+    let by_handle = std::fs::File::open("/bundle/model.json")
+        .and_then(|f| f.metadata())
+        .map_err(|e| failed("by handle", e))?;
+    let dir = std::fs::metadata("/bundle").map_err(|e| failed("/bundle", e))?;
+    let mut v = Vec::new();
+    for m in [by_path, by_handle, dir] {
+        v.extend([secs(m.modified()), secs(m.accessed()), secs(m.created())]);
+    }
+    v.extend(metadata_hashes()?);
+    Ok(values(v))
+}
+
+/// WASI `metadata-hash` of `/bundle/model.json` (`metadata-hash-at`) and of
+/// `/bundle` (`metadata-hash`), each as the 32-bit halves of its lower and
+/// upper 64 bits (exact in `f64`). std does not expose these, so the raw
+/// bindings are used.
+#[cfg(target_arch = "wasm32")]
+fn metadata_hashes() -> Result<Vec<f64>, PluginError> {
+    use wasip2::filesystem::{preopens, types};
+    let failed = |what: &str, e: types::ErrorCode| {
+        PluginError::new("read-failed", format!("metadata-hash of {what}: {e:?}"))
+    };
+    let dirs = preopens::get_directories();
+    let (dir, _) = dirs
+        .iter()
+        .find(|(_, path)| path == "/bundle")
+        .ok_or_else(|| PluginError::new("read-failed", "no /bundle preopen"))?;
+    let file = dir
+        .metadata_hash_at(types::PathFlags::empty(), "model.json")
+        .map_err(|e| failed("model.json", e))?;
+    let root = dir.metadata_hash().map_err(|e| failed("/bundle", e))?;
+    let mut v = Vec::new();
+    for h in [file, root] {
+        for half in [h.lower, h.upper] {
+            v.extend([(half >> 32) as f64, (half & 0xffff_ffff) as f64]);
+        }
+    }
+    Ok(v)
+}
+
+/// Native builds (tests of the workspace) have no WASI to ask.
+#[cfg(not(target_arch = "wasm32"))]
+fn metadata_hashes() -> Result<Vec<f64>, PluginError> {
+    Ok(Vec::new())
 }
 
 airlock_guest::export_model!(Hostile);
