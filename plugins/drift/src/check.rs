@@ -33,7 +33,7 @@ pub struct Config {
     /// Whether a drifted prediction column fails the step.
     #[serde(default = "yes")]
     pub fail_on_prediction_drift: bool,
-    /// Multiple-testing correction over the feature columns.
+    /// Multiple-testing correction over the tested columns.
     #[serde(default)]
     pub correction: Correction,
 }
@@ -42,20 +42,20 @@ pub struct Config {
 ///
 /// Testing 30 columns at p < 0.05 flags at least one column in about 79 % of
 /// runs on two samples of the *same* distribution (1 − 0.95³⁰). Bonferroni
-/// divides each p-value threshold by the number of feature columns tested,
-/// which keeps the chance of any false alarm across the family at or below
-/// the per-test threshold, without assumptions about how the columns
-/// depend on each other. Distance tests (PSI, Jensen–Shannon, Wasserstein)
-/// are not p-values and are never corrected; prediction columns are a
-/// separate family and keep their own thresholds.
+/// divides each p-value threshold by the number of columns the step tests
+/// (feature and prediction columns: every hypothesis whose rejection can
+/// warn or fail the step), which keeps the chance of any false alarm in the
+/// step at or below the per-test threshold, without assumptions about how
+/// the columns depend on each other. Distance tests (PSI, Jensen–Shannon,
+/// Wasserstein) are not p-values and are never corrected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Correction {
     /// Each column at its own threshold (Evidently's behaviour).
     #[default]
     None,
-    /// Each feature column's p-value threshold divided by the number of
-    /// feature columns tested.
+    /// Each column's p-value threshold divided by the number of columns
+    /// tested (feature and prediction columns).
     Bonferroni,
 }
 
@@ -325,7 +325,7 @@ pub fn check_config(
 /// Tests every selected column and applies the dataset and prediction rules.
 pub fn evaluate(cfg: &Config, w: &Windows<'_>) -> Result<Report, PluginError> {
     let (features, preds) = check_config(cfg, w)?;
-    let family = features.len();
+    let family = features.len() + preds.len();
 
     let mut report = Report::new();
     let mut drifted: Vec<String> = Vec::new();
@@ -387,7 +387,7 @@ pub fn evaluate(cfg: &Config, w: &Windows<'_>) -> Result<Report, PluginError> {
             "{} of {tested} feature columns drifted{} (share {} {} max_drift_share {}){}",
             drifted.len(),
             if cfg.correction == Correction::Bonferroni {
-                format!(" (p-value thresholds Bonferroni-corrected over {family} columns)")
+                format!(" (p-value thresholds Bonferroni-corrected over {family} tested columns)")
             } else {
                 String::new()
             },
@@ -431,7 +431,11 @@ pub fn evaluate(cfg: &Config, w: &Windows<'_>) -> Result<Report, PluginError> {
                     cfg.tests.get(name).copied(),
                     cfg.thresholds.get(name).copied(),
                 ) {
-                    Ok(res) => {
+                    Ok(mut res) => {
+                        if cfg.correction == Correction::Bonferroni && res.test.is_p_value() {
+                            res.threshold /= family as f64;
+                            res.drifted = res.test.is_drift(res.score, res.threshold);
+                        }
                         preds_tested += 1;
                         report.metric(format!("drift.{name}.score"), res.score);
                         if res.drifted {
@@ -761,7 +765,8 @@ mod tests {
     fn bonferroni_divides_p_value_thresholds_by_the_number_of_feature_columns() {
         let p = steady_preds();
         let score = metric(&eval(json!({}), &p, &p).unwrap(), "drift.a.score");
-        // Threshold 2p: drifted alone, not after dividing by 3 columns.
+        // Threshold 2p: drifted alone, not after dividing by 4 columns
+        // (a, b, c and the prediction).
         let th = json!({"a": 2.0 * score});
         let v = eval(json!({"thresholds": th}), &p, &p).unwrap();
         assert_eq!(metric(&v, "drifted_columns"), 1.0);
@@ -769,7 +774,7 @@ mod tests {
         assert_eq!(metric(&v, "drifted_columns"), 0.0, "{:?}", v.findings);
         assert!(
             v.findings[0].message.starts_with(
-                "0 of 3 feature columns drifted (p-value thresholds Bonferroni-corrected over 3 columns)"
+                "0 of 3 feature columns drifted (p-value thresholds Bonferroni-corrected over 4 tested columns)"
             ),
             "{}",
             v.findings[0].message
@@ -786,13 +791,15 @@ mod tests {
             "{}",
             v.findings[0].message
         );
-        // The prediction family keeps its own threshold.
+        // Prediction columns are in the family: 2 columns here (b and the
+        // prediction), and a real prediction shift is still caught.
         let cur = Predictions::regression(range(1000.0, 30));
         let v = eval(json!({"columns": ["b"], "correction": "bonferroni"}), &cur, &p).unwrap();
+        assert!(!v.passed);
         assert!(
             v.findings
                 .iter()
-                .any(|f| f.code == "prediction-drift" && f.message.ends_with("≤ threshold 0.05")),
+                .any(|f| f.code == "prediction-drift" && f.message.ends_with("≤ threshold 0.025")),
             "{:?}",
             v.findings
         );
@@ -892,10 +899,11 @@ mod tests {
             .collect();
         let p = Predictions::regression(vec![0.5; current.len()]);
         let rp = Predictions::regression(vec![0.5; reference.len()]);
-        let cfg = Config::default();
-        let w = |current: &Batch| {
+        let bonferroni: Config =
+            serde_json::from_value(json!({"correction": "bonferroni"})).unwrap();
+        let run_with = |cfg: &Config, current: &Batch| {
             evaluate(
-                &cfg,
+                cfg,
                 &Windows {
                     current,
                     reference: &reference,
@@ -908,10 +916,16 @@ mod tests {
             .unwrap()
             .finish()
         };
+        let w = |current: &Batch| run_with(&Config::default(), current);
         let v = w(&current);
         assert!(v.passed, "{:?}", v.findings);
         assert_eq!(metric(&v, "columns_tested"), 30.0);
         assert!(metric(&v, "drift_share") < 0.2);
+        // Two random splits of one dataset: some of 30 columns cross 0.05 by
+        // chance; none crosses the corrected 0.05 / 31.
+        assert!(metric(&v, "drifted_columns") > 0.0);
+        let v = run_with(&bonferroni, &current);
+        assert_eq!(metric(&v, "drifted_columns"), 0.0, "{:?}", v.findings);
         for c in current
             .columns
             .iter_mut()
@@ -928,5 +942,13 @@ mod tests {
                 .any(|f| f.code == "column-drift" && f.message.contains("`mean_radius`"))
         );
         assert!(metric(&v, "drift.mean_radius.score") < 1e-6);
+        let v = run_with(&bonferroni, &current);
+        assert_eq!(metric(&v, "drifted_columns"), 1.0, "{:?}", v.findings);
+        assert!(
+            v.findings.iter().any(|f| f.code == "column-drift"
+                && f.message.starts_with("column `mean_radius` drifted: ks p-value")),
+            "{:?}",
+            v.findings
+        );
     }
 }

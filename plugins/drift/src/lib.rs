@@ -35,22 +35,23 @@
 //! | `predictions` | bool | `true` | also test the candidate's predictions: the positive-class score (`prediction`) for binary, each class's probability (`prediction.<class>`) for multiclass, the value (`prediction`) for regression |
 //! | `max_drift_share` | number in (0, 1] | `0.5` | fail when the share of drifted feature columns is ≥ this |
 //! | `fail_on_prediction_drift` | bool | `true` | whether a drifted prediction column fails the step (a warning otherwise) |
-//! | `correction` | `"none"` or `"bonferroni"` | `"none"` | multiple-testing correction over the feature columns (see below) |
+//! | `correction` | `"none"` or `"bonferroni"` | `"none"` | multiple-testing correction over the tested columns (see below) |
 //!
 //! # Multiple testing
 //!
 //! Each p-value test flags drift at its threshold (0.05 by default) even
 //! when both windows come from the same distribution; with 30 feature
 //! columns, at least one false alarm happens in about 79 % of runs
-//! (1 − 0.95³⁰). With `correction = "bonferroni"` every feature column's
-//! p-value threshold (the default or the one in `thresholds`) is divided by
-//! the number of feature columns tested, so the chance of *any* false alarm
-//! across the columns stays at or below the per-test threshold whatever the
-//! dependence between columns. Distance tests (PSI, Jensen–Shannon,
-//! Wasserstein) are not p-values and keep their thresholds; prediction
-//! columns are their own family and keep theirs. The price is power: a
-//! column must now drift more clearly to be flagged (the breast-cancer
-//! test below still flags a column scaled by 1.5 at p < 10⁻⁶).
+//! (1 − 0.95³⁰). With `correction = "bonferroni"` every column's p-value
+//! threshold (the default or the one in `thresholds`) is divided by the
+//! number of columns the step tests — feature and prediction columns, since
+//! a false alarm on either warns or fails the step — so the chance of *any*
+//! false alarm in the step stays at or below the per-test threshold,
+//! whatever the dependence between columns. Distance tests (PSI,
+//! Jensen–Shannon, Wasserstein) are not p-values and keep their thresholds.
+//! The price is power: a column must drift more clearly to be flagged (the
+//! breast-cancer test in `check.rs` still flags a column scaled by 1.5, at
+//! p < 10⁻⁶, against a corrected threshold of 0.05 / 31 ≈ 0.0016).
 //!
 //! A configured `columns` entry missing from either window is a
 //! `missing-column` error naming the key (`columns[i]`), as is every other
