@@ -142,12 +142,13 @@ fn key_or_whole(path: &str) -> String {
     }
 }
 
-/// Prefixes ``step `<step>`: `` to a configuration error that does not
-/// name its step yet; other errors pass through unchanged.
+/// Prefixes ``step `<step>`: `` to a configuration error (a code in
+/// [`codes::GATE_MISCONFIGURED`]) whose message does not start by naming
+/// its step; other errors pass through unchanged.
 pub fn in_step(step: &str, mut e: PluginError) -> PluginError {
-    let prefix = format!("step `{step}`: ");
-    if codes::GATE_MISCONFIGURED.contains(&e.code.as_str()) && !e.message.starts_with(&prefix) {
-        e.message = format!("{prefix}{}", e.message);
+    let named = format!("step `{step}`");
+    if codes::GATE_MISCONFIGURED.contains(&e.code.as_str()) && !e.message.starts_with(&named) {
+        e.message = format!("{named}: {}", e.message);
     }
     e
 }
@@ -272,6 +273,8 @@ mod tests {
     fn the_step_is_named_once() {
         let e = in_step("s", in_step("s", key_error("k", "bad")));
         assert_eq!(e.message, "step `s`: config key `k`: bad");
+        let labels = PluginError::new(codes::MISSING_LABELS, "step `s` needs labels");
+        assert_eq!(in_step("s", labels).message, "step `s` needs labels");
         let other = in_step("s", PluginError::new("stats", "x"));
         assert_eq!(other.message, "x");
     }

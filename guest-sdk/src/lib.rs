@@ -451,6 +451,7 @@ mod tests {
             "step `accuracy` needs labels: add `label = \"<column>\"` to the step in the gate file, naming the dataset's label column"
         );
         assert!(e.is_misconfiguration());
+        assert_eq!(ctx().name_step(e.clone()), e, "already names its step");
     }
 
     #[test]

@@ -335,7 +335,16 @@ fn path_remaps(cargo: &str, manifest: &Path) -> Result<Remaps, CliError> {
         .collect();
     let mut own: Vec<(PathBuf, String)> = Vec::new();
     if let Some(p) = meta["workspace_root"].as_str() {
-        own.push((PathBuf::from(p), "/airlock/workspace".into()));
+        // rustc runs in the workspace root for its members and records that
+        // folder in debug info. In a workspace of several plugins (airlock's
+        // own) every member shares it, so it goes with the shared flags; a
+        // standalone crate is its own workspace, so it stays with the crate.
+        let remap = (PathBuf::from(p), "/airlock/workspace".to_string());
+        if members.len() > 1 {
+            shared.push(remap);
+        } else {
+            own.push(remap);
+        }
     }
     let wanted = std::fs::canonicalize(manifest).ok();
     for pkg in meta["packages"].as_array().into_iter().flatten() {
