@@ -58,7 +58,10 @@ pub fn parse<T: DeserializeOwned>(step: &str, json: &str) -> Result<T, PluginErr
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         // The host always sends valid JSON; this is a host or test bug, and
         // the position is all serde_json can say about it.
-        in_step(step, key_error(WHOLE_CONFIG, format!("not valid JSON ({e})")))
+        in_step(
+            step,
+            key_error(WHOLE_CONFIG, format!("not valid JSON ({e})")),
+        )
     })?;
     if !value.is_object() {
         return Err(in_step(
@@ -225,7 +228,8 @@ mod tests {
 
     #[test]
     fn an_error_inside_a_list_names_the_element() {
-        let e = err(r#"{"inputs": [{"name": "a", "kind": "numeric"}, {"name": "b", "kind": "text"}]}"#);
+        let e =
+            err(r#"{"inputs": [{"name": "a", "kind": "numeric"}, {"name": "b", "kind": "text"}]}"#);
         assert_eq!(
             e.message,
             "step `drift`: config key `inputs[1].kind`: unknown value `text`; expected `numeric` or `categorical`"

@@ -33,7 +33,11 @@
 //!     }
 //!     fn validate(ctx: Context) -> Result<Verdict, PluginError> {
 //!         let cfg: Config = ctx.config()?;
-//!         let acc = metrics::accuracy(ctx.labels()?, &ctx.candidate_predictions.predicted_classes())?;
+//!         let labels = ctx.labels()?;
+//!         if ctx.is_dry_run() {
+//!             return Ok(Report::new().finish()); // config checked, no rows to judge
+//!         }
+//!         let acc = metrics::accuracy(labels, &ctx.candidate_predictions.predicted_classes())?;
 //!         let mut report = Report::new();
 //!         report.metric("accuracy", acc);
 //!         report.require(acc >= cfg.min_accuracy, "accuracy-below-threshold",
@@ -75,8 +79,31 @@ pub mod codes {
     pub const MISSING_FEATURE: &str = "missing-feature";
     /// Codes that mean the gate step is misconfigured, not that the
     /// candidate is bad.
-    pub const GATE_MISCONFIGURED: [&str; 4] =
-        [BAD_CONFIG, MISSING_LABELS, MISSING_COLUMN, MISSING_REFERENCE];
+    pub const GATE_MISCONFIGURED: [&str; 4] = [
+        BAD_CONFIG,
+        MISSING_LABELS,
+        MISSING_COLUMN,
+        MISSING_REFERENCE,
+    ];
+    /// What a candidate's own error becomes when its code is one of
+    /// [`GATE_MISCONFIGURED`] (see [`crate::candidate::predict`]).
+    pub const CANDIDATE_ERROR: &str = "candidate-error";
+
+    /// An error the candidate returned to a validator's probe, made safe to
+    /// pass on with `?`: a candidate must not be able to make its own
+    /// failure read as "the gate is misconfigured" (exit 2, no refusal), so
+    /// a misconfiguration code from it becomes [`CANDIDATE_ERROR`], keeping
+    /// the original code in the message. Other codes pass unchanged.
+    pub fn from_candidate(e: crate::PluginError) -> crate::PluginError {
+        if GATE_MISCONFIGURED.contains(&e.code.as_str()) {
+            crate::PluginError::new(
+                CANDIDATE_ERROR,
+                format!("the candidate failed with `{}`: {}", e.code, e.message),
+            )
+        } else {
+            e
+        }
+    }
 }
 
 pub use report::Report;
@@ -263,8 +290,11 @@ pub mod candidate {
 
     /// Runs the candidate on `batch`; an error names what went wrong in the
     /// candidate (its own error, or a sandbox limit such as `fuel_exhausted`).
+    /// A candidate error whose code would mean "the gate is misconfigured"
+    /// comes back as `candidate-error` (see [`crate::codes::from_candidate`]).
     pub fn predict(batch: &Batch) -> Result<Predictions, PluginError> {
         crate::validator_world::airlock::plugin::candidate::predict(batch)
+            .map_err(crate::codes::from_candidate)
     }
 }
 
@@ -452,6 +482,16 @@ mod tests {
         );
         assert!(e.is_misconfiguration());
         assert_eq!(ctx().name_step(e.clone()), e, "already names its step");
+    }
+
+    #[test]
+    fn a_candidate_cannot_pose_as_a_misconfigured_gate() {
+        let e = codes::from_candidate(PluginError::new("bad-config", "nope"));
+        assert_eq!(e.code, "candidate-error");
+        assert_eq!(e.message, "the candidate failed with `bad-config`: nope");
+        assert!(!e.is_misconfiguration());
+        let own = PluginError::new("bad-input", "x must be finite");
+        assert_eq!(codes::from_candidate(own.clone()), own);
     }
 
     #[test]

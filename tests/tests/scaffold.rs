@@ -227,11 +227,7 @@ fn author_path_from_new_to_a_passing_gate() {
 /// Runs `airlock plugin build <crate> -o <out>` and returns the digest it
 /// printed.
 fn build_digest(cwd: &Path, crate_dir: &Path, out: &Path) -> String {
-    let o = expect(
-        cwd,
-        &["plugin", "build", &s(crate_dir), "-o", &s(out)],
-        0,
-    );
+    let o = expect(cwd, &["plugin", "build", &s(crate_dir), "-o", &s(out)], 0);
     let stdout = String::from_utf8_lossy(&o.stdout);
     let digest = stdout
         .split("sha256:")
@@ -284,10 +280,17 @@ fn a_compile_error_is_shown_as_such_and_not_blamed_on_the_wasm_target() {
     expect(dir, &["plugin", "new", "model", "broken"], 0);
     let lib = dir.join("broken/src/lib.rs");
     let text = std::fs::read_to_string(&lib).unwrap();
-    std::fs::write(&lib, text.replace("2.0 * v + 1.0", "2.0 * v + undefined_name")).unwrap();
+    std::fs::write(
+        &lib,
+        text.replace("2.0 * v + 1.0", "2.0 * v + undefined_name"),
+    )
+    .unwrap();
     let o = expect(dir, &["plugin", "build", "broken"], 2);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("cannot find value `undefined_name`"), "{stderr}");
+    assert!(
+        stderr.contains("cannot find value `undefined_name`"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("cargo build of broken failed; see cargo's errors above"),
         "{stderr}"
@@ -320,7 +323,10 @@ fn the_same_plugin_source_builds_to_the_same_digest_in_two_folders() {
         let bytes = std::fs::read(tmp.path().join(wasm)).unwrap();
         let tmp_path = tmp.path().display().to_string();
         assert!(!contains(&bytes, &tmp_path), "{wasm} embeds {tmp_path}");
-        assert!(!contains(&bytes, "/.cargo/registry"), "{wasm} embeds the registry path");
+        assert!(
+            !contains(&bytes, "/.cargo/registry"),
+            "{wasm} embeds the registry path"
+        );
     }
 }
 
@@ -347,5 +353,9 @@ fn first_party_plugins_embed_no_machine_paths() {
         }
         checked += 1;
     }
-    assert!(checked >= 8, "only {checked} components in {}", dir.display());
+    assert!(
+        checked >= 8,
+        "only {checked} components in {}",
+        dir.display()
+    );
 }

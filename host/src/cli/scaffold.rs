@@ -24,11 +24,11 @@ fn default_sdk() -> PathBuf {
 /// Rust keywords (strict and reserved, 2024 edition): a crate cannot be
 /// called by one.
 const KEYWORDS: [&str; 52] = [
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum",
-    "extern", "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod",
-    "move", "mut", "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait",
-    "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do",
-    "final", "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
+    "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
+    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
+    "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
 ];
 
 /// Library names a plugin crate cannot take: Rust's built-in crates and the
@@ -529,7 +529,10 @@ mod tests {
         assert_eq!(to_type_name("my-model_v2"), "MyModelV2");
         assert_eq!(type_name(Template::Model, "my-model"), "MyModel");
         assert_eq!(type_name(Template::Validator, "acc"), "AccValidator");
-        assert_eq!(type_name(Template::Validator, "validator"), "ValidatorPlugin");
+        assert_eq!(
+            type_name(Template::Validator, "validator"),
+            "ValidatorPlugin"
+        );
         assert_eq!(type_name(Template::Model, "model"), "ModelPlugin");
         assert_eq!(type_name(Template::Validator, "report"), "ReportValidator");
         assert_eq!(type_name(Template::Model, "result"), "ResultModel");
@@ -545,14 +548,23 @@ mod tests {
 
     #[test]
     fn names_that_cannot_be_crates_are_refused_naming_the_rule() {
-        assert_eq!(refused("_"), "`_` cannot be a plugin name: it must start with a letter");
-        assert_eq!(refused("9x"), "`9x` cannot be a plugin name: it must start with a letter");
+        assert_eq!(
+            refused("_"),
+            "`_` cannot be a plugin name: it must start with a letter"
+        );
+        assert_eq!(
+            refused("9x"),
+            "`9x` cannot be a plugin name: it must start with a letter"
+        );
         assert_eq!(
             refused("a b"),
             "`a b` cannot be a plugin name: use only ASCII letters, digits, `-` and `_`"
         );
         assert_eq!(refused(""), "`` cannot be a plugin name: it is empty");
-        assert_eq!(refused("fn"), "`fn` cannot be a plugin name: it is a Rust keyword");
+        assert_eq!(
+            refused("fn"),
+            "`fn` cannot be a plugin name: it is a Rust keyword"
+        );
         assert_eq!(
             refused("serde-json"),
             "`serde-json` cannot be a plugin name: its library name `serde_json` is taken by a built-in Rust crate or a crate every plugin depends on"

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use airlock_guest::config::{key_error, missing_column};
 use airlock_guest::stats::drift::{self, DriftResult, TestKind};
 use airlock_guest::{
     Batch, Column, ColumnValues, Context, Feature, PluginError, Predictions, Verdict,
     report::Report,
 };
-use airlock_guest::config::{key_error, missing_column};
 use serde::Deserialize;
 
 /// The step's configuration.
@@ -173,7 +173,7 @@ pub fn test_column(
 /// (`prediction`) for width 2, the value (`prediction`) for width 1, and one
 /// probability per class (`prediction.<class>`, the declared class label or
 /// the index) for wider outputs.
-pub fn prediction_columns(preds: &Predictions, classes: &[String]) -> Vec<(String, Vec<f64>)> {
+pub fn prediction_columns(preds: &Predictions, classes: &[String]) -> Vec<PredictionColumn> {
     match preds.width {
         0 => Vec::new(),
         1 => vec![("prediction".to_string(), preds.values.clone())],
@@ -261,13 +261,16 @@ fn check(ctx: &Context) -> Result<Verdict, PluginError> {
     evaluate(&cfg, &w).map(Report::finish)
 }
 
+/// A prediction column to test: its name and its values.
+pub type PredictionColumn = (String, Vec<f64>);
+
 /// Everything about the config that can be checked from column names and
 /// the prediction width alone; returns the feature columns and the
 /// prediction columns to test.
 pub fn check_config(
     cfg: &Config,
     w: &Windows<'_>,
-) -> Result<(Vec<String>, Vec<(String, Vec<f64>)>), PluginError> {
+) -> Result<(Vec<String>, Vec<PredictionColumn>), PluginError> {
     if !(cfg.max_drift_share > 0.0 && cfg.max_drift_share <= 1.0) {
         return Err(key_error(
             "max_drift_share",
@@ -770,7 +773,12 @@ mod tests {
         let th = json!({"a": 2.0 * score});
         let v = eval(json!({"thresholds": th}), &p, &p).unwrap();
         assert_eq!(metric(&v, "drifted_columns"), 1.0);
-        let v = eval(json!({"thresholds": th, "correction": "bonferroni"}), &p, &p).unwrap();
+        let v = eval(
+            json!({"thresholds": th, "correction": "bonferroni"}),
+            &p,
+            &p,
+        )
+        .unwrap();
         assert_eq!(metric(&v, "drifted_columns"), 0.0, "{:?}", v.findings);
         assert!(
             v.findings[0].message.starts_with(
@@ -794,7 +802,12 @@ mod tests {
         // Prediction columns are in the family: 2 columns here (b and the
         // prediction), and a real prediction shift is still caught.
         let cur = Predictions::regression(range(1000.0, 30));
-        let v = eval(json!({"columns": ["b"], "correction": "bonferroni"}), &cur, &p).unwrap();
+        let v = eval(
+            json!({"columns": ["b"], "correction": "bonferroni"}),
+            &cur,
+            &p,
+        )
+        .unwrap();
         assert!(!v.passed);
         assert!(
             v.findings
@@ -946,7 +959,8 @@ mod tests {
         assert_eq!(metric(&v, "drifted_columns"), 1.0, "{:?}", v.findings);
         assert!(
             v.findings.iter().any(|f| f.code == "column-drift"
-                && f.message.starts_with("column `mean_radius` drifted: ks p-value")),
+                && f.message
+                    .starts_with("column `mean_radius` drifted: ks p-value")),
             "{:?}",
             v.findings
         );

@@ -549,8 +549,9 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code, "bad-config");
         assert!(
-            e.message
-                .starts_with("step `fairness`: config key `metric`: unknown value `recall`; expected one of"),
+            e.message.starts_with(
+                "step `fairness`: config key `metric`: unknown value `recall`; expected one of"
+            ),
             "{}",
             e.message
         );
@@ -565,15 +566,27 @@ mod tests {
         );
 
         // The host's dry run: the same checks on names and widths, then a pass.
-        let dry = ctx(json!({"group_column": "grp", "metric": "accuracy"}), Some(l)).as_dry_run();
+        let dry = ctx(
+            json!({"group_column": "grp", "metric": "accuracy"}),
+            Some(l),
+        )
+        .as_dry_run();
         let v = run(&dry).unwrap();
         assert!(v.passed);
         assert!(v.findings.is_empty(), "{:?}", v.findings);
         let dry = ctx(json!({"group_column": "grp", "metric": "accuracy"}), None).as_dry_run();
         assert_eq!(run(&dry).unwrap_err().code, "missing-labels");
-        let dry = ctx(json!({"group_column": "grq", "metric": "selection_rate"}), None).as_dry_run();
+        let dry = ctx(
+            json!({"group_column": "grq", "metric": "selection_rate"}),
+            None,
+        )
+        .as_dry_run();
         assert_eq!(run(&dry).unwrap_err().code, "missing-column");
-        let dry = ctx(json!({"group_column": "grp", "metric": "selection_rate", "max_gap": -1}), None).as_dry_run();
+        let dry = ctx(
+            json!({"group_column": "grp", "metric": "selection_rate", "max_gap": -1}),
+            None,
+        )
+        .as_dry_run();
         assert_eq!(
             run(&dry).unwrap_err().message,
             "step `fairness`: config key `max_gap`: must be a finite number ≥ 0, got -1"

@@ -45,7 +45,9 @@ impl Output {
                 w => {
                     return Err(key_error(
                         "output",
-                        format!("is required: the candidate predicts {w} classes; set it to a class index or \"class\""),
+                        format!(
+                            "is required: the candidate predicts {w} classes; set it to a class index or \"class\""
+                        ),
                     ));
                 }
             },
@@ -250,7 +252,14 @@ pub fn report(cfg: &Config, output: Output, c: &Comparison) -> Report {
             .mismatches
             .iter()
             .take(SHOW_ROWS)
-            .map(|m| format!("data row {} expected {} got {}", m.row + 1, m.expected, m.got))
+            .map(|m| {
+                format!(
+                    "data row {} expected {} got {}",
+                    m.row + 1,
+                    m.expected,
+                    m.got
+                )
+            })
             .collect();
         let more = c.mismatches.len().saturating_sub(SHOW_ROWS);
         r.fail(
@@ -445,7 +454,11 @@ mod tests {
         );
         let e = Output::resolve(Some(&json!("class")), 1).unwrap_err();
         assert_eq!(e.code, "bad-config");
-        assert!(e.message.starts_with("config key `output`: is \"class\""), "{}", e.message);
+        assert!(
+            e.message.starts_with("config key `output`: is \"class\""),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -459,7 +472,9 @@ mod tests {
         .unwrap();
         assert!(!v.passed);
         assert!(
-            v.findings[0].message.contains("data row 2 expected 1 got 0"),
+            v.findings[0]
+                .message
+                .contains("data row 2 expected 1 got 0"),
             "{}",
             v.findings[0].message
         );
@@ -541,7 +556,12 @@ mod tests {
         let e = run(&ctx(json!({"expected_column": "expectd"}), vec![0.7], p.clone()).as_dry_run())
             .unwrap_err();
         assert_eq!(e.code, "missing-column");
-        assert!(e.message.starts_with("step `golden`: config key `expected_column`: column `expectd`"), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("step `golden`: config key `expected_column`: column `expectd`"),
+            "{}",
+            e.message
+        );
         let wide = Predictions::probabilities(3, vec![0.3, 0.3, 0.4]);
         let e = run(&ctx(json!({"expected_column": "expected"}), vec![0.7], wide).as_dry_run())
             .unwrap_err();

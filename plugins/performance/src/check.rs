@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use airlock_guest::config::key_error;
 use airlock_guest::stats::{
     StatsError,
     metrics::{self, Average, Probabilities},
 };
-use airlock_guest::config::key_error;
 use airlock_guest::{Context, PluginError, Predictions, Verdict, report::Report};
 use serde::Deserialize;
 
@@ -146,29 +146,35 @@ pub fn plan(cfg: &Config, width: usize) -> Result<Plan, PluginError> {
                 ));
             };
             if m.is_classification() != classification {
-                return Err(key_error(format!("{table}.{name}"), format!(
-                    "`{name}` is a {} metric but the candidate's output is {} (width {width})",
-                    if m.is_classification() {
-                        "classification"
-                    } else {
-                        "regression"
-                    },
-                    if classification {
-                        "classification"
-                    } else {
-                        "regression"
-                    },
-                )));
+                return Err(key_error(
+                    format!("{table}.{name}"),
+                    format!(
+                        "`{name}` is a {} metric but the candidate's output is {} (width {width})",
+                        if m.is_classification() {
+                            "classification"
+                        } else {
+                            "regression"
+                        },
+                        if classification {
+                            "classification"
+                        } else {
+                            "regression"
+                        },
+                    ),
+                ));
             }
             if !value.is_finite() || (table == "max_regression" && value < 0.0) {
-                return Err(key_error(format!("{table}.{name}"), format!(
-                    "must be a finite number{}, got {value}",
-                    if table == "max_regression" {
-                        " ≥ 0"
-                    } else {
-                        ""
-                    }
-                )));
+                return Err(key_error(
+                    format!("{table}.{name}"),
+                    format!(
+                        "must be a finite number{}, got {value}",
+                        if table == "max_regression" {
+                            " ≥ 0"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
             }
         }
     }
@@ -184,7 +190,9 @@ pub fn plan(cfg: &Config, width: usize) -> Result<Plan, PluginError> {
         (_, Some(Average::Binary)) => {
             return Err(key_error(
                 "average",
-                format!("is \"binary\", which needs a binary output, but the candidate predicts {width} classes; use \"macro\", \"weighted\" or \"micro\""),
+                format!(
+                    "is \"binary\", which needs a binary output, but the candidate predicts {width} classes; use \"macro\", \"weighted\" or \"micro\""
+                ),
             ));
         }
         (_, a) => a.unwrap_or(Average::Macro),
@@ -565,8 +573,9 @@ mod tests {
         let e = plan(&cfg(json!({"min": {"acuracy": 0.9}})), 2).unwrap_err();
         assert_eq!(e.code, "bad-config");
         assert!(
-            e.message
-                .starts_with("config key `min.acuracy`: unknown metric `acuracy` (known: accuracy, "),
+            e.message.starts_with(
+                "config key `min.acuracy`: unknown metric `acuracy` (known: accuracy, "
+            ),
             "{}",
             e.message
         );
@@ -661,8 +670,9 @@ mod tests {
         let labels = Some(vec![0.0, 1.0, 1.0, 0.0]);
         let e = run(&ctx(json!({"min": {"acuracy": 0.9}}), labels.clone())).unwrap_err();
         assert!(
-            e.message
-                .starts_with("step `performance`: config key `min.acuracy`: unknown metric `acuracy`"),
+            e.message.starts_with(
+                "step `performance`: config key `min.acuracy`: unknown metric `acuracy`"
+            ),
             "{}",
             e.message
         );
@@ -674,16 +684,30 @@ mod tests {
         let e = run(&ctx(json!({"min": {"accuracy": 0.5}}), None)).unwrap_err();
         assert_eq!(e.code, "missing-labels");
         // Labels are checked by metric code, which names 1-based data rows.
-        let v = run(&ctx(json!({"min": {"accuracy": 0.5}}), Some(vec![0.0, 1.0, 1.0, 0.5])));
+        let v = run(&ctx(
+            json!({"min": {"accuracy": 0.5}}),
+            Some(vec![0.0, 1.0, 1.0, 0.5]),
+        ));
         let v = v.unwrap();
-        let f = v.findings.iter().find(|f| f.code == "metric-unavailable").unwrap();
-        assert!(f.message.contains("labels at data row 4 is 0.5"), "{}", f.message);
+        let f = v
+            .findings
+            .iter()
+            .find(|f| f.code == "metric-unavailable")
+            .unwrap();
+        assert!(
+            f.message.contains("labels at data row 4 is 0.5"),
+            "{}",
+            f.message
+        );
     }
 
     #[test]
     fn a_dry_run_checks_metrics_against_the_width_and_labels_then_passes() {
         let labels = Some(vec![0.0, 1.0, 1.0, 0.0]);
-        let good = ctx(json!({"min": {"accuracy": 0.9, "roc_auc": 0.9}}), labels.clone());
+        let good = ctx(
+            json!({"min": {"accuracy": 0.9, "roc_auc": 0.9}}),
+            labels.clone(),
+        );
         let v = run(&good.as_dry_run()).unwrap();
         assert!(v.passed);
         assert!(v.findings.is_empty(), "{:?}", v.findings);

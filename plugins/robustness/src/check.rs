@@ -366,12 +366,7 @@ struct Asker<'a, F> {
 
 impl<F: FnMut(&Batch) -> Result<Predictions, PluginError>> Asker<'_, F> {
     /// `probe` with the evaluation rows `anchors` mixed in.
-    fn ask(
-        &mut self,
-        what: &str,
-        probe: &Batch,
-        anchors: &[usize],
-    ) -> Result<Answer, PluginError> {
+    fn ask(&mut self, what: &str, probe: &Batch, anchors: &[usize]) -> Result<Answer, PluginError> {
         let total = probe.len() + anchors.len();
         let mut order: Vec<Source> = (0..probe.len())
             .map(Source::Probe)
@@ -838,9 +833,16 @@ mod tests {
     fn a_model_constant_on_small_batches_is_caught_by_unperturbed_rows_in_its_probes() {
         let gate = hardened(&data()).unwrap();
         let cfg: Config = serde_json::from_value(json!({"sample_rows": 3})).unwrap();
-        let v = probe(&cfg, &data(), &gate, &inputs(), 7, constant_on_small_batches)
-            .unwrap()
-            .finish();
+        let v = probe(
+            &cfg,
+            &data(),
+            &gate,
+            &inputs(),
+            7,
+            constant_on_small_batches,
+        )
+        .unwrap()
+        .finish();
         assert!(!v.passed, "{:?}", v.findings);
         let f = v
             .findings
@@ -901,7 +903,11 @@ mod tests {
         let a = positions(21);
         assert_eq!(a.len(), 6, "{a:?}");
         assert_eq!(a, positions(21), "same seed, same positions");
-        assert_ne!(a, (6..12).collect::<Vec<_>>(), "anchors are not simply appended");
+        assert_ne!(
+            a,
+            (6..12).collect::<Vec<_>>(),
+            "anchors are not simply appended"
+        );
         assert_ne!(a, positions(22));
     }
 

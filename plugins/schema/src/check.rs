@@ -1,11 +1,11 @@
 //! The schema checks as plain functions over the WIT types, so that every
 //! rule is unit-tested natively without a sandbox.
 
+use airlock_guest::config::{key_error, missing_column};
 use airlock_guest::{
     Batch, ColumnValues, Context, FeatureKind, ModelMetadata, PluginError, Predictions, Task,
     Verdict, report::Report,
 };
-use airlock_guest::config::{key_error, missing_column};
 use serde::Deserialize;
 
 /// How many offending rows a finding lists before summarising the rest.
@@ -746,8 +746,9 @@ mod tests {
         c["task"] = "classification".into();
         let e = run(&ctx(c, good_meta(), good_data(), preds.clone())).unwrap_err();
         assert!(
-            e.message
-                .starts_with("step `schema`: config key `task`: unknown value `classification`; expected one of"),
+            e.message.starts_with(
+                "step `schema`: config key `task`: unknown value `classification`; expected one of"
+            ),
             "{}",
             e.message
         );
