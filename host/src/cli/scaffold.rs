@@ -274,15 +274,19 @@ fn wasm_target_installed() -> Option<bool> {
         return None;
     }
     let dir = String::from_utf8(out.stdout).ok()?;
-    let dir = Path::new(dir.trim());
-    let has_core = std::fs::read_dir(dir).ok().is_some_and(|entries| {
+    Some(has_core_library(Path::new(dir.trim())))
+}
+
+/// Whether a target's library folder holds its `core` crate (rustc prints
+/// the folder whether or not the target is installed).
+fn has_core_library(dir: &Path) -> bool {
+    std::fs::read_dir(dir).ok().is_some_and(|entries| {
         entries.flatten().any(|e| {
             let n = e.file_name();
             let n = n.to_string_lossy();
             n.starts_with("libcore-") && n.ends_with(".rlib")
         })
-    });
-    Some(has_core)
+    })
 }
 
 /// Path prefixes to remap, as `(from, to)`, in two sets: `shared` applies
@@ -594,6 +598,19 @@ mod tests {
             dir.join("Cargo.lock").is_file(),
             "the SDK's lock file is copied"
         );
+    }
+
+    #[test]
+    fn the_target_counts_as_missing_only_without_its_core_library() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(!has_core_library(&d.path().join("wasm32-wasip2/lib")));
+        std::fs::write(d.path().join("libstd-0123.rlib"), b"").unwrap();
+        assert!(!has_core_library(d.path()));
+        std::fs::write(d.path().join("libcore-0123.rlib"), b"").unwrap();
+        assert!(has_core_library(d.path()));
+        // The toolchain running these tests has the target (it built the
+        // plugins), so a real compile error is never blamed on it.
+        assert_eq!(wasm_target_installed(), Some(true));
     }
 
     #[test]
