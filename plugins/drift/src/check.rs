@@ -765,7 +765,7 @@ mod tests {
     }
 
     #[test]
-    fn bonferroni_divides_p_value_thresholds_by_the_number_of_feature_columns() {
+    fn bonferroni_divides_p_value_thresholds_by_the_number_of_tested_columns() {
         let p = steady_preds();
         let score = metric(&eval(json!({}), &p, &p).unwrap(), "drift.a.score");
         // Threshold 2p: drifted alone, not after dividing by 4 columns
