@@ -5,6 +5,11 @@
 //! Crates are built in groups by SDK world feature (model, validator), and
 //! crates that use neither one at a time, because Cargo unifies features
 //! within one invocation and a component must carry exactly one world.
+//!
+//! The components are reproducible: the checkout, the cargo registry
+//! (CARGO_HOME) and the toolchain's sysroot are remapped to fixed names with
+//! `--remap-path-prefix`, so no absolute path of this machine ends up in a
+//! component and its digest does not depend on where the repository lives.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,6 +45,7 @@ fn main() {
         }
     }
 
+    let rustflags = remap_flags(&root);
     for (_, packages) in &groups {
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.current_dir(&root)
@@ -64,6 +70,7 @@ fn main() {
         ] {
             cmd.env_remove(var);
         }
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", &rustflags);
         let status = cmd
             .status()
             .expect("running cargo to build the guest plugins");
@@ -78,6 +85,34 @@ fn main() {
     let out = target_dir.join("wasm32-wasip2").join("plugin");
     println!("cargo:rustc-env=AIRLOCK_PLUGIN_DIR={}", out.display());
     println!("cargo:rustc-env=AIRLOCK_REPO_ROOT={}", root.display());
+}
+
+/// `--remap-path-prefix` flags (0x1f-separated, as CARGO_ENCODED_RUSTFLAGS
+/// wants, so paths with spaces survive) for CARGO_HOME, the sysroot and the
+/// repository root, broadest first (rustc applies the last match).
+fn remap_flags(root: &Path) -> String {
+    let mut remaps: Vec<(PathBuf, &str)> = Vec::new();
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    if let Some(home) = home {
+        remaps.push((home, "/cargo"));
+    }
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    if let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output()
+        && out.status.success()
+    {
+        let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !sysroot.is_empty() {
+            remaps.push((PathBuf::from(sysroot), "/rustc/sysroot"));
+        }
+    }
+    remaps.push((root.to_path_buf(), "/airlock/workspace"));
+    remaps
+        .iter()
+        .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
+        .collect::<Vec<_>>()
+        .join("\x1f")
 }
 
 /// The package name and build group of a guest crate's manifest.

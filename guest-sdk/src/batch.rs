@@ -254,11 +254,16 @@ impl Predictions {
     }
 
     /// The positive-class score of every row: column 1 for width 2, the
-    /// value itself for width 1.
-    pub fn positive_scores(&self) -> Vec<f64> {
+    /// value itself for width 1. Wider (multiclass) predictions have no
+    /// single positive class, so they are a `bad-input` error naming the
+    /// width rather than a silently wrong list of `rows × width` values.
+    pub fn positive_scores(&self) -> Result<Vec<f64>, PluginError> {
         match self.width {
-            2 => self.values.chunks(2).map(|r| r[1]).collect(),
-            _ => self.values.clone(),
+            1 => Ok(self.values.clone()),
+            2 => Ok(self.values.chunks_exact(2).map(|r| r[1]).collect()),
+            w => Err(PluginError::bad_input(format!(
+                "positive-class scores need predictions of width 1 or 2, got width {w} (multiclass: pick a class with `column(k)`)"
+            ))),
         }
     }
 
@@ -346,6 +351,19 @@ mod tests {
         assert_eq!(p.predicted_classes(), vec![1.0, 0.0]);
         assert_eq!(p.column(2), vec![0.2, 0.3]);
         let b = Predictions::probabilities(2, vec![0.4, 0.6, 0.9, 0.1]);
-        assert_eq!(b.positive_scores(), vec![0.6, 0.1]);
+        assert_eq!(b.positive_scores().unwrap(), vec![0.6, 0.1]);
+    }
+
+    #[test]
+    fn positive_scores_refuse_multiclass_instead_of_returning_the_whole_matrix() {
+        let p = Predictions::probabilities(3, vec![0.1, 0.7, 0.2]);
+        let e = p.positive_scores().unwrap_err();
+        assert_eq!(e.code, "bad-input");
+        assert_eq!(
+            e.message,
+            "positive-class scores need predictions of width 1 or 2, got width 3 (multiclass: pick a class with `column(k)`)"
+        );
+        let r = Predictions::regression(vec![0.25, 0.75]);
+        assert_eq!(r.positive_scores().unwrap(), vec![0.25, 0.75]);
     }
 }

@@ -11,8 +11,13 @@
 //! Everything else here exists so that a plugin's own code stays about its
 //! job: typed column access on [`Batch`], prediction helpers on
 //! [`Predictions`], a [`Report`] that turns checks into a [`Verdict`], config
-//! parsing, bundle reading for models, and the [`stats`] crate with the
-//! metrics and drift tests validators need.
+//! parsing whose errors name the step and key ([`config`]), the error codes
+//! the host interprets ([`codes`]), bundle reading for models, and the
+//! [`stats`] crate with the metrics and drift tests validators need.
+//!
+//! Validators follow one rule for the host's configuration check: when
+//! [`Context::is_dry_run`] holds, check the whole configuration and return
+//! a passing verdict without findings (see `docs/plugin-authoring.md`).
 //!
 //! ```text
 //! use airlock_guest::{stats::metrics, Context, PluginError, Report, Validator, ValidatorInfo, Verdict};
@@ -28,7 +33,11 @@
 //!     }
 //!     fn validate(ctx: Context) -> Result<Verdict, PluginError> {
 //!         let cfg: Config = ctx.config()?;
-//!         let acc = metrics::accuracy(ctx.labels()?, &ctx.candidate_predictions.predicted_classes())?;
+//!         let labels = ctx.labels()?;
+//!         if ctx.is_dry_run() {
+//!             return Ok(Report::new().finish()); // config checked, no rows to judge
+//!         }
+//!         let acc = metrics::accuracy(labels, &ctx.candidate_predictions.predicted_classes())?;
 //!         let mut report = Report::new();
 //!         report.metric("accuracy", acc);
 //!         report.require(acc >= cfg.min_accuracy, "accuracy-below-threshold",
@@ -45,7 +54,57 @@ extern crate self as airlock_guest;
 
 pub mod batch;
 pub mod bundle;
+pub mod config;
 pub mod report;
+
+/// The machine-readable error codes the host interprets, as constants so
+/// that validators and the host cannot drift apart on spelling.
+///
+/// The host treats the codes in [`codes::GATE_MISCONFIGURED`] as "the gate
+/// file is wrong" (exit 2, before any step judges the candidate) rather than
+/// "the candidate was refused".
+pub mod codes {
+    /// The step's configuration cannot be used (unknown key, wrong type,
+    /// value out of range, a key that does not fit the candidate).
+    pub const BAD_CONFIG: &str = "bad-config";
+    /// The step needs labels but names no `label` column.
+    pub const MISSING_LABELS: &str = "missing-labels";
+    /// The step's configuration names a column the dataset lacks.
+    pub const MISSING_COLUMN: &str = "missing-column";
+    /// The step needs a reference dataset but names none.
+    pub const MISSING_REFERENCE: &str = "missing-reference";
+    /// The rows cannot be processed (wrong kind of column, wrong lengths).
+    pub const BAD_INPUT: &str = "bad-input";
+    /// A model was given a batch without one of its declared features.
+    pub const MISSING_FEATURE: &str = "missing-feature";
+    /// Codes that mean the gate step is misconfigured, not that the
+    /// candidate is bad.
+    pub const GATE_MISCONFIGURED: [&str; 4] = [
+        BAD_CONFIG,
+        MISSING_LABELS,
+        MISSING_COLUMN,
+        MISSING_REFERENCE,
+    ];
+    /// What a candidate's own error becomes when its code is one of
+    /// [`GATE_MISCONFIGURED`] (see [`crate::candidate::predict`]).
+    pub const CANDIDATE_ERROR: &str = "candidate-error";
+
+    /// An error the candidate returned to a validator's probe, made safe to
+    /// pass on with `?`: a candidate must not be able to make its own
+    /// failure read as "the gate is misconfigured" (exit 2, no refusal), so
+    /// a misconfiguration code from it becomes [`CANDIDATE_ERROR`], keeping
+    /// the original code in the message. Other codes pass unchanged.
+    pub fn from_candidate(e: crate::PluginError) -> crate::PluginError {
+        if GATE_MISCONFIGURED.contains(&e.code.as_str()) {
+            crate::PluginError::new(
+                CANDIDATE_ERROR,
+                format!("the candidate failed with `{}`: {}", e.code, e.message),
+            )
+        } else {
+            e
+        }
+    }
+}
 
 pub use report::Report;
 
@@ -158,7 +217,8 @@ impl<T: Validator> validator_world::Guest for T {
         <T as Validator>::describe()
     }
     fn validate(ctx: Context) -> Result<Verdict, PluginError> {
-        <T as Validator>::validate(ctx)
+        let step = ctx.step.clone();
+        <T as Validator>::validate(ctx).map_err(|e| config::in_step(&step, e))
     }
 }
 
@@ -230,8 +290,11 @@ pub mod candidate {
 
     /// Runs the candidate on `batch`; an error names what went wrong in the
     /// candidate (its own error, or a sandbox limit such as `fuel_exhausted`).
+    /// A candidate error whose code would mean "the gate is misconfigured"
+    /// comes back as `candidate-error` (see [`crate::codes::from_candidate`]).
     pub fn predict(batch: &Batch) -> Result<Predictions, PluginError> {
         crate::validator_world::airlock::plugin::candidate::predict(batch)
+            .map_err(crate::codes::from_candidate)
     }
 }
 
@@ -244,14 +307,22 @@ impl PluginError {
         }
     }
 
-    /// The step's configuration could not be used.
+    /// The step's configuration could not be used. Prefer
+    /// [`config::key_error`], which names the key in the form the host
+    /// maps to a line of the gate file.
     pub fn bad_config(message: impl Into<String>) -> Self {
-        Self::new("bad-config", message)
+        Self::new(codes::BAD_CONFIG, message)
     }
 
     /// The input rows cannot be processed.
     pub fn bad_input(message: impl Into<String>) -> Self {
-        Self::new("bad-input", message)
+        Self::new(codes::BAD_INPUT, message)
+    }
+
+    /// Whether the host should read this error as "the gate step is
+    /// misconfigured" (see [`codes::GATE_MISCONFIGURED`]).
+    pub fn is_misconfiguration(&self) -> bool {
+        codes::GATE_MISCONFIGURED.contains(&self.code.as_str())
     }
 }
 
@@ -273,26 +344,82 @@ impl ValidatorInfo {
 }
 
 impl Context {
-    /// Parses the step's JSON configuration into `T`; unknown or missing
-    /// keys are reported as a `bad-config` error naming the key.
+    /// Parses the step's JSON configuration into `T`. A wrong, missing or
+    /// unknown key is a `bad-config` error reading
+    /// ``step `<step>`: config key `<dotted.path>`: <problem>`` (see
+    /// [`config`]).
     pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T, PluginError> {
-        let text = if self.config.trim().is_empty() {
-            "{}"
-        } else {
-            &self.config
-        };
-        serde_json::from_str(text)
-            .map_err(|e| PluginError::bad_config(format!("step `{}`: {e}", self.step)))
+        config::parse(&self.step, &self.config)
     }
 
-    /// The evaluation labels, or a `missing-labels` error when the step's
-    /// dataset has none.
+    /// A `bad-config` error about `key` of this step's configuration.
+    pub fn config_error(&self, key: impl AsRef<str>, problem: impl AsRef<str>) -> PluginError {
+        config::in_step(&self.step, config::key_error(key, problem))
+    }
+
+    /// Names this step in a configuration error that does not name it yet
+    /// (other errors pass through). The SDK's export glue applies it to
+    /// whatever `validate` returns; validators' own code paths may apply it
+    /// too, e.g. so native tests see the final message.
+    pub fn name_step(&self, e: PluginError) -> PluginError {
+        config::in_step(&self.step, e)
+    }
+
+    /// Whether this call is the host's configuration check: the host calls
+    /// `validate` once per step before any step runs, with batches of zero
+    /// rows (columns present, no values), predictions of the declared width
+    /// with no values, and labels `Some(empty)` when the step names a label.
+    ///
+    /// The rule for validators: parse and check the whole configuration,
+    /// including everything that needs only column names and the model's
+    /// metadata, return an error for a misconfiguration, and otherwise
+    /// return a passing verdict with no findings — never an error or a
+    /// failure caused by the empty data.
+    pub fn is_dry_run(&self) -> bool {
+        self.data.rows == 0
+    }
+
+    /// This context as the host's dry run presents it: every batch keeps
+    /// its columns but has zero rows, predictions keep their width but hold
+    /// no values, and labels present stay present (empty). For validators'
+    /// own tests of the dry-run rule (see [`Context::is_dry_run`]).
+    pub fn as_dry_run(&self) -> Context {
+        fn empty(b: &Batch) -> Batch {
+            b.select_rows(&[])
+        }
+        fn none(p: &Predictions) -> Predictions {
+            Predictions {
+                width: p.width,
+                values: Vec::new(),
+            }
+        }
+        Context {
+            step: self.step.clone(),
+            config: self.config.clone(),
+            seed: self.seed,
+            candidate: self.candidate.clone(),
+            baseline: self.baseline.clone(),
+            data: empty(&self.data),
+            labels: self.labels.as_ref().map(|_| Vec::new()),
+            candidate_predictions: none(&self.candidate_predictions),
+            baseline_predictions: self.baseline_predictions.as_ref().map(none),
+            reference: self.reference.as_ref().map(|r| Reference {
+                data: empty(&r.data),
+                labels: r.labels.as_ref().map(|_| Vec::new()),
+                candidate_predictions: none(&r.candidate_predictions),
+                baseline_predictions: r.baseline_predictions.as_ref().map(none),
+            }),
+        }
+    }
+
+    /// The evaluation labels, or a `missing-labels` error when the step
+    /// names no label column.
     pub fn labels(&self) -> Result<&[f64], PluginError> {
         self.labels.as_deref().ok_or_else(|| {
             PluginError::new(
-                "missing-labels",
+                codes::MISSING_LABELS,
                 format!(
-                    "step `{}` needs labels: give the dataset a label column",
+                    "step `{}` needs labels: add `label = \"<column>\"` to the step in the gate file, naming the dataset's label column",
                     self.step
                 ),
             )
@@ -304,9 +431,92 @@ impl Context {
     pub fn reference(&self) -> Result<&Reference, PluginError> {
         self.reference.as_ref().ok_or_else(|| {
             PluginError::new(
-                "missing-reference",
-                format!("step `{}` needs a reference dataset", self.step),
+                codes::MISSING_REFERENCE,
+                format!(
+                    "step `{}` needs a reference dataset: add `reference = \"<file.csv>\"` to the step in the gate file",
+                    self.step
+                ),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Context {
+        Context {
+            step: "accuracy".into(),
+            config: "{}".into(),
+            seed: 3,
+            candidate: ModelInfo {
+                metadata: ModelMetadata {
+                    name: "m".into(),
+                    version: "1".into(),
+                    inputs: vec![],
+                    output: OutputSchema {
+                        task: Task::BinaryClassification,
+                        classes: vec!["no".into(), "yes".into()],
+                    },
+                },
+                digest: "sha256:00".into(),
+                bundle_digest: None,
+            },
+            baseline: None,
+            data: Batch::from_numeric(vec![("x".into(), vec![1.0, 2.0])]).unwrap(),
+            labels: None,
+            candidate_predictions: Predictions::probabilities(2, vec![0.2, 0.8, 0.6, 0.4]),
+            baseline_predictions: None,
+            reference: None,
+        }
+    }
+
+    #[test]
+    fn missing_labels_tells_the_author_to_add_label_to_the_step() {
+        let e = ctx().labels().unwrap_err();
+        assert_eq!(e.code, codes::MISSING_LABELS);
+        assert_eq!(
+            e.message,
+            "step `accuracy` needs labels: add `label = \"<column>\"` to the step in the gate file, naming the dataset's label column"
+        );
+        assert!(e.is_misconfiguration());
+        assert_eq!(ctx().name_step(e.clone()), e, "already names its step");
+    }
+
+    #[test]
+    fn a_candidate_cannot_pose_as_a_misconfigured_gate() {
+        let e = codes::from_candidate(PluginError::new("bad-config", "nope"));
+        assert_eq!(e.code, "candidate-error");
+        assert_eq!(e.message, "the candidate failed with `bad-config`: nope");
+        assert!(!e.is_misconfiguration());
+        let own = PluginError::new("bad-input", "x must be finite");
+        assert_eq!(codes::from_candidate(own.clone()), own);
+    }
+
+    #[test]
+    fn the_dry_run_keeps_names_and_widths_but_no_values() {
+        let mut c = ctx();
+        c.labels = Some(vec![1.0, 0.0]);
+        assert!(!c.is_dry_run());
+        let d = c.as_dry_run();
+        assert!(d.is_dry_run());
+        assert_eq!(d.data.column_names().collect::<Vec<_>>(), ["x"]);
+        assert_eq!(d.data.numeric("x").unwrap(), &[] as &[f64]);
+        assert_eq!(d.candidate_predictions.width, 2);
+        assert!(d.candidate_predictions.values.is_empty());
+        assert_eq!(d.labels, Some(vec![]));
+        assert_eq!(ctx().as_dry_run().labels, None);
+    }
+
+    #[test]
+    fn config_errors_built_by_validators_name_step_and_key() {
+        let e = ctx().config_error("min.accuracy", "must be in [0, 1], got 2");
+        assert_eq!(e.code, codes::BAD_CONFIG);
+        assert_eq!(
+            e.message,
+            "step `accuracy`: config key `min.accuracy`: must be in [0, 1], got 2"
+        );
+        assert_eq!(ctx().name_step(e.clone()), e, "named once");
     }
 }

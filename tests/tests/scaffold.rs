@@ -7,6 +7,10 @@
 //! for `wasm32-wasip2`, which is slow, so everything happens in one test and
 //! the guest crates share a target directory under
 //! `target/scaffold-test` that survives between runs.
+//!
+//! The other tests hold what a plugin author ran into: names that clash with
+//! the SDK's items, compile errors blamed on the wasm target, and the same
+//! source giving different digests in different folders.
 
 use airlock_tests::{airlock_bin, cache_dir, example, plugin, repo_root};
 use std::path::Path;
@@ -205,13 +209,153 @@ fn author_path_from_new_to_a_passing_gate() {
     assert_eq!(finding["severity"], "error", "{v:#}");
     assert_eq!(finding["code"], "accuracy-below-threshold", "{v:#}");
 
-    // A misspelt config key is the validator's own error, naming the key.
+    // A misspelt config key is the validator's own error, naming the step
+    // and the key in the form the host maps to a line of the gate file.
     write_gate(&gate, &validator, "min_acuracy = 0.9");
     let v = run(1);
     let error = &v["steps"][0]["error"];
     assert_eq!(error["kind"], "guest_error", "{v:#}");
+    let message = error["message"].as_str().unwrap();
     assert!(
-        error["message"].as_str().unwrap().contains("min_acuracy"),
+        message.contains(
+            "step `accuracy`: config key `min_acuracy`: unknown key; the known key is `min_accuracy`"
+        ),
         "{v:#}"
+    );
+}
+
+/// Runs `airlock plugin build <crate> -o <out>` and returns the digest it
+/// printed.
+fn build_digest(cwd: &Path, crate_dir: &Path, out: &Path) -> String {
+    let o = expect(cwd, &["plugin", "build", &s(crate_dir), "-o", &s(out)], 0);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let digest = stdout
+        .split("sha256:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no digest in {stdout}"));
+    format!("sha256:{}", &digest[..64])
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn names_that_clash_with_sdk_items_scaffold_crates_that_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // `_` cannot be a crate at all: refused, naming the rule.
+    let o = expect(dir, &["plugin", "new", "validator", "_"], 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("`_` cannot be a plugin name: it must start with a letter"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!dir.join("_").exists());
+    // The others clash with what the template imports (`Validator`,
+    // `Model`, `Report`) and build anyway.
+    for (world, name) in [
+        ("validator", "validator"),
+        ("model", "model"),
+        ("validator", "report"),
+    ] {
+        expect(dir, &["plugin", "new", world, name], 0);
+        let out = dir.join(format!("{name}.wasm"));
+        let o = expect(dir, &["plugin", "build", name, "-o", &s(&out)], 0);
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(&format!("({world} plugin, sha256:")),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+}
+
+#[test]
+fn a_compile_error_is_shown_as_such_and_not_blamed_on_the_wasm_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    expect(dir, &["plugin", "new", "model", "broken"], 0);
+    let lib = dir.join("broken/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(
+        &lib,
+        text.replace("2.0 * v + 1.0", "2.0 * v + undefined_name"),
+    )
+    .unwrap();
+    let o = expect(dir, &["plugin", "build", "broken"], 2);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("cannot find value `undefined_name`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cargo build of broken failed; see cargo's errors above"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("rustup target add"), "{stderr}");
+}
+
+#[test]
+fn the_same_plugin_source_builds_to_the_same_digest_in_two_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Different names and depths, one with a space, as two checkouts would be.
+    let first = tmp.path().join("first checkout");
+    let second = tmp.path().join("elsewhere").join("second");
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    expect(&first, &["plugin", "new", "validator", "same-source"], 0);
+    let copy = second.join("same-source");
+    std::fs::create_dir_all(copy.join("src")).unwrap();
+    for f in ["Cargo.toml", "Cargo.lock", "src/lib.rs"] {
+        std::fs::copy(first.join("same-source").join(f), copy.join(f)).unwrap();
+    }
+    let a = build_digest(
+        &first,
+        &first.join("same-source"),
+        &tmp.path().join("a.wasm"),
+    );
+    let b = build_digest(&second, &copy, &tmp.path().join("b.wasm"));
+    assert_eq!(a, b, "the same source built in two folders");
+    for wasm in ["a.wasm", "b.wasm"] {
+        let bytes = std::fs::read(tmp.path().join(wasm)).unwrap();
+        let tmp_path = tmp.path().display().to_string();
+        assert!(!contains(&bytes, &tmp_path), "{wasm} embeds {tmp_path}");
+        assert!(
+            !contains(&bytes, "/.cargo/registry"),
+            "{wasm} embeds the registry path"
+        );
+    }
+}
+
+#[test]
+fn first_party_plugins_embed_no_machine_paths() {
+    let dir = plugin("airlock_model_xgboost")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let root = repo_root().display().to_string();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "wasm") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in ["/work/", "/root/.cargo", "/.cargo/registry", root.as_str()] {
+            assert!(
+                !contains(&bytes, needle),
+                "{} embeds the path `{needle}`",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 8,
+        "only {checked} components in {}",
+        dir.display()
     );
 }

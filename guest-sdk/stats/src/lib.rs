@@ -41,12 +41,12 @@ pub enum StatsError {
     NotFinite {
         /// Which input held the value.
         what: &'static str,
-        /// Row (or flat index) of the offending value.
+        /// Row (0-based; messages count from 1) of the offending value.
         index: usize,
     },
     /// A probability was outside `[0, 1]`.
     ProbabilityOutOfRange {
-        /// Flat index of the offending value.
+        /// Row (0-based; messages count from 1) of the offending value.
         index: usize,
         /// The value itself.
         value: f64,
@@ -119,15 +119,21 @@ impl fmt::Display for StatsError {
             StatsError::NotFinite { what, index } => {
                 write!(
                     f,
-                    "{what}[{index}] is NaN or infinite; only finite values are allowed"
+                    "{what} at data row {} is NaN or infinite; only finite values are allowed",
+                    index + 1
                 )
             }
             StatsError::ProbabilityOutOfRange { index, value } => {
-                write!(f, "probability at index {index} is {value}, outside [0, 1]")
+                write!(
+                    f,
+                    "a probability for data row {} is {value}, outside [0, 1]",
+                    index + 1
+                )
             }
             StatsError::InvalidLabel { what, index, value } => write!(
                 f,
-                "{what}[{index}] is {value}; class labels must be integers 0..number_of_classes"
+                "{what} at data row {} is {value}; class labels must be integers 0..number_of_classes",
+                index + 1
             ),
             StatsError::TooFewClasses { what, found } => write!(
                 f,
@@ -144,7 +150,8 @@ impl fmt::Display for StatsError {
             ),
             StatsError::RowsDoNotSumToOne { row, sum } => write!(
                 f,
-                "probability row {row} sums to {sum}, not 1; pass probabilities, not raw scores"
+                "the probabilities for data row {} sum to {sum}, not 1; pass probabilities, not raw scores",
+                row + 1
             ),
             StatsError::WrongColumnKind { test, needs } => {
                 write!(f, "drift test {test} needs {needs} columns")

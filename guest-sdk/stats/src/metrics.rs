@@ -55,7 +55,8 @@ impl<'a> Probabilities<'a> {
                 what: "probabilities",
             });
         }
-        for (index, &value) in values.iter().enumerate() {
+        for (flat, &value) in values.iter().enumerate() {
+            let index = flat / width;
             if value.is_nan() {
                 return Err(StatsError::NotFinite {
                     what: "probabilities",
@@ -527,9 +528,23 @@ mod tests {
             Err(StatsError::InvalidLabel { .. })
         ));
         assert!(matches!(
-            Probabilities::new(2, &[0.5, 1.5]),
+            Probabilities::new(2, &[0.5, 0.5, 0.5, 1.5]),
             Err(StatsError::ProbabilityOutOfRange { index: 1, .. })
         ));
+        // Messages count data rows from 1, as people and the host's file
+        // lines do.
+        assert_eq!(
+            Probabilities::new(2, &[0.5, 0.5, 0.5, 1.5])
+                .unwrap_err()
+                .to_string(),
+            "a probability for data row 2 is 1.5, outside [0, 1]"
+        );
+        assert_eq!(
+            accuracy(&[0.0, 0.0, 0.5], &[0.0, 0.0, 0.0])
+                .unwrap_err()
+                .to_string(),
+            "labels at data row 3 is 0.5; class labels must be integers 0..number_of_classes"
+        );
         assert!(matches!(
             Probabilities::new(2, &[0.5]),
             Err(StatsError::BadShape { .. })
@@ -547,7 +562,10 @@ mod tests {
             Err(StatsError::TooFewSamples { .. })
         ));
         let e = rmse(&[1.0, f64::INFINITY], &[1.0, 2.0]).unwrap_err();
-        assert!(e.to_string().contains("targets[1]"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "targets at data row 2 is NaN or infinite; only finite values are allowed"
+        );
     }
 
     #[test]

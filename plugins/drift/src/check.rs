@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use airlock_guest::config::{key_error, missing_column};
 use airlock_guest::stats::drift::{self, DriftResult, TestKind};
 use airlock_guest::{
     Batch, Column, ColumnValues, Context, Feature, PluginError, Predictions, Verdict,
@@ -32,6 +33,30 @@ pub struct Config {
     /// Whether a drifted prediction column fails the step.
     #[serde(default = "yes")]
     pub fail_on_prediction_drift: bool,
+    /// Multiple-testing correction over the tested columns.
+    #[serde(default)]
+    pub correction: Correction,
+}
+
+/// How p-value thresholds account for testing many feature columns at once.
+///
+/// Testing 30 columns at p < 0.05 flags at least one column in about 79 % of
+/// runs on two samples of the *same* distribution (1 − 0.95³⁰). Bonferroni
+/// divides each p-value threshold by the number of columns the step tests
+/// (feature and prediction columns: every hypothesis whose rejection can
+/// warn or fail the step), which keeps the chance of any false alarm in the
+/// step at or below the per-test threshold, without assumptions about how
+/// the columns depend on each other. Distance tests (PSI, Jensen–Shannon,
+/// Wasserstein) are not p-values and are never corrected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Correction {
+    /// Each column at its own threshold (Evidently's behaviour).
+    #[default]
+    None,
+    /// Each column's p-value threshold divided by the number of columns
+    /// tested (feature and prediction columns).
+    Bonferroni,
 }
 
 fn yes() -> bool {
@@ -148,10 +173,14 @@ pub fn test_column(
 /// (`prediction`) for width 2, the value (`prediction`) for width 1, and one
 /// probability per class (`prediction.<class>`, the declared class label or
 /// the index) for wider outputs.
-pub fn prediction_columns(preds: &Predictions, classes: &[String]) -> Vec<(String, Vec<f64>)> {
+pub fn prediction_columns(preds: &Predictions, classes: &[String]) -> Vec<PredictionColumn> {
     match preds.width {
         0 => Vec::new(),
-        1 | 2 => vec![("prediction".to_string(), preds.positive_scores())],
+        1 => vec![("prediction".to_string(), preds.values.clone())],
+        2 => vec![(
+            "prediction".to_string(),
+            preds.values.chunks_exact(2).map(|r| r[1]).collect(),
+        )],
         w => (0..w as usize)
             .map(|k| {
                 let label = if classes.len() == w as usize {
@@ -206,8 +235,14 @@ pub struct Windows<'a> {
     pub classes: &'a [String],
 }
 
-/// The whole step: parses the config and evaluates the windows.
+/// The whole step: parses the config and evaluates the windows. On the
+/// host's dry run (no rows) it checks the config against the column names
+/// of both windows and the prediction width, then passes without findings.
 pub fn run(ctx: &Context) -> Result<Verdict, PluginError> {
+    check(ctx).map_err(|e| ctx.name_step(e))
+}
+
+fn check(ctx: &Context) -> Result<Verdict, PluginError> {
     let cfg: Config = ctx.config()?;
     let reference = ctx.reference()?;
     let meta = &ctx.candidate.metadata;
@@ -219,27 +254,51 @@ pub fn run(ctx: &Context) -> Result<Verdict, PluginError> {
         inputs: &meta.inputs,
         classes: &meta.output.classes,
     };
+    if ctx.is_dry_run() {
+        check_config(&cfg, &w)?;
+        return Ok(Report::new().finish());
+    }
     evaluate(&cfg, &w).map(Report::finish)
 }
 
-/// Tests every selected column and applies the dataset and prediction rules.
-pub fn evaluate(cfg: &Config, w: &Windows<'_>) -> Result<Report, PluginError> {
+/// A prediction column to test: its name and its values.
+pub type PredictionColumn = (String, Vec<f64>);
+
+/// Everything about the config that can be checked from column names and
+/// the prediction width alone; returns the feature columns and the
+/// prediction columns to test.
+pub fn check_config(
+    cfg: &Config,
+    w: &Windows<'_>,
+) -> Result<(Vec<String>, Vec<PredictionColumn>), PluginError> {
     if !(cfg.max_drift_share > 0.0 && cfg.max_drift_share <= 1.0) {
-        return Err(PluginError::bad_config(format!(
-            "`max_drift_share` must be in (0, 1], got {}",
-            cfg.max_drift_share
-        )));
+        return Err(key_error(
+            "max_drift_share",
+            format!("must be in (0, 1], got {}", cfg.max_drift_share),
+        ));
     }
     if let Some((k, v)) = cfg
         .thresholds
         .iter()
         .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
     {
-        return Err(PluginError::bad_config(format!(
-            "`thresholds.{k}` must be a finite number ≥ 0, got {v}"
-        )));
+        return Err(key_error(
+            format!("thresholds.{k}"),
+            format!("must be a finite number ≥ 0, got {v}"),
+        ));
     }
     let features = feature_columns(cfg, w.current, w.reference, w.inputs);
+    if cfg.columns.is_some() {
+        for (i, name) in features.iter().enumerate() {
+            let side = match (w.reference.column(name), w.current.column(name)) {
+                (Some(_), Some(_)) => continue,
+                (None, None) => "is in neither the step's dataset nor the reference dataset",
+                (None, Some(_)) => "is not in the reference dataset",
+                _ => "is not in the step's dataset",
+            };
+            return Err(missing_column(format!("columns[{i}]"), name, side));
+        }
+    }
     let preds = if cfg.predictions {
         prediction_columns(w.current_predictions, w.classes)
     } else {
@@ -252,29 +311,32 @@ pub fn evaluate(cfg: &Config, w: &Windows<'_>) -> Result<Report, PluginError> {
         for k in keys {
             if !features.contains(k) && !preds.iter().any(|(n, _)| n == k) {
                 let pred_names: Vec<&str> = preds.iter().map(|(n, _)| n.as_str()).collect();
-                return Err(PluginError::bad_config(format!(
-                    "`{table}.{k}` names no tested column (feature columns: [{}]; prediction columns: [{}])",
-                    features.join(", "),
-                    pred_names.join(", ")
-                )));
+                return Err(key_error(
+                    format!("{table}.{k}"),
+                    format!(
+                        "names no tested column (feature columns: [{}]; prediction columns: [{}])",
+                        features.join(", "),
+                        pred_names.join(", ")
+                    ),
+                ));
             }
         }
     }
+    Ok((features, preds))
+}
+
+/// Tests every selected column and applies the dataset and prediction rules.
+pub fn evaluate(cfg: &Config, w: &Windows<'_>) -> Result<Report, PluginError> {
+    let (features, preds) = check_config(cfg, w)?;
+    let family = features.len() + preds.len();
 
     let mut report = Report::new();
     let mut drifted: Vec<String> = Vec::new();
     let mut tested = 0usize;
     for name in &features {
         let (Some(r), Some(c)) = (w.reference.column(name), w.current.column(name)) else {
-            let side = match (w.reference.column(name), w.current.column(name)) {
-                (None, None) => "either window",
-                (None, Some(_)) => "the reference window",
-                _ => "the current window",
-            };
-            report.fail(
-                "missing-column",
-                format!("column `{name}` (listed in `columns`) is missing from {side}"),
-            );
+            // check_config refused configured columns missing from a window,
+            // and automatic ones are taken from both.
             continue;
         };
         let (rv, cv) = (Values::of(r), Values::of(c));
@@ -295,7 +357,11 @@ pub fn evaluate(cfg: &Config, w: &Windows<'_>) -> Result<Report, PluginError> {
             cfg.tests.get(name).copied(),
             cfg.thresholds.get(name).copied(),
         ) {
-            Ok(res) => {
+            Ok(mut res) => {
+                if cfg.correction == Correction::Bonferroni && res.test.is_p_value() {
+                    res.threshold /= family as f64;
+                    res.drifted = res.test.is_drift(res.score, res.threshold);
+                }
                 tested += 1;
                 report.metric(format!("drift.{name}.score"), res.score);
                 if res.drifted {
@@ -321,8 +387,13 @@ pub fn evaluate(cfg: &Config, w: &Windows<'_>) -> Result<Report, PluginError> {
     report.metric("columns_tested", tested as f64);
     if tested > 0 {
         let summary = format!(
-            "{} of {tested} feature columns drifted (share {} {} max_drift_share {}){}",
+            "{} of {tested} feature columns drifted{} (share {} {} max_drift_share {}){}",
             drifted.len(),
+            if cfg.correction == Correction::Bonferroni {
+                format!(" (p-value thresholds Bonferroni-corrected over {family} tested columns)")
+            } else {
+                String::new()
+            },
             num(share),
             if share >= cfg.max_drift_share {
                 "≥"
@@ -363,7 +434,11 @@ pub fn evaluate(cfg: &Config, w: &Windows<'_>) -> Result<Report, PluginError> {
                     cfg.tests.get(name).copied(),
                     cfg.thresholds.get(name).copied(),
                 ) {
-                    Ok(res) => {
+                    Ok(mut res) => {
+                        if cfg.correction == Correction::Bonferroni && res.test.is_p_value() {
+                            res.threshold /= family as f64;
+                            res.drifted = res.test.is_drift(res.score, res.threshold);
+                        }
                         preds_tested += 1;
                         report.metric(format!("drift.{name}.score"), res.score);
                         if res.drifted {
@@ -638,15 +713,20 @@ mod tests {
         let p = steady_preds();
         let e = eval(json!({"tests": {"aa": "ks"}}), &p, &p).unwrap_err();
         assert_eq!(e.code, "bad-config");
-        assert!(
-            e.message.contains("`tests.aa` names no tested column"),
-            "{}",
-            e.message
+        assert_eq!(
+            e.message,
+            "config key `tests.aa`: names no tested column (feature columns: [a, b, c]; prediction columns: [prediction])"
         );
         let e = eval(json!({"max_drift_share": 0.0}), &p, &p).unwrap_err();
-        assert!(e.message.contains("`max_drift_share`"), "{}", e.message);
+        assert_eq!(
+            e.message,
+            "config key `max_drift_share`: must be in (0, 1], got 0"
+        );
         let e = eval(json!({"thresholds": {"a": -1.0}}), &p, &p).unwrap_err();
-        assert!(e.message.contains("`thresholds.a`"), "{}", e.message);
+        assert_eq!(
+            e.message,
+            "config key `thresholds.a`: must be a finite number ≥ 0, got -1"
+        );
         assert!(serde_json::from_value::<Config>(json!({"tests": {"a": "kolmogorov"}})).is_err());
         assert!(serde_json::from_value::<Config>(json!({"max_share": 0.3})).is_err());
     }
@@ -654,22 +734,17 @@ mod tests {
     #[test]
     fn missing_and_untestable_columns() {
         let p = steady_preds();
-        let v = eval(
+        let e = eval(
             json!({"columns": ["a", "nope"], "predictions": false}),
             &p,
             &p,
         )
-        .unwrap();
-        let f = v
-            .findings
-            .iter()
-            .find(|f| f.code == "missing-column")
-            .unwrap();
+        .unwrap_err();
+        assert_eq!(e.code, "missing-column");
         assert_eq!(
-            f.message,
-            "column `nope` (listed in `columns`) is missing from either window"
+            e.message,
+            "config key `columns[1]`: column `nope` is in neither the step's dataset nor the reference dataset"
         );
-        assert!(!v.passed);
         let reference = batch(vec![num_col("a", vec![f64::NAN; 3])]);
         let current = batch(vec![num_col("a", vec![1.0; 3])]);
         let v = evaluate(
@@ -687,6 +762,120 @@ mod tests {
         .finish();
         assert_eq!(codes(&v), ["drift-test-failed", "no-columns-tested"]);
         assert!(!v.passed);
+    }
+
+    #[test]
+    fn bonferroni_divides_p_value_thresholds_by_the_number_of_tested_columns() {
+        let p = steady_preds();
+        let score = metric(&eval(json!({}), &p, &p).unwrap(), "drift.a.score");
+        // Threshold 2p: drifted alone, not after dividing by 4 columns
+        // (a, b, c and the prediction).
+        let th = json!({"a": 2.0 * score});
+        let v = eval(json!({"thresholds": th}), &p, &p).unwrap();
+        assert_eq!(metric(&v, "drifted_columns"), 1.0);
+        let v = eval(
+            json!({"thresholds": th, "correction": "bonferroni"}),
+            &p,
+            &p,
+        )
+        .unwrap();
+        assert_eq!(metric(&v, "drifted_columns"), 0.0, "{:?}", v.findings);
+        assert!(
+            v.findings[0].message.starts_with(
+                "0 of 3 feature columns drifted (p-value thresholds Bonferroni-corrected over 4 tested columns)"
+            ),
+            "{}",
+            v.findings[0].message
+        );
+        // A distance test is not a p-value: its threshold stays as given.
+        let v = eval(
+            json!({"tests": {"a": "wasserstein"}, "correction": "bonferroni"}),
+            &p,
+            &p,
+        )
+        .unwrap();
+        assert!(
+            v.findings[0].message.ends_with("≥ threshold 0.1"),
+            "{}",
+            v.findings[0].message
+        );
+        // Prediction columns are in the family: 2 columns here (b and the
+        // prediction), and a real prediction shift is still caught.
+        let cur = Predictions::regression(range(1000.0, 30));
+        let v = eval(
+            json!({"columns": ["b"], "correction": "bonferroni"}),
+            &cur,
+            &p,
+        )
+        .unwrap();
+        assert!(!v.passed);
+        assert!(
+            v.findings
+                .iter()
+                .any(|f| f.code == "prediction-drift" && f.message.ends_with("≤ threshold 0.025")),
+            "{:?}",
+            v.findings
+        );
+    }
+
+    #[test]
+    fn a_dry_run_checks_names_and_passes_without_findings() {
+        use airlock_guest::{ModelInfo, ModelMetadata, OutputSchema, Reference, Task};
+        let (reference, current) = windows();
+        let p = steady_preds();
+        let ctx = |config: serde_json::Value, reference_given: bool| Context {
+            step: "drift".into(),
+            config: config.to_string(),
+            seed: 0,
+            candidate: ModelInfo {
+                metadata: ModelMetadata {
+                    name: "m".into(),
+                    version: "1".into(),
+                    inputs: inputs(&["a", "b", "c"]),
+                    output: OutputSchema {
+                        task: Task::Regression,
+                        classes: vec![],
+                    },
+                },
+                digest: "sha256:00".into(),
+                bundle_digest: None,
+            },
+            baseline: None,
+            data: current.clone(),
+            labels: None,
+            candidate_predictions: p.clone(),
+            baseline_predictions: None,
+            reference: reference_given.then(|| Reference {
+                data: reference.clone(),
+                labels: None,
+                candidate_predictions: p.clone(),
+                baseline_predictions: None,
+            }),
+        };
+        let v = run(&ctx(json!({"correction": "bonferroni"}), true).as_dry_run()).unwrap();
+        assert!(v.passed);
+        assert!(v.findings.is_empty(), "{:?}", v.findings);
+        assert!(v.metrics.is_empty(), "{:?}", v.metrics);
+        let e = run(&ctx(json!({"columns": ["a", "zz"]}), true).as_dry_run()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "step `drift`: config key `columns[1]`: column `zz` is in neither the step's dataset nor the reference dataset"
+        );
+        let e = run(&ctx(json!({"max_drif_share": 0.5}), true).as_dry_run()).unwrap_err();
+        assert_eq!(e.code, "bad-config");
+        assert!(
+            e.message
+                .starts_with("step `drift`: config key `max_drif_share`: unknown key"),
+            "{}",
+            e.message
+        );
+        let e = run(&ctx(json!({"correction": "holm"}), true).as_dry_run()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "step `drift`: config key `correction`: unknown value `holm`; expected `none` or `bonferroni`"
+        );
+        let e = run(&ctx(json!({}), false).as_dry_run()).unwrap_err();
+        assert_eq!(e.code, "missing-reference");
     }
 
     fn read_csv(text: &str) -> Batch {
@@ -723,10 +912,11 @@ mod tests {
             .collect();
         let p = Predictions::regression(vec![0.5; current.len()]);
         let rp = Predictions::regression(vec![0.5; reference.len()]);
-        let cfg = Config::default();
-        let w = |current: &Batch| {
+        let bonferroni: Config =
+            serde_json::from_value(json!({"correction": "bonferroni"})).unwrap();
+        let run_with = |cfg: &Config, current: &Batch| {
             evaluate(
-                &cfg,
+                cfg,
                 &Windows {
                     current,
                     reference: &reference,
@@ -739,10 +929,16 @@ mod tests {
             .unwrap()
             .finish()
         };
+        let w = |current: &Batch| run_with(&Config::default(), current);
         let v = w(&current);
         assert!(v.passed, "{:?}", v.findings);
         assert_eq!(metric(&v, "columns_tested"), 30.0);
         assert!(metric(&v, "drift_share") < 0.2);
+        // Two random splits of one dataset: some of 30 columns cross 0.05 by
+        // chance; none crosses the corrected 0.05 / 31.
+        assert!(metric(&v, "drifted_columns") > 0.0);
+        let v = run_with(&bonferroni, &current);
+        assert_eq!(metric(&v, "drifted_columns"), 0.0, "{:?}", v.findings);
         for c in current
             .columns
             .iter_mut()
@@ -759,5 +955,14 @@ mod tests {
                 .any(|f| f.code == "column-drift" && f.message.contains("`mean_radius`"))
         );
         assert!(metric(&v, "drift.mean_radius.score") < 1e-6);
+        let v = run_with(&bonferroni, &current);
+        assert_eq!(metric(&v, "drifted_columns"), 1.0, "{:?}", v.findings);
+        assert!(
+            v.findings.iter().any(|f| f.code == "column-drift"
+                && f.message
+                    .starts_with("column `mean_radius` drifted: ks p-value")),
+            "{:?}",
+            v.findings
+        );
     }
 }

@@ -29,12 +29,34 @@
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
-//! | `columns` | list of strings | every column in both windows that the candidate declares as an input | feature columns to test; a listed column missing from either window is a failure |
+//! | `columns` | list of strings | every column in both windows that the candidate declares as an input | feature columns to test; a listed column missing from either window is a `missing-column` error |
 //! | `tests` | table column → test | automatic | test per column: `"ks"`, `"chisquare"`, `"z"`, `"psi"`, `"jensenshannon"`, `"wasserstein"`; prediction columns can be named too |
 //! | `thresholds` | table column → number | the test's default (0.05 for p-values, 0.1 for distances) | drift threshold per column |
 //! | `predictions` | bool | `true` | also test the candidate's predictions: the positive-class score (`prediction`) for binary, each class's probability (`prediction.<class>`) for multiclass, the value (`prediction`) for regression |
 //! | `max_drift_share` | number in (0, 1] | `0.5` | fail when the share of drifted feature columns is ≥ this |
 //! | `fail_on_prediction_drift` | bool | `true` | whether a drifted prediction column fails the step (a warning otherwise) |
+//! | `correction` | `"none"` or `"bonferroni"` | `"none"` | multiple-testing correction over the tested columns (see below) |
+//!
+//! # Multiple testing
+//!
+//! Each p-value test flags drift at its threshold (0.05 by default) even
+//! when both windows come from the same distribution; with 30 feature
+//! columns, at least one false alarm happens in about 79 % of runs
+//! (1 − 0.95³⁰). With `correction = "bonferroni"` every column's p-value
+//! threshold (the default or the one in `thresholds`) is divided by the
+//! number of columns the step tests — feature and prediction columns, since
+//! a false alarm on either warns or fails the step — so the chance of *any*
+//! false alarm in the step stays at or below the per-test threshold,
+//! whatever the dependence between columns. Distance tests (PSI,
+//! Jensen–Shannon, Wasserstein) are not p-values and keep their thresholds.
+//! The price is power: a column must drift more clearly to be flagged (the
+//! breast-cancer test in `check.rs` still flags a column scaled by 1.5, at
+//! p < 10⁻⁶, against a corrected threshold of 0.05 / 31 ≈ 0.0016).
+//!
+//! A configured `columns` entry missing from either window is a
+//! `missing-column` error naming the key (`columns[i]`), as is every other
+//! mistake in the config: the host checks each step's config before any
+//! step runs (the dry run, see `docs/plugin-authoring.md`).
 //!
 //! A key of `tests` or `thresholds` that names no tested column is a
 //! `bad-config` error, so typos do not silently fall back to defaults.
@@ -55,7 +77,7 @@
 //!
 //! `column-drift` (warning, one per drifted feature column, naming test,
 //! score and threshold), `dataset-drift` (failure when the share rule trips,
-//! info otherwise), `prediction-drift`, `missing-column`,
+//! info otherwise), `prediction-drift`,
 //! `column-kind-mismatch`, `drift-test-failed` (warning: the column could not
 //! be tested, e.g. all values missing; it is left out of the share),
 //! `prediction-width-mismatch`, `no-columns-tested` (failure).

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use airlock_guest::config::{key_error, missing_column};
 use airlock_guest::{ColumnValues, Context, PluginError, Predictions, Verdict, report::Report};
 use serde::Deserialize;
 
@@ -117,10 +118,13 @@ pub fn group_names(
             distinct.sort_by(f64::total_cmp);
             distinct.dedup();
             if distinct.len() > MAX_GROUPS {
-                return Err(PluginError::bad_config(format!(
-                    "`group_column` = `{column}` is numeric with {} distinct values; a group column needs at most {MAX_GROUPS} (bin it into a categorical column first)",
-                    distinct.len()
-                )));
+                return Err(key_error(
+                    "group_column",
+                    format!(
+                        "`{column}` is numeric with {} distinct values; a group column needs at most {MAX_GROUPS} (bin it into a categorical column first)",
+                        distinct.len()
+                    ),
+                ));
             }
             Ok(v.iter()
                 .map(|x| (!x.is_nan()).then(|| format!("{}", x + 0.0)))
@@ -129,22 +133,63 @@ pub fn group_names(
     }
 }
 
-/// The whole step: parses the config, groups the rows and compares.
+/// The whole step: parses the config, groups the rows and compares. On the
+/// host's dry run (no rows) it checks the config against the column names,
+/// the labels and the prediction width, then passes without findings.
 pub fn run(ctx: &Context) -> Result<Verdict, PluginError> {
+    check(ctx).map_err(|e| ctx.name_step(e))
+}
+
+fn check(ctx: &Context) -> Result<Verdict, PluginError> {
     let cfg: Config = ctx.config()?;
+    check_config(&cfg, &ctx.candidate_predictions)?;
     let col = ctx.data.column(&cfg.group_column).ok_or_else(|| {
-        PluginError::bad_config(format!(
-            "`group_column` = `{}` is not a column of the evaluation data",
-            cfg.group_column
-        ))
+        let names: Vec<&str> = ctx.data.column_names().collect();
+        missing_column(
+            "group_column",
+            &cfg.group_column,
+            format!(
+                "is not in the step's dataset (columns: {})",
+                names.join(", ")
+            ),
+        )
     })?;
-    let groups = group_names(&col.values, &cfg.group_column)?;
     let labels = if cfg.metric.needs_labels() {
         Some(ctx.labels()?)
     } else {
         ctx.labels.as_deref()
     };
+    if ctx.is_dry_run() {
+        return Ok(Report::new().finish());
+    }
+    let groups = group_names(&col.values, &cfg.group_column)?;
     evaluate(&cfg, &groups, labels, &ctx.candidate_predictions).map(Report::finish)
+}
+
+/// The checks that need only the config and the prediction width.
+fn check_config(cfg: &Config, preds: &Predictions) -> Result<(), PluginError> {
+    if !(cfg.max_gap.is_finite() && cfg.max_gap >= 0.0) {
+        return Err(key_error(
+            "max_gap",
+            format!("must be a finite number ≥ 0, got {}", cfg.max_gap),
+        ));
+    }
+    let width = preds.width as usize;
+    if width < 2 {
+        return Err(PluginError::bad_input(format!(
+            "fairness compares predicted classes, but the candidate's predictions have width {width} (regression)"
+        )));
+    }
+    if cfg.positive_class >= width {
+        return Err(key_error(
+            "positive_class",
+            format!(
+                "is {} but the candidate predicts {width} classes",
+                cfg.positive_class
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Computes the metric per group and applies the gap rule.
@@ -154,24 +199,8 @@ pub fn evaluate(
     labels: Option<&[f64]>,
     preds: &Predictions,
 ) -> Result<Report, PluginError> {
-    if !(cfg.max_gap.is_finite() && cfg.max_gap >= 0.0) {
-        return Err(PluginError::bad_config(format!(
-            "`max_gap` must be a finite number ≥ 0, got {}",
-            cfg.max_gap
-        )));
-    }
+    check_config(cfg, preds)?;
     let width = preds.width as usize;
-    if width < 2 {
-        return Err(PluginError::bad_input(format!(
-            "fairness compares predicted classes, but the candidate's predictions have width {width} (regression)"
-        )));
-    }
-    if cfg.positive_class >= width {
-        return Err(PluginError::bad_config(format!(
-            "`positive_class` = {} but the candidate predicts {width} classes",
-            cfg.positive_class
-        )));
-    }
     let n = groups.len();
     if preds.values.len() != n * width {
         return Err(PluginError::bad_input(format!(
@@ -189,7 +218,8 @@ pub fn evaluate(
     }
     if let Some(row) = (0..n).find(|&i| preds.row(i).iter().any(|v| !v.is_finite())) {
         return Err(PluginError::bad_input(format!(
-            "prediction row {row} holds NaN or infinity; fairness needs a predicted class for every row"
+            "the prediction for data row {} holds NaN or infinity; fairness needs a predicted class for every row",
+            row + 1
         )));
     }
 
@@ -434,7 +464,7 @@ mod tests {
         assert_eq!(e.code, "bad-config");
         assert!(
             e.message
-                .contains("`age` is numeric with 21 distinct values"),
+                .starts_with("config key `group_column`: `age` is numeric with 21 distinct values"),
             "{}",
             e.message
         );
@@ -501,24 +531,66 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.code, "missing-labels");
+        assert!(e.message.contains("add `label = "), "{}", e.message);
         let e = run(&ctx(
             json!({"group_column": "nope", "metric": "accuracy"}),
             Some(l.clone()),
         ))
         .unwrap_err();
-        assert!(e.message.contains("`nope`"), "{}", e.message);
+        assert_eq!(e.code, "missing-column");
+        assert_eq!(
+            e.message,
+            "step `fairness`: config key `group_column`: column `nope` is not in the step's dataset (columns: grp)"
+        );
         let e = run(&ctx(
             json!({"group_column": "grp", "metric": "recall"}),
             Some(l.clone()),
         ))
         .unwrap_err();
-        assert!(e.message.contains("recall"), "{}", e.message);
+        assert_eq!(e.code, "bad-config");
+        assert!(
+            e.message.starts_with(
+                "step `fairness`: config key `metric`: unknown value `recall`; expected one of"
+            ),
+            "{}",
+            e.message
+        );
         let e = run(&ctx(
             json!({"group_column": "grp", "metric": "accuracy", "positive_class": 2}),
-            Some(l),
+            Some(l.clone()),
         ))
         .unwrap_err();
-        assert!(e.message.contains("`positive_class` = 2"), "{}", e.message);
+        assert_eq!(
+            e.message,
+            "step `fairness`: config key `positive_class`: is 2 but the candidate predicts 2 classes"
+        );
+
+        // The host's dry run: the same checks on names and widths, then a pass.
+        let dry = ctx(
+            json!({"group_column": "grp", "metric": "accuracy"}),
+            Some(l),
+        )
+        .as_dry_run();
+        let v = run(&dry).unwrap();
+        assert!(v.passed);
+        assert!(v.findings.is_empty(), "{:?}", v.findings);
+        let dry = ctx(json!({"group_column": "grp", "metric": "accuracy"}), None).as_dry_run();
+        assert_eq!(run(&dry).unwrap_err().code, "missing-labels");
+        let dry = ctx(
+            json!({"group_column": "grq", "metric": "selection_rate"}),
+            None,
+        )
+        .as_dry_run();
+        assert_eq!(run(&dry).unwrap_err().code, "missing-column");
+        let dry = ctx(
+            json!({"group_column": "grp", "metric": "selection_rate", "max_gap": -1}),
+            None,
+        )
+        .as_dry_run();
+        assert_eq!(
+            run(&dry).unwrap_err().message,
+            "step `fairness`: config key `max_gap`: must be a finite number ≥ 0, got -1"
+        );
     }
 
     #[test]
@@ -534,6 +606,9 @@ mod tests {
             &Predictions::probabilities(2, vec![0.5, 0.5, f64::NAN, 0.1]),
         )
         .unwrap_err();
-        assert!(e.message.contains("row 1"), "{}", e.message);
+        assert_eq!(
+            e.message,
+            "the prediction for data row 2 holds NaN or infinity; fairness needs a predicted class for every row"
+        );
     }
 }

@@ -30,6 +30,16 @@
 //! min_group_size = 30
 //! ```
 //!
+//! # Config errors and the dry run
+//!
+//! Errors name the step and key (``step `fairness`: config key `max_gap`:
+//! …``). A `group_column` missing from the dataset is `missing-column`; a
+//! metric that needs labels on a step without `label` is `missing-labels`;
+//! a `positive_class` the candidate does not predict is `bad-config`. All of
+//! these are found on the host's dry run (no rows), which otherwise passes
+//! with no findings. A numeric group column with too many distinct values
+//! can only be seen in the data, so it is reported on the real run.
+//!
 //! # Findings
 //!
 //! `fairness-gap` (failure when the gap exceeds `max_gap`, info otherwise;

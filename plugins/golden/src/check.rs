@@ -1,5 +1,6 @@
 //! The golden-row comparison as plain functions, tested natively.
 
+use airlock_guest::config::{key_error, missing_column};
 use airlock_guest::{Context, PluginError, Predictions, Verdict, report::Report};
 use serde::Deserialize;
 
@@ -42,27 +43,33 @@ impl Output {
                 1 => Output::Column(0),
                 2 => Output::Column(1),
                 w => {
-                    return Err(PluginError::bad_config(format!(
-                        "the candidate predicts {w} classes; set `output` to a class index or \"class\""
-                    )));
+                    return Err(key_error(
+                        "output",
+                        format!(
+                            "is required: the candidate predicts {w} classes; set it to a class index or \"class\""
+                        ),
+                    ));
                 }
             },
             Some(serde_json::Value::String(s)) if s == "class" => Output::Class,
             Some(v) => match v.as_u64() {
                 Some(k) => Output::Column(k as usize),
                 None => {
-                    return Err(PluginError::bad_config(format!(
-                        "`output` must be a class index (0, 1, ...) or \"class\", got {v}"
-                    )));
+                    return Err(key_error(
+                        "output",
+                        format!("must be a class index (0, 1, ...) or \"class\", got {v}"),
+                    ));
                 }
             },
         };
         match out {
-            Output::Column(k) if k >= width => Err(PluginError::bad_config(format!(
-                "`output` = {k} but the candidate's predictions have width {width}"
-            ))),
-            Output::Class if width < 2 => Err(PluginError::bad_config(
-                "`output` = \"class\" needs classification predictions (width ≥ 2), got width 1",
+            Output::Column(k) if k >= width => Err(key_error(
+                "output",
+                format!("is {k} but the candidate's predictions have width {width}"),
+            )),
+            Output::Class if width < 2 => Err(key_error(
+                "output",
+                "is \"class\", which needs classification predictions (width ≥ 2), got width 1",
             )),
             o => Ok(o),
         }
@@ -87,7 +94,8 @@ impl Output {
 /// One row whose prediction differs from its expected value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Mismatch {
-    /// Row index in the evaluation data.
+    /// Row index in the evaluation data (0-based; messages say "data row
+    /// N", counting from 1).
     pub row: usize,
     /// The expected value.
     pub expected: f64,
@@ -145,14 +153,20 @@ pub fn compare(expected: &[f64], got: &[f64], tolerance: f64) -> Comparison {
     c
 }
 
-/// The whole step: parses the config, compares, and reports.
+/// The whole step: parses the config, compares, and reports. On the host's
+/// dry run (no rows) it checks everything that needs only column names and
+/// the prediction width, then passes without findings.
 pub fn run(ctx: &Context) -> Result<Verdict, PluginError> {
+    check(ctx).map_err(|e| ctx.name_step(e))
+}
+
+fn check(ctx: &Context) -> Result<Verdict, PluginError> {
     let cfg: Config = ctx.config()?;
     if !(cfg.tolerance >= 0.0 && cfg.tolerance.is_finite()) {
-        return Err(PluginError::bad_config(format!(
-            "`tolerance` must be a finite number ≥ 0, got {}",
-            cfg.tolerance
-        )));
+        return Err(key_error(
+            "tolerance",
+            format!("must be a finite number ≥ 0, got {}", cfg.tolerance),
+        ));
     }
     if ctx
         .candidate
@@ -161,16 +175,33 @@ pub fn run(ctx: &Context) -> Result<Verdict, PluginError> {
         .iter()
         .any(|f| f.name == cfg.expected_column)
     {
-        return Err(PluginError::bad_config(format!(
-            "`expected_column` = `{}` is one of the candidate's inputs; golden expectations must live in a column the model does not read",
-            cfg.expected_column
-        )));
+        return Err(key_error(
+            "expected_column",
+            format!(
+                "`{}` is one of the candidate's inputs; golden expectations must live in a column the model does not read",
+                cfg.expected_column
+            ),
+        ));
     }
-    let expected = ctx.data.numeric(&cfg.expected_column).map_err(|e| {
-        PluginError::bad_config(format!(
-            "`expected_column` = `{}`: {}",
-            cfg.expected_column, e.message
-        ))
+    let Some(column) = ctx.data.column(&cfg.expected_column) else {
+        let names: Vec<&str> = ctx.data.column_names().collect();
+        return Err(missing_column(
+            "expected_column",
+            &cfg.expected_column,
+            format!(
+                "is not in the step's dataset (columns: {})",
+                names.join(", ")
+            ),
+        ));
+    };
+    let expected = column.numeric().map_err(|_| {
+        key_error(
+            "expected_column",
+            format!(
+                "column `{}` is categorical; expected values must be numbers",
+                cfg.expected_column
+            ),
+        )
     })?;
     let preds = &ctx.candidate_predictions;
     if preds.width == 0 || preds.values.len() != expected.len() * preds.width as usize {
@@ -182,6 +213,9 @@ pub fn run(ctx: &Context) -> Result<Verdict, PluginError> {
         )));
     }
     let output = Output::resolve(cfg.output.as_ref(), preds.width as usize)?;
+    if ctx.is_dry_run() {
+        return Ok(Report::new().finish());
+    }
     let got: Vec<f64> = (0..expected.len())
         .map(|i| output.value(preds, i))
         .collect();
@@ -218,7 +252,14 @@ pub fn report(cfg: &Config, output: Output, c: &Comparison) -> Report {
             .mismatches
             .iter()
             .take(SHOW_ROWS)
-            .map(|m| format!("row {} expected {} got {}", m.row, m.expected, m.got))
+            .map(|m| {
+                format!(
+                    "data row {} expected {} got {}",
+                    m.row + 1,
+                    m.expected,
+                    m.got
+                )
+            })
             .collect();
         let more = c.mismatches.len().saturating_sub(SHOW_ROWS);
         r.fail(
@@ -365,7 +406,7 @@ mod tests {
             msg.starts_with("1 of 3 golden rows differ from `expected` by more than 0.01"),
             "{msg}"
         );
-        assert!(msg.contains("row 1 expected 0.2 got 0.1"), "{msg}");
+        assert!(msg.contains("data row 2 expected 0.2 got 0.1"), "{msg}");
         assert!((metric(&v, "max_abs_error") - 0.1).abs() < 1e-12);
         assert_eq!(metric(&v, "mismatches"), 1.0);
     }
@@ -376,8 +417,8 @@ mod tests {
         let c = compare(&[0.0; 8], &[1.0; 8], 1e-6);
         let v = report(&cfg, Output::Column(0), &c).finish();
         let msg = &v.findings[0].message;
-        assert!(msg.contains("row 4 expected 0 got 1"), "{msg}");
-        assert!(!msg.contains("row 5 "), "{msg}");
+        assert!(msg.contains("data row 5 expected 0 got 1"), "{msg}");
+        assert!(!msg.contains("data row 6 "), "{msg}");
         assert!(msg.ends_with("and 3 more"), "{msg}");
     }
 
@@ -397,12 +438,27 @@ mod tests {
         assert_eq!(Output::resolve(None, 1).unwrap(), Output::Column(0));
         assert_eq!(Output::resolve(None, 2).unwrap(), Output::Column(1));
         let e = Output::resolve(None, 3).unwrap_err();
-        assert!(e.message.contains("set `output`"), "{}", e.message);
+        assert_eq!(
+            e.message,
+            "config key `output`: is required: the candidate predicts 3 classes; set it to a class index or \"class\""
+        );
         let e = Output::resolve(Some(&json!(3)), 3).unwrap_err();
-        assert!(e.message.contains("`output` = 3"), "{}", e.message);
+        assert_eq!(
+            e.message,
+            "config key `output`: is 3 but the candidate's predictions have width 3"
+        );
         let e = Output::resolve(Some(&json!("positive")), 3).unwrap_err();
-        assert!(e.message.contains("\"positive\""), "{}", e.message);
-        assert!(Output::resolve(Some(&json!("class")), 1).is_err());
+        assert_eq!(
+            e.message,
+            "config key `output`: must be a class index (0, 1, ...) or \"class\", got \"positive\""
+        );
+        let e = Output::resolve(Some(&json!("class")), 1).unwrap_err();
+        assert_eq!(e.code, "bad-config");
+        assert!(
+            e.message.starts_with("config key `output`: is \"class\""),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -416,7 +472,9 @@ mod tests {
         .unwrap();
         assert!(!v.passed);
         assert!(
-            v.findings[0].message.contains("row 1 expected 1 got 0"),
+            v.findings[0]
+                .message
+                .contains("data row 2 expected 1 got 0"),
             "{}",
             v.findings[0].message
         );
@@ -444,13 +502,16 @@ mod tests {
             p.clone(),
         ))
         .unwrap_err();
-        assert_eq!(e.code, "bad-config");
-        assert!(e.message.contains("`nope`"), "{}", e.message);
+        assert_eq!(e.code, "missing-column");
+        assert_eq!(
+            e.message,
+            "step `golden`: config key `expected_column`: column `nope` is not in the step's dataset (columns: x, expected)"
+        );
         let e = run(&ctx(json!({"expected_column": "x"}), vec![1.0], p.clone())).unwrap_err();
-        assert!(
-            e.message.contains("one of the candidate's inputs"),
-            "{}",
-            e.message
+        assert_eq!(e.code, "bad-config");
+        assert_eq!(
+            e.message,
+            "step `golden`: config key `expected_column`: `x` is one of the candidate's inputs; golden expectations must live in a column the model does not read"
         );
         let e = run(&ctx(
             json!({"expected_column": "expected", "tolerance": -1.0}),
@@ -458,14 +519,23 @@ mod tests {
             p.clone(),
         ))
         .unwrap_err();
-        assert!(e.message.contains("`tolerance`"), "{}", e.message);
+        assert_eq!(
+            e.message,
+            "step `golden`: config key `tolerance`: must be a finite number ≥ 0, got -1"
+        );
         let e = run(&ctx(
             json!({"expected_column": "expected", "tolerence": 1.0}),
             vec![1.0],
             p,
         ))
         .unwrap_err();
-        assert!(e.message.contains("tolerence"), "{}", e.message);
+        assert_eq!(e.code, "bad-config");
+        assert!(
+            e.message
+                .starts_with("step `golden`: config key `tolerence`: unknown key"),
+            "{}",
+            e.message
+        );
         let e = run(&ctx(
             json!({"expected_column": "expected"}),
             vec![1.0, 2.0],
@@ -473,5 +543,31 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.code, "bad-input");
+    }
+
+    #[test]
+    fn a_dry_run_checks_the_expected_column_and_output_then_passes() {
+        let p = Predictions::probabilities(2, vec![0.3, 0.7]);
+        let c = ctx(json!({"expected_column": "expected"}), vec![0.7], p.clone());
+        let v = run(&c.as_dry_run()).unwrap();
+        assert!(v.passed);
+        assert!(v.findings.is_empty(), "{:?}", v.findings);
+        assert!(v.metrics.is_empty(), "{:?}", v.metrics);
+        let e = run(&ctx(json!({"expected_column": "expectd"}), vec![0.7], p.clone()).as_dry_run())
+            .unwrap_err();
+        assert_eq!(e.code, "missing-column");
+        assert!(
+            e.message
+                .starts_with("step `golden`: config key `expected_column`: column `expectd`"),
+            "{}",
+            e.message
+        );
+        let wide = Predictions::probabilities(3, vec![0.3, 0.3, 0.4]);
+        let e = run(&ctx(json!({"expected_column": "expected"}), vec![0.7], wide).as_dry_run())
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "step `golden`: config key `output`: is required: the candidate predicts 3 classes; set it to a class index or \"class\""
+        );
     }
 }

@@ -27,6 +27,14 @@
 //! # output = "class"  # the predicted class index
 //! ```
 //!
+//! # Config errors and the dry run
+//!
+//! Errors name the step and key (``step `golden`: config key `tolerance`:
+//! …``). `expected_column` missing from the dataset is `missing-column`; one
+//! of the candidate's inputs, a categorical one, or an `output` that does not
+//! fit the prediction width is `bad-config`. All of these are found on the
+//! host's dry run (no rows), which otherwise passes with no findings.
+//!
 //! # Findings
 //!
 //! `golden-mismatch` (failure; lists row index, expected and got for the

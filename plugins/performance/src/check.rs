@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use airlock_guest::config::key_error;
 use airlock_guest::stats::{
     StatsError,
     metrics::{self, Average, Probabilities},
@@ -139,50 +140,60 @@ pub fn plan(cfg: &Config, width: usize) -> Result<Plan, PluginError> {
         for (name, &value) in entries {
             let Some(m) = Metric::parse(name) else {
                 let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-                return Err(PluginError::bad_config(format!(
-                    "`{table}.{name}`: unknown metric `{name}` (known: {})",
-                    known.join(", ")
-                )));
+                return Err(key_error(
+                    format!("{table}.{name}"),
+                    format!("unknown metric `{name}` (known: {})", known.join(", ")),
+                ));
             };
             if m.is_classification() != classification {
-                return Err(PluginError::bad_config(format!(
-                    "`{table}.{name}`: `{name}` is a {} metric but the candidate's output is {} (width {width})",
-                    if m.is_classification() {
-                        "classification"
-                    } else {
-                        "regression"
-                    },
-                    if classification {
-                        "classification"
-                    } else {
-                        "regression"
-                    },
-                )));
+                return Err(key_error(
+                    format!("{table}.{name}"),
+                    format!(
+                        "`{name}` is a {} metric but the candidate's output is {} (width {width})",
+                        if m.is_classification() {
+                            "classification"
+                        } else {
+                            "regression"
+                        },
+                        if classification {
+                            "classification"
+                        } else {
+                            "regression"
+                        },
+                    ),
+                ));
             }
             if !value.is_finite() || (table == "max_regression" && value < 0.0) {
-                return Err(PluginError::bad_config(format!(
-                    "`{table}.{name}` must be a finite number{}, got {value}",
-                    if table == "max_regression" {
-                        " ≥ 0"
-                    } else {
-                        ""
-                    }
-                )));
+                return Err(key_error(
+                    format!("{table}.{name}"),
+                    format!(
+                        "must be a finite number{}, got {value}",
+                        if table == "max_regression" {
+                            " ≥ 0"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
             }
         }
     }
     let average = match (width, cfg.average) {
         (1, Some(_)) => {
-            return Err(PluginError::bad_config(
-                "`average` applies to classification outputs, but the candidate's output is regression (width 1)",
+            return Err(key_error(
+                "average",
+                "applies to classification outputs, but the candidate's output is regression (width 1)",
             ));
         }
         (1, None) => Average::Binary,
         (2, a) => a.unwrap_or(Average::Binary),
         (_, Some(Average::Binary)) => {
-            return Err(PluginError::bad_config(format!(
-                "`average` = \"binary\" needs a binary output, but the candidate predicts {width} classes; use \"macro\", \"weighted\" or \"micro\""
-            )));
+            return Err(key_error(
+                "average",
+                format!(
+                    "is \"binary\", which needs a binary output, but the candidate predicts {width} classes; use \"macro\", \"weighted\" or \"micro\""
+                ),
+            ));
         }
         (_, a) => a.unwrap_or(Average::Macro),
     };
@@ -212,7 +223,8 @@ pub fn compute(
         Metric::F1 => Ok(metrics::precision_recall_f1(labels, &classes(preds)?, average)?.f1),
         Metric::RocAuc if width == 2 => {
             Probabilities::new(2, &preds.values)?;
-            metrics::roc_auc_binary(labels, &preds.positive_scores())
+            let scores: Vec<f64> = preds.values.chunks_exact(2).map(|r| r[1]).collect();
+            metrics::roc_auc_binary(labels, &scores)
         }
         Metric::RocAuc => {
             metrics::roc_auc_ovr_macro(labels, &Probabilities::new(width, &preds.values)?)
@@ -239,10 +251,20 @@ pub struct Scores {
     pub baseline: BTreeMap<Metric, Result<f64, String>>,
 }
 
-/// The whole step: parses the config, scores, checks, and reports.
+/// The whole step: parses the config, scores, checks, and reports. On the
+/// host's dry run (no rows) it checks the config against the prediction
+/// width and the labels, then passes without findings.
 pub fn run(ctx: &Context) -> Result<Verdict, PluginError> {
+    check(ctx).map_err(|e| ctx.name_step(e))
+}
+
+fn check(ctx: &Context) -> Result<Verdict, PluginError> {
     let cfg: Config = ctx.config()?;
+    plan(&cfg, ctx.candidate_predictions.width as usize)?;
     let labels = ctx.labels()?;
+    if ctx.is_dry_run() {
+        return Ok(Report::new().finish());
+    }
     evaluate(
         &cfg,
         labels,
@@ -551,8 +573,9 @@ mod tests {
         let e = plan(&cfg(json!({"min": {"acuracy": 0.9}})), 2).unwrap_err();
         assert_eq!(e.code, "bad-config");
         assert!(
-            e.message
-                .contains("`min.acuracy`: unknown metric `acuracy`"),
+            e.message.starts_with(
+                "config key `min.acuracy`: unknown metric `acuracy` (known: accuracy, "
+            ),
             "{}",
             e.message
         );
@@ -609,5 +632,91 @@ mod tests {
         assert_eq!(num(1.0), "1");
         assert_eq!(num(1e-9), "1e-9");
         assert_eq!(num(f64::INFINITY), "inf");
+    }
+
+    fn ctx(config: serde_json::Value, labels: Option<Vec<f64>>) -> Context {
+        use airlock_guest::{Batch, ModelInfo, ModelMetadata, OutputSchema, Task};
+        Context {
+            step: "performance".into(),
+            config: config.to_string(),
+            seed: 0,
+            candidate: ModelInfo {
+                metadata: ModelMetadata {
+                    name: "m".into(),
+                    version: "1".into(),
+                    inputs: vec![],
+                    output: OutputSchema {
+                        task: Task::BinaryClassification,
+                        classes: vec![],
+                    },
+                },
+                digest: "sha256:00".into(),
+                bundle_digest: None,
+            },
+            baseline: None,
+            data: Batch::from_numeric(vec![("x".into(), vec![1.0, 2.0, 3.0, 4.0])]).unwrap(),
+            labels,
+            candidate_predictions: Predictions::probabilities(
+                2,
+                vec![0.9, 0.1, 0.2, 0.8, 0.3, 0.7, 0.6, 0.4],
+            ),
+            baseline_predictions: None,
+            reference: None,
+        }
+    }
+
+    #[test]
+    fn errors_through_the_context_name_the_step_and_the_key() {
+        let labels = Some(vec![0.0, 1.0, 1.0, 0.0]);
+        let e = run(&ctx(json!({"min": {"acuracy": 0.9}}), labels.clone())).unwrap_err();
+        assert!(
+            e.message.starts_with(
+                "step `performance`: config key `min.acuracy`: unknown metric `acuracy`"
+            ),
+            "{}",
+            e.message
+        );
+        let e = run(&ctx(json!({"min": {"accuracy": "high"}}), labels.clone())).unwrap_err();
+        assert_eq!(
+            e.message,
+            "step `performance`: config key `min.accuracy`: invalid type: string \"high\", expected f64"
+        );
+        let e = run(&ctx(json!({"min": {"accuracy": 0.5}}), None)).unwrap_err();
+        assert_eq!(e.code, "missing-labels");
+        // Labels are checked by metric code, which names 1-based data rows.
+        let v = run(&ctx(
+            json!({"min": {"accuracy": 0.5}}),
+            Some(vec![0.0, 1.0, 1.0, 0.5]),
+        ));
+        let v = v.unwrap();
+        let f = v
+            .findings
+            .iter()
+            .find(|f| f.code == "metric-unavailable")
+            .unwrap();
+        assert!(
+            f.message.contains("labels at data row 4 is 0.5"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn a_dry_run_checks_metrics_against_the_width_and_labels_then_passes() {
+        let labels = Some(vec![0.0, 1.0, 1.0, 0.0]);
+        let good = ctx(
+            json!({"min": {"accuracy": 0.9, "roc_auc": 0.9}}),
+            labels.clone(),
+        );
+        let v = run(&good.as_dry_run()).unwrap();
+        assert!(v.passed);
+        assert!(v.findings.is_empty(), "{:?}", v.findings);
+        let e = run(&ctx(json!({"min": {"rmse": 0.1}}), labels).as_dry_run()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "step `performance`: config key `min.rmse`: `rmse` is a regression metric but the candidate's output is classification (width 2)"
+        );
+        let e = run(&ctx(json!({}), None).as_dry_run()).unwrap_err();
+        assert_eq!(e.code, "missing-labels");
     }
 }

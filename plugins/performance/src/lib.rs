@@ -32,6 +32,14 @@
 //! max_regression = { accuracy = 0.01 }
 //! ```
 //!
+//! # Config errors and the dry run
+//!
+//! Errors name the step and key (``step `performance`: config key
+//! `min.acuracy`: unknown metric …``); a step without `label` is
+//! `missing-labels`. Metric names, their fit to the candidate's output
+//! width and `average` are checked on the host's dry run (no rows), which
+//! otherwise passes with no findings.
+//!
 //! # Findings
 //!
 //! `<metric>-below-threshold`, `<metric>-above-threshold`,

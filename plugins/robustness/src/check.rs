@@ -69,9 +69,10 @@ impl Config {
     /// Refuses values that make no sense, naming the key.
     pub fn validate(&self) -> Result<(), PluginError> {
         let bad = |k: &str, want: &str, v: f64| {
-            Err(PluginError::bad_config(format!(
-                "`{k}` must be {want}, got {v}"
-            )))
+            Err(airlock_guest::config::key_error(
+                k,
+                format!("must be {want}, got {v}"),
+            ))
         };
         if !(self.noise.is_finite() && self.noise >= 0.0) {
             return bad("noise", "a finite number ≥ 0", self.noise);
@@ -259,11 +260,6 @@ pub fn probe_batch(data: &Batch, base: usize, probes: &[Probe]) -> Batch {
     b
 }
 
-/// Checks that predictions have `width` and one row per input row.
-fn shape_ok(p: &Predictions, width: u32, rows: usize) -> bool {
-    p.width == width && p.values.len() == rows * width as usize
-}
-
 /// Whether row `i` moved enough under noise to count as a flip.
 pub fn flipped(before: &Predictions, after: &Predictions, i: usize, delta: f64) -> bool {
     if before.width == 1 {
@@ -292,138 +288,297 @@ fn error_text(e: &PluginError) -> String {
     format!("{}: {}", e.code, e.message)
 }
 
-/// The whole step: parses the config and probes the candidate through `predict`.
+/// Relative and absolute tolerance within which the candidate's answer on
+/// an unperturbed row inside a probe batch must equal the gate's own
+/// prediction for that row.
+pub const CONSISTENCY_TOLERANCE: f64 = 1e-9;
+
+/// Whether two predicted values agree within [`CONSISTENCY_TOLERANCE`]
+/// (absolute, or relative to the larger magnitude); NaN agrees only with
+/// NaN and an infinity only with itself.
+pub fn agrees(a: f64, b: f64) -> bool {
+    if a.is_nan() || b.is_nan() {
+        return a.is_nan() && b.is_nan();
+    }
+    if a == b {
+        return true;
+    }
+    if a.is_infinite() || b.is_infinite() {
+        return false;
+    }
+    let diff = (a - b).abs();
+    diff <= CONSISTENCY_TOLERANCE || diff <= CONSISTENCY_TOLERANCE * a.abs().max(b.abs())
+}
+
+/// The whole step: parses and checks the config, then probes the candidate
+/// through `predict`. On the host's dry run (no rows) it stops after the
+/// config check with a passing verdict.
 pub fn run(
     ctx: &Context,
     predict: impl FnMut(&Batch) -> Result<Predictions, PluginError>,
 ) -> Result<Verdict, PluginError> {
     let cfg: Config = ctx.config()?;
-    cfg.validate()?;
-    Ok(probe(
+    cfg.validate().map_err(|e| ctx.name_step(e))?;
+    if ctx.is_dry_run() {
+        return Ok(Report::new().finish());
+    }
+    probe(
         &cfg,
         &ctx.data,
+        &ctx.candidate_predictions,
         &ctx.candidate.metadata.inputs,
         ctx.seed,
         predict,
     )
-    .finish())
+    .map(Report::finish)
+}
+
+/// Where a row of a mixed probe batch comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Row `i` of the probe batch.
+    Probe(usize),
+    /// An unperturbed copy of evaluation row `i`.
+    Anchor(usize),
+}
+
+/// What the candidate answered for the probe rows of one mixed batch.
+enum Answer {
+    /// The predictions for the probe rows, in probe order.
+    Fine(Predictions),
+    /// The output did not have the expected shape (described).
+    BadShape(String),
+}
+
+/// Sends probe batches to the candidate with unperturbed copies of
+/// evaluation rows ("anchors") mixed in at seeded random positions, and
+/// checks each anchor's answer against the prediction the gate already
+/// holds for that row. A model cannot tell anchors from probes, so one that
+/// answers probe-sized batches differently (say, with a constant) is caught.
+struct Asker<'a, F> {
+    data: &'a Batch,
+    gate: &'a Predictions,
+    rng: SplitMix64,
+    predict: F,
+    inconsistent: Vec<String>,
+    anchors_checked: usize,
+}
+
+impl<F: FnMut(&Batch) -> Result<Predictions, PluginError>> Asker<'_, F> {
+    /// `probe` with the evaluation rows `anchors` mixed in.
+    fn ask(&mut self, what: &str, probe: &Batch, anchors: &[usize]) -> Result<Answer, PluginError> {
+        let total = probe.len() + anchors.len();
+        let mut order: Vec<Source> = (0..probe.len())
+            .map(Source::Probe)
+            .chain(anchors.iter().map(|&r| Source::Anchor(r)))
+            .collect();
+        for i in (1..order.len()).rev() {
+            let j = self.rng.below(i + 1);
+            order.swap(i, j);
+        }
+        let mixed = interleave(probe, self.data, &order);
+        let p = (self.predict)(&mixed)?;
+        let width = self.gate.width;
+        if p.width != width || p.values.len() != total * width as usize {
+            return Ok(Answer::BadShape(format!(
+                "{} values of width {} for {total} rows (expected width {width})",
+                p.values.len(),
+                p.width
+            )));
+        }
+        let mut values = Vec::with_capacity(probe.len() * width as usize);
+        for (pos, src) in order.iter().enumerate() {
+            match *src {
+                Source::Probe(_) => values.extend_from_slice(p.row(pos)),
+                Source::Anchor(r) => {
+                    self.anchors_checked += 1;
+                    let (got, want) = (p.row(pos), self.gate.row(r));
+                    if !got.iter().zip(want).all(|(a, b)| agrees(*a, *b)) {
+                        self.inconsistent.push(format!(
+                            "data row {} in the {what} batch: {got:?}, but {want:?} when the gate scored it",
+                            r + 1
+                        ));
+                    }
+                }
+            }
+        }
+        // Probe rows were pushed in batch order, which is a permutation of
+        // probe order: put them back.
+        let mut probe_rows: Vec<usize> = order
+            .iter()
+            .filter_map(|s| match s {
+                Source::Probe(i) => Some(*i),
+                Source::Anchor(_) => None,
+            })
+            .collect();
+        let w = width as usize;
+        let mut sorted = vec![0.0; values.len()];
+        for (k, i) in probe_rows.drain(..).enumerate() {
+            sorted[i * w..(i + 1) * w].copy_from_slice(&values[k * w..(k + 1) * w]);
+        }
+        Ok(Answer::Fine(Predictions {
+            width,
+            values: sorted,
+        }))
+    }
+}
+
+/// The rows of `probe` and `data` in the given order, as one batch (both
+/// have the same columns, since probes are built from `data`).
+fn interleave(probe: &Batch, data: &Batch, order: &[Source]) -> Batch {
+    let columns = probe
+        .columns
+        .iter()
+        .map(|c| {
+            let from_data = data.column(&c.name);
+            let values = match &c.values {
+                ColumnValues::Numeric(v) => {
+                    let d = from_data.and_then(|d| d.numeric().ok()).unwrap_or(&[]);
+                    ColumnValues::Numeric(
+                        order
+                            .iter()
+                            .map(|s| match *s {
+                                Source::Probe(i) => v[i],
+                                Source::Anchor(r) => d.get(r).copied().unwrap_or(f64::NAN),
+                            })
+                            .collect(),
+                    )
+                }
+                ColumnValues::Categorical(v) => {
+                    let d = from_data.and_then(|d| d.categorical().ok()).unwrap_or(&[]);
+                    ColumnValues::Categorical(
+                        order
+                            .iter()
+                            .map(|s| match *s {
+                                Source::Probe(i) => v[i].clone(),
+                                Source::Anchor(r) => d.get(r).cloned().flatten(),
+                            })
+                            .collect(),
+                    )
+                }
+            };
+            airlock_guest::Column {
+                name: c.name.clone(),
+                values,
+            }
+        })
+        .collect();
+    Batch {
+        rows: order.len() as u32,
+        columns,
+    }
 }
 
 /// Runs the noise and edge-case probes and reports what happened.
+///
+/// `gate` holds the candidate's predictions on every row of `data`, made by
+/// the host before this step ran; the noise probe compares against them,
+/// and every probe batch carries unperturbed copies of the probed rows
+/// whose answers must agree with them (`inconsistent-probe-answers`).
 pub fn probe(
     cfg: &Config,
     data: &Batch,
+    gate: &Predictions,
     inputs: &[Feature],
     seed: u64,
-    mut predict: impl FnMut(&Batch) -> Result<Predictions, PluginError>,
-) -> Report {
+    predict: impl FnMut(&Batch) -> Result<Predictions, PluginError>,
+) -> Result<Report, PluginError> {
     let mut report = Report::new();
     if data.is_empty() {
         report.fail(
             "no-rows",
             "the evaluation data has no rows to build probes from",
         );
-        return report;
+        return Ok(report);
+    }
+    if gate.width == 0 || gate.values.len() != data.len() * gate.width as usize {
+        return Err(PluginError::bad_input(format!(
+            "the gate's predictions hold {} values of width {} for {} evaluation rows",
+            gate.values.len(),
+            gate.width,
+            data.len()
+        )));
     }
     let mut rng = SplitMix64::new(seed);
     let rows = rng.sample(data.len(), cfg.sample_rows);
     let sample = data.select_rows(&rows);
     let (numeric, categorical) = probe_inputs(inputs, data);
+    let mut ask = Asker {
+        data,
+        gate,
+        // A separate stream, so that where anchors go never changes which
+        // rows are sampled or how they are perturbed.
+        rng: SplitMix64::new(seed ^ 0xa5a5_5a5a_c3c3_3c3c),
+        predict,
+        inconsistent: Vec::new(),
+        anchors_checked: 0,
+    };
 
-    // (a) noise
+    // (a) noise: the gate's predictions on the sampled rows are "before".
+    let before = Predictions {
+        width: gate.width,
+        values: rows.iter().flat_map(|&r| gate.row(r).to_vec()).collect(),
+    };
     let mut probes = 0usize;
-    let mut width = None;
-    match predict(&sample) {
+    let noisy = perturb(&sample, &numeric, cfg.noise, &mut rng);
+    probes += rows.len();
+    match ask.ask("noise", &noisy, &rows) {
         Err(e) => {
             report.fail(
                 "probe-error",
                 format!(
-                    "the candidate failed on {} sampled evaluation rows: {}",
+                    "noise probe: the candidate failed on {} rows perturbed by {}σ: {}",
                     rows.len(),
+                    cfg.noise,
                     error_text(&e)
                 ),
             );
         }
-        Ok(before) if before.width == 0 || !shape_ok(&before, before.width, rows.len()) => {
+        Ok(Answer::BadShape(what)) => {
             report.fail(
                 "probe-bad-output",
-                format!(
-                    "the candidate returned {} values of width {} for {} sampled rows",
-                    before.values.len(),
-                    before.width,
-                    rows.len()
-                ),
+                format!("noise probe: the candidate returned {what}"),
             );
         }
-        Ok(before) => {
-            width = Some(before.width);
-            let noisy = perturb(&sample, &numeric, cfg.noise, &mut rng);
-            probes += rows.len();
-            match predict(&noisy) {
-                Err(e) => {
-                    report.fail(
-                        "probe-error",
-                        format!(
-                            "noise probe: the candidate failed on {} rows perturbed by {}σ: {}",
-                            rows.len(),
-                            cfg.noise,
-                            error_text(&e)
-                        ),
-                    );
+        Ok(Answer::Fine(after)) => {
+            let flipped_rows: Vec<usize> = (0..rows.len())
+                .filter(|&i| flipped(&before, &after, i, cfg.max_regression_delta))
+                .collect();
+            let share = flipped_rows.len() as f64 / rows.len() as f64;
+            report.metric("flip_share", share);
+            report.metric("flips", flipped_rows.len() as f64);
+            let what = if before.width == 1 {
+                format!("moved by more than {} relative", cfg.max_regression_delta)
+            } else {
+                "changed predicted class".to_string()
+            };
+            let examples: Vec<String> = flipped_rows
+                .iter()
+                .take(SHOW)
+                .map(|&i| rows[i].to_string())
+                .collect();
+            let msg = format!(
+                "{} of {} rows {what} when numeric inputs moved by {}σ (flip share {:.4}, max_flip_share {}){}",
+                flipped_rows.len(),
+                rows.len(),
+                cfg.noise,
+                share,
+                cfg.max_flip_share,
+                if examples.is_empty() {
+                    String::new()
+                } else {
+                    format!("; rows {}", examples.join(", "))
                 }
-                Ok(after) if !shape_ok(&after, before.width, rows.len()) => {
-                    report.fail(
-                        "probe-bad-output",
-                        format!(
-                            "noise probe: the candidate returned {} values of width {} for {} rows (width {} before)",
-                            after.values.len(),
-                            after.width,
-                            rows.len(),
-                            before.width
-                        ),
-                    );
-                }
-                Ok(after) => {
-                    let flipped_rows: Vec<usize> = (0..rows.len())
-                        .filter(|&i| flipped(&before, &after, i, cfg.max_regression_delta))
-                        .collect();
-                    let share = flipped_rows.len() as f64 / rows.len() as f64;
-                    report.metric("flip_share", share);
-                    report.metric("flips", flipped_rows.len() as f64);
-                    let what = if before.width == 1 {
-                        format!("moved by more than {} relative", cfg.max_regression_delta)
-                    } else {
-                        "changed predicted class".to_string()
-                    };
-                    let examples: Vec<String> = flipped_rows
-                        .iter()
-                        .take(SHOW)
-                        .map(|&i| rows[i].to_string())
-                        .collect();
-                    let msg = format!(
-                        "{} of {} rows {what} when numeric inputs moved by {}σ (flip share {:.4}, max_flip_share {}){}",
-                        flipped_rows.len(),
-                        rows.len(),
-                        cfg.noise,
-                        share,
-                        cfg.max_flip_share,
-                        if examples.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; rows {}", examples.join(", "))
-                        }
-                    );
-                    if share > cfg.max_flip_share {
-                        report.fail("prediction-flips", msg);
-                    } else {
-                        report.info("prediction-flips", msg);
-                    }
-                }
+            );
+            if share > cfg.max_flip_share {
+                report.fail("prediction-flips", msg);
+            } else {
+                report.info("prediction-flips", msg);
             }
         }
     }
 
-    // (b) edge cases
+    // (b) edge cases, with the base row itself mixed in.
     let edge = edge_probes(&numeric, &categorical);
     probes += edge.len();
     let mut errors = Vec::new();
@@ -433,48 +588,28 @@ pub fn probe(
     if !edge.is_empty() {
         let base = rows[0];
         let all = probe_batch(data, base, &edge);
-        let mut judge = |name: &str,
-                         result: Result<Predictions, PluginError>,
-                         rows_in: usize,
-                         width: Option<u32>| {
-            // Returns per-row verdicts for batched calls.
-            match result {
-                Err(e) => Err(e),
-                Ok(p) => {
-                    let w = width.unwrap_or(p.width);
-                    if p.width == 0 || !shape_ok(&p, w, rows_in) {
-                        bad_output.push(format!(
-                            "{name}: {} values of width {} (expected width {w})",
-                            p.values.len(),
-                            p.width
-                        ));
-                        Ok(None)
-                    } else {
-                        Ok(Some(p))
-                    }
-                }
-            }
-        };
-        match judge("all edge cases", predict(&all), edge.len(), width) {
-            Ok(Some(p)) => {
+        match ask.ask("edge-case", &all, &[base]) {
+            Ok(Answer::Fine(p)) => {
                 for (i, probe) in edge.iter().enumerate() {
                     if p.row(i).iter().any(|v| !v.is_finite()) {
                         non_finite.push(format!("{} -> {:?}", probe.name, p.row(i)));
                     }
                 }
             }
-            Ok(None) => {}
+            Ok(Answer::BadShape(what)) => bad_output.push(format!("all edge cases: {what}")),
             Err(_) => {
                 // Find out which probes the candidate fails on, one at a time.
                 for probe in &edge {
                     let one = probe_batch(data, base, std::slice::from_ref(probe));
-                    match judge(&probe.name, predict(&one), 1, width) {
-                        Ok(Some(p)) => {
+                    match ask.ask("edge-case", &one, &[base]) {
+                        Ok(Answer::Fine(p)) => {
                             if p.row(0).iter().any(|v| !v.is_finite()) {
                                 non_finite.push(format!("{} -> {:?}", probe.name, p.row(0)));
                             }
                         }
-                        Ok(None) => {}
+                        Ok(Answer::BadShape(what)) => {
+                            bad_output.push(format!("{}: {what}", probe.name));
+                        }
                         Err(e) if cfg.allow_errors_on_edge_cases && is_refusal(&e) => {
                             refused.push(format!("{}: {}", probe.name, error_text(&e)));
                         }
@@ -487,6 +622,19 @@ pub fn probe(
     let failures = errors.len() + non_finite.len() + bad_output.len();
     report.metric("probes", probes as f64);
     report.metric("edge_case_failures", failures as f64);
+    report.metric("anchor_rows", ask.anchors_checked as f64);
+    report.metric("inconsistent_answers", ask.inconsistent.len() as f64);
+    if !ask.inconsistent.is_empty() {
+        report.fail(
+            "inconsistent-probe-answers",
+            format!(
+                "the candidate answered {} of {} unperturbed evaluation rows mixed into its probe batches differently from the gate's own predictions (tolerance {CONSISTENCY_TOLERANCE:e}), so its probe answers cannot be trusted: {}",
+                ask.inconsistent.len(),
+                ask.anchors_checked,
+                list(&ask.inconsistent)
+            ),
+        );
+    }
     if !errors.is_empty() {
         let hint = if cfg.allow_errors_on_edge_cases {
             " (traps and sandbox limits always fail)"
@@ -534,7 +682,7 @@ pub fn probe(
             ),
         );
     }
-    report
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -642,7 +790,10 @@ mod tests {
     ) -> Verdict {
         let cfg: Config = serde_json::from_value(cfg).unwrap();
         cfg.validate().unwrap();
-        probe(&cfg, &data(), &inputs(), seed, f).finish()
+        let gate = f(&data()).unwrap();
+        probe(&cfg, &data(), &gate, &inputs(), seed, f)
+            .unwrap()
+            .finish()
     }
 
     fn codes(v: &Verdict) -> Vec<&str> {
@@ -662,6 +813,114 @@ mod tests {
         // 40 noisy rows (all rows: sample_rows 50 > 40) + 5 × 2 numeric + 1 categorical + all-zeros.
         assert_eq!(metric(&v, "probes"), 40.0 + 10.0 + 1.0 + 1.0);
         assert_eq!(metric(&v, "edge_case_failures"), 0.0);
+        // Every sampled row rode along unperturbed in the noise batch, and
+        // the base row in the edge-case batch; all agreed with the gate.
+        assert_eq!(metric(&v, "anchor_rows"), 40.0 + 1.0);
+        assert_eq!(metric(&v, "inconsistent_answers"), 0.0);
+    }
+
+    /// Honest on the gate's full batch (40 rows), a constant on anything
+    /// smaller — such as probe batches. Without anchors this passed: no
+    /// flips (the same constant before and after noise), finite edge cases.
+    fn constant_on_small_batches(b: &Batch) -> Result<Predictions, PluginError> {
+        if b.len() >= 40 {
+            return hardened(b);
+        }
+        Ok(Predictions::probabilities(2, [0.3, 0.7].repeat(b.len())))
+    }
+
+    #[test]
+    fn a_model_constant_on_small_batches_is_caught_by_unperturbed_rows_in_its_probes() {
+        let gate = hardened(&data()).unwrap();
+        let cfg: Config = serde_json::from_value(json!({"sample_rows": 3})).unwrap();
+        let v = probe(
+            &cfg,
+            &data(),
+            &gate,
+            &inputs(),
+            7,
+            constant_on_small_batches,
+        )
+        .unwrap()
+        .finish();
+        assert!(!v.passed, "{:?}", v.findings);
+        let f = v
+            .findings
+            .iter()
+            .find(|f| f.code == "inconsistent-probe-answers")
+            .unwrap_or_else(|| panic!("{:?}", v.findings));
+        assert_eq!(f.severity, Severity::Error);
+        assert!(
+            f.message.starts_with(
+                "the candidate answered 4 of 4 unperturbed evaluation rows mixed into its probe batches differently from the gate's own predictions (tolerance 1e-9)"
+            ),
+            "{}",
+            f.message
+        );
+        let rows = SplitMix64::new(7).sample(40, 3);
+        for r in &rows {
+            let expected = format!(
+                "data row {} in the noise batch: [0.3, 0.7], but {:?} when the gate scored it",
+                r + 1,
+                gate.row(*r)
+            );
+            assert!(f.message.contains(&expected), "{expected}\n{}", f.message);
+        }
+        let expected = format!(
+            "data row {} in the edge-case batch: [0.3, 0.7], but {:?}",
+            rows[0] + 1,
+            gate.row(rows[0])
+        );
+        assert!(f.message.contains(&expected), "{expected}\n{}", f.message);
+        assert_eq!(metric(&v, "inconsistent_answers"), 4.0);
+    }
+
+    #[test]
+    fn anchor_rows_land_at_seeded_positions_among_the_probes() {
+        let gate = hardened(&data()).unwrap();
+        let cfg: Config = serde_json::from_value(json!({"sample_rows": 6})).unwrap();
+        let positions = |seed| {
+            let batches = std::cell::RefCell::new(Vec::new());
+            probe(&cfg, &data(), &gate, &inputs(), seed, |b| {
+                batches.borrow_mut().push(b.clone());
+                hardened(b)
+            })
+            .unwrap();
+            let noise = batches.borrow()[0].clone();
+            // Anchors are exact copies of evaluation rows; noisy rows are not
+            // (every column of `x` and `y` moved by ±0.01σ).
+            let x = data();
+            let x = x.numeric("x").unwrap();
+            noise
+                .numeric("x")
+                .unwrap()
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| x.contains(v))
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+        };
+        let a = positions(21);
+        assert_eq!(a.len(), 6, "{a:?}");
+        assert_eq!(a, positions(21), "same seed, same positions");
+        assert_ne!(
+            a,
+            (6..12).collect::<Vec<_>>(),
+            "anchors are not simply appended"
+        );
+        assert_ne!(a, positions(22));
+    }
+
+    #[test]
+    fn agreement_allows_1e_9_absolute_or_relative() {
+        assert!(agrees(0.5, 0.5 + 5e-10));
+        assert!(!agrees(0.5, 0.5 + 5e-9));
+        assert!(agrees(1e12, 1e12 + 100.0));
+        assert!(!agrees(1e12, 1e12 + 1e4));
+        assert!(agrees(f64::NAN, f64::NAN));
+        assert!(!agrees(f64::NAN, 0.0));
+        assert!(agrees(f64::INFINITY, f64::INFINITY));
+        assert!(!agrees(f64::INFINITY, f64::NEG_INFINITY));
     }
 
     #[test]
@@ -796,14 +1055,16 @@ mod tests {
     fn noise_probe_errors_name_the_probe() {
         let calls = std::cell::Cell::new(0);
         let cfg = Config::default();
-        let v = probe(&cfg, &data(), &inputs(), 1, |b| {
+        let gate = hardened(&data()).unwrap();
+        let v = probe(&cfg, &data(), &gate, &inputs(), 1, |b| {
             calls.set(calls.get() + 1);
-            if calls.get() == 2 {
+            if calls.get() == 1 {
                 Err(PluginError::new("fuel_exhausted", "all fuel used"))
             } else {
                 hardened(b)
             }
         })
+        .unwrap()
         .finish();
         assert!(!v.passed);
         assert_eq!(codes(&v), ["probe-error"]);
@@ -825,10 +1086,12 @@ mod tests {
         let seen = std::cell::RefCell::new(Vec::new());
         let go = |seed| {
             seen.borrow_mut().clear();
-            let v = probe(&cfg, &data(), &inputs(), seed, |b| {
+            let gate = hardened(&data()).unwrap();
+            let v = probe(&cfg, &data(), &gate, &inputs(), seed, |b| {
                 seen.borrow_mut().push(b.numeric("x").unwrap().to_vec());
                 hardened(b)
             })
+            .unwrap()
             .finish();
             (v, seen.borrow().clone())
         };
@@ -836,8 +1099,8 @@ mod tests {
         let (b, sb) = go(11);
         let (_, sc) = go(12);
         assert_eq!(a, b);
-        assert_eq!(sa.len(), 3, "sample, noisy sample, edge cases");
-        assert_eq!(sa[0].len(), 5);
+        assert_eq!(sa.len(), 2, "noisy sample, edge cases");
+        assert_eq!(sa[0].len(), 5 + 5, "5 noisy rows and their 5 originals");
         assert!(
             sa.iter()
                 .zip(&sb)
@@ -873,9 +1136,8 @@ mod tests {
         assert_eq!(b.numeric("y").unwrap()[11], 0.0);
     }
 
-    #[test]
-    fn config_is_checked() {
-        let ctx = |c: serde_json::Value| Context {
+    fn ctx(c: serde_json::Value) -> Context {
+        Context {
             step: "robustness".into(),
             config: c.to_string(),
             seed: 0,
@@ -895,14 +1157,46 @@ mod tests {
             baseline: None,
             data: data(),
             labels: None,
-            candidate_predictions: Predictions::probabilities(2, vec![]),
+            candidate_predictions: hardened(&data()).unwrap(),
             baseline_predictions: None,
             reference: None,
-        };
+        }
+    }
+
+    #[test]
+    fn config_errors_name_the_step_and_the_key() {
         let e = run(&ctx(json!({"max_flip_share": 2.0})), hardened).unwrap_err();
-        assert!(e.message.contains("`max_flip_share`"), "{}", e.message);
+        assert_eq!(e.code, "bad-config");
+        assert_eq!(
+            e.message,
+            "step `robustness`: config key `max_flip_share`: must be in [0, 1], got 2"
+        );
         let e = run(&ctx(json!({"sample_row": 5})), hardened).unwrap_err();
-        assert!(e.message.contains("sample_row"), "{}", e.message);
+        assert_eq!(e.code, "bad-config");
+        assert!(
+            e.message
+                .starts_with("step `robustness`: config key `sample_row`: unknown key; the known keys are `noise`, "),
+            "{}",
+            e.message
+        );
         assert!(run(&ctx(json!({})), hardened).unwrap().passed);
+    }
+
+    fn never_called(_: &Batch) -> Result<Predictions, PluginError> {
+        panic!("a dry run must not probe the candidate")
+    }
+
+    #[test]
+    fn a_dry_run_checks_the_config_and_passes_without_probing() {
+        let dry = ctx(json!({"noise": 0.02})).as_dry_run();
+        assert!(dry.is_dry_run());
+        let v = run(&dry, never_called).unwrap();
+        assert!(v.passed);
+        assert!(v.findings.is_empty(), "{:?}", v.findings);
+        let e = run(&ctx(json!({"noise": -1.0})).as_dry_run(), never_called).unwrap_err();
+        assert_eq!(
+            e.message,
+            "step `robustness`: config key `noise`: must be a finite number ≥ 0, got -1"
+        );
     }
 }

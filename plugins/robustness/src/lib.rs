@@ -10,9 +10,9 @@
 //! * **noise**: every numeric input of up to `sample_rows` sampled rows is
 //!   moved by `noise` × the column's standard deviation, up or down at
 //!   random; a row *flips* when its predicted class changes (classification)
-//!   or its prediction moves by more than `max_regression_delta` × |original
-//!   prediction| (regression). The step fails when the share of flipped rows
-//!   exceeds `max_flip_share`.
+//!   or its prediction moves by more than `max_regression_delta` × |the
+//!   gate's prediction for it| (regression). The step fails when the share
+//!   of flipped rows exceeds `max_flip_share`.
 //! * **edge cases**: from one sampled row, one probe per input and case —
 //!   missing (NaN, or no category), +∞, −∞, far above and far below the
 //!   observed range (max + 10⁶ × range, min − 10⁶ × range) — and one row with
@@ -21,9 +21,25 @@
 //!   a probe with its own error; a trap, a sandbox limit (fuel, memory,
 //!   time) or a NaN/infinite output always fails.
 //!
+//! # Trusting the probe answers
+//!
+//! A model sees every probe batch and could answer small batches differently
+//! from the gate's full batch (say, with a constant, which never flips and is
+//! always finite). So each probe batch also carries unperturbed copies of
+//! the rows being probed (every sampled row in the noise batch, the base row
+//! in the edge-case batch), at seeded random positions the model cannot tell
+//! apart, and the candidate's answers for them must equal the gate's own
+//! predictions for those rows within 1e-9 (absolute or relative). Any
+//! disagreement is an `inconsistent-probe-answers` failure naming the data
+//! row and both values. The noise probe's "before" is the gate's prediction
+//! itself, not a second call.
+//!
 //! Sampling and noise signs come from a SplitMix64 generator seeded with the
-//! run's `seed`, so the same inputs give the same verdict; no clock and no OS
-//! randomness are used.
+//! run's `seed`, and where the unperturbed rows go from a second generator
+//! seeded from it, so the same inputs give the same verdict; no clock and no
+//! OS randomness are used.
+//!
+//! On the host's dry run (no rows) the step only checks its config.
 //!
 //! # Config
 //!
@@ -50,15 +66,19 @@
 //! # Findings
 //!
 //! `prediction-flips` (failure when the flip share is too high, info
-//! otherwise), `probe-error` (the candidate failed on the sampled or noisy
-//! rows), `probe-bad-output` (wrong width or row count), `edge-case-error`,
+//! otherwise), `inconsistent-probe-answers` (failure: an unperturbed row
+//! inside a probe batch got a different answer than the gate's),
+//! `probe-error` (the candidate failed on the noisy rows),
+//! `probe-bad-output` (wrong width or row count), `edge-case-error`,
 //! `edge-case-non-finite`, `edge-case-bad-output` (failures, listing the
 //! probes), `edge-case-refused` (info, when refusals are allowed), `no-rows`.
 //!
 //! # Metrics
 //!
 //! `flip_share`, `flips`, `probes` (probe rows sent: noisy rows plus
-//! edge-case rows), `edge_case_failures`.
+//! edge-case rows, not counting the unperturbed copies), `edge_case_failures`,
+//! `anchor_rows` (unperturbed copies checked against the gate's
+//! predictions), `inconsistent_answers`.
 #![forbid(unsafe_code)]
 
 pub mod check;

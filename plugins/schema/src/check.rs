@@ -1,6 +1,7 @@
 //! The schema checks as plain functions over the WIT types, so that every
 //! rule is unit-tested natively without a sandbox.
 
+use airlock_guest::config::{key_error, missing_column};
 use airlock_guest::{
     Batch, ColumnValues, Context, FeatureKind, ModelMetadata, PluginError, Predictions, Task,
     Verdict, report::Report,
@@ -111,12 +112,12 @@ impl Config {
     /// Refuses contracts that cannot be met by any model, naming the problem.
     pub fn validate(&self) -> Result<(), PluginError> {
         let mut seen = std::collections::BTreeSet::new();
-        for i in &self.inputs {
+        for (k, i) in self.inputs.iter().enumerate() {
             if !seen.insert(i.name.as_str()) {
-                return Err(PluginError::bad_config(format!(
-                    "`inputs` lists `{}` twice",
-                    i.name
-                )));
+                return Err(key_error(
+                    format!("inputs[{k}].name"),
+                    format!("`{}` is listed twice", i.name),
+                ));
             }
         }
         if let Some(classes) = &self.classes {
@@ -126,11 +127,14 @@ impl Config {
                 TaskName::MulticlassClassification => classes.len() >= 2,
             };
             if !ok {
-                return Err(PluginError::bad_config(format!(
-                    "`classes` has {} entries, which does not fit task `{}` (regression: none, binary: 2, multiclass: 2 or more)",
-                    classes.len(),
-                    self.task.as_str()
-                )));
+                return Err(key_error(
+                    "classes",
+                    format!(
+                        "has {} entries, which does not fit task `{}` (regression: none, binary: 2, multiclass: 2 or more)",
+                        classes.len(),
+                        self.task.as_str()
+                    ),
+                ));
             }
         }
         Ok(())
@@ -138,9 +142,28 @@ impl Config {
 }
 
 /// The whole step: parses the config, runs every check, returns the verdict.
+/// On the host's dry run (no rows) it checks the contract and that the
+/// step's dataset has every required contract input, then passes without
+/// findings.
 pub fn run(ctx: &Context) -> Result<Verdict, PluginError> {
+    check(ctx).map_err(|e| ctx.name_step(e))
+}
+
+fn check(ctx: &Context) -> Result<Verdict, PluginError> {
     let cfg: Config = ctx.config()?;
     cfg.validate()?;
+    for (k, input) in cfg.inputs.iter().enumerate() {
+        if input.required && ctx.data.column(&input.name).is_none() {
+            return Err(missing_column(
+                format!("inputs[{k}].name"),
+                &input.name,
+                "is a required contract input but is not in the step's dataset",
+            ));
+        }
+    }
+    if ctx.is_dry_run() {
+        return Ok(Report::new().finish());
+    }
     let meta = &ctx.candidate.metadata;
     let mut report = Report::new();
     report.metric("inputs", meta.inputs.len() as f64);
@@ -377,7 +400,7 @@ pub fn check_predictions(
         let shown: Vec<String> = bad_rows
             .iter()
             .take(SHOW_ROWS)
-            .map(|&i| format!("row {i}: {:?}", preds.row(i)))
+            .map(|&i| format!("data row {}: {:?}", i + 1, preds.row(i)))
             .collect();
         let more = bad_rows.len().saturating_sub(SHOW_ROWS);
         report.fail(
@@ -626,7 +649,11 @@ mod tests {
             "{}",
             v.findings[0].message
         );
-        assert!(v.findings[0].message.contains("row 1"));
+        assert!(
+            v.findings[0].message.contains("data row 2: [NaN"),
+            "{}",
+            v.findings[0].message
+        );
 
         let mut r = Report::new();
         check_predictions(
@@ -682,13 +709,19 @@ mod tests {
         c["alow_extra_inputs"] = true.into();
         let e = run(&ctx(c, good_meta(), good_data(), preds.clone())).unwrap_err();
         assert_eq!(e.code, "bad-config");
-        assert!(e.message.contains("alow_extra_inputs"), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("step `schema`: config key `alow_extra_inputs`: unknown key"),
+            "{}",
+            e.message
+        );
 
         let mut c = binary_config();
         c["classes"] = serde_json::json!(["a", "b", "c"]);
         let e = run(&ctx(c, good_meta(), good_data(), preds.clone())).unwrap_err();
         assert!(
-            e.message.contains("`classes` has 3 entries"),
+            e.message
+                .starts_with("step `schema`: config key `classes`: has 3 entries"),
             "{}",
             e.message
         );
@@ -696,12 +729,44 @@ mod tests {
         let mut c = binary_config();
         c["inputs"][1]["name"] = "a".into();
         let e = run(&ctx(c, good_meta(), good_data(), preds.clone())).unwrap_err();
-        assert!(e.message.contains("`a` twice"), "{}", e.message);
+        assert_eq!(
+            e.message,
+            "step `schema`: config key `inputs[1].name`: `a` is listed twice"
+        );
+
+        let mut c = binary_config();
+        c["inputs"][1]["kind"] = "text".into();
+        let e = run(&ctx(c, good_meta(), good_data(), preds.clone())).unwrap_err();
+        assert_eq!(
+            e.message,
+            "step `schema`: config key `inputs[1].kind`: unknown value `text`; expected `numeric` or `categorical`"
+        );
 
         let mut c = binary_config();
         c["task"] = "classification".into();
-        let e = run(&ctx(c, good_meta(), good_data(), preds)).unwrap_err();
-        assert!(e.message.contains("classification"), "{}", e.message);
+        let e = run(&ctx(c, good_meta(), good_data(), preds.clone())).unwrap_err();
+        assert!(
+            e.message.starts_with(
+                "step `schema`: config key `task`: unknown value `classification`; expected one of"
+            ),
+            "{}",
+            e.message
+        );
+
+        // The dry run checks the same contract and the dataset's column
+        // names, and passes without judging the (absent) rows.
+        let dry = ctx(binary_config(), good_meta(), good_data(), preds.clone()).as_dry_run();
+        let v = run(&dry).unwrap();
+        assert!(v.passed);
+        assert!(v.findings.is_empty(), "{:?}", v.findings);
+        let mut c = binary_config();
+        c["inputs"][0]["name"] = "zz".into();
+        let e = run(&ctx(c, good_meta(), good_data(), preds).as_dry_run()).unwrap_err();
+        assert_eq!(e.code, "missing-column");
+        assert_eq!(
+            e.message,
+            "step `schema`: config key `inputs[0].name`: column `zz` is a required contract input but is not in the step's dataset"
+        );
     }
 
     #[test]

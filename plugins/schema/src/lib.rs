@@ -32,6 +32,14 @@
 //! ]
 //! ```
 //!
+//! # Config errors and the dry run
+//!
+//! Errors name the step and key (``step `schema`: config key
+//! `inputs[1].kind`: …``). A required contract input missing from the
+//! step's dataset is `missing-column` (key `inputs[i].name`). The host's dry
+//! run (no rows) checks the contract and the dataset's column names, then
+//! passes with no findings; the candidate is judged on the real run.
+//!
 //! # Findings (all failures unless noted)
 //!
 //! `missing-input`, `input-kind-mismatch`, `extra-input` (info when allowed),
