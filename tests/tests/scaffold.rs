@@ -198,8 +198,7 @@ fn author_path_from_new_to_a_passing_gate() {
     assert_eq!(v["passed"], true, "{v:#}");
     let step = &v["steps"][0];
     assert_eq!(step["validator"]["name"], "min-accuracy", "{v:#}");
-    assert_eq!(step["metrics"][0][0], "accuracy", "{v:#}");
-    let accuracy = step["metrics"][0][1].as_f64().unwrap();
+    let accuracy = step["metrics"]["accuracy"].as_f64().unwrap();
     assert!((accuracy - 0.9766).abs() < 1e-3, "{accuracy}");
 
     write_gate(&gate, &validator, "min_accuracy = 0.999");
@@ -209,18 +208,40 @@ fn author_path_from_new_to_a_passing_gate() {
     assert_eq!(finding["severity"], "error", "{v:#}");
     assert_eq!(finding["code"], "accuracy-below-threshold", "{v:#}");
 
-    // A misspelt config key is the validator's own error, naming the step
-    // and the key in the form the host maps to a line of the gate file.
+    // A misspelt config key is an error of the gate (exit 2), found by the
+    // validator's dry run before any step runs, naming the step, the key
+    // and its line in the gate file.
     write_gate(&gate, &validator, "min_acuracy = 0.9");
-    let v = run(1);
-    let error = &v["steps"][0]["error"];
-    assert_eq!(error["kind"], "guest_error", "{v:#}");
-    let message = error["message"].as_str().unwrap();
+    let o = expect(
+        dir,
+        &[
+            "gate",
+            "run",
+            &s(&gate),
+            "--model",
+            &s(&xgboost),
+            "--bundle",
+            &s(&bundle),
+        ],
+        2,
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.stdout.is_empty(), "no step may have run");
     assert!(
-        message.contains(
-            "step `accuracy`: config key `min_acuracy`: unknown key; the known key is `min_accuracy`"
+        stderr.contains(
+            "step `accuracy`: bad-config: config key `min_acuracy`: unknown key; the known key is `min_accuracy`"
         ),
-        "{v:#}"
+        "{stderr}"
+    );
+    let line = std::fs::read_to_string(&gate)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("min_acuracy"))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!("gate.toml:{line}:1: ")),
+        "{stderr}"
     );
 }
 

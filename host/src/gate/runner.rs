@@ -42,7 +42,12 @@ type DataKey = (PathBuf, Option<String>);
 /// Guest error codes that mean "the gate is misconfigured", not "the
 /// candidate is bad": a validator returns them from its configuration
 /// check.
-pub const CONFIG_ERROR_CODES: [&str; 3] = ["bad-config", "missing-labels", "missing-column"];
+pub const CONFIG_ERROR_CODES: [&str; 4] = [
+    "bad-config",
+    "missing-labels",
+    "missing-column",
+    "missing-reference",
+];
 
 /// Fuel cap of a step's configuration dry run.
 pub const DRY_RUN_FUEL: u64 = 200_000_000;
