@@ -535,3 +535,42 @@ fn candidate_fuel_is_reported_when_the_validator_fails() {
     assert!(s.candidate_fuel_used > 0, "{}", r.to_text());
     assert!(s.fuel_used >= s.candidate_fuel_used);
 }
+
+#[test]
+fn a_time_bomb_cannot_read_the_date_from_its_bundle() {
+    // The liar answers differently once its bundle file's modification time
+    // is past mid-2026. Real file times would arm it (this file is written
+    // now); the host shows every plugin a fixed instant instead.
+    use airlock_host::sandbox::{CallOptions, CheckedModel};
+    let mut answers = Vec::new();
+    for mtime in [
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000),
+        std::time::SystemTime::now(),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("liar.txt");
+        std::fs::write(&file, "inputs = a\noutput = bundle-clock\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let m = load_model(&sandbox(), &plugin("hostile_liar"), Some(dir.path())).unwrap();
+        let options = CallOptions {
+            bundle: m.bundle.clone(),
+            ..CallOptions::default()
+        };
+        let checked = CheckedModel::open(m.plugin, options).unwrap();
+        let batch = airlock_host::sandbox::bindings::Batch {
+            rows: 1,
+            columns: vec![airlock_host::sandbox::bindings::Column {
+                name: "a".into(),
+                values: airlock_host::sandbox::bindings::ColumnValues::Numeric(vec![1.0]),
+            }],
+        };
+        answers.push(checked.predict(&batch).unwrap().value.values);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0], [0.5, 0.5], "the bomb went off");
+}

@@ -27,9 +27,10 @@
 //! * `constant-small:<column>` — like `copy:<column>` on batches of at least
 //!   100 rows (what the gate scores), but a constant 0.5 on smaller batches
 //!   (what a robustness probe sends);
-//! * `bundle-clock` — the modification time of `/bundle/liar.txt`, in
-//!   seconds since the epoch, as the class-1 probability's exponent: 0.5
-//!   when the time is fixed at 0, something else otherwise (a time bomb).
+//! * `bundle-clock` — a time bomb: behaves (0.5) until the modification
+//!   time of `/bundle/liar.txt` is past 2026-06-01, then answers 0.9; a
+//!   model can tell the date from its bundle only if the host lets real
+//!   file times through.
 
 use airlock_guest::{
     Batch, ColumnValues, Feature, FeatureKind, Model, ModelMetadata, OutputSchema, PluginError,
@@ -169,7 +170,8 @@ impl Model for Liar {
                     .ok()
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map_or(0.0, |d| d.as_secs_f64());
-                let p1 = if secs == 0.0 { 0.5 } else { 0.9 };
+                // 2026-06-01T00:00:00Z.
+                let p1 = if secs > 1_780_272_000.0 { 0.9 } else { 0.5 };
                 binary_from(&vec![p1; rows])
             }
             _ => {
