@@ -10,9 +10,12 @@
 //! fuel = 1_000_000_000
 //! timeout_ms = 5_000
 //! memory_bytes = 134_217_728
+//! [component]                 # what a component may ask the compiler to do
+//! max_function_body_bytes = 262_144
 //! ```
 
 use crate::limits::Limits;
+use crate::precheck::ComponentCaps;
 use crate::sandbox::SandboxConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -32,6 +35,8 @@ pub struct HostConfig {
     pub epoch_tick_ms: u64,
     /// Use the pooling allocator.
     pub pooling: bool,
+    /// Caps checked on a component before it is compiled.
+    pub component: ComponentCaps,
 }
 
 impl Default for HostConfig {
@@ -43,6 +48,7 @@ impl Default for HostConfig {
             max_instances: 16,
             epoch_tick_ms: s.epoch_tick.as_millis() as u64,
             pooling: s.pooling,
+            component: s.component_caps,
         }
     }
 }
@@ -91,7 +97,7 @@ impl HostConfig {
                 l.memory_bytes
             ));
         }
-        Ok(())
+        self.component.check()
     }
 
     /// The sandbox setup this configuration describes.
@@ -102,6 +108,7 @@ impl HostConfig {
             max_instances: self.max_instances,
             epoch_tick: Duration::from_millis(self.epoch_tick_ms),
             pooling: self.pooling,
+            component_caps: self.component,
             ..SandboxConfig::default()
         }
     }
@@ -143,5 +150,22 @@ mod tests {
                 .contains("4 GiB")
         );
         assert!(parse("max_instances = \"x\"").is_err());
+    }
+
+    #[test]
+    fn component_caps_are_read_and_checked_by_key() {
+        let c = parse("[component]\nmax_locals_per_function = 500\n").unwrap();
+        assert_eq!(c.sandbox_config().component_caps.max_locals_per_function, 500);
+        assert_eq!(
+            c.component.max_functions,
+            ComponentCaps::default().max_functions
+        );
+        let e = parse("[component]\nmax_functions = 0\n").unwrap_err();
+        assert!(
+            e.ends_with(": component.max_functions must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("[component]\nmax_locals = 5\n").unwrap_err();
+        assert!(e.contains("unknown field `max_locals`"), "{e}");
     }
 }

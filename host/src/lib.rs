@@ -8,6 +8,7 @@
 //! * [`sandbox`]: the engine, compile cache, per-call limits and the typed
 //!   failures every plugin call can end in;
 //! * [`capabilities`] and [`limits`]: the pure policies the sandbox enforces;
+//! * [`precheck`]: static caps on what a component may ask the compiler to do;
 //! * [`data`]: typed batches read from CSV files;
 //! * [`gate`]: gate files, the gate runner and its report;
 //! * [`cli`]: the command-line front end, including the one place where
@@ -23,6 +24,7 @@ pub mod error;
 pub mod gate;
 pub mod limits;
 pub mod manifest;
+pub mod precheck;
 pub mod sandbox;
 
 pub use error::{FailureKind, PluginFailure, SandboxError};

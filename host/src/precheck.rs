@@ -1,0 +1,352 @@
+//! Static checks of component bytes, before Cranelift is asked to compile
+//! anything.
+//!
+//! Compiling is the one step of loading whose cost the submitter controls:
+//! a small component with one function of tens of thousands of locals, one
+//! multi-megabyte straight-line function or hundreds of thousands of tiny
+//! functions keeps Cranelift busy for minutes and gigabytes. So the host
+//! first walks the component with `wasmparser` (one linear pass, no code
+//! generation), refuses what the operator's [`ComponentCaps`] do not admit,
+//! and collects the top-level import and export names, so that the import
+//! policy is applied before compiling as well. Every refusal names the cap,
+//! its value, and what the component has.
+
+use crate::capabilities::World;
+use crate::error::{FailureKind, PluginFailure};
+use serde::{Deserialize, Serialize};
+use wasmparser::{
+    ComponentExternalKind, ComponentTypeRef, Encoding, Parser, Payload, TypeRef,
+};
+
+/// The first four bytes of every WebAssembly binary.
+pub const MAGIC: &[u8; 4] = b"\0asm";
+/// Bytes 4..8 of a component binary: version 0x0d, layer 1.
+pub const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+/// Bytes 4..8 of a core module binary: version 1, layer 0.
+pub const MODULE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
+
+/// The hint for people who hand the host a core module.
+pub const CORE_MODULE_HINT: &str = "this is a core WebAssembly module, not a component: build the guest for `wasm32-wasip2` (rustup target add wasm32-wasip2; cargo build --target wasm32-wasip2) or with `airlock plugin build`";
+
+/// What a component may ask the compiler to do: the operator's `[component]`
+/// configuration section. The defaults admit every first-party plugin with
+/// a wide margin (see each field) and keep the worst admitted component's
+/// compile within a few seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentCaps {
+    /// Largest component file, in bytes; checked before the file is read.
+    pub max_component_bytes: u64,
+    /// Core functions defined by all core modules of the component together.
+    pub max_functions: u64,
+    /// Locals declared by any one function (parameters not included).
+    pub max_locals_per_function: u64,
+    /// Size of any one function body, in bytes.
+    pub max_function_body_bytes: u64,
+    /// Size of all function bodies together, in bytes.
+    pub max_code_bytes: u64,
+    /// Linear memories defined by all core modules together.
+    pub max_memories: u64,
+    /// Wall-clock limit of one compile, in milliseconds.
+    pub compile_timeout_ms: u64,
+}
+
+impl Default for ComponentCaps {
+    fn default() -> Self {
+        ComponentCaps {
+            max_component_bytes: 64 << 20,
+            max_functions: 20_000,
+            max_locals_per_function: 2_000,
+            max_function_body_bytes: 256 << 10,
+            max_code_bytes: 16 << 20,
+            max_memories: 1,
+            compile_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl ComponentCaps {
+    /// Checks an operator's values: every cap must be above zero.
+    pub fn check(&self) -> Result<(), String> {
+        for (key, v) in [
+            ("component.max_component_bytes", self.max_component_bytes),
+            ("component.max_functions", self.max_functions),
+            (
+                "component.max_locals_per_function",
+                self.max_locals_per_function,
+            ),
+            (
+                "component.max_function_body_bytes",
+                self.max_function_body_bytes,
+            ),
+            ("component.max_code_bytes", self.max_code_bytes),
+            ("component.max_memories", self.max_memories),
+            ("component.compile_timeout_ms", self.compile_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a component was refused before compiling.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrecheckError {
+    /// The bytes do not start with the WebAssembly magic number.
+    #[error("not a WebAssembly component: the file does not start with the `\\0asm` magic number")]
+    NotWasm,
+    /// A core module where a component was expected.
+    #[error("{CORE_MODULE_HINT}")]
+    CoreModule,
+    /// A WebAssembly binary of a version or layer the host does not know.
+    #[error(
+        "not a WebAssembly component: unknown version/layer bytes {0:02x?} (a component has 0d 00 01 00)"
+    )]
+    UnknownVersion([u8; 4]),
+    /// The component's structure does not parse.
+    #[error("not a valid component: {0}")]
+    Malformed(String),
+    /// A cap in `[component]` is exceeded.
+    #[error("{what}; the cap is {cap} ({key})")]
+    OverCap {
+        /// What the component has, e.g. "function 3 of core module 1
+        /// declares 49000 locals".
+        what: String,
+        /// The cap's value.
+        cap: u64,
+        /// The configuration key of the cap, e.g. `component.max_functions`.
+        key: &'static str,
+    },
+    /// A memory whose declared minimum alone is above the memory cap, so
+    /// no call could ever instantiate it.
+    #[error(
+        "memory {memory} of core module {module} declares a minimum of {bytes} bytes; the memory cap is {cap} bytes (limits.memory_bytes)"
+    )]
+    MemoryMinimum {
+        /// Index of the memory in its module.
+        memory: u32,
+        /// Index of the core module in the component (order of appearance).
+        module: u32,
+        /// Declared minimum size in bytes.
+        bytes: u64,
+        /// The memory cap.
+        cap: u64,
+    },
+    /// Neither world's exports are present.
+    #[error(
+        "exports neither the model world (metadata, predict) nor the validator world (describe, validate); it exports: [{}]",
+        .0.join(", ")
+    )]
+    NoWorld(Vec<String>),
+}
+
+impl From<PrecheckError> for PluginFailure {
+    fn from(e: PrecheckError) -> Self {
+        PluginFailure::new(FailureKind::InvalidComponent, e.to_string())
+    }
+}
+
+/// What the static pass found: the component's top-level names and the
+/// measures its caps apply to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Top-level import names, as wasmtime reports them
+    /// (e.g. `wasi:cli/environment@0.2.6`).
+    pub imports: Vec<String>,
+    /// Top-level export names.
+    pub exports: Vec<String>,
+    /// Core modules, adapters included.
+    pub core_modules: u32,
+    /// Core functions defined, over all core modules.
+    pub functions: u64,
+    /// Bytes of all function bodies.
+    pub code_bytes: u64,
+    /// The largest function body, in bytes.
+    pub largest_function_body: u64,
+    /// The most locals any one function declares.
+    pub most_locals: u64,
+    /// Linear memories defined, over all core modules.
+    pub memories: u64,
+}
+
+impl Summary {
+    /// The world the exports name: `metadata` and `predict` make a model,
+    /// `describe` and `validate` a validator.
+    pub fn world(&self) -> Result<World, PrecheckError> {
+        let has = |n: &str| self.exports.iter().any(|e| e == n);
+        if has("predict") && has("metadata") {
+            Ok(World::Model)
+        } else if has("validate") && has("describe") {
+            Ok(World::Validator)
+        } else {
+            Err(PrecheckError::NoWorld(self.exports.clone()))
+        }
+    }
+}
+
+/// Checks the 8-byte header: the magic number and the component
+/// version/layer, with a hint for core modules. Needs only the first 8
+/// bytes, so a file's header is checked before the rest is read.
+pub fn check_header(bytes: &[u8]) -> Result<(), PrecheckError> {
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(PrecheckError::NotWasm);
+    }
+    let version: [u8; 4] = [bytes[4], bytes[5], bytes[6], bytes[7]];
+    if version == COMPONENT_VERSION {
+        Ok(())
+    } else if version == MODULE_VERSION {
+        Err(PrecheckError::CoreModule)
+    } else {
+        Err(PrecheckError::UnknownVersion(version))
+    }
+}
+
+/// Walks a component once and refuses it when it exceeds `caps`, or when
+/// one of its memories declares a minimum above `memory_cap` bytes.
+/// Returns the top-level import and export names and the measures.
+pub fn check(
+    bytes: &[u8],
+    caps: &ComponentCaps,
+    memory_cap: u64,
+) -> Result<Summary, PrecheckError> {
+    fn over(
+        actual: u64,
+        cap: u64,
+        key: &'static str,
+        what: impl FnOnce(u64) -> String,
+    ) -> Result<(), PrecheckError> {
+        if actual > cap {
+            Err(PrecheckError::OverCap {
+                what: what(actual),
+                cap,
+                key,
+            })
+        } else {
+            Ok(())
+        }
+    }
+    over(
+        bytes.len() as u64,
+        caps.max_component_bytes,
+        "component.max_component_bytes",
+        |n| format!("the component is {n} bytes"),
+    )?;
+    check_header(bytes)?;
+
+    let mut s = Summary::default();
+    // Encodings of the binaries being parsed, outermost first.
+    let mut stack: Vec<Encoding> = Vec::new();
+    // The core module being parsed: its index, imported functions, and the
+    // index of its next defined function.
+    let mut module = 0u32;
+    let mut imported_funcs = 0u64;
+    let mut next_func = 0u64;
+    let mut module_memories = 0u32;
+    let malformed = |e: wasmparser::BinaryReaderError| PrecheckError::Malformed(e.to_string());
+
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(malformed)? {
+            Payload::Version { encoding, .. } => {
+                if encoding == Encoding::Module {
+                    if stack.is_empty() {
+                        return Err(PrecheckError::CoreModule);
+                    }
+                    module = s.core_modules;
+                    s.core_modules += 1;
+                    imported_funcs = 0;
+                    next_func = 0;
+                    module_memories = 0;
+                }
+                stack.push(encoding);
+            }
+            Payload::End(_) => {
+                stack.pop();
+            }
+            // Type imports and exports (`(type (eq ...))`) carry no
+            // capability and are not listed by wasmtime either.
+            Payload::ComponentImportSection(r) if stack.len() == 1 => {
+                for import in r {
+                    let import = import.map_err(malformed)?;
+                    if !matches!(import.ty, ComponentTypeRef::Type(_)) {
+                        s.imports.push(import.name.name.to_string());
+                    }
+                }
+            }
+            Payload::ComponentExportSection(r) if stack.len() == 1 => {
+                for export in r {
+                    let export = export.map_err(malformed)?;
+                    if export.kind != ComponentExternalKind::Type {
+                        s.exports.push(export.name.name.to_string());
+                    }
+                }
+            }
+            Payload::ImportSection(r) => {
+                for import in r.into_imports() {
+                    let import = import.map_err(malformed)?;
+                    if matches!(import.ty, TypeRef::Func(_) | TypeRef::FuncExact(_)) {
+                        imported_funcs += 1;
+                    }
+                }
+            }
+            Payload::MemorySection(r) => {
+                for memory in r {
+                    let memory = memory.map_err(malformed)?;
+                    let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+                    let bytes = memory.initial.saturating_mul(page);
+                    if bytes > memory_cap {
+                        return Err(PrecheckError::MemoryMinimum {
+                            memory: module_memories,
+                            module,
+                            bytes,
+                            cap: memory_cap,
+                        });
+                    }
+                    module_memories += 1;
+                    s.memories += 1;
+                    over(s.memories, caps.max_memories, "component.max_memories", |n| {
+                        format!("the component's core modules define at least {n} linear memories")
+                    })?;
+                }
+            }
+            Payload::CodeSectionStart { count, .. } => {
+                s.functions += u64::from(count);
+                over(s.functions, caps.max_functions, "component.max_functions", |n| {
+                    format!("the component's core modules define at least {n} functions")
+                })?;
+            }
+            Payload::CodeSectionEntry(body) => {
+                let index = imported_funcs + next_func;
+                next_func += 1;
+                let size = body.range().len() as u64;
+                over(
+                    size,
+                    caps.max_function_body_bytes,
+                    "component.max_function_body_bytes",
+                    |n| format!("function {index} of core module {module} has a body of {n} bytes"),
+                )?;
+                s.code_bytes += size;
+                s.largest_function_body = s.largest_function_body.max(size);
+                over(s.code_bytes, caps.max_code_bytes, "component.max_code_bytes", |n| {
+                    format!("the component's function bodies total at least {n} bytes")
+                })?;
+                let mut locals = 0u64;
+                let mut reader = body.get_locals_reader().map_err(malformed)?;
+                for _ in 0..reader.get_count() {
+                    let (n, _) = reader.read().map_err(malformed)?;
+                    locals = locals.saturating_add(u64::from(n));
+                }
+                over(
+                    locals,
+                    caps.max_locals_per_function,
+                    "component.max_locals_per_function",
+                    |n| format!("function {index} of core module {module} declares {n} locals"),
+                )?;
+                s.most_locals = s.most_locals.max(locals);
+            }
+            _ => {}
+        }
+    }
+    Ok(s)
+}

@@ -1,0 +1,751 @@
+//! Resource exhaustion before any cap applies: components built to make
+//! Cranelift (or the host's file reads) spend minutes and gigabytes, and
+//! components with several memories that together exceed the memory cap.
+//!
+//! Each bomb from the security review is built here with `wasm-encoder` and
+//! must be refused by the static pass of `airlock_host::precheck`, naming
+//! the cap, before anything is compiled; each test prints how long the
+//! refusal took (timings are shown, not asserted). The real plugins must fit
+//! the default caps with room to spare, and the static view of a component's
+//! imports must be exactly wasmtime's.
+
+use airlock_host::precheck::{self, ComponentCaps, PrecheckError};
+use airlock_host::sandbox::bindings::{Batch, Column, ColumnValues};
+use airlock_host::sandbox::{CallOptions, Plugin, Sandbox, SandboxConfig};
+use airlock_host::{FailureKind, PluginFailure, SandboxError};
+use airlock_tests::{plugin, sandbox};
+use std::path::Path;
+use std::time::Instant;
+use wasm_encoder::{
+    CodeSection, Component, Function, FunctionSection, InstanceSection, MemorySection, MemoryType,
+    Module, ModuleArg, ModuleSection, StartSection, TypeSection, ValType,
+};
+
+// ---------------------------------------------------------------- builders
+
+/// One core function: how many `i64` locals it declares and its body
+/// (instructions without the final `end`).
+struct Func {
+    locals: u32,
+    body: Vec<u8>,
+}
+
+impl Func {
+    /// A function that does nothing.
+    fn empty() -> Func {
+        Func {
+            locals: 0,
+            body: Vec::new(),
+        }
+    }
+}
+
+/// A core module of `() -> ()` functions and memories of `pages` minimum
+/// 64 KiB pages each, with `start` as its start function when given.
+fn module(funcs: &[Func], memories: &[u64], start: Option<u32>) -> Module {
+    let mut m = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    m.section(&types);
+    let mut fs = FunctionSection::new();
+    for _ in funcs {
+        fs.function(0);
+    }
+    m.section(&fs);
+    if !memories.is_empty() {
+        let mut ms = MemorySection::new();
+        for &pages in memories {
+            ms.memory(MemoryType {
+                minimum: pages,
+                maximum: None,
+                memory64: false,
+                shared: false,
+                page_size_log2: None,
+            });
+        }
+        m.section(&ms);
+    }
+    if let Some(f) = start {
+        m.section(&StartSection { function_index: f });
+    }
+    let mut code = CodeSection::new();
+    for f in funcs {
+        let mut func = if f.locals == 0 {
+            Function::new([])
+        } else {
+            Function::new([(f.locals, ValType::I64)])
+        };
+        func.raw(f.body.iter().copied());
+        func.raw([0x0b]);
+        code.function(&func);
+    }
+    m.section(&code);
+    m
+}
+
+/// A component holding `modules` and nothing else.
+fn component(modules: &[Module]) -> Vec<u8> {
+    let mut c = Component::new();
+    for m in modules {
+        c.section(&ModuleSection(m));
+    }
+    c.finish()
+}
+
+/// The encoded size of a function body as the code section stores it
+/// (locals declarations, instructions and `end`; not the size prefix).
+fn body_len(f: &Func) -> usize {
+    let locals: &[u8] = if f.locals == 0 {
+        &[0]
+    } else {
+        // one declaration, its count as LEB128, the type byte
+        &[1]
+    };
+    let mut n = locals.len() + f.body.len() + 1;
+    if f.locals != 0 {
+        n += leb_len(u64::from(f.locals)) + 1;
+    }
+    n
+}
+
+fn leb_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn push_leb(out: &mut Vec<u8>, mut v: u32) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A straight-line body of `i32.const 1; drop` pairs, `bytes` long.
+fn straight_line(bytes: usize) -> Vec<u8> {
+    [0x41, 0x01, 0x1a].repeat(bytes / 3)
+}
+
+/// A body about `bytes` long that keeps `locals` `i64` locals live:
+/// `local.get a; local.get b; i64.add; local.set c` over scattered locals,
+/// which is what makes register allocation expensive.
+fn locals_heavy(locals: u32, bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes + 16);
+    let mut state = 0x9e37_79b9_u32;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state % locals
+    };
+    while out.len() < bytes {
+        let (a, b, c) = (next(), next(), next());
+        out.push(0x20);
+        push_leb(&mut out, a);
+        out.push(0x20);
+        push_leb(&mut out, b);
+        out.push(0x7c);
+        out.push(0x21);
+        push_leb(&mut out, c);
+    }
+    out
+}
+
+/// `component_bytes` with `module` appended as one more top-level core
+/// module, instantiated (with no imports) when the component is: its start
+/// function runs at every instantiation.
+fn with_extra_instance(component_bytes: &[u8], module: &Module) -> Vec<u8> {
+    // The new module's index: the top-level core modules already there.
+    let mut depth = 0usize;
+    let mut modules = 0u32;
+    for payload in wasmparser::Parser::new(0).parse_all(component_bytes) {
+        match payload.unwrap() {
+            wasmparser::Payload::Version { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth -= 1,
+            wasmparser::Payload::ModuleSection { .. } if depth == 1 => modules += 1,
+            _ => {}
+        }
+    }
+    let mut extra = Component::new();
+    extra.section(&ModuleSection(module));
+    let mut instances = InstanceSection::new();
+    instances.instantiate(modules, std::iter::empty::<(&str, ModuleArg)>());
+    extra.section(&instances);
+    let extra = extra.finish();
+    let mut out = component_bytes.to_vec();
+    out.extend_from_slice(&extra[8..]);
+    out
+}
+
+/// `component_bytes` with `module` appended as one more top-level core
+/// module, never instantiated (only compiled).
+fn with_extra_module(component_bytes: &[u8], module: &Module) -> Vec<u8> {
+    let mut extra = Component::new();
+    extra.section(&ModuleSection(module));
+    let extra = extra.finish();
+    let mut out = component_bytes.to_vec();
+    out.extend_from_slice(&extra[8..]);
+    out
+}
+
+/// A module whose start function grows each of its `memories` (all
+/// starting empty) by `pages`, trapping when a growth is denied.
+fn growing_memories(memories: u32, pages: i32) -> Module {
+    let mut body = Vec::new();
+    for i in 0..memories {
+        body.push(0x41); // i32.const pages
+        let mut v = Vec::new();
+        // signed LEB128 of a small positive value
+        let mut x = pages;
+        loop {
+            let byte = (x & 0x7f) as u8;
+            x >>= 7;
+            if (x == 0 && byte & 0x40 == 0) || (x == -1 && byte & 0x40 != 0) {
+                v.push(byte);
+                break;
+            }
+            v.push(byte | 0x80);
+        }
+        body.extend_from_slice(&v);
+        body.push(0x40); // memory.grow i
+        push_leb(&mut body, i);
+        body.extend_from_slice(&[0x41, 0x7f]); // i32.const -1
+        body.push(0x46); // i32.eq
+        body.extend_from_slice(&[0x04, 0x40, 0x00, 0x0b]); // if unreachable end
+    }
+    module(
+        &[Func { locals: 0, body }],
+        &vec![0; memories as usize],
+        Some(0),
+    )
+}
+
+// ----------------------------------------------------------------- helpers
+
+/// A sandbox with `caps` (no disk cache: refused components never reach it
+/// anyway, and a custom engine must not share artifacts).
+fn sandbox_with(caps: ComponentCaps) -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        cache_dir: None,
+        component_caps: caps,
+        ..SandboxConfig::default()
+    })
+    .expect("sandbox")
+}
+
+/// Loads `bytes`, asserts the refusal is `kind` with exactly `message`, and
+/// prints how long it took.
+#[track_caller]
+fn assert_refused(sb: &Sandbox, what: &str, bytes: &[u8], kind: FailureKind, message: &str) {
+    let start = Instant::now();
+    let result = sb.load(bytes);
+    let elapsed = start.elapsed();
+    match result {
+        Ok(p) => panic!("{what}: expected {kind}, but it loaded as a {} plugin", p.world),
+        Err(SandboxError::Plugin(f)) => {
+            eprintln!(
+                "{what} ({} bytes): refused in {elapsed:?}: {f}",
+                bytes.len()
+            );
+            assert_eq!(f.kind, kind, "{what}: {f:#?}");
+            assert_eq!(f.message, message, "{what}");
+        }
+        Err(e) => panic!("{what}: expected {kind}, got {e:?}"),
+    }
+}
+
+/// A one-row batch for `hostile-model`'s attack `mode`.
+fn batch(mode: &str) -> Batch {
+    Batch {
+        rows: 1,
+        columns: vec![Column {
+            name: mode.to_string(),
+            values: ColumnValues::Numeric(vec![0.0]),
+        }],
+    }
+}
+
+/// Asserts the benign `ok` call of `hostile-model` succeeds on `m`.
+#[track_caller]
+fn assert_benign(m: &Plugin) {
+    let out = m
+        .predict(&CallOptions::default(), &batch("ok"))
+        .unwrap_or_else(|f| panic!("benign call failed: {f:#?}"));
+    assert_eq!(out.value.values, vec![1.0]);
+}
+
+#[track_caller]
+fn expect_call_failure<T: std::fmt::Debug>(r: Result<T, PluginFailure>) -> PluginFailure {
+    match r {
+        Ok(v) => panic!("expected a failure, the call returned {v:?}"),
+        Err(f) => {
+            eprintln!("observed {f}");
+            f
+        }
+    }
+}
+
+/// Every first-party and hostile component the build produced.
+fn built_components() -> Vec<std::path::PathBuf> {
+    let dir = plugin("hostile_model").parent().unwrap().to_path_buf();
+    let mut all: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    all.sort();
+    assert!(all.len() >= 5, "{all:?}");
+    all
+}
+
+// -------------------------------------------------------------- the bombs
+
+#[test]
+fn a_function_with_49000_locals_is_refused_before_compiling() {
+    let caps = ComponentCaps::default();
+    let f = Func {
+        locals: 49_000,
+        body: locals_heavy(49_000, 100_000),
+    };
+    let bytes = component(&[module(&[Func::empty(), f], &[], None)]);
+    assert_refused(
+        &sandbox_with(caps),
+        "49,000 locals",
+        &bytes,
+        FailureKind::InvalidComponent,
+        &format!(
+            "function 1 of core module 0 declares 49000 locals; the cap is {} (component.max_locals_per_function)",
+            caps.max_locals_per_function
+        ),
+    );
+}
+
+#[test]
+fn a_7_mb_straight_line_function_is_refused_before_compiling() {
+    let caps = ComponentCaps::default();
+    let f = Func {
+        locals: 0,
+        body: straight_line(7_000_000),
+    };
+    let len = body_len(&f);
+    let bytes = component(&[module(&[f], &[], None)]);
+    assert_refused(
+        &sandbox_with(caps),
+        "7 MB straight-line function",
+        &bytes,
+        FailureKind::InvalidComponent,
+        &format!(
+            "function 0 of core module 0 has a body of {len} bytes; the cap is {} (component.max_function_body_bytes)",
+            caps.max_function_body_bytes
+        ),
+    );
+}
+
+#[test]
+fn three_hundred_thousand_tiny_functions_are_refused_before_compiling() {
+    let caps = ComponentCaps::default();
+    let funcs: Vec<Func> = (0..300_000).map(|_| Func::empty()).collect();
+    let bytes = component(&[module(&funcs, &[], None)]);
+    assert_refused(
+        &sandbox_with(caps),
+        "300,000 functions",
+        &bytes,
+        FailureKind::InvalidComponent,
+        &format!(
+            "the component's core modules define at least 300000 functions; the cap is {} (component.max_functions)",
+            caps.max_functions
+        ),
+    );
+}
+
+#[test]
+fn many_functions_each_under_the_body_cap_are_refused_by_the_total_code_cap() {
+    let caps = ComponentCaps::default();
+    let each = caps.max_function_body_bytes as usize - 64;
+    let n = (caps.max_code_bytes as usize / each) + 1;
+    let funcs: Vec<Func> = (0..n)
+        .map(|_| Func {
+            locals: 0,
+            body: straight_line(each - 8),
+        })
+        .collect();
+    let total: usize = funcs.iter().map(body_len).sum();
+    let bytes = component(&[module(&funcs, &[], None)]);
+    assert_refused(
+        &sandbox_with(caps),
+        "code spread over many functions",
+        &bytes,
+        FailureKind::InvalidComponent,
+        &format!(
+            "the component's function bodies total at least {total} bytes; the cap is {} (component.max_code_bytes)",
+            caps.max_code_bytes
+        ),
+    );
+}
+
+#[test]
+fn a_component_over_the_size_cap_is_refused_before_parsing() {
+    let caps = ComponentCaps {
+        max_component_bytes: 1 << 20,
+        ..ComponentCaps::default()
+    };
+    // Padded with a custom section: well formed, but large.
+    let mut big = component(&[module(&[Func::empty()], &[], None)]);
+    let mut extra = Component::new();
+    extra.section(&wasm_encoder::CustomSection {
+        name: "padding".into(),
+        data: vec![0u8; 2 << 20].into(),
+    });
+    big.extend_from_slice(&extra.finish()[8..]);
+    assert_refused(
+        &sandbox_with(caps),
+        "oversized component",
+        &big,
+        FailureKind::InvalidComponent,
+        &format!(
+            "the component is {} bytes; the cap is {} (component.max_component_bytes)",
+            big.len(),
+            1 << 20
+        ),
+    );
+}
+
+#[test]
+fn four_memories_are_refused_by_the_memory_count_cap() {
+    let caps = ComponentCaps::default();
+    let bytes = component(&[module(&[], &[1, 1, 1, 1], None)]);
+    assert_refused(
+        &sandbox_with(caps),
+        "four memories",
+        &bytes,
+        FailureKind::InvalidComponent,
+        &format!(
+            "the component's core modules define at least {} linear memories; the cap is {} (component.max_memories)",
+            caps.max_memories + 1,
+            caps.max_memories
+        ),
+    );
+}
+
+#[test]
+fn a_memory_whose_minimum_exceeds_the_memory_cap_is_refused_before_compiling() {
+    let sb = sandbox_with(ComponentCaps::default());
+    let cap = sb.config().limits.memory_bytes;
+    let pages = cap / 65536 + 1;
+    let bytes = component(&[
+        module(&[Func::empty()], &[], None),
+        module(&[], &[pages], None),
+    ]);
+    assert_refused(
+        &sb,
+        "memory minimum above the cap",
+        &bytes,
+        FailureKind::InvalidComponent,
+        &format!(
+            "memory 0 of core module 1 declares a minimum of {} bytes; the memory cap is {cap} bytes (limits.memory_bytes)",
+            pages * 65536
+        ),
+    );
+}
+
+// ------------------------------------------- policy and shape before compiling
+
+#[test]
+fn a_core_module_is_refused_with_the_wasm32_wasip2_hint() {
+    let core = module(&[Func::empty()], &[], None).finish();
+    let expected = "this is a core WebAssembly module, not a component: build the guest for `wasm32-wasip2` (rustup target add wasm32-wasip2; cargo build --target wasm32-wasip2) or with `airlock plugin build`";
+    assert_refused(
+        &sandbox(),
+        "core module",
+        &core,
+        FailureKind::InvalidComponent,
+        expected,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.wasm");
+    std::fs::write(&path, &core).unwrap();
+    let f = read_refusal(&path);
+    assert_eq!(
+        f.message,
+        format!("component file {}: {expected}", path.display())
+    );
+}
+
+#[test]
+fn a_socket_import_is_refused_without_compiling_the_component() {
+    // A core module that parses but does not validate (`i32.add` on an
+    // empty stack): compiling any component that holds it fails.
+    let invalid = module(
+        &[Func {
+            locals: 0,
+            body: vec![0x6a],
+        }],
+        &[],
+        None,
+    );
+    let sb = sandbox();
+    // Control: the same module appended to a component whose imports are
+    // all granted is refused by the compiler, so reaching it is observable.
+    let granted = with_extra_module(
+        &std::fs::read(plugin("hostile_model")).unwrap(),
+        &invalid,
+    );
+    let f = match sb.load(&granted) {
+        Err(SandboxError::Plugin(f)) => f,
+        other => panic!("control should fail to compile: {:?}", other.map(|p| p.world)),
+    };
+    assert_eq!(f.kind, FailureKind::InvalidComponent, "{f:#?}");
+    assert!(f.message.starts_with("not a valid component: "), "{f:#?}");
+    // With a socket import, the refusal is the import: the compiler never
+    // saw the component.
+    let socket = with_extra_module(
+        &std::fs::read(plugin("hostile_socket")).unwrap(),
+        &invalid,
+    );
+    let start = Instant::now();
+    let f = match sb.load(&socket) {
+        Err(SandboxError::Plugin(f)) => f,
+        other => panic!("expected a refusal: {:?}", other.map(|p| p.world)),
+    };
+    eprintln!("socket component refused in {:?}: {f}", start.elapsed());
+    assert_eq!(f.kind, FailureKind::DisallowedImport, "{f:#?}");
+    assert!(
+        f.message
+            .starts_with("model plugin imports interfaces not granted: wasi:sockets/"),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn static_imports_and_exports_are_exactly_wasmtimes() {
+    let sb = sandbox();
+    for path in built_components() {
+        let bytes = std::fs::read(&path).unwrap();
+        let summary = precheck::check(&bytes, &ComponentCaps::default(), 256 << 20)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let ins = sb.inspect(&bytes).unwrap();
+        assert_eq!(summary.imports, ins.imports, "{}", path.display());
+        assert_eq!(summary.exports, ins.exports, "{}", path.display());
+        assert_eq!(summary.world().unwrap(), ins.world, "{}", path.display());
+    }
+}
+
+#[test]
+fn every_built_plugin_fits_the_default_caps_with_room_to_spare() {
+    let caps = ComponentCaps::default();
+    for path in built_components() {
+        let bytes = std::fs::read(&path).unwrap();
+        let s = precheck::check(&bytes, &caps, 256 << 20)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        eprintln!(
+            "{}: {} bytes, {} core modules, {} functions, {} code bytes, largest body {}, most locals {}, {} memories",
+            path.file_name().unwrap().to_string_lossy(),
+            bytes.len(),
+            s.core_modules,
+            s.functions,
+            s.code_bytes,
+            s.largest_function_body,
+            s.most_locals,
+            s.memories
+        );
+        let name = path.display();
+        // Half of each cap: a plugin that grows past it should make someone
+        // look at the defaults, not fail in production.
+        assert!(bytes.len() as u64 <= caps.max_component_bytes / 2, "{name}");
+        assert!(s.functions <= caps.max_functions / 2, "{name}");
+        assert!(s.code_bytes <= caps.max_code_bytes / 2, "{name}");
+        assert!(
+            s.largest_function_body <= caps.max_function_body_bytes / 2,
+            "{name}"
+        );
+        assert!(s.most_locals <= caps.max_locals_per_function / 2, "{name}");
+        assert!(s.memories <= caps.max_memories, "{name}");
+    }
+}
+
+// ------------------------------------------------------ memory per call
+
+/// Caps that admit the multi-memory components below, so the runtime
+/// total is what refuses them.
+fn many_memories() -> ComponentCaps {
+    ComponentCaps {
+        max_memories: 8,
+        ..ComponentCaps::default()
+    }
+}
+
+#[test]
+fn four_memories_of_100_mib_exceed_the_total_memory_cap_of_one_call() {
+    let sb = sandbox_with(many_memories());
+    assert_eq!(sb.config().limits.memory_bytes, 256 << 20);
+    let model = std::fs::read(plugin("hostile_model")).unwrap();
+    // Each memory alone (100 MiB) is well under the 256 MiB cap.
+    let bomb = with_extra_instance(&model, &growing_memories(4, 1600));
+    let m = sb.load(&bomb).expect("the bomb passes the static caps");
+    let f = expect_call_failure(m.predict(&CallOptions::default(), &batch("ok")));
+    assert_eq!(f.kind, FailureKind::MemoryLimit, "{f:#?}");
+    assert!(
+        f.message.starts_with("linear memory growth from 0 to 104857600 bytes denied: with the call's other memories ("),
+        "{f:#?}"
+    );
+    assert!(
+        f.message
+            .ends_with(&format!("(cap {} bytes for all memories together)", 256 << 20)),
+        "{f:#?}"
+    );
+    // The same sandbox still serves benign calls.
+    assert_benign(&sb.load(&model).unwrap());
+}
+
+#[test]
+fn four_memories_whose_minimums_add_up_past_the_cap_fail_at_instantiation() {
+    let sb = sandbox_with(many_memories());
+    let model = std::fs::read(plugin("hostile_model")).unwrap();
+    let bomb = with_extra_instance(&model, &module(&[], &[1600, 1600, 1600, 1600], None));
+    let m = sb.load(&bomb).expect("each minimum is under the cap");
+    let f = expect_call_failure(m.predict(&CallOptions::default(), &batch("ok")));
+    assert_eq!(f.kind, FailureKind::MemoryLimit, "{f:#?}");
+    assert!(f.message.contains("for all memories together"), "{f:#?}");
+    assert_benign(&sb.load(&model).unwrap());
+}
+
+#[test]
+fn several_memories_within_the_total_are_allowed() {
+    let sb = sandbox_with(many_memories());
+    let model = std::fs::read(plugin("hostile_model")).unwrap();
+    // 4 x 50 MiB plus the model's own memory stays under 256 MiB.
+    let ok = with_extra_instance(&model, &growing_memories(4, 800));
+    assert_benign(&sb.load(&ok).expect("load"));
+}
+
+// ------------------------------------------------------- reading the file
+
+/// `read_component` on `path`, which must be refused as an invalid
+/// component.
+#[track_caller]
+fn read_refusal(path: &Path) -> PluginFailure {
+    let start = Instant::now();
+    let r = sandbox().read_component(path);
+    let elapsed = start.elapsed();
+    match r {
+        Ok(b) => panic!("{} was read ({} bytes)", path.display(), b.len()),
+        Err(SandboxError::Plugin(f)) => {
+            eprintln!("{} refused in {elapsed:?}: {f}", path.display());
+            assert_eq!(f.kind, FailureKind::InvalidComponent, "{f:#?}");
+            f
+        }
+        Err(e) => panic!("{}: expected invalid_component, got {e:?}", path.display()),
+    }
+}
+
+#[test]
+fn dev_zero_given_as_a_component_is_refused_without_reading() {
+    let f = read_refusal(Path::new("/dev/zero"));
+    assert_eq!(
+        f.message,
+        "component file /dev/zero: is a character device, not a regular file"
+    );
+    let e = sandbox().load_file(Path::new("/dev/zero")).err().unwrap();
+    assert_eq!(e.failure_kind(), Some(FailureKind::InvalidComponent));
+}
+
+#[test]
+fn a_fifo_given_as_a_component_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("plugin.wasm");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    let f = read_refusal(&fifo);
+    assert_eq!(
+        f.message,
+        format!("component file {}: is a FIFO, not a regular file", fifo.display())
+    );
+}
+
+#[test]
+fn a_directory_given_as_a_component_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = read_refusal(dir.path());
+    assert_eq!(
+        f.message,
+        format!(
+            "component file {}: is a directory, not a regular file",
+            dir.path().display()
+        )
+    );
+}
+
+#[test]
+fn a_sparse_1_5_gib_file_is_refused_by_its_size_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.wasm");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(3 << 29).unwrap();
+    let f = read_refusal(&path);
+    assert_eq!(
+        f.message,
+        format!(
+            "component file {}: is 1610612736 bytes; the cap is {} bytes (component.max_component_bytes)",
+            path.display(),
+            ComponentCaps::default().max_component_bytes
+        )
+    );
+}
+
+#[test]
+fn a_file_without_the_magic_number_is_refused_after_reading_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.json");
+    std::fs::write(&path, b"{\"learner\": {}}").unwrap();
+    let f = read_refusal(&path);
+    assert_eq!(
+        f.message,
+        format!(
+            "component file {}: not a WebAssembly component: the file does not start with the `\\0asm` magic number",
+            path.display()
+        )
+    );
+    let unknown = dir.path().join("future.wasm");
+    std::fs::write(&unknown, b"\0asm\x0e\0\x01\0").unwrap();
+    let f = read_refusal(&unknown);
+    assert!(
+        f.message.ends_with(
+            "not a WebAssembly component: unknown version/layer bytes [0e, 00, 01, 00] (a component has 0d 00 01 00)"
+        ),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn a_real_component_file_reads_back_whole() {
+    let path = plugin("hostile_model");
+    let bytes = sandbox().read_component(&path).unwrap();
+    assert_eq!(bytes, std::fs::read(&path).unwrap());
+}
+
+#[test]
+fn precheck_errors_say_which_cap_and_value() {
+    let e = precheck::check(b"\0asm\x01\0\0\0", &ComponentCaps::default(), 1 << 20).unwrap_err();
+    assert_eq!(e, PrecheckError::CoreModule);
+    let bytes = component(&[module(&[Func::empty(), Func::empty()], &[], None)]);
+    let caps = ComponentCaps {
+        max_functions: 1,
+        ..ComponentCaps::default()
+    };
+    assert_eq!(
+        precheck::check(&bytes, &caps, 1 << 20).unwrap_err().to_string(),
+        "the component's core modules define at least 2 functions; the cap is 1 (component.max_functions)"
+    );
+}
