@@ -6,8 +6,8 @@
 //! multi-megabyte straight-line function or hundreds of thousands of tiny
 //! functions keeps Cranelift busy for minutes and gigabytes. So the host
 //! first walks the component with `wasmparser` (one linear pass, no code
-//! generation), refuses what the operator's [`ComponentCaps`] do not admit,
-//! and collects the top-level import and export names, so that the import
+//! generation, but full validation of every function), refuses what the
+//! operator's [`ComponentCaps`] do not admit, and collects the top-level import and export names, so that the import
 //! policy is applied before compiling as well. Every refusal names the cap,
 //! its value, and what the component has.
 
@@ -15,7 +15,8 @@ use crate::capabilities::World;
 use crate::error::{FailureKind, PluginFailure};
 use serde::{Deserialize, Serialize};
 use wasmparser::{
-    ComponentExternalKind, ComponentTypeRef, Encoding, Parser, Payload, TypeRef,
+    ComponentExternalKind, ComponentTypeRef, Encoding, FuncValidatorAllocations, Parser, Payload,
+    TypeRef, ValidPayload, Validator, WasmFeatures,
 };
 
 /// The first four bytes of every WebAssembly binary.
@@ -45,6 +46,13 @@ pub struct ComponentCaps {
     pub max_function_body_bytes: u64,
     /// Size of all function bodies together, in bytes.
     pub max_code_bytes: u64,
+    /// Deepest operand stack any one function reaches. Each value on the
+    /// stack is live until consumed, so a long run of pushes is what makes
+    /// register allocation superlinear (a 233 KB function of loads pushed
+    /// before being added up took 24 s to compile).
+    pub max_stack_height: u64,
+    /// Deepest nesting of blocks, loops and ifs in any one function.
+    pub max_nesting_depth: u64,
     /// Linear memories defined by all core modules together.
     pub max_memories: u64,
     /// Wall-clock limit of one compile, in milliseconds.
@@ -59,6 +67,8 @@ impl Default for ComponentCaps {
             max_locals_per_function: 2_000,
             max_function_body_bytes: 256 << 10,
             max_code_bytes: 16 << 20,
+            max_stack_height: 1_000,
+            max_nesting_depth: 1_000,
             max_memories: 1,
             compile_timeout_ms: 30_000,
         }
@@ -80,6 +90,8 @@ impl ComponentCaps {
                 self.max_function_body_bytes,
             ),
             ("component.max_code_bytes", self.max_code_bytes),
+            ("component.max_stack_height", self.max_stack_height),
+            ("component.max_nesting_depth", self.max_nesting_depth),
             ("component.max_memories", self.max_memories),
             ("component.compile_timeout_ms", self.compile_timeout_ms),
         ] {
@@ -167,6 +179,10 @@ pub struct Summary {
     pub largest_function_body: u64,
     /// The most locals any one function declares.
     pub most_locals: u64,
+    /// The deepest operand stack any one function reaches.
+    pub deepest_stack: u64,
+    /// The deepest nesting of blocks any one function reaches.
+    pub deepest_nesting: u64,
     /// Linear memories defined, over all core modules.
     pub memories: u64,
 }
@@ -203,9 +219,10 @@ pub fn check_header(bytes: &[u8]) -> Result<(), PrecheckError> {
     }
 }
 
-/// Walks a component once and refuses it when it exceeds `caps`, or when
-/// one of its memories declares a minimum above `memory_cap` bytes.
-/// Returns the top-level import and export names and the measures.
+/// Walks and validates a component once and refuses it when it is not
+/// valid, exceeds `caps`, or has a memory whose declared minimum is above
+/// `memory_cap` bytes. Returns the top-level import and export names and
+/// the measures. Cost: linear in the component's size.
 pub fn check(
     bytes: &[u8],
     caps: &ComponentCaps,
@@ -245,9 +262,13 @@ pub fn check(
     let mut next_func = 0u64;
     let mut module_memories = 0u32;
     let malformed = |e: wasmparser::BinaryReaderError| PrecheckError::Malformed(e.to_string());
+    let mut validator = Validator::new_with_features(WasmFeatures::default());
+    let mut allocs = FuncValidatorAllocations::default();
 
     for payload in Parser::new(0).parse_all(bytes) {
-        match payload.map_err(malformed)? {
+        let payload = payload.map_err(malformed)?;
+        let valid = validator.payload(&payload).map_err(malformed)?;
+        match payload {
             Payload::Version { encoding, .. } => {
                 if encoding == Encoding::Module {
                     if stack.is_empty() {
@@ -344,6 +365,43 @@ pub fn check(
                     |n| format!("function {index} of core module {module} declares {n} locals"),
                 )?;
                 s.most_locals = s.most_locals.max(locals);
+                let ValidPayload::Func(func, body) = valid else {
+                    return Err(PrecheckError::Malformed(format!(
+                        "function {index} of core module {module} was not handed to validation"
+                    )));
+                };
+                let mut v = func.into_validator(std::mem::take(&mut allocs));
+                let mut reader = body.get_binary_reader();
+                v.read_locals(&mut reader).map_err(malformed)?;
+                let (mut stack, mut nesting) = (0u64, 0u64);
+                while !reader.eof() {
+                    let pos = reader.original_position();
+                    reader
+                        .visit_operator(&mut v.visitor(pos))
+                        .map_err(malformed)?
+                        .map_err(malformed)?;
+                    stack = stack.max(u64::from(v.operand_stack_height()));
+                    // The function's own frame is not nesting.
+                    nesting = nesting.max(u64::from(v.control_stack_height().saturating_sub(1)));
+                    over(
+                        stack,
+                        caps.max_stack_height,
+                        "component.max_stack_height",
+                        |n| format!("function {index} of core module {module} pushes {n} values on its operand stack (at byte {pos})"),
+                    )?;
+                    over(
+                        nesting,
+                        caps.max_nesting_depth,
+                        "component.max_nesting_depth",
+                        |n| format!("function {index} of core module {module} nests blocks {n} deep (at byte {pos})"),
+                    )?;
+                }
+                reader
+                    .finish_expression(&v.visitor(reader.original_position()))
+                    .map_err(malformed)?;
+                allocs = v.into_allocations();
+                s.deepest_stack = s.deepest_stack.max(stack);
+                s.deepest_nesting = s.deepest_nesting.max(nesting);
             }
             _ => {}
         }

@@ -480,10 +480,76 @@ fn a_core_module_is_refused_with_the_wasm32_wasip2_hint() {
     );
 }
 
+/// A sandbox whose compile limit (1 ms) no real plugin can meet: any
+/// component that reaches the compiler is refused as too slow to compile,
+/// which makes reaching the compiler observable.
+fn sandbox_that_cannot_compile() -> Sandbox {
+    sandbox_with(ComponentCaps {
+        compile_timeout_ms: 1,
+        ..ComponentCaps::default()
+    })
+}
+
+/// Loads `bytes` and returns the plugin failure it must end in.
+#[track_caller]
+fn load_failure(sb: &Sandbox, bytes: &[u8]) -> PluginFailure {
+    match sb.load(bytes) {
+        Err(SandboxError::Plugin(f)) => {
+            eprintln!("observed at load: {f}");
+            f
+        }
+        Err(e) => panic!("expected a plugin failure, got {e:?}"),
+        Ok(p) => panic!("expected a refusal, it loaded as a {} plugin", p.world),
+    }
+}
+
+#[test]
+fn a_compile_past_the_time_limit_is_refused_and_its_result_never_cached() {
+    let sb = sandbox_that_cannot_compile();
+    let model = std::fs::read(plugin("hostile_model")).unwrap();
+    for attempt in 0..2 {
+        let f = load_failure(&sb, &model);
+        assert_eq!(f.kind, FailureKind::InvalidComponent, "{f:#?}");
+        assert!(
+            f.message.starts_with(
+                "compiling took longer than 1 ms (component.compile_timeout_ms); the compile cannot be interrupted, so it finishes on a background thread and its result is discarded ("
+            ),
+            "attempt {attempt}: {f:#?}"
+        );
+        // The background compile may have finished by now; its result
+        // must not have been cached, so the next attempt compiles again.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 #[test]
 fn a_socket_import_is_refused_without_compiling_the_component() {
-    // A core module that parses but does not validate (`i32.add` on an
-    // empty stack): compiling any component that holds it fails.
+    let sb = sandbox_that_cannot_compile();
+    for lib in ["hostile_socket", "hostile_import"] {
+        let bytes = std::fs::read(plugin(lib)).unwrap();
+        let start = Instant::now();
+        let f = load_failure(&sb, &bytes);
+        eprintln!("{lib} refused in {:?}", start.elapsed());
+        // Not "compiling took longer than 1 ms": the compiler never saw it.
+        assert_eq!(f.kind, FailureKind::DisallowedImport, "{lib}: {f:#?}");
+    }
+    let f = load_failure(&sb, &std::fs::read(plugin("hostile_socket")).unwrap());
+    assert!(
+        f.message
+            .starts_with("model plugin imports interfaces not granted: wasi:sockets/"),
+        "{f:#?}"
+    );
+    let f = load_failure(&sb, &std::fs::read(plugin("hostile_import")).unwrap());
+    assert_eq!(
+        f.message,
+        "model plugin imports an interface not granted: evil:exfil/leak@1.0.0"
+    );
+}
+
+#[test]
+fn an_invalid_function_body_is_refused_by_validation_before_compiling() {
+    // `i32.add` on an empty stack, appended to a component that would
+    // otherwise load: refused by the static pass, not by the compiler.
     let invalid = module(
         &[Func {
             locals: 0,
@@ -492,35 +558,12 @@ fn a_socket_import_is_refused_without_compiling_the_component() {
         &[],
         None,
     );
-    let sb = sandbox();
-    // Control: the same module appended to a component whose imports are
-    // all granted is refused by the compiler, so reaching it is observable.
-    let granted = with_extra_module(
-        &std::fs::read(plugin("hostile_model")).unwrap(),
-        &invalid,
-    );
-    let f = match sb.load(&granted) {
-        Err(SandboxError::Plugin(f)) => f,
-        other => panic!("control should fail to compile: {:?}", other.map(|p| p.world)),
-    };
+    let bytes = with_extra_module(&std::fs::read(plugin("hostile_model")).unwrap(), &invalid);
+    let f = load_failure(&sandbox_that_cannot_compile(), &bytes);
     assert_eq!(f.kind, FailureKind::InvalidComponent, "{f:#?}");
-    assert!(f.message.starts_with("not a valid component: "), "{f:#?}");
-    // With a socket import, the refusal is the import: the compiler never
-    // saw the component.
-    let socket = with_extra_module(
-        &std::fs::read(plugin("hostile_socket")).unwrap(),
-        &invalid,
-    );
-    let start = Instant::now();
-    let f = match sb.load(&socket) {
-        Err(SandboxError::Plugin(f)) => f,
-        other => panic!("expected a refusal: {:?}", other.map(|p| p.world)),
-    };
-    eprintln!("socket component refused in {:?}: {f}", start.elapsed());
-    assert_eq!(f.kind, FailureKind::DisallowedImport, "{f:#?}");
     assert!(
         f.message
-            .starts_with("model plugin imports interfaces not granted: wasi:sockets/"),
+            .starts_with("not a valid component: type mismatch: expected i32 but nothing on stack"),
         "{f:#?}"
     );
 }
@@ -547,7 +590,7 @@ fn every_built_plugin_fits_the_default_caps_with_room_to_spare() {
         let s = precheck::check(&bytes, &caps, 256 << 20)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         eprintln!(
-            "{}: {} bytes, {} core modules, {} functions, {} code bytes, largest body {}, most locals {}, {} memories",
+            "{}: {} bytes, {} core modules, {} functions, {} code bytes, largest body {}, most locals {}, deepest stack {}, deepest nesting {}, {} memories",
             path.file_name().unwrap().to_string_lossy(),
             bytes.len(),
             s.core_modules,
@@ -555,6 +598,8 @@ fn every_built_plugin_fits_the_default_caps_with_room_to_spare() {
             s.code_bytes,
             s.largest_function_body,
             s.most_locals,
+            s.deepest_stack,
+            s.deepest_nesting,
             s.memories
         );
         let name = path.display();
