@@ -155,7 +155,10 @@ mod tests {
     #[test]
     fn component_caps_are_read_and_checked_by_key() {
         let c = parse("[component]\nmax_locals_per_function = 500\n").unwrap();
-        assert_eq!(c.sandbox_config().component_caps.max_locals_per_function, 500);
+        assert_eq!(
+            c.sandbox_config().component_caps.max_locals_per_function,
+            500
+        );
         assert_eq!(
             c.component.max_functions,
             ComponentCaps::default().max_functions

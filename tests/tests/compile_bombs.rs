@@ -159,6 +159,57 @@ fn locals_heavy(locals: u32, bytes: usize) -> Vec<u8> {
     out
 }
 
+/// A body that pushes `height` loads of distinct addresses and then adds
+/// them up: `height` values live at once (the 24 s shape at 26,000).
+fn deep_stack(height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for k in 0..height {
+        out.extend_from_slice(&[0x41, 0x00, 0x28, 0x02]); // i32.const 0; i32.load
+        push_leb(&mut out, k * 4);
+    }
+    for _ in 1..height {
+        out.push(0x6a); // i32.add
+    }
+    out.push(0x1a); // drop
+    out
+}
+
+/// A body of `depth` nested empty blocks.
+fn nested_blocks(depth: u32) -> Vec<u8> {
+    let mut out = [0x02, 0x40].repeat(depth as usize);
+    out.extend(std::iter::repeat_n(0x0b, depth as usize));
+    out
+}
+
+/// A body of `chunks` nests of `depth` loops, each loop computing
+/// `local.get a; local.get b; i64.add; local.set c` over `locals` `i64`
+/// locals. Returns the body and, after each local access in order, the
+/// running total of accesses weighted by their enclosing loops.
+fn loop_nests(locals: u32, depth: u32, chunks: u32) -> (Vec<u8>, Vec<u64>) {
+    let mut out = Vec::new();
+    let mut totals = Vec::new();
+    let mut total = 0u64;
+    let mut i = 0u32;
+    let mut access = |out: &mut Vec<u8>, op: u8, d: u32| {
+        out.push(op);
+        push_leb(out, i % locals);
+        i += 1;
+        total += u64::from(d);
+        totals.push(total);
+    };
+    for _ in 0..chunks {
+        for d in 1..=depth {
+            out.extend_from_slice(&[0x03, 0x40]); // loop
+            access(&mut out, 0x20, d); // local.get
+            access(&mut out, 0x20, d); // local.get
+            out.push(0x7c); // i64.add
+            access(&mut out, 0x21, d); // local.set
+        }
+        out.extend(std::iter::repeat_n(0x0b, depth as usize));
+    }
+    (out, totals)
+}
+
 /// `component_bytes` with `module` appended as one more top-level core
 /// module, instantiated (with no imports) when the component is: its start
 /// function runs at every instantiation.
@@ -249,7 +300,10 @@ fn assert_refused(sb: &Sandbox, what: &str, bytes: &[u8], kind: FailureKind, mes
     let result = sb.load(bytes);
     let elapsed = start.elapsed();
     match result {
-        Ok(p) => panic!("{what}: expected {kind}, but it loaded as a {} plugin", p.world),
+        Ok(p) => panic!(
+            "{what}: expected {kind}, but it loaded as a {} plugin",
+            p.world
+        ),
         Err(SandboxError::Plugin(f)) => {
             eprintln!(
                 "{what} ({} bytes): refused in {elapsed:?}: {f}",
@@ -388,6 +442,82 @@ fn many_functions_each_under_the_body_cap_are_refused_by_the_total_code_cap() {
         &format!(
             "the component's function bodies total at least {total} bytes; the cap is {} (component.max_code_bytes)",
             caps.max_code_bytes
+        ),
+    );
+}
+
+#[test]
+fn a_deep_operand_stack_is_refused_before_compiling() {
+    // 26,000 values live at once compiled for 24 s; the cap stops it at
+    // the first value past the cap.
+    let caps = ComponentCaps::default();
+    let f = Func {
+        locals: 0,
+        body: deep_stack(26_000),
+    };
+    let bytes = component(&[module(&[f], &[1], None)]);
+    assert_refused(
+        &sandbox_with(caps),
+        "26,000 values on the operand stack",
+        &bytes,
+        FailureKind::InvalidComponent,
+        &format!(
+            "function 0 of core module 0 pushes {} values on its operand stack; the cap is {} (component.max_stack_height)",
+            caps.max_stack_height + 1,
+            caps.max_stack_height
+        ),
+    );
+}
+
+#[test]
+fn deeply_nested_blocks_are_refused_before_compiling() {
+    let caps = ComponentCaps::default();
+    let f = Func {
+        locals: 0,
+        body: nested_blocks(50_000),
+    };
+    let bytes = component(&[module(&[Func::empty(), Func::empty(), f], &[], None)]);
+    assert_refused(
+        &sandbox_with(caps),
+        "50,000 nested blocks",
+        &bytes,
+        FailureKind::InvalidComponent,
+        &format!(
+            "function 2 of core module 0 nests blocks {} deep; the cap is {} (component.max_nesting_depth)",
+            caps.max_nesting_depth + 1,
+            caps.max_nesting_depth
+        ),
+    );
+}
+
+#[test]
+fn loop_nests_over_many_locals_are_refused_before_compiling() {
+    // The shape that compiled for 80 s in 2.5 GB (1,000 nested loops over
+    // 2,000 locals, repeated through a 250 KB function), kept here within
+    // the nesting cap (25 nests of 200 loops), so that the loop-weighted
+    // local accesses are what refuse it.
+    let caps = ComponentCaps::default();
+    let (body, totals) = loop_nests(2_000, 200, 25);
+    let first_over = *totals
+        .iter()
+        .find(|&&t| t > caps.max_loop_local_accesses)
+        .expect("the bomb exceeds the cap");
+    let bytes = component(&[module(
+        &[Func {
+            locals: 2_000,
+            body,
+        }],
+        &[],
+        None,
+    )]);
+    assert_refused(
+        &sandbox_with(caps),
+        "loop nests over 2,000 locals",
+        &bytes,
+        FailureKind::InvalidComponent,
+        &format!(
+            "the component's local accesses weighted by enclosing loops reach {first_over} in function 0 of core module 0; the cap is {} (component.max_loop_local_accesses)",
+            caps.max_loop_local_accesses
         ),
     );
 }
@@ -590,7 +720,7 @@ fn every_built_plugin_fits_the_default_caps_with_room_to_spare() {
         let s = precheck::check(&bytes, &caps, 256 << 20)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         eprintln!(
-            "{}: {} bytes, {} core modules, {} functions, {} code bytes, largest body {}, most locals {}, deepest stack {}, deepest nesting {}, {} memories",
+            "{}: {} bytes, {} core modules, {} functions, {} code bytes, largest body {}, most locals {}, deepest stack {}, deepest nesting {}, loop-weighted local accesses {}, {} memories",
             path.file_name().unwrap().to_string_lossy(),
             bytes.len(),
             s.core_modules,
@@ -600,6 +730,7 @@ fn every_built_plugin_fits_the_default_caps_with_room_to_spare() {
             s.most_locals,
             s.deepest_stack,
             s.deepest_nesting,
+            s.loop_local_accesses,
             s.memories
         );
         let name = path.display();
@@ -643,8 +774,10 @@ fn four_memories_of_100_mib_exceed_the_total_memory_cap_of_one_call() {
         "{f:#?}"
     );
     assert!(
-        f.message
-            .ends_with(&format!("(cap {} bytes for all memories together)", 256 << 20)),
+        f.message.ends_with(&format!(
+            "(cap {} bytes for all memories together)",
+            256 << 20
+        )),
         "{f:#?}"
     );
     // The same sandbox still serves benign calls.
@@ -715,7 +848,10 @@ fn a_fifo_given_as_a_component_is_refused_without_blocking() {
     let f = read_refusal(&fifo);
     assert_eq!(
         f.message,
-        format!("component file {}: is a FIFO, not a regular file", fifo.display())
+        format!(
+            "component file {}: is a FIFO, not a regular file",
+            fifo.display()
+        )
     );
 }
 
@@ -790,7 +926,9 @@ fn precheck_errors_say_which_cap_and_value() {
         ..ComponentCaps::default()
     };
     assert_eq!(
-        precheck::check(&bytes, &caps, 1 << 20).unwrap_err().to_string(),
+        precheck::check(&bytes, &caps, 1 << 20)
+            .unwrap_err()
+            .to_string(),
         "the component's core modules define at least 2 functions; the cap is 1 (component.max_functions)"
     );
 }

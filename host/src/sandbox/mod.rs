@@ -485,8 +485,7 @@ impl Sandbox {
         digest: Digest,
         bytes: &[u8],
     ) -> Result<(Component, CacheOutcome), SandboxError> {
-        let limit =
-            Duration::from_millis(self.inner.config.component_caps.compile_timeout_ms);
+        let limit = Duration::from_millis(self.inner.config.component_caps.compile_timeout_ms);
         self.inner
             .cache
             .get_or_compile(&self.inner.engine, digest, bytes, limit)
@@ -508,7 +507,9 @@ impl Sandbox {
             return Ok(p.clone());
         }
         let summary = self.precheck(bytes)?;
-        let static_world = summary.world().map_err(|e| SandboxError::Plugin(e.into()))?;
+        let static_world = summary
+            .world()
+            .map_err(|e| SandboxError::Plugin(e.into()))?;
         capabilities::check_imports(static_world, &summary.imports)?;
         let engine = &self.inner.engine;
         let (component, cache_outcome) = self.compile(digest, bytes)?;
@@ -564,7 +565,9 @@ impl Sandbox {
     pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection, SandboxError> {
         let digest = Digest::of(bytes);
         let summary = self.precheck(bytes)?;
-        summary.world().map_err(|e| SandboxError::Plugin(e.into()))?;
+        summary
+            .world()
+            .map_err(|e| SandboxError::Plugin(e.into()))?;
         let (component, _) = self.compile(digest, bytes)?;
         let (world, imports, exports) = shape(&self.inner.engine, &component)?;
         let manifest = crate::manifest::read(bytes).map_err(invalid)?;
