@@ -78,7 +78,7 @@ impl Default for ComponentCaps {
             max_nesting_depth: 256,
             max_loop_local_accesses: 250_000,
             max_memories: 1,
-            compile_timeout_ms: 30_000,
+            compile_timeout_ms: 10_000,
         }
     }
 }
@@ -469,4 +469,55 @@ pub fn check(
         }
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_tells_components_from_core_modules_and_other_files() {
+        assert_eq!(check_header(b"\0asm\x0d\0\x01\0"), Ok(()));
+        assert_eq!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(PrecheckError::CoreModule)
+        );
+        assert_eq!(check_header(b"\0asm"), Err(PrecheckError::NotWasm));
+        assert_eq!(
+            check_header(b"PK\x03\x04\0\0\0\0"),
+            Err(PrecheckError::NotWasm)
+        );
+        assert_eq!(
+            check_header(b"\0asm\x0e\0\x01\0"),
+            Err(PrecheckError::UnknownVersion([0x0e, 0, 1, 0]))
+        );
+        assert_eq!(
+            PrecheckError::CoreModule.to_string(),
+            CORE_MODULE_HINT,
+            "the hint is the whole message"
+        );
+    }
+
+    #[test]
+    fn a_zero_cap_is_refused_naming_its_key() {
+        assert_eq!(ComponentCaps::default().check(), Ok(()));
+        let caps = ComponentCaps {
+            max_loop_local_accesses: 0,
+            ..ComponentCaps::default()
+        };
+        assert_eq!(
+            caps.check(),
+            Err("component.max_loop_local_accesses must be greater than 0".to_string())
+        );
+    }
+
+    #[test]
+    fn an_empty_component_has_no_world() {
+        let s = check(b"\0asm\x0d\0\x01\0", &ComponentCaps::default(), 1 << 20).unwrap();
+        assert_eq!(s, Summary::default());
+        assert_eq!(
+            s.world().unwrap_err().to_string(),
+            "exports neither the model world (metadata, predict) nor the validator world (describe, validate); it exports: []"
+        );
+    }
 }

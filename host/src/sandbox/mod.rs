@@ -337,6 +337,10 @@ const CANDIDATE_IFACE: &str = "airlock:plugin/candidate@0.1.0";
 impl Sandbox {
     /// Builds the engine, linkers, compile cache and epoch ticker.
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        config
+            .component_caps
+            .check()
+            .map_err(SandboxError::Config)?;
         let mut wc = Config::new();
         wc.wasm_component_model(true)
             .consume_fuel(config.fuel)
