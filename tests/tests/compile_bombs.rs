@@ -167,9 +167,7 @@ fn deep_stack(height: u32) -> Vec<u8> {
         out.extend_from_slice(&[0x41, 0x00, 0x28, 0x02]); // i32.const 0; i32.load
         push_leb(&mut out, k * 4);
     }
-    for _ in 1..height {
-        out.push(0x6a); // i32.add
-    }
+    out.extend(std::iter::repeat_n(0x6a, height as usize - 1)); // i32.add
     out.push(0x1a); // drop
     out
 }
