@@ -388,9 +388,17 @@ fn a_compile_past_the_time_limit_is_refused_and_its_result_never_cached() {
             ),
             "attempt {attempt}: {f:#?}"
         );
-        // The background compile may have finished by now; its result
-        // must not have been cached, so the next attempt compiles again.
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Wait for the abandoned compile to finish: its result must not
+        // have been cached, so the next attempt compiles (and is refused)
+        // again instead of finding it.
+        let start = Instant::now();
+        while sb.compiles_running() > 0 {
+            assert!(
+                start.elapsed().as_secs() < 120,
+                "the background compile never ended"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

@@ -409,6 +409,13 @@ impl Sandbox {
         &self.inner.config
     }
 
+    /// Compile workers still running, including those whose load was
+    /// refused at the compile time limit (Cranelift cannot be interrupted,
+    /// so they run to completion); for monitoring.
+    pub fn compiles_running(&self) -> usize {
+        self.inner.cache.compiles_running()
+    }
+
     /// Reads and loads a component file (see [`Sandbox::read_component`]).
     pub fn load_file(&self, path: &Path) -> Result<Arc<Plugin>, SandboxError> {
         let bytes = self.read_component(path)?;
