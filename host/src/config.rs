@@ -19,11 +19,14 @@
 //! max_total_bytes = 2_147_483_648
 //! max_entries = 10_000
 //! max_depth = 16
+//! [component]                 # what a component may ask the compiler to do
+//! max_function_body_bytes = 262_144
 //! ```
 
 use crate::bundle::BundleCaps;
 use crate::data::DataCaps;
 use crate::limits::Limits;
+use crate::precheck::ComponentCaps;
 use crate::sandbox::SandboxConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -49,6 +52,8 @@ pub struct HostConfig {
     pub data: DataCaps,
     /// Caps on model bundles (`[bundle]`).
     pub bundle: BundleCaps,
+    /// Caps checked on a component before it is compiled.
+    pub component: ComponentCaps,
 }
 
 impl Default for HostConfig {
@@ -63,6 +68,7 @@ impl Default for HostConfig {
             output: s.output_rules,
             data: DataCaps::default(),
             bundle: s.bundle_caps,
+            component: s.component_caps,
         }
     }
 }
@@ -127,7 +133,7 @@ impl HostConfig {
                 l.memory_bytes
             ));
         }
-        Ok(())
+        self.component.check()
     }
 
     /// The sandbox setup this configuration describes.
@@ -141,6 +147,7 @@ impl HostConfig {
             output_rules: self.output,
             data_caps: self.data,
             bundle_caps: self.bundle,
+            component_caps: self.component,
             ..SandboxConfig::default()
         }
     }
@@ -226,5 +233,25 @@ mod tests {
         );
         let e = parse("[data]\nmax_colums = 5\n").unwrap_err();
         assert!(e.contains("unknown field `max_colums`"), "{e}");
+    }
+
+    #[test]
+    fn component_caps_are_read_and_checked_by_key() {
+        let c = parse("[component]\nmax_locals_per_function = 500\n").unwrap();
+        assert_eq!(
+            c.sandbox_config().component_caps.max_locals_per_function,
+            500
+        );
+        assert_eq!(
+            c.component.max_functions,
+            ComponentCaps::default().max_functions
+        );
+        let e = parse("[component]\nmax_functions = 0\n").unwrap_err();
+        assert!(
+            e.ends_with(": component.max_functions must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("[component]\nmax_locals = 5\n").unwrap_err();
+        assert!(e.contains("unknown field `max_locals`"), "{e}");
     }
 }

@@ -10,6 +10,7 @@
 //! * [`capabilities`] and [`limits`]: the pure policies the sandbox enforces;
 //! * [`bundle`] and [`digest`]: model bundles snapshotted under caps, and
 //!   the injective digests that name bundles, components and datasets;
+//! * [`precheck`]: static caps on what a component may ask the compiler to do;
 //! * [`data`]: typed batches read from CSV files;
 //! * [`gate`]: gate files, the gate runner and its report;
 //! * [`cli`]: the command-line front end, including the one place where
@@ -27,6 +28,7 @@ pub mod error;
 pub mod gate;
 pub mod limits;
 pub mod manifest;
+pub mod precheck;
 pub mod sandbox;
 
 pub use error::{FailureKind, PluginFailure, SandboxError};

@@ -294,8 +294,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Plugin(PluginCmd::Build { crate_dir, output }) => {
             let built = scaffold::build(&crate_dir, output.as_deref())?;
             let sb = sandbox(&cli.global)?;
-            let bytes = std::fs::read(&built)
-                .map_err(|e| CliError::input(format!("reading {}: {e}", built.display())))?;
+            let bytes = sb.read_component(&built).map_err(CliError::from)?;
             let info = sb.inspect(&bytes).map_err(CliError::from)?;
             if !info.refused_imports.is_empty() {
                 return Err(CliError::input(format!(
@@ -313,9 +312,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Plugin(PluginCmd::Inspect { file, json }) => {
-            let bytes = std::fs::read(&file)
-                .map_err(|e| CliError::input(format!("cannot read {}: {e}", file.display())))?;
             let sb = sandbox(&cli.global)?;
+            let bytes = sb.read_component(&file).map_err(CliError::from)?;
             let info = sb.inspect(&bytes).map_err(CliError::from)?;
             if json {
                 out!(

@@ -9,6 +9,12 @@
 //! and the artifact bytes. A file that does not verify — tampered, written by
 //! someone else, for another engine — is recompiled from the component and
 //! replaced, never loaded.
+//!
+//! Compiling itself runs on a worker thread under a wall-clock limit, so a
+//! component that slipped past the static caps of [`crate::precheck`] but
+//! still keeps Cranelift busy is refused rather than holding the caller.
+//! Cranelift cannot be interrupted: the worker runs to completion in the
+//! background and its result is discarded (never cached).
 
 use crate::digest::Digest;
 use crate::error::SandboxError;
@@ -18,7 +24,9 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -38,10 +46,33 @@ pub enum CacheOutcome {
     Compiled,
 }
 
+/// Why a component could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// Wasmtime refused the component (validation or code generation).
+    #[error(transparent)]
+    Invalid(wasmtime::Error),
+    /// Compiling took longer than the limit; the worker still runs.
+    #[error(
+        "compiling took longer than {limit_ms} ms (component.compile_timeout_ms); the compile cannot be interrupted, so it finishes on a background thread and its result is discarded ({running} such compile(s) running now)"
+    )]
+    TimedOut {
+        /// The limit, in milliseconds.
+        limit_ms: u128,
+        /// Compiles still running in the background, this one included.
+        running: usize,
+    },
+    /// The worker thread could not be started.
+    #[error("cannot start a compile thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// Compiled components by digest.
 pub struct CompileCache {
     memory: Mutex<HashMap<Digest, Component>>,
     disk: Option<DiskCache>,
+    /// Compile workers still running (finished ones are not counted).
+    running: Arc<AtomicUsize>,
 }
 
 struct DiskCache {
@@ -60,17 +91,19 @@ impl CompileCache {
         Ok(CompileCache {
             memory: Mutex::new(HashMap::new()),
             disk,
+            running: Arc::new(AtomicUsize::new(0)),
         })
     }
 
     /// The compiled component for `bytes` (whose digest is `digest`),
-    /// compiling it if no verified artifact exists.
+    /// compiling it, within `timeout`, if no verified artifact exists.
     pub fn get_or_compile(
         &self,
         engine: &Engine,
         digest: Digest,
         bytes: &[u8],
-    ) -> Result<(Component, CacheOutcome), wasmtime::Error> {
+        timeout: Duration,
+    ) -> Result<(Component, CacheOutcome), CompileError> {
         if let Some(c) = self.lock().get(&digest) {
             return Ok((c.clone(), CacheOutcome::Memory));
         }
@@ -82,7 +115,7 @@ impl CompileCache {
                 c
             }
             None => {
-                let c = Component::new(engine, bytes)?;
+                let c = self.compile(engine, bytes, timeout)?;
                 if let Some(d) = &self.disk {
                     // A cache that cannot be written only costs a recompile later.
                     let _ = d.store(digest, &c);
@@ -94,8 +127,64 @@ impl CompileCache {
         Ok((component, outcome))
     }
 
+    /// Compiles on a worker thread and waits at most `timeout` for it.
+    fn compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<Component, CompileError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let engine = engine.clone();
+        let bytes = bytes.to_vec();
+        let guard = Running::enter(&self.running);
+        let spawned = std::thread::Builder::new()
+            .name("airlock-compile".into())
+            .spawn(move || {
+                let result = Component::new(&engine, &bytes);
+                drop(bytes);
+                drop(guard);
+                // The receiver is gone when the caller gave up waiting.
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            return Err(CompileError::Thread(e));
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(result) => result.map_err(CompileError::Invalid),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(CompileError::Invalid(
+                wasmtime::Error::msg("the compile thread stopped without a result"),
+            )),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(CompileError::TimedOut {
+                limit_ms: timeout.as_millis(),
+                running: self.running.load(Ordering::SeqCst),
+            }),
+        }
+    }
+
+    /// Compile workers still running, including those whose caller gave up.
+    pub fn compiles_running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Component>> {
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Counts one compile worker for as long as it lives (panics included).
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn enter(counter: &Arc<AtomicUsize>) -> Running {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Running(counter.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -22,6 +22,7 @@ use crate::digest::Digest;
 use crate::error::{FailureKind, PluginFailure, SandboxError};
 use crate::limits::{LimitRequest, Limits};
 use crate::manifest::Manifest;
+use crate::precheck::{self, ComponentCaps};
 use bindings::{
     Batch, ColumnValues, Context, ModelMetadata, PluginError, Predictions, ValidatorInfo, Verdict,
 };
@@ -67,6 +68,9 @@ pub struct SandboxConfig {
     /// Caps on model bundles, checked before any bundle file is read
     /// (used by callers that open bundles for this sandbox).
     pub bundle_caps: BundleCaps,
+    /// What a component may ask the compiler to do, checked before
+    /// compiling (the operator's `[component]` section).
+    pub component_caps: ComponentCaps,
 }
 
 impl Default for SandboxConfig {
@@ -84,6 +88,7 @@ impl Default for SandboxConfig {
             output_rules: crate::contract::OutputRules::default(),
             data_caps: crate::data::DataCaps::default(),
             bundle_caps: BundleCaps::default(),
+            component_caps: ComponentCaps::default(),
         }
     }
 }
@@ -216,9 +221,16 @@ impl wasmtime_wasi::WasiView for CallState {
 /// Memory and table caps that remember whether they were hit, so a failed
 /// allocation that the guest turns into a trap is reported as
 /// `memory_limit` rather than a generic trap.
+///
+/// The memory cap is on the total of all linear memories of the store (one
+/// call), not on each memory: a component with several memories cannot
+/// multiply its allowance. Wasmtime reports every memory's initial
+/// allocation as a growth from 0, so instantiation counts too.
 struct Limiter {
     memory_bytes: usize,
     table_elements: usize,
+    /// Bytes of all linear memories of the store, as granted so far.
+    memory_total: usize,
     hit: Option<String>,
 }
 
@@ -229,13 +241,23 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
-            self.hit = Some(format!(
-                "linear memory growth from {current} to {desired} bytes denied (cap {} bytes)",
-                self.memory_bytes
-            ));
+        let others = self.memory_total.saturating_sub(current);
+        let total = others.saturating_add(desired);
+        if total > self.memory_bytes {
+            self.hit = Some(if others == 0 {
+                format!(
+                    "linear memory growth from {current} to {desired} bytes denied (cap {} bytes)",
+                    self.memory_bytes
+                )
+            } else {
+                format!(
+                    "linear memory growth from {current} to {desired} bytes denied: with the call's other memories ({others} bytes) the total would be {total} bytes (cap {} bytes for all memories together)",
+                    self.memory_bytes
+                )
+            });
             return Ok(false);
         }
+        self.memory_total = total;
         Ok(true)
     }
 
@@ -259,6 +281,10 @@ impl ResourceLimiter for Limiter {
 impl Sandbox {
     /// Builds the engine, linkers, compile cache and epoch ticker.
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        config
+            .component_caps
+            .check()
+            .map_err(SandboxError::Config)?;
         let mut wc = Config::new();
         wc.wasm_component_model(true)
             .consume_fuel(config.fuel)
@@ -268,11 +294,17 @@ impl Sandbox {
         if config.pooling {
             let mut pool = wasmtime::PoolingAllocationConfig::default();
             let n = config.max_instances.max(2);
+            // As many memories as the static cap admits, so that the pool
+            // never refuses what `[component]` allows.
+            let max_memories = u32::try_from(config.component_caps.max_memories)
+                .unwrap_or(u32::MAX)
+                .max(1);
             pool.total_component_instances(n)
                 .total_core_instances(n * 8)
-                .total_memories(n * 2)
+                .total_memories(n * max_memories.max(2))
                 .total_tables(n * 4)
-                .max_memories_per_component(4)
+                .max_memories_per_component(max_memories)
+                .max_memories_per_module(max_memories)
                 .max_memory_size(config.limits.memory_bytes as usize)
                 .table_elements(config.limits.table_elements as usize)
                 .linear_memory_keep_resident(config.keep_resident_bytes)
@@ -321,26 +353,122 @@ impl Sandbox {
         &self.inner.config
     }
 
-    /// Reads and loads a component file.
+    /// Compile workers still running, including those whose load was
+    /// refused at the compile time limit (Cranelift cannot be interrupted,
+    /// so they run to completion); for monitoring.
+    pub fn compiles_running(&self) -> usize {
+        self.inner.cache.compiles_running()
+    }
+
+    /// Reads and loads a component file (see [`Sandbox::read_component`]).
     pub fn load_file(&self, path: &Path) -> Result<Arc<Plugin>, SandboxError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| SandboxError::io(format!("reading plugin {}", path.display()), e))?;
+        let bytes = self.read_component(path)?;
         self.load(&bytes)
     }
 
-    /// Validates, policy-checks, compiles (or fetches from the cache) and
-    /// pre-instantiates a component.
+    /// Reads a component file under the sandbox's caps, checking before
+    /// reading what can be checked: that the path is a regular file (a
+    /// FIFO, a device or a directory is refused, never read), that its size
+    /// is within `component.max_component_bytes`, and then that its first
+    /// eight bytes are a component header, before the rest is read. Every
+    /// caller that reads a component from disk goes through here.
+    pub fn read_component(&self, path: &Path) -> Result<Vec<u8>, SandboxError> {
+        use std::io::Read;
+        let cap = self.inner.config.component_caps.max_component_bytes;
+        let refuse = |why: String| {
+            SandboxError::Plugin(PluginFailure::new(
+                FailureKind::InvalidComponent,
+                format!("component file {}: {why}", path.display()),
+            ))
+        };
+        let io = |e| SandboxError::io(format!("reading plugin {}", path.display()), e);
+        let check_meta = |meta: &std::fs::Metadata| {
+            if !meta.is_file() {
+                return Err(refuse(format!(
+                    "is {}, not a regular file",
+                    file_kind(meta)
+                )));
+            }
+            if meta.len() > cap {
+                return Err(refuse(format!(
+                    "is {} bytes; the cap is {cap} bytes (component.max_component_bytes)",
+                    meta.len()
+                )));
+            }
+            Ok(())
+        };
+        // Opening a FIFO blocks until a writer appears, so the type is
+        // checked before opening, and again on the opened handle.
+        check_meta(&std::fs::metadata(path).map_err(io)?)?;
+        let file = std::fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        check_meta(&meta)?;
+        // Never more than the cap (plus one byte to notice a file that grew).
+        let mut reader = file.take(cap.saturating_add(1));
+        let mut header = [0u8; 8];
+        let mut got = 0;
+        while got < header.len() {
+            match reader.read(&mut header[got..]).map_err(io)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        precheck::check_header(&header[..got]).map_err(|e| refuse(e.to_string()))?;
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        bytes.extend_from_slice(&header);
+        reader.read_to_end(&mut bytes).map_err(io)?;
+        if bytes.len() as u64 > cap {
+            return Err(refuse(format!(
+                "grew past the cap of {cap} bytes while being read (component.max_component_bytes)"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// The static pass over a component's bytes: header, caps and names,
+    /// without compiling (see [`crate::precheck`]).
+    fn precheck(&self, bytes: &[u8]) -> Result<precheck::Summary, SandboxError> {
+        let config = &self.inner.config;
+        precheck::check(bytes, &config.component_caps, config.limits.memory_bytes)
+            .map_err(|e| SandboxError::Plugin(e.into()))
+    }
+
+    /// Compiles (or fetches from the cache) a component that passed the
+    /// static checks, within the compile time limit.
+    fn compile(
+        &self,
+        digest: Digest,
+        bytes: &[u8],
+    ) -> Result<(Component, CacheOutcome), SandboxError> {
+        let limit = Duration::from_millis(self.inner.config.component_caps.compile_timeout_ms);
+        self.inner
+            .cache
+            .get_or_compile(&self.inner.engine, digest, bytes, limit)
+            .map_err(|e| match e {
+                cache::CompileError::Invalid(e) => {
+                    invalid(format!("not a valid component: {}", root_message(&e)))
+                }
+                other => invalid(other.to_string()),
+            })
+    }
+
+    /// Checks a component statically (header, `[component]` caps, the world
+    /// its exports name, the import policy), and only then compiles (or
+    /// fetches from the cache) and pre-instantiates it. Nothing of a
+    /// refused component reaches Cranelift.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<Plugin>, SandboxError> {
         let digest = Digest::of(bytes);
         if let Some(p) = self.lock_loaded().get(&digest) {
             return Ok(p.clone());
         }
+        let summary = self.precheck(bytes)?;
+        let static_world = summary
+            .world()
+            .map_err(|e| SandboxError::Plugin(e.into()))?;
+        capabilities::check_imports(static_world, &summary.imports)?;
         let engine = &self.inner.engine;
-        let (component, cache_outcome) = self
-            .inner
-            .cache
-            .get_or_compile(engine, digest, bytes)
-            .map_err(|e| invalid(format!("not a valid component: {}", root_message(&e))))?;
+        let (component, cache_outcome) = self.compile(digest, bytes)?;
+        // Wasmtime's own view after compiling must agree with the static one.
         let (world, imports, exports) = shape(engine, &component)?;
         capabilities::check_imports(world, &imports)?;
         let manifest = crate::manifest::read(bytes).map_err(invalid)?;
@@ -386,14 +514,16 @@ impl Sandbox {
         Ok(plugin)
     }
 
-    /// Describes a component for review without instantiating it.
+    /// Describes a component for review without instantiating it. The
+    /// static caps apply as at load time (a component refused by them is
+    /// never compiled); an ungranted import is listed, not refused.
     pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection, SandboxError> {
         let digest = Digest::of(bytes);
-        let (component, _) = self
-            .inner
-            .cache
-            .get_or_compile(&self.inner.engine, digest, bytes)
-            .map_err(|e| invalid(format!("not a valid component: {}", root_message(&e))))?;
+        let summary = self.precheck(bytes)?;
+        summary
+            .world()
+            .map_err(|e| SandboxError::Plugin(e.into()))?;
+        let (component, _) = self.compile(digest, bytes)?;
         let (world, imports, exports) = shape(&self.inner.engine, &component)?;
         let manifest = crate::manifest::read(bytes).map_err(invalid)?;
         let ceiling = self.inner.config.limits;
@@ -443,6 +573,7 @@ impl Sandbox {
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes as usize,
                 table_elements: limits.table_elements as usize,
+                memory_total: 0,
                 hit: None,
             },
             candidate,
@@ -800,6 +931,32 @@ fn invalid(message: String) -> SandboxError {
         line.push_str(" ...");
     }
     SandboxError::Plugin(PluginFailure::new(FailureKind::InvalidComponent, line))
+}
+
+/// What kind of file system object `meta` describes, for error messages.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "an unknown kind of file"
+    }
 }
 
 fn link_error(e: &wasmtime::Error) -> SandboxError {
