@@ -81,13 +81,11 @@ pub fn check_metadata(m: &ModelMetadata) -> Result<(), String> {
     }
     let classes = &m.output.classes;
     match m.output.task {
-        Task::Regression => {
-            if !classes.is_empty() {
-                return Err(format!(
-                    "a regression model declares {} classes; it must declare none",
-                    classes.len()
-                ));
-            }
+        Task::Regression if !classes.is_empty() => {
+            return Err(format!(
+                "a regression model declares {} classes; it must declare none",
+                classes.len()
+            ));
         }
         Task::BinaryClassification if classes.len() != 2 => {
             return Err(format!(

@@ -136,11 +136,17 @@ pub struct GateRun<'a> {
     pub seed: Option<u64>,
 }
 
+/// What a model saw: a dataset's digest and the columns handed over.
+type SeenKey = (Digest, Vec<String>);
+
+/// A model's answer to what it saw, with the batch it saw.
+type ScoredBatch = Result<(Batch, Predictions), PluginFailure>;
+
 /// A model in the run, with its predictions cached by exactly what it saw.
 struct Scored {
     model: CheckedModel,
     info: ModelInfo,
-    predictions: HashMap<(Digest, Vec<String>), Result<(Batch, Predictions), PluginFailure>>,
+    predictions: HashMap<SeenKey, ScoredBatch>,
 }
 
 impl Scored {
@@ -164,7 +170,7 @@ impl Scored {
         d: &Dataset,
         withheld: &[&str],
         fuel: &mut u64,
-    ) -> Result<(Batch, Predictions), PluginFailure> {
+    ) -> ScoredBatch {
         let (inputs, _) = data::model_inputs(&d.batch, &self.model.metadata.inputs, withheld)
             .map_err(|e| {
                 PluginFailure::new(
