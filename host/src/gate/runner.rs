@@ -165,12 +165,7 @@ impl Scored {
 
     /// The model's predictions on `d`, from exactly its declared columns
     /// (never a withheld one), with the batch it saw.
-    fn predict(
-        &mut self,
-        d: &Dataset,
-        withheld: &[&str],
-        fuel: &mut u64,
-    ) -> ScoredBatch {
+    fn predict(&mut self, d: &Dataset, withheld: &[&str], fuel: &mut u64) -> ScoredBatch {
         let (inputs, _) = data::model_inputs(&d.batch, &self.model.metadata.inputs, withheld)
             .map_err(|e| {
                 PluginFailure::new(
