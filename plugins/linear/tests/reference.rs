@@ -228,7 +228,20 @@ fn malformed_models_are_refused() {
     for (field, value) in cases {
         let mut v = valid();
         v[field] = value.clone();
-        assert!(parse(&v).is_err(), "{field} = {value} was accepted");
+        // Each refusal names the offending field (or the unknown key).
+        let e = parse(&v).unwrap_err().to_string();
+        let named = if field == "classes" {
+            "coefficients"
+        } else {
+            field
+        };
+        let shown = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_string);
+        assert!(
+            e.contains(&format!("`{named}")) || e.contains(&format!("`{shown}`")),
+            "{field} = {value}: {e}"
+        );
     }
     for field in [
         "format",

@@ -595,7 +595,8 @@ mod tests {
         assert!(e.message.contains("≥ 0"), "{}", e.message);
         let e = plan(&cfg(json!({"average": "binary"})), 3).unwrap_err();
         assert!(e.message.contains("predicts 3 classes"), "{}", e.message);
-        assert!(serde_json::from_value::<Config>(json!({"minimum": {}})).is_err());
+        let e = serde_json::from_value::<Config>(json!({"minimum": {}})).unwrap_err();
+        assert!(e.to_string().starts_with("unknown field `minimum`"), "{e}");
     }
 
     #[test]
