@@ -11,8 +11,8 @@
 #[path = "../tests/bombs/mod.rs"]
 mod bombs;
 
-use airlock_host::precheck::{self, ComponentCaps};
-use airlock_host::sandbox::{Sandbox, SandboxConfig};
+use airlock_runtime::precheck::{self, ComponentCaps};
+use airlock_runtime::sandbox::{Sandbox, SandboxConfig};
 use airlock_tests::plugin;
 use bombs::{Func, deep_chunks, live_locals, loop_nests, module, with_extra_module};
 use std::time::Instant;

@@ -3,7 +3,7 @@
 //! (compiling components is the slow part, so it is done once and cached on
 //! disk across test binaries).
 
-use airlock_host::sandbox::{Sandbox, SandboxConfig};
+use airlock_runtime::sandbox::{Sandbox, SandboxConfig};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

@@ -2,8 +2,8 @@
 //! only ever deserializes artifacts it sealed itself — a tampered artifact,
 //! or one sealed under another host's key, is recompiled, never loaded.
 
-use airlock_host::sandbox::cache::CacheOutcome;
-use airlock_host::sandbox::{Sandbox, SandboxConfig};
+use airlock_runtime::sandbox::cache::CacheOutcome;
+use airlock_runtime::sandbox::{Sandbox, SandboxConfig};
 use airlock_tests::plugin;
 use std::path::Path;
 

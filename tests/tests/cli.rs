@@ -32,7 +32,7 @@ fn inspect_json_names_digest_world_imports_exports_capabilities() {
     let o = airlock(&["plugin", "inspect", &s(&wasm), "--json"], cache.path());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let digest = airlock_host::digest::Digest::of(&std::fs::read(&wasm).unwrap());
+    let digest = airlock_core::digest::Digest::of(&std::fs::read(&wasm).unwrap());
     assert_eq!(v["digest"], digest.to_string());
     assert_eq!(v["world"], "validator");
     let imports: Vec<&str> = v["imports"]

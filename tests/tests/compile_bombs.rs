@@ -3,16 +3,16 @@
 //! components with several memories that together exceed the memory cap.
 //!
 //! Each bomb from the security review is built here with `wasm-encoder` and
-//! must be refused by the static pass of `airlock_host::precheck`, naming
+//! must be refused by the static pass of `airlock_runtime::precheck`, naming
 //! the cap, before anything is compiled; each test prints how long the
 //! refusal took (timings are shown, not asserted). The real plugins must fit
 //! the default caps with room to spare, and the static view of a component's
 //! imports must be exactly wasmtime's.
 
-use airlock_host::precheck::{self, ComponentCaps, PrecheckError};
-use airlock_host::sandbox::bindings::{Batch, Column, ColumnValues};
-use airlock_host::sandbox::{CallOptions, Plugin, Sandbox, SandboxConfig};
-use airlock_host::{FailureKind, PluginFailure, SandboxError};
+use airlock_runtime::precheck::{self, ComponentCaps, PrecheckError};
+use airlock_core::types::{Batch, Column, ColumnValues};
+use airlock_runtime::sandbox::{CallOptions, Plugin, Sandbox, SandboxConfig};
+use airlock_runtime::{FailureKind, PluginFailure, SandboxError};
 use airlock_tests::{plugin, sandbox};
 use std::path::Path;
 use std::time::Instant;

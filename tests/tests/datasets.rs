@@ -4,8 +4,8 @@
 //! typed data, and a model trained without feature names reads a named CSV
 //! by position without ever seeing the label.
 
-use airlock_host::data::{self, DataCaps, InputMatch, read_csv, read_csv_with};
-use airlock_host::sandbox::{Bundle, CallOptions};
+use airlock_gate::data::{self, DataCaps, InputMatch, read_csv, read_csv_with};
+use airlock_runtime::sandbox::{Bundle, CallOptions};
 use airlock_tests::{fixture, plugin, sandbox};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -305,9 +305,9 @@ fn positional_matching_never_feeds_the_label_to_the_model() {
     // the answers. Withheld, `target` is not counted and not passed; not
     // withheld, the count does not fit and the error says what to do.
     let schema: Vec<_> = (0..30)
-        .map(|i| airlock_host::sandbox::bindings::Feature {
+        .map(|i| airlock_core::types::Feature {
             name: format!("f{i}"),
-            kind: airlock_host::sandbox::bindings::FeatureKind::Numeric,
+            kind: airlock_core::types::FeatureKind::Numeric,
         })
         .collect();
     let ds = read_csv(&fixture("data/breast_cancer_eval.csv"), None, None).unwrap();

@@ -4,8 +4,8 @@
 //! and a broken gate is refused before any verdict with an error that names
 //! the problem.
 
-use airlock_host::gate::runner::load_model;
-use airlock_host::gate::{GateError, GateRun, GateSpec, StepStatus};
+use airlock_gate::runner::load_model;
+use airlock_gate::{GateError, GateRun, GateSpec, StepStatus};
 use airlock_tests::{example, plugin, sandbox};
 
 /// The example gate with its plugin names pointed at the test build.
@@ -24,7 +24,7 @@ fn run(
     spec: &GateSpec,
     bundle: &str,
     baseline: Option<&str>,
-) -> Result<airlock_host::gate::GateReport, GateError> {
+) -> Result<airlock_gate::GateReport, GateError> {
     let sb = sandbox();
     let model = plugin("airlock_model_xgboost");
     let candidate = load_model(&sb, &model, Some(&example().join(bundle))).unwrap();
@@ -36,11 +36,12 @@ fn run(
         baseline,
         plugin_dir: None,
         seed: Some(42),
+        data_caps: Default::default(),
     }
     .run()
 }
 
-fn status(r: &airlock_host::gate::GateReport, step: &str) -> StepStatus {
+fn status(r: &airlock_gate::GateReport, step: &str) -> StepStatus {
     r.steps.iter().find(|s| s.name == step).unwrap().status
 }
 
@@ -51,10 +52,10 @@ fn good_candidate_passes_and_report_binds_digests() {
     for s in ["schema", "golden", "performance", "robustness"] {
         assert_eq!(status(&r, s), StepStatus::Pass, "{s}: {}", r.to_text());
     }
-    let expected = airlock_host::digest::Digest::of_path(&example().join("model-v1")).unwrap();
+    let expected = airlock_runtime::bundle::digest_path(&example().join("model-v1"), &Default::default()).unwrap();
     assert_eq!(r.candidate.bundle_digest, Some(expected));
     let model = std::fs::read(plugin("airlock_model_xgboost")).unwrap();
-    assert_eq!(r.candidate.digest, airlock_host::digest::Digest::of(&model));
+    assert_eq!(r.candidate.digest, airlock_core::digest::Digest::of(&model));
     let perf = r.steps.iter().find(|s| s.name == "performance").unwrap();
     let acc = perf.metrics.get("accuracy").unwrap();
     assert!((acc - 0.976_608_187_134_502_9).abs() < 1e-12, "{acc}");
@@ -128,7 +129,7 @@ fn a_step_without_a_verdict_blocks_the_gate() {
     assert_eq!(spin.status, StepStatus::Error);
     assert_eq!(
         spin.error.as_ref().unwrap().kind,
-        airlock_host::FailureKind::FuelExhausted
+        airlock_core::FailureKind::FuelExhausted
     );
     // The same step as advisory still blocks: "could not check" never
     // passes, advisory or not.

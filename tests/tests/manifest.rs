@@ -2,8 +2,8 @@
 //! by the plugin's own manifest (embedded in the component), by a gate step,
 //! or by a caller — never raised.
 
-use airlock_host::limits::{LimitRequest, Limits};
-use airlock_host::sandbox::{Sandbox, SandboxConfig};
+use airlock_core::limits::{LimitRequest, Limits};
+use airlock_runtime::sandbox::{Sandbox, SandboxConfig};
 use airlock_tests::{airlock_bin, plugin, sandbox};
 
 #[test]
@@ -47,7 +47,7 @@ fn a_manifest_cannot_raise_the_operators_ceilings() {
     // And the ceiling is what the plugin actually gets: the call runs out of
     // the 1,000 units it was granted, not the 500M its manifest asked for.
     let e = p.describe(&Default::default()).unwrap_err();
-    assert_eq!(e.kind, airlock_host::FailureKind::FuelExhausted);
+    assert_eq!(e.kind, airlock_core::FailureKind::FuelExhausted);
     assert!(e.message.contains("used all 1000 units"), "{e}");
 }
 

@@ -3,8 +3,8 @@
 //! committed fixtures — the same check the evaluators pass natively, now
 //! through the component boundary, WASI bundle mount and all.
 
-use airlock_host::data::{self, read_csv};
-use airlock_host::sandbox::{Bundle, CallOptions};
+use airlock_gate::data::{self, read_csv};
+use airlock_runtime::sandbox::{Bundle, CallOptions};
 use airlock_tests::{fixture, plugin, sandbox};
 
 fn expected(name: &str) -> (usize, Vec<Vec<f64>>, String) {
@@ -140,12 +140,12 @@ fn linear_plugin_matches_scikit_learn_in_the_sandbox() {
 fn a_model_without_its_bundle_fails_with_a_guest_error_not_a_crash() {
     let sb = sandbox();
     let p = sb.load_file(&plugin("airlock_model_xgboost")).unwrap();
-    let batch = airlock_host::sandbox::bindings::Batch {
+    let batch = airlock_core::types::Batch {
         rows: 0,
         columns: vec![],
     };
     let e = p.predict(&CallOptions::default(), &batch).unwrap_err();
-    assert_eq!(e.kind, airlock_host::FailureKind::GuestError, "{e}");
+    assert_eq!(e.kind, airlock_core::FailureKind::GuestError, "{e}");
     assert_eq!(e.guest_code.as_deref(), Some("bad-bundle"));
 }
 
@@ -159,12 +159,12 @@ fn a_corrupt_bundle_is_refused_inside_the_sandbox() {
         bundle: Some(Bundle::from_path(dir.path()).unwrap()),
         ..CallOptions::default()
     };
-    let batch = airlock_host::sandbox::bindings::Batch {
+    let batch = airlock_core::types::Batch {
         rows: 0,
         columns: vec![],
     };
     let e = p.predict(&options, &batch).unwrap_err();
-    assert_eq!(e.kind, airlock_host::FailureKind::GuestError, "{e}");
+    assert_eq!(e.kind, airlock_core::FailureKind::GuestError, "{e}");
     assert_eq!(e.guest_code.as_deref(), Some("bad-bundle"), "{e}");
 }
 
@@ -175,7 +175,7 @@ fn a_bundle_is_a_snapshot_of_exactly_what_was_digested() {
     let dir = tempfile::tempdir().unwrap();
     let model = std::fs::read(fixture("models/xgb_binary_3.2.0.json")).unwrap();
     std::fs::write(dir.path().join("model.json"), &model).unwrap();
-    let before = airlock_host::digest::Digest::of_path(dir.path()).unwrap();
+    let before = airlock_runtime::bundle::digest_path(dir.path(), &Default::default()).unwrap();
     let bundle = Bundle::from_path(dir.path()).unwrap();
     assert_eq!(bundle.digest, before);
     // Swapping the model after the bundle was opened changes nothing the

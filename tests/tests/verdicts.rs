@@ -8,11 +8,11 @@
 //! passes, a misconfigured gate is the gate's error, and the report binds
 //! the gate and each step's config.
 
-use airlock_host::FailureKind;
-use airlock_host::digest::Digest;
-use airlock_host::gate::report::Blame;
-use airlock_host::gate::runner::{ModelUnderTest, load_model};
-use airlock_host::gate::{GateError, GateReport, GateRun, GateSpec, StepStatus};
+use airlock_core::FailureKind;
+use airlock_core::digest::Digest;
+use airlock_core::gate::report::Blame;
+use airlock_gate::runner::{ModelUnderTest, load_model};
+use airlock_gate::{GateError, GateReport, GateRun, GateSpec, StepStatus};
 use airlock_tests::{example, plugin, sandbox};
 
 /// The lying model with `persona` (lines of `key = value`) as its bundle.
@@ -46,11 +46,12 @@ fn run(spec: &GateSpec, candidate: ModelUnderTest) -> Result<GateReport, GateErr
         baseline: None,
         plugin_dir: None,
         seed: Some(7),
+        data_caps: Default::default(),
     }
     .run()
 }
 
-fn step<'r>(r: &'r GateReport, name: &str) -> &'r airlock_host::gate::report::StepReport {
+fn step<'r>(r: &'r GateReport, name: &str) -> &'r airlock_core::gate::report::StepReport {
     r.steps.iter().find(|s| s.name == name).unwrap()
 }
 
@@ -409,6 +410,7 @@ sample_rows = 50
             baseline: None,
             plugin_dir: None,
             seed,
+            data_caps: Default::default(),
         }
         .run()
         .unwrap()
@@ -477,10 +479,10 @@ fn a_steps_timeout_reaches_the_candidates_probes() {
     // Before: only fuel was passed on to probes, so a 250 ms step whose
     // probe loops ran until the validator's fuel was gone. With a fuel
     // ceiling high enough to last a minute, only the deadline can stop it.
-    let sb = airlock_host::sandbox::Sandbox::new(airlock_host::sandbox::SandboxConfig {
-        limits: airlock_host::Limits {
+    let sb = airlock_runtime::sandbox::Sandbox::new(airlock_runtime::sandbox::SandboxConfig {
+        limits: airlock_core::Limits {
             fuel: 1_000_000_000_000,
-            ..airlock_host::Limits::default()
+            ..airlock_core::Limits::default()
         },
         cache_dir: Some(airlock_tests::cache_dir()),
         ..Default::default()
@@ -501,6 +503,7 @@ fn a_steps_timeout_reaches_the_candidates_probes() {
         baseline: None,
         plugin_dir: None,
         seed: Some(1),
+        data_caps: Default::default(),
     }
     .run()
     .unwrap();
@@ -541,7 +544,7 @@ fn a_time_bomb_cannot_read_the_date_from_its_bundle() {
     // The liar answers differently once its bundle file's modification time
     // is past mid-2026. Real file times would arm it (this file is written
     // now); the host shows every plugin a fixed instant instead.
-    use airlock_host::sandbox::{CallOptions, CheckedModel};
+    use airlock_runtime::sandbox::{CallOptions, CheckedModel};
     let mut answers = Vec::new();
     for mtime in [
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000),
@@ -562,11 +565,11 @@ fn a_time_bomb_cannot_read_the_date_from_its_bundle() {
             ..CallOptions::default()
         };
         let checked = CheckedModel::open(m.plugin, options).unwrap();
-        let batch = airlock_host::sandbox::bindings::Batch {
+        let batch = airlock_core::types::Batch {
             rows: 1,
-            columns: vec![airlock_host::sandbox::bindings::Column {
+            columns: vec![airlock_core::types::Column {
                 name: "a".into(),
-                values: airlock_host::sandbox::bindings::ColumnValues::Numeric(vec![1.0]),
+                values: airlock_core::types::ColumnValues::Numeric(vec![1.0]),
             }],
         };
         answers.push(checked.predict(&batch).unwrap().value.values);

@@ -4,5 +4,5 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
-    airlock_host::cli::main()
+    airlock_cli::main()
 }

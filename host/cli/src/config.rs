@@ -1,0 +1,257 @@
+//! The operator's configuration: the limit ceilings every plugin call runs
+//! under and how the sandbox is set up. Embedded defaults apply when no file
+//! is given; a file only needs the keys it changes.
+//!
+//! ```toml
+//! cache_dir = "/var/cache/airlock"
+//! max_instances = 32          # live instances with the pooling allocator
+//! epoch_tick_ms = 2           # deadline resolution
+//! [limits]
+//! fuel = 1_000_000_000
+//! timeout_ms = 5_000
+//! memory_bytes = 134_217_728
+//! [data]
+//! max_file_bytes = 1_073_741_824   # caps on every CSV dataset read
+//! max_columns = 10_000
+//! max_rows = 10_000_000
+//! max_cells = 50_000_000
+//! [bundle]                    # caps on model bundles, checked before reading
+//! max_total_bytes = 2_147_483_648
+//! max_entries = 10_000
+//! max_depth = 16
+//! [component]                 # what a component may ask the compiler to do
+//! max_function_body_bytes = 262_144
+//! ```
+
+use airlock_core::limits::Limits;
+use airlock_gate::data::DataCaps;
+use airlock_runtime::bundle::BundleCaps;
+use airlock_runtime::precheck::ComponentCaps;
+use airlock_runtime::sandbox::SandboxConfig;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A parsed configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// Ceilings for every plugin call.
+    pub limits: Limits,
+    /// Where compiled components are cached.
+    pub cache_dir: Option<PathBuf>,
+    /// Live instances the pooling allocator holds room for.
+    pub max_instances: u32,
+    /// Epoch tick in milliseconds (the deadline's resolution).
+    pub epoch_tick_ms: u64,
+    /// Use the pooling allocator.
+    pub pooling: bool,
+    /// How strictly model outputs are checked (`[output]`).
+    pub output: airlock_core::contract::OutputRules,
+    /// Caps on every dataset the host reads (`[data]`).
+    pub data: DataCaps,
+    /// Caps on model bundles (`[bundle]`).
+    pub bundle: BundleCaps,
+    /// Caps checked on a component before it is compiled.
+    pub component: ComponentCaps,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        let s = SandboxConfig::default();
+        HostConfig {
+            limits: s.limits,
+            cache_dir: None,
+            max_instances: 16,
+            epoch_tick_ms: s.epoch_tick.as_millis() as u64,
+            pooling: s.pooling,
+            output: s.output_rules,
+            data: DataCaps::default(),
+            bundle: s.bundle_caps,
+            component: s.component_caps,
+        }
+    }
+}
+
+/// Largest linear memory a 32-bit Wasm memory can have.
+const MAX_MEMORY_BYTES: u64 = 4 << 30;
+
+impl HostConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<HostConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let cfg: HostConfig = toml::from_str(&text).map_err(|e| {
+            format!(
+                "config {}: {}",
+                path.display(),
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        })?;
+        cfg.check()
+            .map_err(|e| format!("config {}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let l = &self.limits;
+        for (name, v) in [
+            ("limits.fuel", l.fuel),
+            ("limits.timeout_ms", l.timeout_ms),
+            ("limits.memory_bytes", l.memory_bytes),
+            ("limits.max_output_bytes", l.max_output_bytes),
+            ("limits.max_input_bytes", l.max_input_bytes),
+            ("epoch_tick_ms", self.epoch_tick_ms),
+            ("max_instances", u64::from(self.max_instances)),
+            ("bundle.max_entries", self.bundle.max_entries),
+            ("bundle.max_depth", u64::from(self.bundle.max_depth)),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        let tol = self.output.probability_sum_tolerance;
+        if !(0.0..0.5).contains(&tol) {
+            return Err(format!(
+                "output.probability_sum_tolerance {tol} must be at least 0 and below 0.5"
+            ));
+        }
+        self.data.check()?;
+        if self.bundle.max_depth > airlock_runtime::bundle::MAX_DEPTH_CEILING {
+            return Err(format!(
+                "bundle.max_depth {} exceeds the ceiling of {}",
+                self.bundle.max_depth,
+                airlock_runtime::bundle::MAX_DEPTH_CEILING
+            ));
+        }
+        if l.memory_bytes > MAX_MEMORY_BYTES {
+            return Err(format!(
+                "limits.memory_bytes {} exceeds the 4 GiB a 32-bit Wasm memory can address",
+                l.memory_bytes
+            ));
+        }
+        self.component.check()
+    }
+
+    /// The sandbox setup this configuration describes (everything but the
+    /// `[data]` caps, which callers pass to what reads datasets).
+    pub fn sandbox_config(&self) -> SandboxConfig {
+        SandboxConfig {
+            limits: self.limits,
+            cache_dir: self.cache_dir.clone(),
+            max_instances: self.max_instances,
+            epoch_tick: Duration::from_millis(self.epoch_tick_ms),
+            pooling: self.pooling,
+            output_rules: self.output,
+            bundle_caps: self.bundle,
+            component_caps: self.component,
+            ..SandboxConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HostConfig, String> {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        HostConfig::load(f.path())
+    }
+
+    #[test]
+    fn partial_files_keep_the_other_defaults() {
+        let c = parse("[limits]\nfuel = 7\n").unwrap();
+        assert_eq!(c.limits.fuel, 7);
+        assert_eq!(c.limits.timeout_ms, Limits::default().timeout_ms);
+        assert_eq!(c.sandbox_config().limits.fuel, 7);
+    }
+
+    #[test]
+    fn the_bundle_section_sets_the_bundle_caps() {
+        let c = parse("[bundle]\nmax_entries = 3\n").unwrap();
+        assert_eq!(c.bundle.max_entries, 3);
+        assert_eq!(c.bundle.max_depth, BundleCaps::default().max_depth);
+        assert_eq!(c.sandbox_config().bundle_caps.max_entries, 3);
+        let e = parse("[bundle]\nmax_depth = 0\n").unwrap_err();
+        assert!(
+            e.starts_with("config ") && e.ends_with(": bundle.max_depth must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("[bundle]\nmax_depth = 100000\n").unwrap_err();
+        assert!(
+            e.ends_with(": bundle.max_depth 100000 exceeds the ceiling of 256"),
+            "{e}"
+        );
+        let e = parse("[bundle]\nmax_files = 3\n").unwrap_err();
+        assert!(e.contains("unknown field `max_files`"), "{e}");
+    }
+
+    #[test]
+    fn bad_files_name_the_key() {
+        assert!(
+            parse("[limits]\nfuell = 7\n")
+                .unwrap_err()
+                .contains("fuell")
+        );
+        assert!(
+            parse("[limits]\nfuel = 0\n")
+                .unwrap_err()
+                .contains("limits.fuel")
+        );
+        assert!(
+            parse("[limits]\nmemory_bytes = 8589934592\n")
+                .unwrap_err()
+                .contains("4 GiB")
+        );
+        let e = parse("max_instances = \"x\"").unwrap_err();
+        assert!(
+            e.contains("max_instances") && e.contains("invalid type"),
+            "{e}"
+        );
+        let e = parse("[output]\nprobability_sum_tolerance = 0.7\n").unwrap_err();
+        assert!(
+            e.ends_with("output.probability_sum_tolerance 0.7 must be at least 0 and below 0.5"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_data_section_sets_dataset_caps_and_names_bad_keys() {
+        let c = parse("[data]\nmax_rows = 5\n").unwrap();
+        assert_eq!(c.data.max_rows, 5);
+        assert_eq!(c.data.max_cells, DataCaps::default().max_cells);
+        assert_eq!(HostConfig::default().data, DataCaps::default());
+        let e = parse("[data]\nmax_cells = 0\n").unwrap_err();
+        assert!(
+            e.ends_with(": data.max_cells must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("[data]\nmax_colums = 5\n").unwrap_err();
+        assert!(e.contains("unknown field `max_colums`"), "{e}");
+    }
+
+    #[test]
+    fn component_caps_are_read_and_checked_by_key() {
+        let c = parse("[component]\nmax_locals_per_function = 500\n").unwrap();
+        assert_eq!(
+            c.sandbox_config().component_caps.max_locals_per_function,
+            500
+        );
+        assert_eq!(
+            c.component.max_functions,
+            ComponentCaps::default().max_functions
+        );
+        let e = parse("[component]\nmax_functions = 0\n").unwrap_err();
+        assert!(
+            e.ends_with(": component.max_functions must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("[component]\nmax_locals = 5\n").unwrap_err();
+        assert!(e.contains("unknown field `max_locals`"), "{e}");
+    }
+}

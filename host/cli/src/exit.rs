@@ -1,0 +1,95 @@
+//! The one place where errors become exit codes and stderr lines.
+//!
+//! The same failure gives the same code in every command:
+//!
+//! * `0` — success; the gate passed.
+//! * `1` — the candidate was judged and refused, or a model failed while
+//!   running (trap, fuel, timeout, memory, its own error, or output that
+//!   breaks its declared contract), in `plugin run` as in `gate run`.
+//! * `2` — the input was wrong: a malformed component, the wrong world, a
+//!   disallowed import, a broken gate file, a step whose configuration its
+//!   validator refuses (bad key, missing label), a broken baseline, a CSV
+//!   with missing columns or non-numeric values, an unreadable file, a
+//!   failed build.
+
+use airlock_gate::GateError;
+use airlock_runtime::error::{FailureKind, PluginFailure, SandboxError};
+
+/// A command's failure.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad input; the message names the problem.
+    Input(String),
+    /// A plugin failed while running.
+    Plugin(PluginFailure),
+    /// The gate ran and refused the candidate (the report was printed).
+    GateRefused,
+}
+
+impl CliError {
+    /// An input error with `message`.
+    pub fn input(message: impl Into<String>) -> Self {
+        CliError::Input(message.into())
+    }
+
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Input(_) => 2,
+            CliError::Plugin(_) | CliError::GateRefused => 1,
+        }
+    }
+
+    /// Writes the one-line message to stderr (nothing for a refused gate,
+    /// whose report already says why).
+    pub fn print(&self) {
+        match self {
+            CliError::Input(m) => eprintln!("error: {}", one_line(m)),
+            CliError::Plugin(f) => eprintln!("error: plugin failed: {}", one_line(&f.to_string())),
+            CliError::GateRefused => {}
+        }
+    }
+}
+
+/// `s` on one line: runs of whitespace (newlines included) become one space.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl From<SandboxError> for CliError {
+    fn from(e: SandboxError) -> Self {
+        match e {
+            SandboxError::Plugin(f)
+                if !matches!(
+                    f.kind,
+                    FailureKind::InvalidComponent | FailureKind::DisallowedImport
+                ) =>
+            {
+                CliError::Plugin(f)
+            }
+            other => CliError::Input(other.to_string()),
+        }
+    }
+}
+
+impl From<GateError> for CliError {
+    fn from(e: GateError) -> Self {
+        CliError::Input(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert_eq!(CliError::input("x").exit_code(), 2);
+        assert_eq!(CliError::GateRefused.exit_code(), 1);
+        let f = PluginFailure::new(FailureKind::FuelExhausted, "out");
+        assert_eq!(CliError::from(SandboxError::Plugin(f)).exit_code(), 1);
+        let f = PluginFailure::new(FailureKind::DisallowedImport, "evil");
+        assert_eq!(CliError::from(SandboxError::Plugin(f)).exit_code(), 2);
+        assert_eq!(one_line("a\n b"), "a b");
+    }
+}

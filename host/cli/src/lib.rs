@@ -1,0 +1,679 @@
+//! The `airlock` command line: what plugin authors, operators and reviewers
+//! type. Every command has a `--json` form for scripts; errors are one line
+//! on stderr; exit codes are decided in one place ([`exit`]).
+//!
+//! This crate is the only one that knows clap, exit codes and the
+//! operator's configuration file ([`config`], which gathers every crate's
+//! caps); the library crates below it stay usable from a server.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod exit;
+mod scaffold;
+
+use airlock_core::limits::LimitRequest;
+use airlock_gate::data::{self, DataCaps};
+use airlock_gate::{GateRun, GateSpec, load_model};
+use airlock_runtime::sandbox::{CallOptions, CheckedModel, Sandbox};
+use config::HostConfig;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use exit::{CliError, one_line};
+use std::path::{Path, PathBuf};
+
+/// Writes a line to stdout; a closed pipe (`airlock ... | head`) is not an
+/// error worth a panic.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// Like [`out!`] without the newline.
+macro_rules! out_nonl {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// Runs untrusted ML plugins in a sandbox and gates deployments on them.
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: Global,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Operator configuration (limit ceilings, cache, sandbox); default:
+    /// $AIRLOCK_CONFIG if set, else the embedded defaults.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Where compiled components are cached (default: $AIRLOCK_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/airlock, else ~/.cache/airlock).
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Do not cache compiled components on disk.
+    #[arg(long, global = true)]
+    no_cache: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write, build, inspect and run plugins.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
+    /// Run deployment gates.
+    #[command(subcommand)]
+    Gate(GateCmd),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Kind {
+    Model,
+    Validator,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCmd {
+    /// Scaffold a guest crate that builds as is.
+    New {
+        /// `model` or `validator`.
+        kind: Kind,
+        /// Crate name (also the directory, unless --dir is given).
+        name: String,
+        /// Where to create the crate.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path to airlock's guest-sdk crate (default: the one this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a guest crate to a component.
+    Build {
+        /// The crate's directory.
+        crate_dir: PathBuf,
+        /// Where to write the component.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Show a component's digest, world, imports, exports and capabilities.
+    Inspect {
+        /// The component.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a model on the rows of a CSV file.
+    Run {
+        /// The model component.
+        model: PathBuf,
+        /// CSV with a header of feature names; an empty cell is a missing value.
+        #[arg(long)]
+        data: PathBuf,
+        /// The model's data bundle (a file or a directory).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// A label column of the CSV, withheld from the model (and not
+        /// counted when matching positional inputs `f0..fN`).
+        #[arg(long)]
+        label: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Seed for the plugin's randomness.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a validator on a model: a one-step gate, without a gate file.
+    Validate {
+        /// The validator component (a `.wasm` file).
+        validator: PathBuf,
+        /// The candidate model component.
+        #[arg(long)]
+        model: PathBuf,
+        /// The candidate's data bundle.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// The evaluation rows (CSV).
+        #[arg(long)]
+        data: PathBuf,
+        /// The label column of the data.
+        #[arg(long)]
+        label: Option<String>,
+        /// A reference dataset (e.g. training data) for drift checks.
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// The validator's configuration: a TOML file holding what a gate
+        /// step's `[steps.config]` table would.
+        #[arg(long)]
+        step_config: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Seed for every plugin (default: drawn at random and printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GateCmd {
+    /// Run a gate locally against a candidate model.
+    Run {
+        /// The gate file.
+        gate: PathBuf,
+        /// The candidate model component.
+        #[arg(long)]
+        model: PathBuf,
+        /// The candidate's data bundle.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// The production model to compare against.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// The baseline's data bundle.
+        #[arg(long, requires = "baseline")]
+        baseline_bundle: Option<PathBuf>,
+        /// Where plugin names in the gate file resolve (overrides plugin_dir).
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+        /// The directory the gate file's relative paths (datasets, plugins)
+        /// resolve against; default: the gate file's own directory. Use it
+        /// to run a copy of a gate file kept elsewhere.
+        #[arg(long)]
+        base_dir: Option<PathBuf>,
+        /// Seed for every plugin (default: drawn from the host's randomness
+        /// and printed in the report; pass it back to rerun exactly).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Limits a command line may lower.
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Fuel per call.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Wall-clock deadline per call, in milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Linear memory cap, in bytes.
+    #[arg(long)]
+    memory_bytes: Option<u64>,
+}
+
+impl LimitArgs {
+    fn request(&self) -> LimitRequest {
+        LimitRequest {
+            fuel: self.fuel,
+            timeout_ms: self.timeout_ms,
+            memory_bytes: self.memory_bytes,
+            ..LimitRequest::default()
+        }
+    }
+}
+
+/// Parses the command line, runs it, and returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            e.print();
+            std::process::ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("AIRLOCK_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("airlock"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("airlock"))
+}
+
+/// The sandbox the command line asks for.
+fn sandbox(g: &Global) -> Result<Sandbox, CliError> {
+    Ok(sandbox_and_data_caps(g)?.0)
+}
+
+/// The sandbox the command line asks for, with the operator's caps on the
+/// datasets a command reads (they are not the sandbox's business).
+fn sandbox_and_data_caps(g: &Global) -> Result<(Sandbox, DataCaps), CliError> {
+    let path = g
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("AIRLOCK_CONFIG").map(PathBuf::from));
+    let cfg = match path {
+        Some(p) => HostConfig::load(&p).map_err(CliError::input)?,
+        None => HostConfig::default(),
+    };
+    let mut sc = cfg.sandbox_config();
+    sc.cache_dir = if g.no_cache {
+        None
+    } else {
+        g.cache_dir
+            .clone()
+            .or(cfg.cache_dir)
+            .or_else(default_cache_dir)
+    };
+    Ok((Sandbox::new(sc).map_err(CliError::from)?, cfg.data))
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Plugin(PluginCmd::New {
+            kind,
+            name,
+            dir,
+            sdk,
+        }) => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let world = match kind {
+                Kind::Model => scaffold::Template::Model,
+                Kind::Validator => scaffold::Template::Validator,
+            };
+            scaffold::create(world, &name, &dir, sdk.as_deref())?;
+            out!(
+                "created {} plugin `{name}` in {}\nbuild it with: airlock plugin build {} -o {name}.wasm",
+                match kind {
+                    Kind::Model => "model",
+                    Kind::Validator => "validator",
+                },
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Plugin(PluginCmd::Build { crate_dir, output }) => {
+            let built = scaffold::build(&crate_dir, output.as_deref())?;
+            let sb = sandbox(&cli.global)?;
+            let bytes = sb.read_component(&built).map_err(CliError::from)?;
+            let info = sb.inspect(&bytes).map_err(CliError::from)?;
+            if !info.refused_imports.is_empty() {
+                return Err(CliError::input(format!(
+                    "built {} but airlock would refuse it: imports not granted: {}",
+                    built.display(),
+                    info.refused_imports.join(", ")
+                )));
+            }
+            out!(
+                "{} ({} plugin, {})",
+                built.display(),
+                info.world,
+                info.digest
+            );
+            Ok(())
+        }
+        Command::Plugin(PluginCmd::Inspect { file, json }) => {
+            let sb = sandbox(&cli.global)?;
+            let bytes = sb.read_component(&file).map_err(CliError::from)?;
+            let info = sb.inspect(&bytes).map_err(CliError::from)?;
+            if json {
+                out!(
+                    "{}",
+                    serde_json::to_string_pretty(&info).expect("serializable")
+                );
+            } else {
+                out!("file:    {}", file.display());
+                out!("digest:  {}", info.digest);
+                out!("world:   {}", info.world);
+                out!("size:    {} bytes", info.size);
+                out!("exports: {}", info.exports.join(", "));
+                out!("imports:");
+                for i in &info.imports {
+                    let refused = info.refused_imports.contains(i);
+                    out!("  {}{i}", if refused { "REFUSED " } else { "" });
+                }
+                out!("capabilities granted:");
+                for c in &info.capabilities {
+                    out!("  {:<12} {}", c.name, c.granted_as);
+                }
+                let g = &info.granted_limits;
+                out!(
+                    "limits:  fuel {}, timeout {} ms, memory {} bytes, output {} bytes",
+                    g.fuel,
+                    g.timeout_ms,
+                    g.memory_bytes,
+                    g.max_output_bytes
+                );
+                let asked = serde_json::to_value(info.requested_limits).unwrap_or_default();
+                let asked: Vec<String> = asked
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| format!("{k} = {v}"))
+                    .collect();
+                if !asked.is_empty() {
+                    out!("manifest asks for: {}", asked.join(", "));
+                }
+                if !info.refused_limit_raises.is_empty() {
+                    out!(
+                        "not granted (above the ceilings): {}",
+                        info.refused_limit_raises.join(", ")
+                    );
+                }
+                if !info.refused_imports.is_empty() {
+                    out!("verdict: airlock refuses to load this component");
+                }
+            }
+            Ok(())
+        }
+        Command::Plugin(PluginCmd::Run {
+            model,
+            data: csv,
+            bundle,
+            label,
+            limits,
+            seed,
+            json,
+        }) => plugin_run(
+            &cli.global,
+            &model,
+            &csv,
+            bundle.as_deref(),
+            label,
+            limits.request(),
+            seed,
+            json,
+        ),
+        Command::Plugin(PluginCmd::Validate {
+            validator,
+            model,
+            bundle,
+            data: csv,
+            label,
+            reference,
+            step_config,
+            limits,
+            seed,
+            json,
+        }) => {
+            let config = match &step_config {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p).map_err(|e| {
+                        CliError::input(format!("cannot read {}: {e}", p.display()))
+                    })?;
+                    toml::from_str::<toml::Table>(&text).map_err(|e| {
+                        CliError::input(format!("{}: {}", p.display(), one_line(&e.to_string())))
+                    })?
+                }
+                None => toml::Table::new(),
+            };
+            if validator.extension().and_then(|e| e.to_str()) != Some("wasm") {
+                return Err(CliError::input(format!(
+                    "{}: the validator must be a compiled component (a .wasm file); build a crate with `airlock plugin build`",
+                    validator.display()
+                )));
+            }
+            let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            let mut step = toml::Table::new();
+            step.insert("name".into(), "validate".into());
+            step.insert(
+                "plugin".into(),
+                abs(&validator).display().to_string().into(),
+            );
+            step.insert("dataset".into(), abs(&csv).display().to_string().into());
+            if let Some(l) = &label {
+                step.insert("label".into(), l.clone().into());
+            }
+            if let Some(r) = &reference {
+                step.insert("reference".into(), abs(r).display().to_string().into());
+            }
+            step.insert(
+                "limits".into(),
+                toml::Value::try_from(limits.request())
+                    .map_err(|e| CliError::input(e.to_string()))?,
+            );
+            step.insert("config".into(), config.into());
+            let mut doc = toml::Table::new();
+            doc.insert("name".into(), "plugin-validate".into());
+            doc.insert("steps".into(), toml::Value::Array(vec![step.into()]));
+            let text = toml::to_string(&doc).map_err(|e| CliError::input(e.to_string()))?;
+            let spec = GateSpec::parse(&text, Path::new("."))
+                .map_err(|e| CliError::input(format!("plugin validate: {e}")))?;
+            run_gate(
+                &cli.global,
+                &spec,
+                &model,
+                bundle.as_deref(),
+                None,
+                None,
+                None,
+                seed,
+                json,
+            )
+        }
+        Command::Gate(GateCmd::Run {
+            gate,
+            model,
+            bundle,
+            baseline,
+            baseline_bundle,
+            plugin_dir,
+            base_dir,
+            seed,
+            json,
+        }) => {
+            let mut spec = GateSpec::load(&gate).map_err(|e| CliError::input(e.to_string()))?;
+            if let Some(d) = base_dir {
+                spec.base_dir = d;
+            }
+            run_gate(
+                &cli.global,
+                &spec,
+                &model,
+                bundle.as_deref(),
+                baseline.as_deref(),
+                baseline_bundle.as_deref(),
+                plugin_dir,
+                seed,
+                json,
+            )
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_gate(
+    global: &Global,
+    spec: &GateSpec,
+    model: &Path,
+    bundle: Option<&Path>,
+    baseline: Option<&Path>,
+    baseline_bundle: Option<&Path>,
+    plugin_dir: Option<PathBuf>,
+    seed: Option<u64>,
+    json: bool,
+) -> Result<(), CliError> {
+    let (sb, data_caps) = sandbox_and_data_caps(global)?;
+    for step in &spec.steps {
+        warn_raises(
+            &format!("step `{}` limits", step.name),
+            &sb.config().limits,
+            &step.limits,
+        );
+    }
+    let candidate = load_model(&sb, model, bundle)
+        .map_err(|e| CliError::input(format!("candidate {}: {e}", model.display())))?;
+    let baseline = match baseline {
+        Some(b) => Some(
+            load_model(&sb, b, baseline_bundle)
+                .map_err(|e| CliError::input(format!("baseline {}: {e}", b.display())))?,
+        ),
+        None => None,
+    };
+    let no_bundle = candidate.bundle.is_none();
+    let report = GateRun {
+        sandbox: &sb,
+        spec,
+        candidate,
+        baseline,
+        plugin_dir,
+        seed,
+        data_caps,
+    }
+    .run()
+    .map_err(CliError::from)?;
+    if json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serializable")
+        );
+    } else {
+        out_nonl!("{}", report.to_text());
+        if no_bundle && report.candidate_failure.is_some() {
+            eprintln!("hint: no --bundle was given; a model that reads its data bundle needs one");
+        }
+    }
+    if report.passed {
+        Ok(())
+    } else {
+        Err(CliError::GateRefused)
+    }
+}
+
+/// Warns on stderr about requested limits above the operator's ceilings,
+/// which are not granted (the ceiling applies).
+fn warn_raises(what: &str, ceiling: &airlock_core::limits::Limits, req: &LimitRequest) {
+    let refused = ceiling.refused_raises(req);
+    if !refused.is_empty() {
+        eprintln!(
+            "warning: {what}: {} above the operator's ceiling; the ceiling applies (see --config)",
+            refused.join(", ")
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plugin_run(
+    g: &Global,
+    model: &Path,
+    csv: &Path,
+    bundle: Option<&Path>,
+    label: Option<String>,
+    limits: LimitRequest,
+    seed: u64,
+    json: bool,
+) -> Result<(), CliError> {
+    let (sb, data_caps) = sandbox_and_data_caps(g)?;
+    let m = load_model(&sb, model, bundle)
+        .map_err(|e| CliError::input(format!("{}: {e}", model.display())))?;
+    if m.plugin.world != airlock_core::capabilities::World::Model {
+        return Err(CliError::input(format!(
+            "{}: expected a model plugin, but this component is a {}",
+            model.display(),
+            m.plugin.world
+        )));
+    }
+    warn_raises("command-line limits", &sb.config().limits, &limits);
+    warn_raises(
+        "the plugin's manifest",
+        &sb.config().limits,
+        &m.plugin.manifest.limits,
+    );
+    let options = CallOptions {
+        limits,
+        seed,
+        bundle: m.bundle.clone(),
+    };
+    let hint = |mut f: airlock_core::PluginFailure| {
+        if bundle.is_none() && f.kind != airlock_core::FailureKind::InvalidOutput {
+            f.message.push_str(
+                " (hint: no --bundle was given; a model that reads its data bundle needs one)",
+            );
+        }
+        CliError::Plugin(f)
+    };
+    let checked = CheckedModel::open(m.plugin.clone(), options).map_err(hint)?;
+    let meta = &checked.metadata;
+    let dataset = data::read_csv_with(
+        csv,
+        Some(&meta.inputs),
+        label.as_deref(),
+        &data_caps,
+    )
+    .map_err(|e| CliError::input(e.to_string()))?;
+    let withheld: Vec<&str> = label.as_deref().into_iter().collect();
+    let (inputs, matched) = data::model_inputs(&dataset.batch, &meta.inputs, &withheld)
+        .map_err(|e| CliError::input(format!("{}: {e}", csv.display())))?;
+    if let data::InputMatch::ByPosition { columns } = &matched {
+        eprintln!(
+            "note: the model declares positional inputs f0..f{}; matched by position to the CSV columns {}",
+            meta.inputs.len().saturating_sub(1),
+            columns.join(", ")
+        );
+    }
+    let out = checked.predict(&inputs).map_err(hint)?;
+    let width = out.value.width.max(1) as usize;
+    let rows: Vec<serde_json::Value> = out
+        .value
+        .values
+        .chunks(width)
+        .map(|r| {
+            if out.value.width == 1 {
+                json_num(r[0])
+            } else {
+                serde_json::Value::Array(r.iter().map(|v| json_num(*v)).collect())
+            }
+        })
+        .collect();
+    if json {
+        let doc = serde_json::json!({
+            "model": {
+                "digest": m.plugin.digest,
+                "bundle_digest": m.bundle.as_ref().map(|b| b.digest),
+                "name": meta.name,
+                "version": meta.version,
+            },
+            "rows": dataset.batch.rows,
+            "predictions": rows,
+            "fuel_used": out.fuel_used,
+            "duration_us": out.duration.as_secs_f64() * 1e6,
+            "metadata_fuel_used": checked.metadata_fuel_used,
+        });
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("serializable")
+        );
+    } else {
+        out!(
+            "# {} {} ({}) on {} rows: fuel {}, {:.3} ms",
+            airlock_core::gate::report::escape_untrusted(&meta.name),
+            airlock_core::gate::report::escape_untrusted(&meta.version),
+            m.plugin.digest,
+            dataset.batch.rows,
+            out.fuel_used,
+            out.duration.as_secs_f64() * 1e3
+        );
+        for (i, r) in rows.iter().enumerate() {
+            out!("{i}\t{r}");
+        }
+    }
+    Ok(())
+}
+
+fn json_num(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v)
+        .map(serde_json::Value::Number)
+        .unwrap_or_else(|| serde_json::Value::String(v.to_string()))
+}

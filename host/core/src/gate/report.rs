@@ -1,0 +1,336 @@
+//! The gate report: what each step concluded, with the digests it concluded
+//! it about, the gate and step configuration it ran under, the fuel and time
+//! it took, and the decision — as JSON for machines and as text for people.
+//!
+//! Everything a plugin supplies (names, findings, metric names, panic
+//! messages) is untrusted text: the text form escapes control characters so
+//! a plugin cannot forge a `result:` line or drive the terminal, and JSON
+//! escapes them by construction.
+
+use super::policy::{Decision, StepStatus};
+use crate::digest::Digest;
+use crate::error::PluginFailure;
+use crate::types::{Finding, Severity, ValidatorInfo};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use std::fmt::Write as _;
+
+/// The outcome of a gate run.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateReport {
+    /// The gate's name.
+    pub gate: String,
+    /// Digest of the gate file, so a report names exactly the policy,
+    /// thresholds and datasets it was judged by.
+    pub gate_digest: Digest,
+    /// Whether the candidate passed.
+    pub passed: bool,
+    /// Why.
+    pub decision: Decision,
+    /// The seed every plugin saw (drawn from the host's randomness unless
+    /// given; pass it back with `--seed` to rerun exactly).
+    pub seed: u64,
+    /// The candidate.
+    pub candidate: ModelReport,
+    /// Why the candidate could not be judged at all (its metadata failed
+    /// or broke the contract); no step ran.
+    pub candidate_failure: Option<PluginFailure>,
+    /// The baseline, if any.
+    pub baseline: Option<ModelReport>,
+    /// Each step, in gate order.
+    pub steps: Vec<StepReport>,
+    /// Fuel the models used: metadata and every prediction, failed ones
+    /// included.
+    pub model_fuel_used: u64,
+    /// Fuel the host's own checks used: validators' `describe` and the
+    /// configuration dry runs.
+    pub check_fuel_used: u64,
+    /// All fuel used in the run: models, checks and steps.
+    pub total_fuel_used: u64,
+    /// Wall-clock time of the run.
+    pub duration_ms: f64,
+}
+
+/// A model as the report identifies it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    /// The component's digest.
+    pub digest: Digest,
+    /// The bundle's digest.
+    pub bundle_digest: Option<Digest>,
+    /// Declared name (empty when the metadata call failed).
+    pub name: String,
+    /// Declared version.
+    pub version: String,
+}
+
+/// Who a step's missing verdict is blamed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blame {
+    /// The candidate failed or broke its contract.
+    Candidate,
+    /// The production model failed.
+    Baseline,
+    /// The validator failed.
+    Validator,
+}
+
+/// One step's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// The step's name.
+    pub name: String,
+    /// The validator component file.
+    pub plugin: String,
+    /// Its digest.
+    pub plugin_digest: Digest,
+    /// Its self-description.
+    pub validator: Option<ValidatorInfo>,
+    /// Whether the step is advisory.
+    pub advisory: bool,
+    /// The step's configuration, exactly as handed to the validator.
+    pub config: serde_json::Value,
+    /// The label column, when the step has one.
+    pub label: Option<String>,
+    /// Digest of the evaluation dataset.
+    pub dataset_digest: Digest,
+    /// Digest of the reference dataset.
+    pub reference_digest: Option<Digest>,
+    /// Pass, fail, or error.
+    pub status: StepStatus,
+    /// Who is to blame when `status` is `error`.
+    pub blame: Option<Blame>,
+    /// The validator's findings.
+    pub findings: Vec<FindingReport>,
+    /// The validator's metrics, in its order.
+    pub metrics: Metrics,
+    /// Fuel the validator used (candidate probes included).
+    pub fuel_used: u64,
+    /// Fuel spent in the candidate on the validator's behalf.
+    pub candidate_fuel_used: u64,
+    /// Wall-clock time of the step.
+    pub duration_ms: f64,
+    /// Why there is no verdict, when `status` is `error`.
+    pub error: Option<PluginFailure>,
+}
+
+/// Named metrics in the validator's order, serialized as a JSON object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metrics(pub Vec<(String, f64)>);
+
+impl Metrics {
+    /// The value of metric `name`.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+}
+
+impl Serialize for Metrics {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            // JSON has no NaN or infinity; keep them visible as strings.
+            if v.is_finite() {
+                m.serialize_entry(k, v)?;
+            } else {
+                m.serialize_entry(k, &v.to_string())?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// A finding, with its severity as a word.
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingReport {
+    /// `info`, `warning` or `error`.
+    pub severity: &'static str,
+    /// Machine-readable code.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+impl From<&Finding> for FindingReport {
+    fn from(f: &Finding) -> Self {
+        FindingReport {
+            severity: match f.severity {
+                Severity::Info => "info",
+                Severity::Warning => "warning",
+                Severity::Error => "error",
+            },
+            code: f.code.clone(),
+            message: f.message.clone(),
+        }
+    }
+}
+
+/// `s` with every control character (newlines, escape sequences, ...)
+/// written as a visible escape, so untrusted text stays on its own line
+/// and cannot drive the terminal.
+pub fn escape_untrusted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn short(d: &Digest) -> String {
+    let s = d.to_string();
+    s[..19].to_string()
+}
+
+impl GateReport {
+    /// The report as text for a terminal.
+    pub fn to_text(&self) -> String {
+        let e = escape_untrusted;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "gate `{}` ({}): candidate {} {} ({}{})",
+            e(&self.gate),
+            short(&self.gate_digest),
+            e(&self.candidate.name),
+            e(&self.candidate.version),
+            short(&self.candidate.digest),
+            self.candidate
+                .bundle_digest
+                .map(|b| format!(", bundle {}", short(&b)))
+                .unwrap_or_default()
+        );
+        if let Some(b) = &self.baseline {
+            let _ = writeln!(
+                o,
+                "  baseline {} {} ({}{})",
+                e(&b.name),
+                e(&b.version),
+                short(&b.digest),
+                b.bundle_digest
+                    .map(|d| format!(", bundle {}", short(&d)))
+                    .unwrap_or_default()
+            );
+        }
+        let _ = writeln!(o, "  seed {} (rerun with --seed {})", self.seed, self.seed);
+        if let Some(f) = &self.candidate_failure {
+            let _ = writeln!(o, "  ERROR candidate: {}: {}", f.kind, e(&f.message));
+        }
+        for s in &self.steps {
+            let status = match s.status {
+                StepStatus::Pass => "PASS ",
+                StepStatus::Fail => "FAIL ",
+                StepStatus::Error => "ERROR",
+            };
+            let _ = writeln!(
+                o,
+                "  {status} {}{}  [fuel {}{}, {:.1} ms]",
+                e(&s.name),
+                if s.advisory { " (advisory)" } else { "" },
+                s.fuel_used,
+                if s.candidate_fuel_used > 0 {
+                    format!(" incl. {} in candidate probes", s.candidate_fuel_used)
+                } else {
+                    String::new()
+                },
+                s.duration_ms
+            );
+            const SHOWN: usize = 8;
+            for (name, value) in s.metrics.0.iter().take(SHOWN) {
+                let _ = writeln!(o, "          {} = {}", e(name), fmt_num(*value));
+            }
+            if s.metrics.0.len() > SHOWN {
+                let _ = writeln!(
+                    o,
+                    "          ... {} more metrics (see --json)",
+                    s.metrics.0.len() - SHOWN
+                );
+            }
+            for f in &s.findings {
+                let _ = writeln!(
+                    o,
+                    "          {} {}: {}",
+                    f.severity,
+                    e(&f.code),
+                    e(&f.message)
+                );
+            }
+            if let Some(err) = &s.error {
+                let who = match s.blame {
+                    Some(Blame::Candidate) => "candidate ",
+                    Some(Blame::Baseline) => "baseline ",
+                    Some(Blame::Validator) => "validator ",
+                    None => "",
+                };
+                let _ = writeln!(o, "          {who}{}: {}", err.kind, e(&err.message));
+            }
+        }
+        if self.passed {
+            let _ = write!(o, "result: PASSED");
+            if !self.decision.advisory_failures.is_empty() {
+                let _ = write!(
+                    o,
+                    " (advisory failures: {})",
+                    e(&self.decision.advisory_failures.join(", "))
+                );
+            }
+        } else if self.candidate_failure.is_some() {
+            let _ = write!(o, "result: REFUSED (the candidate could not be judged)");
+        } else {
+            let _ = write!(
+                o,
+                "result: REFUSED (blocking steps: {})",
+                e(&self.decision.blocking_steps.join(", "))
+            );
+        }
+        let _ = writeln!(
+            o,
+            " — {} fuel, {:.1} ms",
+            self.total_fuel_used, self.duration_ms
+        );
+        o
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v == v.trunc() && v.abs() < 1e12 {
+        format!("{v}")
+    } else {
+        format!("{v:.6}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_made_visible() {
+        assert_eq!(
+            escape_untrusted("m\nresult: PASSED\x1b[2K"),
+            "m\\u{a}result: PASSED\\u{1b}[2K"
+        );
+        assert_eq!(escape_untrusted("plain ünïcode"), "plain ünïcode");
+        assert_eq!(escape_untrusted("a\u{202e}b"), "a\\u{202e}b");
+    }
+
+    #[test]
+    fn metrics_serialize_as_an_object_in_order() {
+        let m = Metrics(vec![
+            ("b".into(), 1.0),
+            ("a".into(), 0.5),
+            ("n".into(), f64::NAN),
+        ]);
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"b":1.0,"a":0.5,"n":"NaN"}"#
+        );
+        assert_eq!(m.get("a"), Some(0.5));
+    }
+}

@@ -1,0 +1,207 @@
+//! The host's own domain types: batches, predictions, metadata, verdicts.
+//!
+//! They mirror the records of `wit/airlock.wit` field for field, but belong
+//! to the host, not to a binding generator: reports, datasets, contracts and
+//! gates name these, so nothing that builds or reads a report links
+//! wasmtime or cranelift. `airlock-runtime` converts them to and from the
+//! generated binding types at the call edge.
+
+use serde::{Deserialize, Serialize};
+
+/// How a model's input feature is typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FeatureKind {
+    /// A number (missing values are NaN).
+    Numeric,
+    /// A string category (missing values are `None`).
+    Categorical,
+}
+
+/// One input a model declares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feature {
+    /// The column name the model reads.
+    pub name: String,
+    /// Its kind.
+    pub kind: FeatureKind,
+}
+
+/// What a model predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Task {
+    /// One number per row.
+    Regression,
+    /// Two class probabilities per row.
+    BinaryClassification,
+    /// One probability per class per row.
+    MulticlassClassification,
+}
+
+/// The shape of a model's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputSchema {
+    /// The task.
+    pub task: Task,
+    /// Class names, for classification (empty for regression).
+    pub classes: Vec<String>,
+}
+
+/// What a model declares about itself; checked by [`crate::contract`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetadata {
+    /// The model's name.
+    pub name: String,
+    /// The model's version.
+    pub version: String,
+    /// The inputs it reads, in order.
+    pub inputs: Vec<Feature>,
+    /// What it outputs.
+    pub output: OutputSchema,
+}
+
+/// The values of one column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ColumnValues {
+    /// Numbers (NaN is missing).
+    Numeric(Vec<f64>),
+    /// Categories (`None` is missing).
+    Categorical(Vec<Option<String>>),
+}
+
+/// A named column of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    /// The column's name.
+    pub name: String,
+    /// Its values, one per row.
+    pub values: ColumnValues,
+}
+
+/// Rows handed to a model or validator, stored by column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// How many rows (a model declaring no inputs still gets the count).
+    pub rows: u32,
+    /// The columns.
+    pub columns: Vec<Column>,
+}
+
+/// A model's answers: `width` values per row, row-major.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Predictions {
+    /// Values per row (1 for regression, the class count otherwise).
+    pub width: u32,
+    /// The values, row after row.
+    pub values: Vec<f64>,
+}
+
+/// An error a plugin returns on purpose (e.g. "this input is wrong").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginError {
+    /// A stable code chosen by the plugin.
+    pub code: String,
+    /// Details for people.
+    pub message: String,
+}
+
+/// How serious a validator's finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Severity {
+    /// For information.
+    Info,
+    /// Worth a look; does not fail a step by itself.
+    Warning,
+    /// A problem.
+    Error,
+}
+
+/// One thing a validator found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// How serious it is.
+    pub severity: Severity,
+    /// A stable code chosen by the validator.
+    pub code: String,
+    /// Details for people.
+    pub message: String,
+}
+
+/// A named number a validator measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    /// The metric's name.
+    pub name: String,
+    /// Its value.
+    pub value: f64,
+}
+
+/// A validator's answer for one gate step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Whether the validator passes the candidate.
+    pub passed: bool,
+    /// What it found.
+    pub findings: Vec<Finding>,
+    /// What it measured.
+    pub metrics: Vec<Metric>,
+}
+
+/// What a validator says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidatorInfo {
+    /// The validator's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// What it checks.
+    pub description: String,
+}
+
+/// A model as a validator sees it: checked metadata and digests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The model's checked metadata.
+    pub metadata: ModelMetadata,
+    /// Digest of the model component.
+    pub digest: String,
+    /// Digest of its bundle, when it has one.
+    pub bundle_digest: Option<String>,
+}
+
+/// A second dataset a validator compares against (e.g. for drift).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    /// The reference rows.
+    pub data: Batch,
+    /// Their labels, when the gate has them.
+    pub labels: Option<Vec<f64>>,
+    /// The candidate's answers on them.
+    pub candidate_predictions: Predictions,
+    /// The baseline's answers on them, when there is a baseline.
+    pub baseline_predictions: Option<Predictions>,
+}
+
+/// Everything a validator receives for one gate step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Context {
+    /// The step's name.
+    pub step: String,
+    /// The step's configuration, as JSON text.
+    pub config: String,
+    /// The seed the validator should use for any randomness.
+    pub seed: u64,
+    /// The candidate model.
+    pub candidate: ModelInfo,
+    /// The baseline model, when the gate has one.
+    pub baseline: Option<ModelInfo>,
+    /// The rows the gate scored.
+    pub data: Batch,
+    /// Their labels, when the gate has them.
+    pub labels: Option<Vec<f64>>,
+    /// The candidate's answers on them.
+    pub candidate_predictions: Predictions,
+    /// The baseline's answers on them, when there is a baseline.
+    pub baseline_predictions: Option<Predictions>,
+    /// A reference dataset, when the step has one.
+    pub reference: Option<Reference>,
+}

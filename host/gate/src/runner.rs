@@ -1,0 +1,770 @@
+//! Runs a gate: every step's validator in its own sandbox, against the
+//! candidate's (and the baseline's) predictions on the step's data, with the
+//! candidate callable for probes.
+//!
+//! What the runner guarantees, whatever the plugins do:
+//! * a model receives exactly the columns it declares, never a label: a
+//!   candidate that declares a column the gate uses as a label is refused
+//!   before any step runs, and predictions are cached by exactly what the
+//!   model saw (dataset digest and columns), so no step can reuse answers a
+//!   model gave while seeing more;
+//! * every prediction is checked against the model's declared contract
+//!   before a validator sees it ([`CheckedModel`]);
+//! * every step's configuration is checked by a dry run of its validator on
+//!   zero rows before any step runs, so a misconfigured gate is an error of
+//!   the gate (exit 2, naming the step, the key and its line), never a
+//!   refused or passed candidate;
+//! * the seed comes from the host's randomness unless given, and is
+//!   recorded, so a submitter cannot grind candidates for a lucky sample,
+//!   and a rerun with the same seed repeats exactly.
+
+use crate::data::{self, DataCaps, DataError, Dataset};
+use airlock_core::capabilities::World;
+use airlock_core::contract;
+use airlock_core::digest::Digest;
+use airlock_core::gate::policy::{self, StepStatus};
+use airlock_core::gate::report::{
+    Blame, FindingReport, GateReport, Metrics, ModelReport, StepReport,
+};
+use airlock_core::gate::spec::{GateSpec, SpecError, StepSpec};
+use airlock_core::types::{
+    Batch, Column, ColumnValues, Context, ModelInfo, Predictions, Reference, ValidatorInfo,
+};
+use airlock_runtime::error::{FailureKind, PluginFailure, SandboxError};
+use airlock_runtime::sandbox::candidate::KnownAnswers;
+use airlock_runtime::sandbox::{Bundle, CallOptions, CandidateLink, CheckedModel, Plugin, Sandbox};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A dataset is read once per (file, label column).
+type DataKey = (PathBuf, Option<String>);
+
+/// Guest error codes that mean "the gate is misconfigured", not "the
+/// candidate is bad": a validator returns them from its configuration
+/// check.
+pub const CONFIG_ERROR_CODES: [&str; 4] = [
+    "bad-config",
+    "missing-labels",
+    "missing-column",
+    "missing-reference",
+];
+
+/// Fuel cap of a step's configuration dry run.
+pub const DRY_RUN_FUEL: u64 = 200_000_000;
+/// Wall-clock cap of a step's configuration dry run, in milliseconds.
+pub const DRY_RUN_TIMEOUT_MS: u64 = 2_000;
+
+/// A model taking part in a gate run.
+#[derive(Clone)]
+pub struct ModelUnderTest {
+    /// The model component.
+    pub plugin: Arc<Plugin>,
+    /// Its data bundle.
+    pub bundle: Option<Bundle>,
+}
+
+/// Errors that stop a gate run before it can judge the candidate: the gate
+/// itself (or the baseline it compares against) is broken (exit code 2), as
+/// opposed to the candidate failing it.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The gate file.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// A step's validator could not be loaded.
+    #[error("step `{step}`: validator {path}: {source}")]
+    Validator {
+        /// The step.
+        step: String,
+        /// The component file.
+        path: PathBuf,
+        /// Why.
+        source: Box<SandboxError>,
+    },
+    /// A step's dataset was refused.
+    #[error("step `{step}`: {source}")]
+    Data {
+        /// The step.
+        step: String,
+        /// Why.
+        source: DataError,
+    },
+    /// A step's configuration was refused by its validator's dry run.
+    #[error("{file}:{line}:{column}: step `{step}`: {message}")]
+    StepConfig {
+        /// The gate file.
+        file: String,
+        /// 1-based line in the gate file.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The step.
+        step: String,
+        /// What the validator said.
+        message: String,
+    },
+    /// The baseline model could not be used.
+    #[error("baseline: {source}")]
+    Baseline {
+        /// Why.
+        source: Box<PluginFailure>,
+    },
+    /// A model given to the gate is not a model.
+    #[error("{role}: expected a model plugin, but this component is a {world}")]
+    NotAModel {
+        /// `candidate` or `baseline`.
+        role: &'static str,
+        /// What it is.
+        world: World,
+    },
+}
+
+/// One gate run.
+pub struct GateRun<'a> {
+    /// The sandbox everything runs in.
+    pub sandbox: &'a Sandbox,
+    /// The gate.
+    pub spec: &'a GateSpec,
+    /// The candidate model.
+    pub candidate: ModelUnderTest,
+    /// The production model, when there is one.
+    pub baseline: Option<ModelUnderTest>,
+    /// Overrides the gate file's `plugin_dir`.
+    pub plugin_dir: Option<PathBuf>,
+    /// The seed every plugin sees; `None` draws one from the host's
+    /// randomness (recorded in the report).
+    pub seed: Option<u64>,
+    /// Caps on the datasets the gate reads (the operator's `[data]`
+    /// section); they belong to the run, not to the sandbox.
+    pub data_caps: DataCaps,
+}
+
+/// What a model saw: a dataset's digest and the columns handed over.
+type SeenKey = (Digest, Vec<String>);
+
+/// A model's answer to what it saw, with the batch it saw.
+type ScoredBatch = Result<(Batch, Predictions), PluginFailure>;
+
+/// A model in the run, with its predictions cached by exactly what it saw.
+struct Scored {
+    model: CheckedModel,
+    info: ModelInfo,
+    predictions: HashMap<SeenKey, ScoredBatch>,
+}
+
+impl Scored {
+    fn new(model: CheckedModel) -> Scored {
+        let info = ModelInfo {
+            metadata: model.metadata.clone(),
+            digest: model.plugin.digest.to_string(),
+            bundle_digest: model.options.bundle.as_ref().map(|b| b.digest.to_string()),
+        };
+        Scored {
+            model,
+            info,
+            predictions: HashMap::new(),
+        }
+    }
+
+    /// The model's predictions on `d`, from exactly its declared columns
+    /// (never a withheld one), with the batch it saw.
+    fn predict(&mut self, d: &Dataset, withheld: &[&str], fuel: &mut u64) -> ScoredBatch {
+        let (inputs, _) = data::model_inputs(&d.batch, &self.model.metadata.inputs, withheld)
+            .map_err(|e| {
+                PluginFailure::new(
+                    FailureKind::GuestError,
+                    format!("{}: {e}", d.path.display()),
+                )
+            })?;
+        let key = (
+            d.digest,
+            inputs.columns.iter().map(|c| c.name.clone()).collect(),
+        );
+        if let Some(p) = self.predictions.get(&key) {
+            return p.clone();
+        }
+        let r = match self.model.predict(&inputs) {
+            Ok(o) => {
+                *fuel += o.fuel_used;
+                Ok((inputs, o.value))
+            }
+            Err(f) => {
+                *fuel += f.fuel_used;
+                Err(f)
+            }
+        };
+        self.predictions.insert(key, r.clone());
+        r
+    }
+
+    fn report(&self) -> ModelReport {
+        ModelReport {
+            digest: self.model.plugin.digest,
+            bundle_digest: self.model.options.bundle.as_ref().map(|b| b.digest),
+            name: self.model.metadata.name.clone(),
+            version: self.model.metadata.version.clone(),
+        }
+    }
+}
+
+/// A fresh seed from the operating system's randomness.
+pub fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    // getrandom only fails when the OS has no entropy source at all; a
+    // clock-derived seed is still unpredictable enough to a submitter.
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        b = (t as u64 ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    u64::from_le_bytes(b)
+}
+
+/// A loaded step: its validator and resolved paths.
+struct LoadedStep {
+    path: PathBuf,
+    plugin: Arc<Plugin>,
+    info: Option<ValidatorInfo>,
+}
+
+impl GateRun<'_> {
+    /// Runs every step and decides. `Err` means the gate (or its baseline)
+    /// is broken; a candidate that fails is an `Ok` report that refuses it.
+    pub fn run(self) -> Result<GateReport, GateError> {
+        let start = Instant::now();
+        let seed = self.seed.unwrap_or_else(random_seed);
+        let mut model_fuel = 0u64;
+        let mut check_fuel = 0u64;
+
+        for (role, m) in std::iter::once(("candidate", &self.candidate))
+            .chain(self.baseline.as_ref().map(|b| ("baseline", b)))
+        {
+            if m.plugin.world != World::Model {
+                return Err(GateError::NotAModel {
+                    role,
+                    world: m.plugin.world,
+                });
+            }
+        }
+        // Every column any step uses as its label is withheld from models
+        // in every step.
+        let mut withheld: Vec<String> = Vec::new();
+        for s in &self.spec.steps {
+            if let Some(l) = &s.label
+                && !withheld.contains(l)
+            {
+                withheld.push(l.clone());
+            }
+        }
+        let options = |m: &ModelUnderTest| CallOptions {
+            seed,
+            bundle: m.bundle.clone(),
+            ..CallOptions::default()
+        };
+        let baseline = match &self.baseline {
+            Some(b) => {
+                let m = CheckedModel::open(b.plugin.clone(), options(b)).map_err(|source| {
+                    GateError::Baseline {
+                        source: Box::new(source),
+                    }
+                })?;
+                model_fuel += m.metadata_fuel_used;
+                Some(m)
+            }
+            None => None,
+        };
+        let candidate = CheckedModel::open(self.candidate.plugin.clone(), options(&self.candidate))
+            .and_then(|m| {
+                if let Some(f) = m
+                    .metadata
+                    .inputs
+                    .iter()
+                    .find(|f| withheld.contains(&f.name))
+                {
+                    let step = self
+                        .spec
+                        .steps
+                        .iter()
+                        .find(|s| s.label.as_deref() == Some(&f.name))
+                        .map_or("", |s| s.name.as_str());
+                    let mut failure = PluginFailure::new(
+                        FailureKind::InvalidOutput,
+                        format!(
+                            "the candidate declares input `{}`, which this gate withholds from models as the label of step `{step}`",
+                            f.name.escape_debug()
+                        ),
+                    );
+                    failure.fuel_used = m.metadata_fuel_used;
+                    return Err(failure);
+                }
+                Ok(m)
+            });
+        let mut cand = match candidate {
+            Ok(m) => {
+                model_fuel += m.metadata_fuel_used;
+                Scored::new(m)
+            }
+            Err(f) => {
+                model_fuel += f.fuel_used;
+                return Ok(self.refused_candidate(f, seed, baseline, model_fuel, start));
+            }
+        };
+        let mut base = baseline.map(Scored::new);
+        let withheld_refs: Vec<&str> = withheld.iter().map(String::as_str).collect();
+
+        // Load everything and check every step's configuration first, so a
+        // broken gate is refused before any verdict is produced.
+        let mut loaded = Vec::new();
+        let mut datasets: HashMap<DataKey, Dataset> = HashMap::new();
+        for step in &self.spec.steps {
+            let path = self.spec.plugin_path(step, self.plugin_dir.as_deref());
+            let plugin = self
+                .sandbox
+                .load_file(&path)
+                .map_err(|source| GateError::Validator {
+                    step: step.name.clone(),
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?;
+            if plugin.world != World::Validator {
+                return Err(GateError::Validator {
+                    step: step.name.clone(),
+                    path,
+                    source: Box::new(SandboxError::Plugin(PluginFailure::new(
+                        FailureKind::InvalidComponent,
+                        "expected a validator plugin, got a model",
+                    ))),
+                });
+            }
+            for p in std::iter::once(&step.dataset).chain(step.reference.as_ref()) {
+                let key = (self.spec.resolve(p), step.label.clone());
+                if let std::collections::hash_map::Entry::Vacant(slot) = datasets.entry(key) {
+                    let data_err = |source| GateError::Data {
+                        step: step.name.clone(),
+                        source,
+                    };
+                    let d = data::read_csv_with(
+                        &slot.key().0,
+                        Some(&cand.model.metadata.inputs),
+                        step.label.as_deref(),
+                        &self.data_caps,
+                    )
+                    .map_err(data_err)?;
+                    if step.label.is_some() {
+                        let meta = &cand.model.metadata;
+                        d.check_labels(meta.output.task, meta.output.classes.len())
+                            .map_err(data_err)?;
+                    }
+                    // Every model must find its declared columns here (by
+                    // name, or by position for `f0..fN` models).
+                    for m in std::iter::once(&cand.model).chain(base.as_ref().map(|b| &b.model)) {
+                        data::model_inputs(&d.batch, &m.metadata.inputs, &withheld_refs)
+                            .map_err(data_err)?;
+                    }
+                    slot.insert(d);
+                }
+            }
+            let info = match plugin.describe(&CallOptions::default()) {
+                Ok(o) => {
+                    check_fuel += o.fuel_used;
+                    Some(o.value)
+                }
+                Err(f) => {
+                    check_fuel += f.fuel_used;
+                    None
+                }
+            };
+            loaded.push(LoadedStep { path, plugin, info });
+        }
+        for (i, (step, l)) in self.spec.steps.iter().zip(&loaded).enumerate() {
+            check_fuel += self.check_config(i, step, l, &datasets, &cand, base.as_ref(), seed)?;
+        }
+
+        let mut steps = Vec::new();
+        for (step, l) in self.spec.steps.iter().zip(loaded) {
+            let report = self.run_step(
+                step,
+                l,
+                &datasets,
+                &mut cand,
+                base.as_mut(),
+                &withheld,
+                seed,
+                &mut model_fuel,
+            );
+            steps.push(report);
+        }
+        let decision = policy::decide(
+            true,
+            steps
+                .iter()
+                .map(|s| (s.name.as_str(), s.advisory, s.status)),
+        );
+        let total_fuel = model_fuel + check_fuel + steps.iter().map(|s| s.fuel_used).sum::<u64>();
+        Ok(GateReport {
+            gate: self.spec.name.clone(),
+            gate_digest: self.spec.digest,
+            passed: decision.passed,
+            decision,
+            seed,
+            candidate: cand.report(),
+            candidate_failure: None,
+            baseline: base.as_ref().map(Scored::report),
+            steps,
+            model_fuel_used: model_fuel,
+            check_fuel_used: check_fuel,
+            total_fuel_used: total_fuel,
+            duration_ms: start.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// The report for a candidate that could not be judged at all.
+    fn refused_candidate(
+        &self,
+        failure: PluginFailure,
+        seed: u64,
+        baseline: Option<CheckedModel>,
+        model_fuel: u64,
+        start: Instant,
+    ) -> GateReport {
+        let decision = policy::decide(false, std::iter::empty());
+        GateReport {
+            gate: self.spec.name.clone(),
+            gate_digest: self.spec.digest,
+            passed: false,
+            decision,
+            seed,
+            candidate: ModelReport {
+                digest: self.candidate.plugin.digest,
+                bundle_digest: self.candidate.bundle.as_ref().map(|b| b.digest),
+                name: String::new(),
+                version: String::new(),
+            },
+            candidate_failure: Some(failure),
+            baseline: baseline.map(|b| Scored::new(b).report()),
+            steps: Vec::new(),
+            model_fuel_used: model_fuel,
+            check_fuel_used: 0,
+            total_fuel_used: model_fuel,
+            duration_ms: start.elapsed().as_secs_f64() * 1e3,
+        }
+    }
+
+    /// Dry-runs step `i`'s validator on zero rows of its data, so that it
+    /// checks its configuration against the columns and the models before
+    /// any step runs. A configuration error is a [`GateError::StepConfig`]
+    /// pointing at the key in the gate file; any other outcome is left for
+    /// the real run to report. Returns the fuel used.
+    #[allow(clippy::too_many_arguments)]
+    fn check_config(
+        &self,
+        i: usize,
+        step: &StepSpec,
+        l: &LoadedStep,
+        datasets: &HashMap<DataKey, Dataset>,
+        cand: &Scored,
+        base: Option<&Scored>,
+        seed: u64,
+    ) -> Result<u64, GateError> {
+        let data = &datasets[&(self.spec.resolve(&step.dataset), step.label.clone())];
+        let empty_preds = |m: &CheckedModel| Predictions {
+            width: contract::expected_width(&m.metadata) as u32,
+            values: Vec::new(),
+        };
+        let labels = step.label.as_ref().map(|_| Vec::new());
+        let reference = step.reference.as_ref().map(|r| {
+            let r = &datasets[&(self.spec.resolve(r), step.label.clone())];
+            Reference {
+                data: zero_rows(&r.batch),
+                labels: labels.clone(),
+                candidate_predictions: empty_preds(&cand.model),
+                baseline_predictions: base.map(|b| empty_preds(&b.model)),
+            }
+        });
+        let ctx = Context {
+            step: step.name.clone(),
+            config: step.config_json(),
+            seed,
+            candidate: cand.info.clone(),
+            baseline: base.map(|b| b.info.clone()),
+            data: zero_rows(&data.batch),
+            labels,
+            candidate_predictions: empty_preds(&cand.model),
+            baseline_predictions: base.map(|b| empty_preds(&b.model)),
+            reference,
+        };
+        // A configuration check is cheap; a validator that loops here is
+        // stopped early and judged by its real run.
+        let cap = |v: Option<u64>, c: u64| Some(v.map_or(c, |v| v.min(c)));
+        let options = CallOptions {
+            limits: airlock_core::limits::LimitRequest {
+                fuel: cap(step.limits.fuel, DRY_RUN_FUEL),
+                timeout_ms: cap(step.limits.timeout_ms, DRY_RUN_TIMEOUT_MS),
+                ..step.limits
+            },
+            seed,
+            bundle: None,
+        };
+        match l.plugin.validate(&options, &ctx, None) {
+            Ok(o) => Ok(o.fuel_used),
+            Err(f) => {
+                let code = f.guest_code.as_deref().unwrap_or("");
+                if f.kind == FailureKind::GuestError && CONFIG_ERROR_CODES.contains(&code) {
+                    let key = config_key_in(&f.message);
+                    let (line, column) = key
+                        .and_then(|k| self.spec.locate_config_key(i, k))
+                        .or_else(|| self.spec.locate_config_key(i, ""))
+                        .unwrap_or((1, 1));
+                    // The validator may repeat the code and the step name.
+                    let message = f
+                        .message
+                        .strip_prefix(&format!("{code}: "))
+                        .unwrap_or(&f.message);
+                    let message = message
+                        .strip_prefix(&format!("step `{}`: ", step.name))
+                        .unwrap_or(message)
+                        .to_string();
+                    return Err(GateError::StepConfig {
+                        file: self.spec_file_name(),
+                        line,
+                        column,
+                        step: step.name.clone(),
+                        message: format!("{code}: {message}"),
+                    });
+                }
+                Ok(f.fuel_used)
+            }
+        }
+    }
+
+    fn spec_file_name(&self) -> String {
+        self.spec
+            .path
+            .as_ref()
+            .map_or_else(|| "<gate>".to_string(), |p| p.display().to_string())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_step(
+        &self,
+        step: &StepSpec,
+        l: LoadedStep,
+        datasets: &HashMap<DataKey, Dataset>,
+        cand: &mut Scored,
+        mut base: Option<&mut Scored>,
+        withheld: &[String],
+        seed: u64,
+        model_fuel: &mut u64,
+    ) -> StepReport {
+        let start = Instant::now();
+        let withheld_refs: Vec<&str> = withheld.iter().map(String::as_str).collect();
+        let w = withheld_refs.as_slice();
+        let data = &datasets[&(self.spec.resolve(&step.dataset), step.label.clone())];
+        let reference = step
+            .reference
+            .as_ref()
+            .map(|r| &datasets[&(self.spec.resolve(r), step.label.clone())]);
+        let mut report = StepReport {
+            name: step.name.clone(),
+            plugin: l.path.display().to_string(),
+            plugin_digest: l.plugin.digest,
+            validator: l.info.clone(),
+            advisory: self.spec.policy.advisory.contains(&step.name),
+            config: step.config_value(),
+            label: step.label.clone(),
+            dataset_digest: data.digest,
+            reference_digest: reference.map(|r| r.digest),
+            status: StepStatus::Error,
+            blame: None,
+            findings: Vec::new(),
+            metrics: Metrics::default(),
+            fuel_used: 0,
+            candidate_fuel_used: 0,
+            duration_ms: 0.0,
+            error: None,
+        };
+        let fail = |mut r: StepReport, who: Blame, what: &Path, f: PluginFailure| {
+            let role = match who {
+                Blame::Candidate => "candidate",
+                Blame::Baseline => "baseline",
+                Blame::Validator => "validator",
+            };
+            r.error = Some(PluginFailure {
+                message: format!("{role} failed on {}: {}", what.display(), f.message),
+                ..f
+            });
+            r.blame = Some(who);
+            r.duration_ms = start.elapsed().as_secs_f64() * 1e3;
+            r
+        };
+
+        let mut known = KnownAnswers::default();
+        let (cand_batch, cand_preds) = match cand.predict(data, w, model_fuel) {
+            Ok(p) => p,
+            Err(f) => return fail(report, Blame::Candidate, &data.path, f),
+        };
+        known.record(&cand_batch, &cand_preds);
+        let base_preds = match base.as_deref_mut().map(|b| b.predict(data, w, model_fuel)) {
+            Some(Err(f)) => return fail(report, Blame::Baseline, &data.path, f),
+            Some(Ok((_, p))) => Some(p),
+            None => None,
+        };
+        let reference = match reference {
+            None => None,
+            Some(r) => {
+                let (rb, cp) = match cand.predict(r, w, model_fuel) {
+                    Ok(p) => p,
+                    Err(f) => return fail(report, Blame::Candidate, &r.path, f),
+                };
+                known.record(&rb, &cp);
+                let bp = match base.as_deref_mut().map(|b| b.predict(r, w, model_fuel)) {
+                    Some(Err(f)) => return fail(report, Blame::Baseline, &r.path, f),
+                    Some(Ok((_, p))) => Some(p),
+                    None => None,
+                };
+                Some(Reference {
+                    data: r.batch.clone(),
+                    labels: r.labels.clone(),
+                    candidate_predictions: cp,
+                    baseline_predictions: bp,
+                })
+            }
+        };
+        let ctx = Context {
+            step: step.name.clone(),
+            config: step.config_json(),
+            seed,
+            candidate: cand.info.clone(),
+            baseline: base.as_ref().map(|b| b.info.clone()),
+            data: data.batch.clone(),
+            labels: data.labels.clone(),
+            candidate_predictions: cand_preds,
+            baseline_predictions: base_preds,
+            reference,
+        };
+        let options = CallOptions {
+            limits: step.limits,
+            seed,
+            bundle: None,
+        };
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let link = CandidateLink {
+            model: cand.model.clone(),
+            withheld: Arc::new(withheld.to_vec()),
+            known: Arc::new(known),
+            violations: violations.clone(),
+        };
+        let outcome = l.plugin.validate(&options, &ctx, Some(link));
+        let violation = violations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .cloned();
+        match outcome {
+            Ok(out) => {
+                report.fuel_used = out.fuel_used;
+                report.candidate_fuel_used = out.candidate_fuel_used;
+                if let Some(v) = violation {
+                    return fail(report, Blame::Candidate, &data.path, v);
+                }
+                let mut metrics: Vec<(String, f64)> = Vec::new();
+                for m in &out.value.metrics {
+                    if metrics.iter().any(|(n, _)| *n == m.name) {
+                        let f = PluginFailure::new(
+                            FailureKind::InvalidOutput,
+                            format!(
+                                "the validator reported metric `{}` twice",
+                                m.name.escape_debug()
+                            ),
+                        );
+                        return fail(report, Blame::Validator, &data.path, f);
+                    }
+                    metrics.push((m.name.clone(), m.value));
+                }
+                report.status = if out.value.passed {
+                    StepStatus::Pass
+                } else {
+                    StepStatus::Fail
+                };
+                report.findings = out.value.findings.iter().map(FindingReport::from).collect();
+                report.metrics = Metrics(metrics);
+            }
+            Err(f) => {
+                report.fuel_used = f.fuel_used;
+                report.candidate_fuel_used = f.candidate_fuel_used;
+                let (who, f) = match violation {
+                    Some(v) => (Blame::Candidate, v),
+                    None => (Blame::Validator, f),
+                };
+                report.error = Some(f);
+                report.blame = Some(who);
+            }
+        }
+        report.duration_ms = start.elapsed().as_secs_f64() * 1e3;
+        report
+    }
+}
+
+/// `batch` with the same columns and no rows.
+fn zero_rows(batch: &Batch) -> Batch {
+    Batch {
+        rows: 0,
+        columns: batch
+            .columns
+            .iter()
+            .map(|c| Column {
+                name: c.name.clone(),
+                values: match &c.values {
+                    ColumnValues::Numeric(_) => ColumnValues::Numeric(Vec::new()),
+                    ColumnValues::Categorical(_) => ColumnValues::Categorical(Vec::new()),
+                },
+            })
+            .collect(),
+    }
+}
+
+/// The dotted key in a validator's ``config key `a.b` `` message.
+fn config_key_in(message: &str) -> Option<&str> {
+    let rest = &message[message.find("config key `")? + "config key `".len()..];
+    Some(&rest[..rest.find('`')?])
+}
+
+/// Loads a model and its optional bundle for a gate run or `plugin run`.
+pub fn load_model(
+    sandbox: &Sandbox,
+    path: &Path,
+    bundle: Option<&Path>,
+) -> Result<ModelUnderTest, SandboxError> {
+    let plugin = sandbox.load_file(path)?;
+    let caps = &sandbox.config().bundle_caps;
+    let bundle = bundle
+        .map(|b| Bundle::from_path_with(b, caps))
+        .transpose()?;
+    Ok(ModelUnderTest { plugin, bundle })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_keys_are_read_from_validator_messages() {
+        assert_eq!(
+            config_key_in("step `drift`: config key `max_drif_share`: unknown key"),
+            Some("max_drif_share")
+        );
+        assert_eq!(
+            config_key_in("config key `min.accuracy`: not a number"),
+            Some("min.accuracy")
+        );
+        assert_eq!(config_key_in("no key here"), None);
+    }
+
+    #[test]
+    fn seeds_are_drawn_fresh() {
+        assert_ne!(random_seed(), random_seed());
+    }
+}

@@ -1,0 +1,239 @@
+//! The `candidate` interface: how a validator probes the candidate model.
+//!
+//! Every probe runs the candidate in its own fresh sandbox, under at most
+//! the validator's remaining fuel and remaining wall-clock time, and is
+//! charged to the validator. The probe sees exactly the columns the model
+//! declares (never a withheld label column), and its answers are checked
+//! twice: against the model's declared contract, and against the answers
+//! the gate already recorded for the same rows. A model that answers probes
+//! differently from the gate's own scoring (e.g. a constant for small
+//! batches) is caught here, whatever the validator does with the error: the
+//! violation is recorded for the gate runner, which fails the step.
+
+use super::bindings::{self, PluginError};
+use super::{CallState, CheckedModel};
+use crate::error::{FailureKind, PluginFailure};
+use airlock_core::types::{Batch, ColumnValues, Predictions};
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wasmtime::StoreContextMut;
+use wasmtime::component::Linker;
+
+const CANDIDATE_IFACE: &str = "airlock:plugin/candidate@0.1.0";
+
+/// How far a probe answer may differ from the gate's recorded answer for
+/// the same row (absolute, or relative to the larger magnitude).
+pub const ANSWER_TOLERANCE: f64 = 1e-9;
+
+/// The candidate a validator may call through the `candidate` interface.
+#[derive(Clone)]
+pub struct CandidateLink {
+    /// The candidate model, its options and checked metadata.
+    pub model: CheckedModel,
+    /// Column names a probe may never hand the model (the gate's labels).
+    pub withheld: Arc<Vec<String>>,
+    /// What the candidate answered for rows the gate already scored.
+    pub known: Arc<KnownAnswers>,
+    /// Contract violations the candidate committed during this step; the
+    /// gate runner fails the step when this is not empty.
+    pub violations: Arc<Mutex<Vec<PluginFailure>>>,
+}
+
+impl CandidateLink {
+    /// A link to `model` with nothing withheld and no recorded answers
+    /// (a validator run outside a gate).
+    pub fn new(model: CheckedModel) -> CandidateLink {
+        CandidateLink {
+            model,
+            withheld: Arc::new(Vec::new()),
+            known: Arc::new(KnownAnswers::default()),
+            violations: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+}
+
+/// Recorded answers, by a hash of the row exactly as the model saw it.
+#[derive(Debug, Default)]
+pub struct KnownAnswers {
+    rows: HashMap<[u8; 32], Vec<f64>>,
+}
+
+impl KnownAnswers {
+    /// Records the answers `predictions` gave for the rows of `batch` (the
+    /// batch the model saw).
+    pub fn record(&mut self, batch: &Batch, predictions: &Predictions) {
+        let width = predictions.width.max(1) as usize;
+        for (r, answer) in predictions.values.chunks(width).enumerate() {
+            if r >= batch.rows as usize {
+                break;
+            }
+            self.rows.insert(row_key(batch, r), answer.to_vec());
+        }
+    }
+
+    /// The first row of `batch` whose answer differs from the recorded one:
+    /// `(row index, recorded, answered)`.
+    pub fn first_disagreement(
+        &self,
+        batch: &Batch,
+        predictions: &Predictions,
+    ) -> Option<(usize, Vec<f64>, Vec<f64>)> {
+        let width = predictions.width.max(1) as usize;
+        for (r, answer) in predictions.values.chunks(width).enumerate() {
+            if r >= batch.rows as usize {
+                break;
+            }
+            let Some(known) = self.rows.get(&row_key(batch, r)) else {
+                continue;
+            };
+            let same = known.len() == answer.len()
+                && known.iter().zip(answer).all(|(a, b)| {
+                    let scale = a.abs().max(b.abs()).max(1.0);
+                    (a - b).abs() <= ANSWER_TOLERANCE * scale
+                });
+            if !same {
+                return Some((r, known.clone(), answer.to_vec()));
+            }
+        }
+        None
+    }
+
+    /// How many distinct rows are recorded.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// A collision-resistant key of row `r` of `batch`: every column's name and
+/// value, length-prefixed (NaN canonicalised, so every missing value is the
+/// same missing value).
+fn row_key(batch: &Batch, r: usize) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for c in &batch.columns {
+        h.update((c.name.len() as u64).to_be_bytes());
+        h.update(c.name.as_bytes());
+        match &c.values {
+            ColumnValues::Numeric(v) => {
+                let x = v.get(r).copied().unwrap_or(f64::NAN);
+                let bits = if x.is_nan() {
+                    f64::NAN.to_bits()
+                } else {
+                    x.to_bits()
+                };
+                h.update([0u8]);
+                h.update(bits.to_be_bytes());
+            }
+            ColumnValues::Categorical(v) => match v.get(r).and_then(|s| s.as_deref()) {
+                Some(s) => {
+                    h.update([1u8]);
+                    h.update((s.len() as u64).to_be_bytes());
+                    h.update(s.as_bytes());
+                }
+                None => h.update([2u8]),
+            },
+        }
+    }
+    h.finalize().into()
+}
+
+fn guest_error(code: &str, message: impl Into<String>) -> PluginError {
+    PluginError {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// Links the `candidate` interface into a validator linker.
+pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    let mut inst = linker.instance(CANDIDATE_IFACE)?;
+    inst.func_wrap(
+        "metadata",
+        |store: StoreContextMut<'_, CallState>,
+         (): ()|
+         -> wasmtime::Result<(bindings::ModelMetadata,)> {
+            match &store.data().candidate {
+                Some(c) => Ok((c.model.metadata.clone().into(),)),
+                None => Err(wasmtime::Error::msg(
+                    "no candidate model is attached to this call",
+                )),
+            }
+        },
+    )?;
+    inst.func_wrap(
+        "predict",
+        |mut store: StoreContextMut<'_, CallState>,
+         (batch,): (bindings::Batch,)|
+         -> wasmtime::Result<(Result<bindings::Predictions, PluginError>,)> {
+            let batch = Batch::from(batch);
+            let Some(link) = store.data().candidate.clone() else {
+                return Ok((Err(guest_error(
+                    "no-candidate",
+                    "no candidate model is attached to this call",
+                )),));
+            };
+            let withheld: Vec<&str> = link.withheld.iter().map(String::as_str).collect();
+            let inputs =
+                match airlock_core::inputs::model_inputs(&batch, &link.model.metadata.inputs, &withheld) {
+                    Ok((b, _)) => b,
+                    Err(e) => return Ok((Err(guest_error("missing-column", e.to_string())),)),
+                };
+            let metered = store.data().metered;
+            let remaining = if metered { store.get_fuel()? } else { u64::MAX };
+            let left_ms = store
+                .data()
+                .deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis() as u64;
+            let mut options = link.model.options.clone();
+            options.limits.fuel = Some(options.limits.fuel.map_or(remaining, |f| f.min(remaining)));
+            options.limits.timeout_ms = Some(
+                options
+                    .limits
+                    .timeout_ms
+                    .map_or(left_ms, |t| t.min(left_ms))
+                    .max(1),
+            );
+            let result = link.model.predict_with(&options, &inputs);
+            let used = match &result {
+                Ok(o) => o.fuel_used,
+                Err(f) => f.fuel_used,
+            };
+            store.data_mut().candidate_fuel += used;
+            if metered {
+                store.set_fuel(remaining.saturating_sub(used))?;
+            }
+            let record = |f: PluginFailure| {
+                link.violations
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(f);
+            };
+            let out = match result {
+                Ok(o) => o,
+                Err(f) => {
+                    if f.kind == FailureKind::InvalidOutput {
+                        record(f.clone());
+                    }
+                    return Ok((Err(guest_error(f.kind.as_str(), f.message)),));
+                }
+            };
+            if let Some((row, known, got)) = link.known.first_disagreement(&inputs, &out.value) {
+                let message = format!(
+                    "the candidate answered probe row {} with {got:?}, but answered the same row with {known:?} when the gate scored it",
+                    row + 1
+                );
+                record(PluginFailure::new(FailureKind::InvalidOutput, message.clone()));
+                return Ok((Err(guest_error(FailureKind::InvalidOutput.as_str(), message)),));
+            }
+            Ok((Ok(out.value.into()),))
+        },
+    )?;
+    Ok(())
+}
