@@ -23,11 +23,11 @@
 //! and file reads spend their time). The output is Markdown, ready to paste
 //! into `docs/benchmarks.md`.
 
-use airlock_gate::data;
 use airlock_core::types::{Batch, Column, ColumnValues, Predictions};
+use airlock_gate::data;
+use airlock_model_xgboost::Ensemble;
 use airlock_runtime::sandbox::wasi::{WasiSpec, WasiState};
 use airlock_runtime::sandbox::{Bundle, CallOptions, Plugin, Sandbox, SandboxConfig};
-use airlock_model_xgboost::Ensemble;
 use airlock_tests::{fixture, plugin, repo_root};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -6,11 +6,11 @@
 //! Every refusal here must come from metadata alone, before any file is
 //! read, so each also asserts that it returned promptly.
 
+use airlock_core::digest::Digest;
+use airlock_core::types::{Batch, Column, ColumnValues};
 use airlock_runtime::SandboxError;
 use airlock_runtime::bundle::{Bundle, BundleCaps, BundleError, Cap, SpecialKind, snapshots_root};
-use airlock_core::digest::Digest;
 use airlock_runtime::sandbox::CallOptions;
-use airlock_core::types::{Batch, Column, ColumnValues};
 use airlock_tests::{airlock_bin, cache_dir, example, plugin, sandbox};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

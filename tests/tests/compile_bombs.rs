@@ -9,8 +9,8 @@
 //! the default caps with room to spare, and the static view of a component's
 //! imports must be exactly wasmtime's.
 
-use airlock_runtime::precheck::{self, ComponentCaps, PrecheckError};
 use airlock_core::types::{Batch, Column, ColumnValues};
+use airlock_runtime::precheck::{self, ComponentCaps, PrecheckError};
 use airlock_runtime::sandbox::{CallOptions, Plugin, Sandbox, SandboxConfig};
 use airlock_runtime::{FailureKind, PluginFailure, SandboxError};
 use airlock_tests::{plugin, sandbox};

@@ -52,7 +52,9 @@ fn good_candidate_passes_and_report_binds_digests() {
     for s in ["schema", "golden", "performance", "robustness"] {
         assert_eq!(status(&r, s), StepStatus::Pass, "{s}: {}", r.to_text());
     }
-    let expected = airlock_runtime::bundle::digest_path(&example().join("model-v1"), &Default::default()).unwrap();
+    let expected =
+        airlock_runtime::bundle::digest_path(&example().join("model-v1"), &Default::default())
+            .unwrap();
     assert_eq!(r.candidate.bundle_digest, Some(expected));
     let model = std::fs::read(plugin("airlock_model_xgboost")).unwrap();
     assert_eq!(r.candidate.digest, airlock_core::digest::Digest::of(&model));

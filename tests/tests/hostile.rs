@@ -6,13 +6,11 @@
 //! it succeeds, because no plugin failure may affect the next call. The
 //! plugins live in `tests/hostile/` and are built by `tests/build.rs`.
 
-use airlock_core::types::{
-    Batch, Column, ColumnValues, Context, ModelInfo, Predictions, Verdict,
-};
+use airlock_core::LimitRequest;
+use airlock_core::types::{Batch, Column, ColumnValues, Context, ModelInfo, Predictions, Verdict};
 use airlock_runtime::sandbox::{
     Bundle, CallOptions, CandidateLink, CheckedModel, Outcome, Plugin, Sandbox, SandboxConfig,
 };
-use airlock_core::LimitRequest;
 use airlock_runtime::{FailureKind, PluginFailure, SandboxError};
 use airlock_tests::{plugin, sandbox};
 use std::path::Path;

@@ -15,8 +15,8 @@ use airlock_core::limits::LimitRequest;
 use airlock_gate::data::{self, DataCaps};
 use airlock_gate::{GateRun, GateSpec, load_model};
 use airlock_runtime::sandbox::{CallOptions, CheckedModel, Sandbox};
-use config::HostConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use config::HostConfig;
 use exit::{CliError, one_line};
 use std::path::{Path, PathBuf};
 
@@ -606,13 +606,8 @@ fn plugin_run(
     };
     let checked = CheckedModel::open(m.plugin.clone(), options).map_err(hint)?;
     let meta = &checked.metadata;
-    let dataset = data::read_csv_with(
-        csv,
-        Some(&meta.inputs),
-        label.as_deref(),
-        &data_caps,
-    )
-    .map_err(|e| CliError::input(e.to_string()))?;
+    let dataset = data::read_csv_with(csv, Some(&meta.inputs), label.as_deref(), &data_caps)
+        .map_err(|e| CliError::input(e.to_string()))?;
     let withheld: Vec<&str> = label.as_deref().into_iter().collect();
     let (inputs, matched) = data::model_inputs(&dataset.batch, &meta.inputs, &withheld)
         .map_err(|e| CliError::input(format!("{}: {e}", csv.display())))?;

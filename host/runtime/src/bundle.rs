@@ -24,8 +24,8 @@
 //! its owner's life; creating a snapshot removes the ones whose owner died
 //! without cleaning up (e.g. killed by SIGKILL).
 
-use airlock_core::digest::{Digest, NameError, Node, Tree, check_name, escape_name};
 use crate::error::SandboxError;
+use airlock_core::digest::{Digest, NameError, Node, Tree, check_name, escape_name};
 use cap_std::fs::{Dir, FileTypeExt as _, MetadataExt as _, OpenOptions, OpenOptionsExt as _};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
@@ -917,8 +917,14 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("w/empty")).unwrap();
         std::fs::write(dir.path().join("w/x.bin"), vec![7u8; 200_000]).unwrap();
         let b = Bundle::from_path(dir.path()).unwrap();
-        assert_eq!(digest_path(dir.path(), &BundleCaps::default()).unwrap(), b.digest);
-        assert_eq!(digest_path(b.dir(), &BundleCaps::default()).unwrap(), b.digest);
+        assert_eq!(
+            digest_path(dir.path(), &BundleCaps::default()).unwrap(),
+            b.digest
+        );
+        assert_eq!(
+            digest_path(b.dir(), &BundleCaps::default()).unwrap(),
+            b.digest
+        );
         assert!(b.dir().join("w/empty").is_dir());
         // The lock file lives beside the granted directory, not in it.
         assert!(!b.dir().join(LOCK_FILE).exists());

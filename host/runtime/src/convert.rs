@@ -58,7 +58,10 @@ macro_rules! cases {
     };
 }
 
-cases!(FeatureKind { Numeric, Categorical });
+cases!(FeatureKind {
+    Numeric,
+    Categorical
+});
 cases!(Task {
     Regression,
     BinaryClassification,
@@ -69,7 +72,10 @@ cases!(Severity {
     Warning,
     Error
 });
-record!(Feature { name: same, kind: into });
+record!(Feature {
+    name: same,
+    kind: into
+});
 record!(OutputSchema {
     task: into,
     classes: same

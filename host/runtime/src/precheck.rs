@@ -12,8 +12,8 @@
 //! compiling as well. Every refusal names the cap,
 //! its value, and what the component has.
 
-use airlock_core::capabilities::World;
 use crate::error::{FailureKind, PluginFailure};
+use airlock_core::capabilities::World;
 use serde::{Deserialize, Serialize};
 use wasmparser::{
     ComponentExternalKind, ComponentTypeRef, Encoding, FuncValidatorAllocations, Parser, Payload,

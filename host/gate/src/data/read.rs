@@ -9,10 +9,10 @@
 //! earlier cells. The second pass must see the same bytes (same digest and
 //! length), so the digest always names exactly what was parsed.
 
-use airlock_core::inputs::{InputError, missing, positional_names};
 use super::source::{self, Hashing};
 use super::{DataCaps, DataError, Dataset};
 use airlock_core::digest::Digest;
+use airlock_core::inputs::{InputError, missing, positional_names};
 use airlock_core::types::{Batch, Column, ColumnValues, Feature, FeatureKind};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

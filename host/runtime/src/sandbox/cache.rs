@@ -16,8 +16,8 @@
 //! Cranelift cannot be interrupted: the worker runs to completion in the
 //! background and its result is discarded (never cached).
 
-use airlock_core::digest::Digest;
 use crate::error::SandboxError;
+use airlock_core::digest::Digest;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;

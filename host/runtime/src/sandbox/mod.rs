@@ -17,12 +17,12 @@ pub use checked::CheckedModel;
 
 pub use crate::bundle::Bundle;
 use crate::bundle::BundleCaps;
+use crate::error::{FailureKind, PluginFailure, SandboxError};
+use crate::precheck::{self, ComponentCaps};
 use airlock_core::capabilities::{self, Capability, World};
 use airlock_core::digest::Digest;
-use crate::error::{FailureKind, PluginFailure, SandboxError};
 use airlock_core::limits::{LimitRequest, Limits};
 use airlock_core::manifest::Manifest;
-use crate::precheck::{self, ComponentCaps};
 use airlock_core::types::{
     Batch, ColumnValues, Context, ModelMetadata, Predictions, ValidatorInfo, Verdict,
 };

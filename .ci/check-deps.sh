@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Checks the dependency rules of docs/ARCHITECTURE.md ("Dependency rules"):
+# which crate may link what, and where `unsafe` and generated bindings may
+# live. Fails with one line per broken rule.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+failed=0
+fail() {
+    echo "check-deps: $*" >&2
+    failed=1
+}
+
+# Every package in `crate`'s normal (non-dev, non-build) dependency tree.
+tree() {
+    cargo tree -p "$1" -e normal --prefix none --format '{p}' | sed 's/ (\*)$//' | sort -u
+}
+# `crate`'s direct normal dependencies.
+direct() {
+    cargo tree -p "$1" -e normal --depth 1 --prefix none --format '{p}' | tail -n +2 | sort -u
+}
+# Lines of `list` matching the extended regex `re`, if any.
+matching() {
+    grep -E "$2" <<<"$1" || true
+}
+
+core_tree=$(tree airlock-core)
+runtime_tree=$(tree airlock-runtime)
+gate_tree=$(tree airlock-gate)
+
+# 1. airlock-core knows nothing about wasmtime: no engine, compiler,
+#    WASI, capability-based filesystem or async runtime below it.
+bad=$(matching "$core_tree" '^(wasmtime|cranelift|cap-|wasi|wit-|tokio)')
+[ -z "$bad" ] || fail "airlock-core must not depend on wasmtime and its kin, but links: $(echo $bad)"
+
+# 2. The layers only point down: core <- runtime <- gate <- cli.
+bad=$(matching "$core_tree" '^airlock-' | grep -v '^airlock-core ' || true)
+[ -z "$bad" ] || fail "airlock-core must not depend on another airlock crate, but links: $(echo $bad)"
+bad=$(matching "$(direct airlock-runtime)" '^airlock-' | grep -v '^airlock-core ' || true)
+[ -z "$bad" ] || fail "airlock-runtime may depend on airlock-core only, but depends on: $(echo $bad)"
+bad=$(matching "$(direct airlock-gate)" '^airlock-' | grep -Ev '^airlock-(core|runtime) ' || true)
+[ -z "$bad" ] || fail "airlock-gate may depend on airlock-core and airlock-runtime only, but depends on: $(echo $bad)"
+
+# 3. Only airlock-runtime talks to wasmtime directly.
+for c in airlock-gate airlock-cli; do
+    bad=$(matching "$(direct $c)" '^(wasmtime|cranelift|cap-std|wit-bindgen)')
+    [ -z "$bad" ] || fail "$c must reach wasmtime only through airlock-runtime, but depends directly on: $(echo $bad)"
+done
+
+# 4. Only airlock-cli knows clap.
+for t in core runtime gate; do
+    v="${t}_tree"
+    bad=$(matching "${!v}" '^clap')
+    [ -z "$bad" ] || fail "only airlock-cli may know clap, but airlock-$t links: $(echo $bad)"
+done
+
+# 5. Only airlock-runtime has generated bindings.
+bad=$(grep -rlnE 'bindgen!' host --include='*.rs' | grep -v '^host/runtime/' || true)
+[ -z "$bad" ] || fail "generated bindings live in airlock-runtime only, but bindgen! appears in: $(echo $bad)"
+
+# 6. Only airlock-runtime has `unsafe`: core, gate and cli forbid it at the
+#    crate root (which the compiler then enforces), and hold no unsafe
+#    block, function, impl or lint override.
+for c in core gate cli; do
+    grep -q '^#!\[forbid(unsafe_code)\]' "host/$c/src/lib.rs" ||
+        fail "host/$c/src/lib.rs must start with #![forbid(unsafe_code)]"
+done
+grep -q '^#!\[forbid(unsafe_code)\]' host/cli/src/bin/airlock.rs ||
+    fail "host/cli/src/bin/airlock.rs must carry #![forbid(unsafe_code)]"
+bad=$(grep -rnE '\bunsafe[[:space:]]*(\{|fn\b|impl\b|trait\b|extern\b)|allow\([^)]*unsafe_code' \
+    host/core host/gate host/cli --include='*.rs' || true)
+[ -z "$bad" ] || fail "unsafe code outside airlock-runtime: $bad"
+
+if [ "$failed" -ne 0 ]; then
+    exit 1
+fi
+echo "check-deps: all dependency rules hold"
