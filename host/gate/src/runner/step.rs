@@ -1,0 +1,248 @@
+//! One gate step: the candidate's (and baseline's) predictions on the
+//! step's data, cached by exactly what each model saw, then the step's
+//! validator on them with the candidate callable for probes, and the
+//! step's report with who is to blame for a failure. The loading, checks
+//! and dry runs that come before any step are in the parent module.
+
+use super::{DataKey, GateRun, LoadedStep};
+use crate::data::{self, Dataset};
+use airlock_core::digest::Digest;
+use airlock_core::gate::policy::StepStatus;
+use airlock_core::gate::report::{Blame, FindingReport, Metrics, ModelReport, StepReport};
+use airlock_core::gate::spec::StepSpec;
+use airlock_core::types::{Batch, Context, ModelInfo, Predictions, Reference};
+use airlock_runtime::error::{FailureKind, PluginFailure};
+use airlock_runtime::sandbox::candidate::KnownAnswers;
+use airlock_runtime::sandbox::{CallOptions, CandidateLink, CheckedModel};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What a model saw: a dataset's digest and the columns handed over.
+type SeenKey = (Digest, Vec<String>);
+
+/// A model's answer to what it saw, with the batch it saw.
+type ScoredBatch = Result<(Batch, Predictions), PluginFailure>;
+
+/// A model in the run, with its predictions cached by exactly what it saw.
+pub(super) struct Scored {
+    pub(super) model: CheckedModel,
+    pub(super) info: ModelInfo,
+    pub(super) predictions: HashMap<SeenKey, ScoredBatch>,
+}
+
+impl Scored {
+    pub(super) fn new(model: CheckedModel) -> Scored {
+        let info = ModelInfo {
+            metadata: model.metadata.clone(),
+            digest: model.plugin.digest.to_string(),
+            bundle_digest: model.options.bundle.as_ref().map(|b| b.digest.to_string()),
+        };
+        Scored {
+            model,
+            info,
+            predictions: HashMap::new(),
+        }
+    }
+
+    /// The model's predictions on `d`, from exactly its declared columns
+    /// (never a withheld one), with the batch it saw.
+    pub(super) fn predict(&mut self, d: &Dataset, withheld: &[&str], fuel: &mut u64) -> ScoredBatch {
+        let (inputs, _) = data::model_inputs(&d.batch, &self.model.metadata.inputs, withheld)
+            .map_err(|e| {
+                PluginFailure::new(
+                    FailureKind::GuestError,
+                    format!("{}: {e}", d.path.display()),
+                )
+            })?;
+        let key = (
+            d.digest,
+            inputs.columns.iter().map(|c| c.name.clone()).collect(),
+        );
+        if let Some(p) = self.predictions.get(&key) {
+            return p.clone();
+        }
+        let r = match self.model.predict(&inputs) {
+            Ok(o) => {
+                *fuel += o.fuel_used;
+                Ok((inputs, o.value))
+            }
+            Err(f) => {
+                *fuel += f.fuel_used;
+                Err(f)
+            }
+        };
+        self.predictions.insert(key, r.clone());
+        r
+    }
+
+    pub(super) fn report(&self) -> ModelReport {
+        ModelReport {
+            digest: self.model.plugin.digest,
+            bundle_digest: self.model.options.bundle.as_ref().map(|b| b.digest),
+            name: self.model.metadata.name.clone(),
+            version: self.model.metadata.version.clone(),
+        }
+    }
+}
+impl GateRun<'_> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run_step(
+        &self,
+        step: &StepSpec,
+        l: LoadedStep,
+        datasets: &HashMap<DataKey, Dataset>,
+        cand: &mut Scored,
+        mut base: Option<&mut Scored>,
+        withheld: &[String],
+        seed: u64,
+        model_fuel: &mut u64,
+    ) -> StepReport {
+        let start = Instant::now();
+        let withheld_refs: Vec<&str> = withheld.iter().map(String::as_str).collect();
+        let w = withheld_refs.as_slice();
+        let data = &datasets[&(self.spec.resolve(&step.dataset), step.label.clone())];
+        let reference = step
+            .reference
+            .as_ref()
+            .map(|r| &datasets[&(self.spec.resolve(r), step.label.clone())]);
+        let mut report = StepReport {
+            name: step.name.clone(),
+            plugin: l.path.display().to_string(),
+            plugin_digest: l.plugin.digest,
+            validator: l.info.clone(),
+            advisory: self.spec.policy.advisory.contains(&step.name),
+            config: step.config_value(),
+            label: step.label.clone(),
+            dataset_digest: data.digest,
+            reference_digest: reference.map(|r| r.digest),
+            status: StepStatus::Error,
+            blame: None,
+            findings: Vec::new(),
+            metrics: Metrics::default(),
+            fuel_used: 0,
+            candidate_fuel_used: 0,
+            duration_ms: 0.0,
+            error: None,
+        };
+        let fail = |mut r: StepReport, who: Blame, what: &Path, f: PluginFailure| {
+            let role = match who {
+                Blame::Candidate => "candidate",
+                Blame::Baseline => "baseline",
+                Blame::Validator => "validator",
+            };
+            r.error = Some(PluginFailure {
+                message: format!("{role} failed on {}: {}", what.display(), f.message),
+                ..f
+            });
+            r.blame = Some(who);
+            r.duration_ms = start.elapsed().as_secs_f64() * 1e3;
+            r
+        };
+
+        let mut known = KnownAnswers::default();
+        let (cand_batch, cand_preds) = match cand.predict(data, w, model_fuel) {
+            Ok(p) => p,
+            Err(f) => return fail(report, Blame::Candidate, &data.path, f),
+        };
+        known.record(&cand_batch, &cand_preds);
+        let base_preds = match base.as_deref_mut().map(|b| b.predict(data, w, model_fuel)) {
+            Some(Err(f)) => return fail(report, Blame::Baseline, &data.path, f),
+            Some(Ok((_, p))) => Some(p),
+            None => None,
+        };
+        let reference = match reference {
+            None => None,
+            Some(r) => {
+                let (rb, cp) = match cand.predict(r, w, model_fuel) {
+                    Ok(p) => p,
+                    Err(f) => return fail(report, Blame::Candidate, &r.path, f),
+                };
+                known.record(&rb, &cp);
+                let bp = match base.as_deref_mut().map(|b| b.predict(r, w, model_fuel)) {
+                    Some(Err(f)) => return fail(report, Blame::Baseline, &r.path, f),
+                    Some(Ok((_, p))) => Some(p),
+                    None => None,
+                };
+                Some(Reference {
+                    data: r.batch.clone(),
+                    labels: r.labels.clone(),
+                    candidate_predictions: cp,
+                    baseline_predictions: bp,
+                })
+            }
+        };
+        let ctx = Context {
+            step: step.name.clone(),
+            config: step.config_json(),
+            seed,
+            candidate: cand.info.clone(),
+            baseline: base.as_ref().map(|b| b.info.clone()),
+            data: data.batch.clone(),
+            labels: data.labels.clone(),
+            candidate_predictions: cand_preds,
+            baseline_predictions: base_preds,
+            reference,
+        };
+        let options = CallOptions {
+            limits: step.limits,
+            seed,
+            bundle: None,
+        };
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let link = CandidateLink {
+            model: cand.model.clone(),
+            withheld: Arc::new(withheld.to_vec()),
+            known: Arc::new(known),
+            violations: violations.clone(),
+        };
+        let outcome = l.plugin.validate(&options, &ctx, Some(link));
+        let violation = violations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .cloned();
+        match outcome {
+            Ok(out) => {
+                report.fuel_used = out.fuel_used;
+                report.candidate_fuel_used = out.candidate_fuel_used;
+                if let Some(v) = violation {
+                    return fail(report, Blame::Candidate, &data.path, v);
+                }
+                let mut metrics: Vec<(String, f64)> = Vec::new();
+                for m in &out.value.metrics {
+                    if metrics.iter().any(|(n, _)| *n == m.name) {
+                        let f = PluginFailure::new(
+                            FailureKind::InvalidOutput,
+                            format!(
+                                "the validator reported metric `{}` twice",
+                                m.name.escape_debug()
+                            ),
+                        );
+                        return fail(report, Blame::Validator, &data.path, f);
+                    }
+                    metrics.push((m.name.clone(), m.value));
+                }
+                report.status = if out.value.passed {
+                    StepStatus::Pass
+                } else {
+                    StepStatus::Fail
+                };
+                report.findings = out.value.findings.iter().map(FindingReport::from).collect();
+                report.metrics = Metrics(metrics);
+            }
+            Err(f) => {
+                report.fuel_used = f.fuel_used;
+                report.candidate_fuel_used = f.candidate_fuel_used;
+                let (who, f) = match violation {
+                    Some(v) => (Blame::Candidate, v),
+                    None => (Blame::Validator, f),
+                };
+                report.error = Some(f);
+                report.blame = Some(who);
+            }
+        }
+        report.duration_ms = start.elapsed().as_secs_f64() * 1e3;
+        report
+    }}
