@@ -48,7 +48,12 @@ impl Scored {
 
     /// The model's predictions on `d`, from exactly its declared columns
     /// (never a withheld one), with the batch it saw.
-    pub(super) fn predict(&mut self, d: &Dataset, withheld: &[&str], fuel: &mut u64) -> ScoredBatch {
+    pub(super) fn predict(
+        &mut self,
+        d: &Dataset,
+        withheld: &[&str],
+        fuel: &mut u64,
+    ) -> ScoredBatch {
         let (inputs, _) = data::model_inputs(&d.batch, &self.model.metadata.inputs, withheld)
             .map_err(|e| {
                 PluginFailure::new(
@@ -245,4 +250,5 @@ impl GateRun<'_> {
         }
         report.duration_ms = start.elapsed().as_secs_f64() * 1e3;
         report
-    }}
+    }
+}

@@ -24,18 +24,22 @@
 //! its owner's life; creating a snapshot removes the ones whose owner died
 //! without cleaning up (e.g. killed by SIGKILL).
 
+mod snapshot;
+mod walk;
+
+pub use snapshot::{snapshots_root, sweep};
+
 use crate::error::SandboxError;
-use airlock_core::digest::{Digest, NameError, Node, Tree, check_name, escape_name};
-use cap_std::fs::{Dir, FileTypeExt as _, MetadataExt as _, OpenOptions, OpenOptionsExt as _};
+use airlock_core::digest::{Digest, NameError};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
-use std::ffi::{OsStr, OsString};
+use snapshot::Snapshot;
 use std::fmt;
-use std::io::{self, Read as _, Write};
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+use std::io;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
+use walk::Source;
 
 /// The operator's caps on a bundle, checked from metadata before any file
 /// is read (config section `[bundle]`).
@@ -129,7 +133,7 @@ impl Cap {
 }
 
 /// Why a bundle could not be digested or snapshotted. Entry paths are
-/// relative to the bundle and escaped ([`escape_name`]), so a hostile name
+/// relative to the bundle and escaped ([`airlock_core::digest::escape_name`]), so a hostile name
 /// cannot forge lines in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -337,44 +341,7 @@ fn stable_value(rel: &str) -> (u64, u64) {
     (half(0), half(8))
 }
 
-/// The digest [`Bundle::from_path_with`] would give the bundle at `path`,
-/// computed by the same two passes without writing a snapshot.
-pub fn digest_path(path: &Path, caps: &BundleCaps) -> Result<Digest, BundleError> {
-    let source = Source::open(path)?;
-    let plan = source.check(caps)?;
-    Ok(Digest::of_bundle_tree(&source.copy(&plan, None)?))
-}
-
-/// Where a bundle's entries are read from: a directory, or the parent of a
-/// single file restricted to that one name.
-struct Source {
-    dir: Dir,
-    only: Option<OsString>,
-}
-
-/// What pass 1 found: the checked tree, with each entry's identity so the
-/// copy can tell if it was swapped.
-enum Planned {
-    File {
-        size: u64,
-        id: (u64, u64),
-    },
-    Dir {
-        id: (u64, u64),
-        entries: Vec<(String, Planned)>,
-    },
-}
-
-/// A relative entry path, escaped for messages.
-fn show(parent: &str, name: &OsStr) -> String {
-    let name = escape_name(name);
-    if parent.is_empty() {
-        name
-    } else {
-        format!("{parent}/{name}")
-    }
-}
-
+/// Wraps an I/O error with what the host was doing and on which entry.
 fn io_err<'a>(what: &'static str, entry: &'a str) -> impl FnOnce(io::Error) -> BundleError + 'a {
     move |source| BundleError::Io {
         what,
@@ -383,22 +350,7 @@ fn io_err<'a>(what: &'static str, entry: &'a str) -> impl FnOnce(io::Error) -> B
     }
 }
 
-fn special_kind(ft: &cap_std::fs::FileType) -> SpecialKind {
-    if ft.is_symlink() {
-        SpecialKind::Symlink
-    } else if ft.is_fifo() {
-        SpecialKind::Fifo
-    } else if ft.is_socket() {
-        SpecialKind::Socket
-    } else if ft.is_char_device() {
-        SpecialKind::CharDevice
-    } else if ft.is_block_device() {
-        SpecialKind::BlockDevice
-    } else {
-        SpecialKind::Unknown
-    }
-}
-
+/// The kind of a special file, from std's metadata (cap-std's has its own).
 fn std_special_kind(ft: &std::fs::FileType) -> SpecialKind {
     use std::os::unix::fs::FileTypeExt;
     if ft.is_symlink() {
@@ -416,482 +368,21 @@ fn std_special_kind(ft: &std::fs::FileType) -> SpecialKind {
     }
 }
 
-struct Budget<'a> {
-    caps: &'a BundleCaps,
-    entries: u64,
-    bytes: u64,
-}
-
-impl Source {
-    fn open(path: &Path) -> Result<Source, BundleError> {
-        let shown = path.display().to_string();
-        let meta = std::fs::symlink_metadata(path).map_err(io_err("cannot read", &shown))?;
-        let ambient = |p: &Path| {
-            Dir::open_ambient_dir(p, cap_std::ambient_authority())
-                .map_err(io_err("cannot open directory", &shown))
-        };
-        if meta.is_dir() {
-            Ok(Source {
-                dir: ambient(path)?,
-                only: None,
-            })
-        } else if meta.is_file() {
-            let name = path.file_name().ok_or_else(|| BundleError::Name {
-                entry: shown.clone(),
-                problem: NameError::NotAComponent {
-                    name: escape_name(path.as_os_str()),
-                },
-            })?;
-            let parent = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            Ok(Source {
-                dir: ambient(parent)?,
-                only: Some(name.to_os_string()),
-            })
-        } else {
-            Err(BundleError::NotFileOrDir {
-                entry: escape_name(path.as_os_str()),
-                kind: std_special_kind(&meta.file_type()),
-            })
-        }
-    }
-
-    /// Pass 1: types, names and caps, from metadata only.
-    fn check(&self, caps: &BundleCaps) -> Result<Vec<(String, Planned)>, BundleError> {
-        let mut budget = Budget {
-            caps,
-            entries: 0,
-            bytes: 0,
-        };
-        match &self.only {
-            None => check_dir(&self.dir, "", 1, &mut budget),
-            Some(name) => {
-                let entry = escape_name(name);
-                let meta = self
-                    .dir
-                    .symlink_metadata(name)
-                    .map_err(io_err("cannot read", &entry))?;
-                Ok(vec![check_entry(
-                    &self.dir,
-                    name,
-                    meta,
-                    "",
-                    1,
-                    &mut budget,
-                )?])
-            }
-        }
-    }
-
-    /// Pass 2: streams every planned file through a hasher, into `dst`
-    /// when given, and returns the tree the digest is computed from.
-    fn copy(&self, plan: &[(String, Planned)], dst: Option<&Path>) -> Result<Tree, BundleError> {
-        copy_dir(&self.dir, "", plan, dst)
-    }
-}
-
-fn check_dir(
-    dir: &Dir,
-    rel: &str,
-    depth: u32,
-    budget: &mut Budget<'_>,
-) -> Result<Vec<(String, Planned)>, BundleError> {
-    let shown_dir = if rel.is_empty() { "." } else { rel };
-    let mut out = Vec::new();
-    for entry in dir
-        .entries()
-        .map_err(io_err("cannot list directory", shown_dir))?
-    {
-        let entry = entry.map_err(io_err("cannot list directory", shown_dir))?;
-        let name = entry.file_name();
-        let shown = show(rel, &name);
-        let meta = entry.metadata().map_err(io_err("cannot read", &shown))?;
-        out.push(check_entry(dir, &name, meta, rel, depth, budget)?);
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
-fn check_entry(
-    dir: &Dir,
-    name: &OsStr,
-    meta: cap_std::fs::Metadata,
-    rel: &str,
-    depth: u32,
-    budget: &mut Budget<'_>,
-) -> Result<(String, Planned), BundleError> {
-    let shown = show(rel, name);
-    let caps = budget.caps;
-    budget.entries += 1;
-    if budget.entries > caps.max_entries {
-        return Err(BundleError::OverCap {
-            cap: Cap::Entries,
-            limit: caps.max_entries,
-            value: budget.entries,
-            entry: shown,
-        });
-    }
-    if depth > caps.max_depth {
-        return Err(BundleError::OverCap {
-            cap: Cap::Depth,
-            limit: u64::from(caps.max_depth),
-            value: u64::from(depth),
-            entry: shown,
-        });
-    }
-    // Refuse the name before opening anything under it.
-    let name_str = check_name(name)
-        .map_err(|problem| BundleError::Name {
-            entry: shown.clone(),
-            problem,
-        })?
-        .to_string();
-    let ft = meta.file_type();
-    let id = (meta.dev(), meta.ino());
-    if ft.is_file() {
-        budget.bytes = budget.bytes.saturating_add(meta.len());
-        if budget.bytes > caps.max_total_bytes {
-            return Err(BundleError::OverCap {
-                cap: Cap::TotalBytes,
-                limit: caps.max_total_bytes,
-                value: budget.bytes,
-                entry: shown,
-            });
-        }
-        Ok((
-            name_str,
-            Planned::File {
-                size: meta.len(),
-                id,
-            },
-        ))
-    } else if ft.is_dir() {
-        let sub = open_dir(dir, name, id, &shown)?;
-        let entries = check_dir(&sub, &shown, depth + 1, budget)?;
-        Ok((name_str, Planned::Dir { id, entries }))
-    } else {
-        Err(BundleError::NotFileOrDir {
-            entry: shown,
-            kind: special_kind(&ft),
-        })
-    }
-}
-
-/// Opens a subdirectory and checks it is the one whose metadata was read.
-fn open_dir(dir: &Dir, name: &OsStr, id: (u64, u64), shown: &str) -> Result<Dir, BundleError> {
-    let sub = dir
-        .open_dir(name)
-        .map_err(io_err("cannot open directory", shown))?;
-    let m = sub.dir_metadata().map_err(io_err("cannot read", shown))?;
-    if (m.dev(), m.ino()) != id {
-        return Err(BundleError::Changed {
-            entry: shown.to_string(),
-            detail: "the directory was replaced".into(),
-        });
-    }
-    Ok(sub)
-}
-
-/// `O_NONBLOCK | O_NOFOLLOW | O_NOCTTY`: if an entry was swapped for a FIFO,
-/// a symlink or a terminal after it was checked, opening it neither blocks,
-/// follows it nor adopts it; the type is then checked on the handle.
-const SAFE_OPEN_FLAGS: i32 = libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY;
-
-/// Copy buffer size: bounded memory per file, whatever its size.
-const COPY_BUFFER: usize = 64 << 10;
-
-/// A writer that hashes what passes through it.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-fn copy_dir(
-    src: &Dir,
-    rel: &str,
-    plan: &[(String, Planned)],
-    dst: Option<&Path>,
-) -> Result<Tree, BundleError> {
-    let mut tree = Tree::new();
-    for (name, planned) in plan {
-        let shown = show(rel, OsStr::new(name));
-        let to = dst.map(|d| d.join(name));
-        let node = match planned {
-            Planned::File { size, id } => copy_file(src, name, *size, *id, &shown, to.as_deref())?,
-            Planned::Dir { id, entries } => {
-                let sub = open_dir(src, OsStr::new(name), *id, &shown)?;
-                if let Some(to) = &to {
-                    std::fs::create_dir(to).map_err(io_err("cannot write snapshot of", &shown))?;
-                }
-                Node::Dir(copy_dir(&sub, &shown, entries, to.as_deref())?)
-            }
-        };
-        tree.insert(OsStr::new(name), node)
-            .map_err(|problem| BundleError::Name {
-                entry: shown.clone(),
-                problem,
-            })?;
-    }
-    Ok(tree)
-}
-
-fn copy_file(
-    src: &Dir,
-    name: &str,
-    size: u64,
-    id: (u64, u64),
-    shown: &str,
-    to: Option<&Path>,
-) -> Result<Node, BundleError> {
-    let mut opts = OpenOptions::new();
-    opts.read(true).custom_flags(SAFE_OPEN_FLAGS);
-    let file = src
-        .open_with(name, &opts)
-        .map_err(io_err("cannot open", shown))?;
-    let m = file.metadata().map_err(io_err("cannot read", shown))?;
-    if !m.is_file() {
-        return Err(BundleError::NotFileOrDir {
-            entry: shown.to_string(),
-            kind: special_kind(&m.file_type()),
-        });
-    }
-    if (m.dev(), m.ino()) != id {
-        return Err(BundleError::Changed {
-            entry: shown.to_string(),
-            detail: "the file was replaced".into(),
-        });
-    }
-    let sink: Box<dyn Write> = match to {
-        Some(path) => Box::new(io::BufWriter::with_capacity(
-            COPY_BUFFER,
-            std::fs::File::create_new(path).map_err(io_err("cannot write snapshot of", shown))?,
-        )),
-        None => Box::new(io::sink()),
-    };
-    let mut out = Hashing {
-        inner: sink,
-        hasher: Sha256::new(),
-    };
-    // Read at most one byte more than was checked: enough to notice growth,
-    // never enough to let a growing file exceed the caps.
-    let copied = io::copy(&mut file.take(size.saturating_add(1)), &mut out)
-        .map_err(io_err("cannot copy", shown))?;
-    out.flush()
-        .map_err(io_err("cannot write snapshot of", shown))?;
-    if copied != size {
-        return Err(BundleError::Changed {
-            entry: shown.to_string(),
-            detail: if copied > size {
-                format!("it grew past the {size} bytes it had when checked")
-            } else {
-                format!("it had {size} bytes when checked but only {copied} could be read")
-            },
-        });
-    }
-    Ok(Node::File {
-        size,
-        content: Digest(out.hasher.finalize().into()),
-    })
-}
-
-/// How long a half-created snapshot (`.new-*`) is left alone before a sweep
-/// may remove it: its creator holds no lock for a moment between creating
-/// its lock file and locking it.
-const STAGING_GRACE: Duration = Duration::from_secs(60);
-
-/// Name of the lock file in every snapshot directory.
-const LOCK_FILE: &str = "lock";
-
-/// Prefix of a finished snapshot directory.
-const SNAPSHOT_PREFIX: &str = "snap-";
-
-/// Prefix of a snapshot directory being set up.
-const STAGING_PREFIX: &str = ".new-";
-
-/// One snapshot directory: `<root>/snap-XXXX/` holding `lock` (locked for
-/// this value's life) and `bundle/` (what the plugin is granted). Dropping
-/// it removes the directory, then releases the lock.
-struct Snapshot {
-    path: PathBuf,
-    bundle_dir: PathBuf,
-    _lock: std::fs::File,
-}
-
-impl Drop for Snapshot {
-    fn drop(&mut self) {
-        // Still locked here: the lock file is closed after this returns.
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// This process's effective uid, read from a file it creates (std has no
-/// safe `geteuid`, and this crate has no unsafe code).
-fn own_uid() -> io::Result<u32> {
-    static UID: OnceLock<u32> = OnceLock::new();
-    if let Some(uid) = UID.get() {
-        return Ok(*uid);
-    }
-    let uid = tempfile::tempfile()?.metadata()?.uid();
-    Ok(*UID.get_or_init(|| uid))
-}
-
-/// The host-owned directory that holds every snapshot of this user:
-/// `$TMPDIR/airlock-snapshots-<uid>`, created mode 0700 and refused unless
-/// it is a real directory owned by this user that no one else can write
-/// (another local user who could rename entries in it could swap a snapshot
-/// after it was digested).
-pub fn snapshots_root() -> Result<PathBuf, BundleError> {
-    let uid = own_uid().map_err(io_err("cannot create a file in", "$TMPDIR"))?;
-    prepare_root(
-        std::env::temp_dir().join(format!("airlock-snapshots-{uid}")),
-        uid,
-    )
-}
-
-/// Creates `root` (mode 0700) if needed and checks that `uid` alone
-/// controls it.
-fn prepare_root(root: PathBuf, uid: u32) -> Result<PathBuf, BundleError> {
-    let shown = root.display().to_string();
-    match std::fs::DirBuilder::new().mode(0o700).create(&root) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io_err("cannot create", &shown)(e)),
-    }
-    let meta = std::fs::symlink_metadata(&root).map_err(io_err("cannot read", &shown))?;
-    let unsafe_root = |problem: String| BundleError::UnsafeSnapshotRoot {
-        path: root.clone(),
-        problem,
-    };
-    if meta.is_file() {
-        return Err(unsafe_root("it is a regular file, not a directory".into()));
-    }
-    if !meta.is_dir() {
-        return Err(unsafe_root(format!(
-            "it is a {}, not a directory",
-            std_special_kind(&meta.file_type())
-        )));
-    }
-    if meta.uid() != uid {
-        return Err(unsafe_root(format!(
-            "it is owned by uid {}, not by this user (uid {uid})",
-            meta.uid()
-        )));
-    }
-    if meta.permissions().mode() & 0o022 != 0 {
-        return Err(unsafe_root(format!(
-            "others may write to it (mode {:o})",
-            meta.permissions().mode() & 0o7777
-        )));
-    }
-    Ok(root)
-}
-
-impl Snapshot {
-    /// Creates a locked, empty snapshot directory, then sweeps abandoned
-    /// siblings.
-    fn create() -> Result<Snapshot, BundleError> {
-        let root = snapshots_root()?;
-        let shown = root.display().to_string();
-        let staging = tempfile::Builder::new()
-            .prefix(STAGING_PREFIX)
-            .tempdir_in(&root)
-            .map_err(io_err("cannot create a snapshot in", &shown))?
-            .keep();
-        let lock = std::fs::File::create_new(staging.join(LOCK_FILE))
-            .map_err(io_err("cannot create a snapshot in", &shown))?;
-        lock.try_lock().map_err(|e| {
-            io_err("cannot lock a snapshot in", &shown)(match e {
-                std::fs::TryLockError::Error(e) => e,
-                std::fs::TryLockError::WouldBlock => io::Error::from(io::ErrorKind::WouldBlock),
-            })
-        })?;
-        let suffix = staging
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix(STAGING_PREFIX))
-            .unwrap_or("x")
-            .to_string();
-        let path = root.join(format!("{SNAPSHOT_PREFIX}{suffix}"));
-        if let Err(e) = std::fs::rename(&staging, &path) {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(io_err("cannot create a snapshot in", &shown)(e));
-        }
-        // From here on, dropping the value removes the directory.
-        let snapshot = Snapshot {
-            bundle_dir: path.join("bundle"),
-            path,
-            _lock: lock,
-        };
-        std::fs::create_dir(&snapshot.bundle_dir)
-            .map_err(io_err("cannot create a snapshot in", &shown))?;
-        sweep(&root);
-        Ok(snapshot)
-    }
-}
-
-/// Removes the snapshot directories under `root` whose owner is gone (their
-/// lock can be taken), and half-created ones older than [`STAGING_GRACE`].
-/// Best effort: a directory that cannot be removed is left for a later sweep.
-/// Returns how many were removed.
-pub fn sweep(root: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let path = entry.path();
-        let candidate = if name.starts_with(SNAPSHOT_PREFIX) {
-            true
-        } else if name.starts_with(STAGING_PREFIX) {
-            entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STAGING_GRACE)
-        } else {
-            false
-        };
-        if candidate && remove_if_abandoned(&path) {
-            removed += 1;
-        }
-    }
-    removed
-}
-
-/// Removes one snapshot directory if no live process holds its lock; the
-/// lock is held while removing, so a concurrent sweep skips it.
-fn remove_if_abandoned(dir: &Path) -> bool {
-    match std::fs::File::open(dir.join(LOCK_FILE)) {
-        Ok(lock) => match lock.try_lock() {
-            Ok(()) => std::fs::remove_dir_all(dir).is_ok(),
-            Err(_) => false,
-        },
-        // A finished snapshot always has its lock file until it is being
-        // removed; without one, nobody owns it.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::remove_dir_all(dir).is_ok(),
-        Err(_) => false,
-    }
+/// The digest [`Bundle::from_path_with`] would give the bundle at `path`,
+/// computed by the same two passes without writing a snapshot.
+pub fn digest_path(path: &Path, caps: &BundleCaps) -> Result<Digest, BundleError> {
+    let source = Source::open(path)?;
+    let plan = source.check(caps)?;
+    Ok(Digest::of_bundle_tree(&source.copy(&plan, None)?))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::snapshot::{LOCK_FILE, SNAPSHOT_PREFIX, own_uid, prepare_root};
     use super::*;
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::time::Duration;
 
     #[test]
     fn a_bundle_file_and_a_directory_holding_only_it_are_the_same_bundle() {
