@@ -7,15 +7,19 @@
 //! caps); the library crates below it stay usable from a server.
 #![forbid(unsafe_code)]
 
+mod args;
 pub mod config;
 pub mod exit;
 mod scaffold;
+
+pub use args::Cli;
 
 use airlock_core::limits::LimitRequest;
 use airlock_gate::data::{self, DataCaps};
 use airlock_gate::{GateRun, GateSpec, load_model};
 use airlock_runtime::sandbox::{CallOptions, CheckedModel, Sandbox};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use args::{Command, GateCmd, Global, Kind, PluginCmd};
+use clap::Parser;
 use config::HostConfig;
 use exit::{CliError, one_line};
 use std::path::{Path, PathBuf};
@@ -35,196 +39,6 @@ macro_rules! out_nonl {
         use std::io::Write as _;
         let _ = write!(std::io::stdout().lock(), $($t)*);
     }};
-}
-
-/// Runs untrusted ML plugins in a sandbox and gates deployments on them.
-#[derive(Debug, Parser)]
-#[command(name = "airlock", version, about, long_about = None)]
-pub struct Cli {
-    #[command(subcommand)]
-    command: Command,
-    #[command(flatten)]
-    global: Global,
-}
-
-#[derive(Debug, Args)]
-struct Global {
-    /// Operator configuration (limit ceilings, cache, sandbox); default:
-    /// $AIRLOCK_CONFIG if set, else the embedded defaults.
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    /// Where compiled components are cached (default: $AIRLOCK_CACHE_DIR, else
-    /// $XDG_CACHE_HOME/airlock, else ~/.cache/airlock).
-    #[arg(long, global = true)]
-    cache_dir: Option<PathBuf>,
-    /// Do not cache compiled components on disk.
-    #[arg(long, global = true)]
-    no_cache: bool,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Write, build, inspect and run plugins.
-    #[command(subcommand)]
-    Plugin(PluginCmd),
-    /// Run deployment gates.
-    #[command(subcommand)]
-    Gate(GateCmd),
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Kind {
-    Model,
-    Validator,
-}
-
-#[derive(Debug, Subcommand)]
-enum PluginCmd {
-    /// Scaffold a guest crate that builds as is.
-    New {
-        /// `model` or `validator`.
-        kind: Kind,
-        /// Crate name (also the directory, unless --dir is given).
-        name: String,
-        /// Where to create the crate.
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Path to airlock's guest-sdk crate (default: the one this binary was built from).
-        #[arg(long)]
-        sdk: Option<PathBuf>,
-    },
-    /// Build a guest crate to a component.
-    Build {
-        /// The crate's directory.
-        crate_dir: PathBuf,
-        /// Where to write the component.
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
-    /// Show a component's digest, world, imports, exports and capabilities.
-    Inspect {
-        /// The component.
-        file: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Run a model on the rows of a CSV file.
-    Run {
-        /// The model component.
-        model: PathBuf,
-        /// CSV with a header of feature names; an empty cell is a missing value.
-        #[arg(long)]
-        data: PathBuf,
-        /// The model's data bundle (a file or a directory).
-        #[arg(long)]
-        bundle: Option<PathBuf>,
-        /// A label column of the CSV, withheld from the model (and not
-        /// counted when matching positional inputs `f0..fN`).
-        #[arg(long)]
-        label: Option<String>,
-        #[command(flatten)]
-        limits: LimitArgs,
-        /// Seed for the plugin's randomness.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Run a validator on a model: a one-step gate, without a gate file.
-    Validate {
-        /// The validator component (a `.wasm` file).
-        validator: PathBuf,
-        /// The candidate model component.
-        #[arg(long)]
-        model: PathBuf,
-        /// The candidate's data bundle.
-        #[arg(long)]
-        bundle: Option<PathBuf>,
-        /// The evaluation rows (CSV).
-        #[arg(long)]
-        data: PathBuf,
-        /// The label column of the data.
-        #[arg(long)]
-        label: Option<String>,
-        /// A reference dataset (e.g. training data) for drift checks.
-        #[arg(long)]
-        reference: Option<PathBuf>,
-        /// The validator's configuration: a TOML file holding what a gate
-        /// step's `[steps.config]` table would.
-        #[arg(long)]
-        step_config: Option<PathBuf>,
-        #[command(flatten)]
-        limits: LimitArgs,
-        /// Seed for every plugin (default: drawn at random and printed).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum GateCmd {
-    /// Run a gate locally against a candidate model.
-    Run {
-        /// The gate file.
-        gate: PathBuf,
-        /// The candidate model component.
-        #[arg(long)]
-        model: PathBuf,
-        /// The candidate's data bundle.
-        #[arg(long)]
-        bundle: Option<PathBuf>,
-        /// The production model to compare against.
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-        /// The baseline's data bundle.
-        #[arg(long, requires = "baseline")]
-        baseline_bundle: Option<PathBuf>,
-        /// Where plugin names in the gate file resolve (overrides plugin_dir).
-        #[arg(long)]
-        plugin_dir: Option<PathBuf>,
-        /// The directory the gate file's relative paths (datasets, plugins)
-        /// resolve against; default: the gate file's own directory. Use it
-        /// to run a copy of a gate file kept elsewhere.
-        #[arg(long)]
-        base_dir: Option<PathBuf>,
-        /// Seed for every plugin (default: drawn from the host's randomness
-        /// and printed in the report; pass it back to rerun exactly).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-/// Limits a command line may lower.
-#[derive(Debug, Args)]
-struct LimitArgs {
-    /// Fuel per call.
-    #[arg(long)]
-    fuel: Option<u64>,
-    /// Wall-clock deadline per call, in milliseconds.
-    #[arg(long)]
-    timeout_ms: Option<u64>,
-    /// Linear memory cap, in bytes.
-    #[arg(long)]
-    memory_bytes: Option<u64>,
-}
-
-impl LimitArgs {
-    fn request(&self) -> LimitRequest {
-        LimitRequest {
-            fuel: self.fuel,
-            timeout_ms: self.timeout_ms,
-            memory_bytes: self.memory_bytes,
-            ..LimitRequest::default()
-        }
-    }
 }
 
 /// Parses the command line, runs it, and returns the process exit code.
