@@ -480,3 +480,74 @@ fn plugin_validate_runs_one_validator_without_a_gate_file() {
     );
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// The operator's `[data]` caps reach both commands that read datasets,
+/// now that they are passed to the reader instead of living in the
+/// sandbox's configuration.
+#[test]
+fn the_host_configs_data_caps_bound_the_datasets_of_plugin_run_and_gate_run() {
+    let cache = tempfile::tempdir().unwrap();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("airlock.toml");
+    std::fs::write(&cfg, "[data]\nmax_rows = 3\n").unwrap();
+    let cfg = s(&cfg);
+    let model = s(&plugin("airlock_model_xgboost"));
+    let v1 = s(&example().join("model-v1"));
+    let golden = example().join("data/golden.csv");
+
+    let o = airlock(
+        &[
+            "plugin",
+            "run",
+            model.as_str(),
+            "--data",
+            &s(&golden),
+            "--bundle",
+            v1.as_str(),
+            "--config",
+            cfg.as_str(),
+        ],
+        cache.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr_line(&o).trim_end(),
+        format!(
+            "error: {}: more than 3 rows (line 5 is row 4) exceeds data.max_rows = 3 (raise it in the [data] section of the host config to read this file)",
+            golden.display()
+        )
+    );
+
+    let plugins = tempfile::tempdir().unwrap();
+    for v in ["schema", "golden", "performance", "robustness", "drift"] {
+        std::fs::copy(
+            plugin(&format!("airlock_validator_{v}")),
+            plugins.path().join(format!("{v}.wasm")),
+        )
+        .unwrap();
+    }
+    let o = airlock(
+        &[
+            "gate",
+            "run",
+            &s(&example().join("gate.toml")),
+            "--model",
+            model.as_str(),
+            "--bundle",
+            v1.as_str(),
+            "--plugin-dir",
+            &s(plugins.path()),
+            "--config",
+            cfg.as_str(),
+        ],
+        cache.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let line = stderr_line(&o);
+    assert!(
+        line.starts_with("error: step `schema`: ")
+            && line
+                .contains("eval.csv: more than 3 rows (line 5 is row 4) exceeds data.max_rows = 3"),
+        "{line}"
+    );
+}

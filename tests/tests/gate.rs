@@ -4,6 +4,7 @@
 //! and a broken gate is refused before any verdict with an error that names
 //! the problem.
 
+use airlock_gate::data::{DataCaps, DataError};
 use airlock_gate::runner::load_model;
 use airlock_gate::{GateError, GateRun, GateSpec, StepStatus};
 use airlock_tests::{example, plugin, sandbox};
@@ -25,6 +26,15 @@ fn run(
     bundle: &str,
     baseline: Option<&str>,
 ) -> Result<airlock_gate::GateReport, GateError> {
+    run_with_caps(spec, bundle, baseline, DataCaps::default())
+}
+
+fn run_with_caps(
+    spec: &GateSpec,
+    bundle: &str,
+    baseline: Option<&str>,
+    data_caps: DataCaps,
+) -> Result<airlock_gate::GateReport, GateError> {
     let sb = sandbox();
     let model = plugin("airlock_model_xgboost");
     let candidate = load_model(&sb, &model, Some(&example().join(bundle))).unwrap();
@@ -36,7 +46,7 @@ fn run(
         baseline,
         plugin_dir: None,
         seed: Some(42),
-        data_caps: Default::default(),
+        data_caps,
     }
     .run()
 }
@@ -180,4 +190,33 @@ fn broken_gates_are_refused_before_any_verdict() {
     spec.steps[2].label = Some("diagnosis".into());
     let e = run(&spec, "model-v1", None).unwrap_err();
     assert!(e.to_string().contains("no label column `diagnosis`"), "{e}");
+}
+
+/// The dataset caps belong to the run (not to the sandbox), and every
+/// dataset the gate reads is read under them.
+#[test]
+fn a_gate_run_reads_its_datasets_under_its_own_data_caps() {
+    let caps = DataCaps {
+        max_rows: 3,
+        ..DataCaps::default()
+    };
+    let e = run_with_caps(&example_gate(), "model-v1", None, caps).unwrap_err();
+    match &e {
+        GateError::Data {
+            step,
+            source:
+                DataError::CapExceeded {
+                    path,
+                    key,
+                    limit,
+                    found,
+                },
+        } => {
+            assert_eq!(step, "schema");
+            assert_eq!(path, &example().join("data/eval.csv"));
+            assert_eq!((*key, *limit), ("max_rows", 3));
+            assert_eq!(found, "more than 3 rows (line 5 is row 4)");
+        }
+        other => panic!("expected the max_rows cap of the run, got {other}"),
+    }
 }
