@@ -79,6 +79,16 @@ pub struct Session {
     last_used: Instant,
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("calls", &self.calls)
+            .field("closed", &self.closed)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The instance and the slot it occupies; the store (and with it the
 /// instance) is dropped before the slot is given back.
 struct Live {
