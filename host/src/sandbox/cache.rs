@@ -148,6 +148,10 @@ impl CompileCache {
             .name("airlock-compile".into())
             .spawn(move || {
                 let result = Component::new(&engine, &bytes);
+                // Let go of the engine before the caller can return, so a
+                // dropped sandbox frees its engine as soon as it is dropped
+                // (an abandoned compile holds it until it finishes).
+                drop(engine);
                 drop(bytes);
                 drop(guard);
                 // The receiver is gone when the caller gave up waiting.
