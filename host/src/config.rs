@@ -273,9 +273,15 @@ mod tests {
         assert_eq!(d.queue_timeout, Duration::from_millis(5_000));
         assert_eq!(d.max_loaded_plugins, 64);
         let e = parse("max_loaded_plugins = 0\n").unwrap_err();
-        assert!(e.ends_with(": max_loaded_plugins must be greater than 0"), "{e}");
+        assert!(
+            e.ends_with(": max_loaded_plugins must be greater than 0"),
+            "{e}"
+        );
         let e = parse("session_max_calls = 0\n").unwrap_err();
-        assert!(e.ends_with(": session_max_calls must be greater than 0"), "{e}");
+        assert!(
+            e.ends_with(": session_max_calls must be greater than 0"),
+            "{e}"
+        );
         let e = parse("max_instances = 1\n").unwrap_err();
         assert!(
             e.ends_with(": max_instances 1 must be at least 2 (a validator and the candidate it probes each need an instance)"),

@@ -12,8 +12,7 @@ use airlock_host::sandbox::bindings::{
     Batch, Column, ColumnValues, Context, ModelInfo, Predictions, Verdict,
 };
 use airlock_host::sandbox::{
-    CallOptions, CandidateLink, CheckedModel, Outcome, Plugin, Sandbox, SandboxConfig,
-    SessionError,
+    CallOptions, CandidateLink, CheckedModel, Outcome, Plugin, Sandbox, SandboxConfig, SessionError,
 };
 use airlock_host::{FailureKind, LimitRequest, PluginFailure};
 use airlock_tests::plugin;
@@ -275,7 +274,12 @@ fn n_plus_one_concurrent_calls_on_an_n_slot_pool_all_succeed_by_waiting() {
     let stats = sb.slot_stats();
     eprintln!("after {} concurrent calls: {stats:?}", SLOTS + 1);
     assert_eq!(
-        (stats.capacity, stats.in_use, stats.waiting, stats.busy_total),
+        (
+            stats.capacity,
+            stats.in_use,
+            stats.waiting,
+            stats.busy_total
+        ),
         (SLOTS, 0, 0, 0)
     );
 
@@ -543,5 +547,8 @@ fn fresh_calls_and_their_slots_are_cheap_enough_to_measure() {
     let per_call = start.elapsed() / CALLS;
     eprintln!("fresh trivial call: {per_call:?} per call over {CALLS} calls");
     let stats = sb.slot_stats();
-    assert_eq!((stats.in_use, stats.waited_total, stats.busy_total), (0, 0, 0));
+    assert_eq!(
+        (stats.in_use, stats.waited_total, stats.busy_total),
+        (0, 0, 0)
+    );
 }

@@ -637,7 +637,8 @@ impl Sandbox {
         digest: Digest,
         bytes: &[u8],
     ) -> Result<(Component, CacheOutcome), SandboxError> {
-        let limit = Duration::from_millis(self.inner.runtime.config.component_caps.compile_timeout_ms);
+        let limit =
+            Duration::from_millis(self.inner.runtime.config.component_caps.compile_timeout_ms);
         self.inner
             .cache
             .get_or_compile(&self.inner.engine, digest, bytes, limit)

@@ -248,7 +248,10 @@ mod tests {
         }
         eprintln!("slot acquire + release: {:?} each", start.elapsed() / N);
         let stats = slots.stats();
-        assert_eq!((stats.in_use, stats.waited_total, stats.busy_total), (0, 0, 0));
+        assert_eq!(
+            (stats.in_use, stats.waited_total, stats.busy_total),
+            (0, 0, 0)
+        );
     }
 
     #[test]
@@ -258,7 +261,11 @@ mod tests {
         // Needs both slots: times out while one is held.
         let f = slots.acquire(2).err().unwrap();
         assert_eq!(f.kind, FailureKind::Busy);
-        assert!(f.message.contains("queue timeout of 30 ms"), "{}", f.message);
+        assert!(
+            f.message.contains("queue timeout of 30 ms"),
+            "{}",
+            f.message
+        );
         assert_eq!(slots.stats().waiting, 0);
         // The free slot is still usable at once.
         let one = slots.acquire(1).unwrap();
