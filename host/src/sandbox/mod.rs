@@ -9,7 +9,8 @@
 //! Built to live for months inside a server: plugins hold only the shared
 //! [`Runtime`] (engine, linkers, configuration, instance slots), never the
 //! sandbox that caches them, so dropping every sandbox handle and plugin
-//! frees the engine and stops its epoch ticker; the loaded-plugin cache is a
+//! frees the engine and stops its epoch ticker (see [`ticker`]); the
+//! loaded-plugin cache is a
 //! bounded LRU; and calls wait for an instance slot in a bounded queue (see
 //! [`slots`]) instead of failing when the pool is full.
 
@@ -20,12 +21,14 @@ pub mod checked;
 mod lru;
 pub mod session;
 pub mod slots;
+pub mod ticker;
 pub mod wasi;
 
 pub use candidate::CandidateLink;
 pub use checked::CheckedModel;
 pub use session::{Session, SessionError};
 pub use slots::SlotStats;
+pub use ticker::EngineWatch;
 
 pub use crate::bundle::Bundle;
 use crate::bundle::BundleCaps;
@@ -43,9 +46,10 @@ use lru::Lru;
 use serde::Serialize;
 use slots::Slots;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use ticker::Ticker;
 use wasi::{HasWasi, WasiSpec, WasiState};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
@@ -163,86 +167,6 @@ pub(crate) struct Runtime {
     model_linker: Linker<CallState>,
     validator_linker: Linker<CallState>,
     slots: Arc<Slots>,
-}
-
-/// The thread that advances the engine's epoch (the deadline's clock).
-/// Dropping it wakes the thread, which exits, and waits for it to finish.
-struct Ticker {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    running: Arc<AtomicBool>,
-}
-
-impl Ticker {
-    fn start(engine: &Engine, tick: Duration) -> Result<Ticker, SandboxError> {
-        let weak = engine.weak();
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let running = Arc::new(AtomicBool::new(true));
-        let flag = running.clone();
-        let thread = std::thread::Builder::new()
-            .name("airlock-epoch".into())
-            .spawn(move || {
-                // Cleared however the loop ends.
-                struct Exit(Arc<AtomicBool>);
-                impl Drop for Exit {
-                    fn drop(&mut self) {
-                        self.0.store(false, Ordering::SeqCst);
-                    }
-                }
-                let _exit = Exit(flag);
-                // Ends when the runtime drops its sender, or when the engine
-                // is gone, whichever is noticed first.
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(tick)
-                {
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
-                }
-            })
-            .map_err(|e| SandboxError::io("starting epoch ticker", e))?;
-        Ok(Ticker {
-            stop: Some(stop),
-            thread: Some(thread),
-            running,
-        })
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            // The thread only sleeps on the channel just closed, so this
-            // returns at once; a panic in it has nothing left to report.
-            let _ = t.join();
-        }
-    }
-}
-
-/// Watches a sandbox's engine and epoch ticker without keeping either
-/// alive, so a long-running host (and its tests) can check that dropping
-/// a sandbox and its plugins really frees them.
-#[derive(Clone)]
-pub struct EngineWatch {
-    engine: wasmtime::EngineWeak,
-    ticker: Option<Arc<AtomicBool>>,
-}
-
-impl EngineWatch {
-    /// Whether anything still holds the engine.
-    pub fn engine_alive(&self) -> bool {
-        self.engine.upgrade().is_some()
-    }
-
-    /// Whether the epoch ticker thread is still running (always `false`
-    /// without epoch deadlines).
-    pub fn ticker_running(&self) -> bool {
-        self.ticker
-            .as_ref()
-            .is_some_and(|r| r.load(Ordering::SeqCst))
-    }
 }
 
 /// How the loaded-plugin cache has fared since the sandbox started.
