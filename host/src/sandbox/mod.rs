@@ -255,7 +255,8 @@ pub struct Outcome<T> {
     /// Fuel consumed by candidate calls made from a validator (included in
     /// `fuel_used`).
     pub candidate_fuel_used: u64,
-    /// Wall-clock time of the call, instantiation included.
+    /// Wall-clock time of the call, instantiation included (time spent
+    /// waiting for an instance slot is not).
     #[serde(serialize_with = "ser_duration_us")]
     pub duration: Duration,
     /// Captured stdout (truncated at the log cap).
