@@ -584,6 +584,9 @@ fn plugin_run(
         bundle: m.bundle.clone(),
     };
     let hint = |mut f: crate::PluginFailure| {
+        if f.kind == crate::FailureKind::Busy {
+            return CliError::from(crate::SandboxError::Plugin(f));
+        }
         if bundle.is_none() && f.kind != crate::FailureKind::InvalidOutput {
             f.message.push_str(
                 " (hint: no --bundle was given; a model that reads its data bundle needs one)",
