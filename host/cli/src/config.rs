@@ -4,7 +4,12 @@
 //!
 //! ```toml
 //! cache_dir = "/var/cache/airlock"
-//! max_instances = 32          # live instances with the pooling allocator
+//! max_instances = 32          # live instances at once (at least 2)
+//! queue_timeout_ms = 5_000    # how long a call waits for an instance slot
+//! max_queued_calls = 256      # calls waiting beyond this fail as `busy`
+//! max_loaded_plugins = 64     # loaded plugins kept (least recently used go)
+//! session_max_calls = 1_000_000   # calls one warm session serves
+//! session_max_idle_ms = 60_000    # how long a warm session may sit unused
 //! epoch_tick_ms = 2           # deadline resolution
 //! [limits]
 //! fuel = 1_000_000_000
@@ -40,8 +45,21 @@ pub struct HostConfig {
     pub limits: Limits,
     /// Where compiled components are cached.
     pub cache_dir: Option<PathBuf>,
-    /// Live instances the pooling allocator holds room for.
+    /// Live instances at once (at least 2: a validator and its
+    /// candidate); the pooling allocator holds room for this many.
     pub max_instances: u32,
+    /// How long a call waits for an instance slot before failing as
+    /// `busy`, in milliseconds (0: fail at once when all are taken).
+    pub queue_timeout_ms: u64,
+    /// How many calls may wait for a slot; further calls fail as `busy`
+    /// at once.
+    pub max_queued_calls: usize,
+    /// How many loaded plugins the host keeps cached.
+    pub max_loaded_plugins: usize,
+    /// How many calls one warm session serves.
+    pub session_max_calls: u64,
+    /// How long a warm session may sit unused, in milliseconds.
+    pub session_max_idle_ms: u64,
     /// Epoch tick in milliseconds (the deadline's resolution).
     pub epoch_tick_ms: u64,
     /// Use the pooling allocator.
@@ -63,6 +81,11 @@ impl Default for HostConfig {
             limits: s.limits,
             cache_dir: None,
             max_instances: 16,
+            queue_timeout_ms: s.queue_timeout.as_millis() as u64,
+            max_queued_calls: s.max_queued_calls,
+            max_loaded_plugins: s.max_loaded_plugins,
+            session_max_calls: s.session_max_calls,
+            session_max_idle_ms: s.session_max_idle.as_millis() as u64,
             epoch_tick_ms: s.epoch_tick.as_millis() as u64,
             pooling: s.pooling,
             output: s.output_rules,
@@ -105,13 +128,22 @@ impl HostConfig {
             ("limits.max_output_bytes", l.max_output_bytes),
             ("limits.max_input_bytes", l.max_input_bytes),
             ("epoch_tick_ms", self.epoch_tick_ms),
-            ("max_instances", u64::from(self.max_instances)),
+            ("max_loaded_plugins", self.max_loaded_plugins as u64),
+            ("session_max_calls", self.session_max_calls),
+            ("session_max_idle_ms", self.session_max_idle_ms),
             ("bundle.max_entries", self.bundle.max_entries),
             ("bundle.max_depth", u64::from(self.bundle.max_depth)),
         ] {
             if v == 0 {
                 return Err(format!("{name} must be greater than 0"));
             }
+        }
+        if self.max_instances < airlock_runtime::sandbox::slots::MIN_SLOTS {
+            return Err(format!(
+                "max_instances {} must be at least {} (a validator and the candidate it probes each need an instance)",
+                self.max_instances,
+                airlock_runtime::sandbox::slots::MIN_SLOTS
+            ));
         }
         let tol = self.output.probability_sum_tolerance;
         if !(0.0..0.5).contains(&tol) {
@@ -143,6 +175,11 @@ impl HostConfig {
             limits: self.limits,
             cache_dir: self.cache_dir.clone(),
             max_instances: self.max_instances,
+            queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+            max_queued_calls: self.max_queued_calls,
+            max_loaded_plugins: self.max_loaded_plugins,
+            session_max_calls: self.session_max_calls,
+            session_max_idle: Duration::from_millis(self.session_max_idle_ms),
             epoch_tick: Duration::from_millis(self.epoch_tick_ms),
             pooling: self.pooling,
             output_rules: self.output,
@@ -218,6 +255,40 @@ mod tests {
             e.ends_with("output.probability_sum_tolerance 0.7 must be at least 0 and below 0.5"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_long_running_keys_reach_the_sandbox_and_are_checked() {
+        let c = parse(
+            "queue_timeout_ms = 0\nmax_queued_calls = 3\nmax_loaded_plugins = 2\nsession_max_calls = 5\nsession_max_idle_ms = 70\n",
+        )
+        .unwrap();
+        let s = c.sandbox_config();
+        assert_eq!(s.queue_timeout, Duration::ZERO);
+        assert_eq!(s.max_queued_calls, 3);
+        assert_eq!(s.max_loaded_plugins, 2);
+        assert_eq!(s.session_max_calls, 5);
+        assert_eq!(s.session_max_idle, Duration::from_millis(70));
+        let d = HostConfig::default().sandbox_config();
+        assert_eq!(d.queue_timeout, Duration::from_millis(5_000));
+        assert_eq!(d.max_loaded_plugins, 64);
+        let e = parse("max_loaded_plugins = 0\n").unwrap_err();
+        assert!(
+            e.ends_with(": max_loaded_plugins must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("session_max_calls = 0\n").unwrap_err();
+        assert!(
+            e.ends_with(": session_max_calls must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("max_instances = 1\n").unwrap_err();
+        assert!(
+            e.ends_with(": max_instances 1 must be at least 2 (a validator and the candidate it probes each need an instance)"),
+            "{e}"
+        );
+        let e = parse("max_queued_calls = -1\n").unwrap_err();
+        assert!(e.contains("max_queued_calls"), "{e}");
     }
 
     #[test]

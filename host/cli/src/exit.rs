@@ -11,6 +11,8 @@
 //!   validator refuses (bad key, missing label), a broken baseline, a CSV
 //!   with missing columns or non-numeric values, an unreadable file, a
 //!   failed build.
+//! * `3` — the host was at capacity (`busy`) and could not finish: nothing
+//!   was judged; retry later.
 
 use airlock_gate::GateError;
 use airlock_runtime::error::{FailureKind, PluginFailure, SandboxError};
@@ -24,6 +26,8 @@ pub enum CliError {
     Plugin(PluginFailure),
     /// The gate ran and refused the candidate (the report was printed).
     GateRefused,
+    /// The host was at capacity; nothing was judged.
+    Busy(String),
 }
 
 impl CliError {
@@ -36,6 +40,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Input(_) => 2,
+            CliError::Busy(_) => 3,
             CliError::Plugin(_) | CliError::GateRefused => 1,
         }
     }
@@ -46,6 +51,7 @@ impl CliError {
         match self {
             CliError::Input(m) => eprintln!("error: {}", one_line(m)),
             CliError::Plugin(f) => eprintln!("error: plugin failed: {}", one_line(&f.to_string())),
+            CliError::Busy(m) => eprintln!("error: {}", one_line(m)),
             CliError::GateRefused => {}
         }
     }
@@ -59,6 +65,10 @@ pub(crate) fn one_line(s: &str) -> String {
 impl From<SandboxError> for CliError {
     fn from(e: SandboxError) -> Self {
         match e {
+            SandboxError::Plugin(f) if f.kind == FailureKind::Busy => CliError::Busy(format!(
+                "the host was busy ({}); nothing was judged, retry later",
+                f.message
+            )),
             SandboxError::Plugin(f)
                 if !matches!(
                     f.kind,
@@ -74,7 +84,10 @@ impl From<SandboxError> for CliError {
 
 impl From<GateError> for CliError {
     fn from(e: GateError) -> Self {
-        CliError::Input(e.to_string())
+        match e {
+            GateError::Busy(_) => CliError::Busy(e.to_string()),
+            other => CliError::Input(other.to_string()),
+        }
     }
 }
 
@@ -91,5 +104,8 @@ mod tests {
         let f = PluginFailure::new(FailureKind::DisallowedImport, "evil");
         assert_eq!(CliError::from(SandboxError::Plugin(f)).exit_code(), 2);
         assert_eq!(one_line("a\n b"), "a b");
+        let f = PluginFailure::new(FailureKind::Busy, "all 2 instance slots taken");
+        assert_eq!(CliError::from(SandboxError::Plugin(f)).exit_code(), 3);
+        assert_eq!(CliError::from(GateError::Busy("x".into())).exit_code(), 3);
     }
 }

@@ -411,6 +411,9 @@ fn plugin_run(
         bundle: m.bundle.clone(),
     };
     let hint = |mut f: airlock_core::PluginFailure| {
+        if f.kind == airlock_core::FailureKind::Busy {
+            return CliError::from(airlock_runtime::SandboxError::Plugin(f));
+        }
         if bundle.is_none() && f.kind != airlock_core::FailureKind::InvalidOutput {
             f.message.push_str(
                 " (hint: no --bundle was given; a model that reads its data bundle needs one)",

@@ -39,6 +39,10 @@ pub enum FailureKind {
     /// probabilities, or answers that contradict its earlier answers for
     /// the same rows.
     InvalidOutput,
+    /// Not the plugin's fault: the host was at capacity (every instance
+    /// slot stayed taken for the whole queue timeout, or the queue of
+    /// waiting calls was full); retry later.
+    Busy,
 }
 
 impl FailureKind {
@@ -56,6 +60,7 @@ impl FailureKind {
             FailureKind::OutputTooLarge => "output_too_large",
             FailureKind::InputTooLarge => "input_too_large",
             FailureKind::InvalidOutput => "invalid_output",
+            FailureKind::Busy => "busy",
         }
     }
 }
@@ -66,7 +71,9 @@ impl fmt::Display for FailureKind {
     }
 }
 
-/// A plugin failed; the host is unaffected and the next call starts clean.
+/// A plugin call failed; the host is unaffected and the next call starts
+/// clean. Every kind but [`FailureKind::Busy`] (the host's own capacity)
+/// is something the plugin did or was refused for.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize)]
 #[error("{kind}: {message}")]
 pub struct PluginFailure {

@@ -111,6 +111,11 @@ pub enum GateError {
         /// Why.
         source: Box<PluginFailure>,
     },
+    /// The host was at capacity (`busy`): nothing was judged; retry.
+    #[error(
+        "the host was busy and could not finish the run ({0}); nothing was judged, retry later"
+    )]
+    Busy(String),
     /// A model given to the gate is not a model.
     #[error("{role}: expected a model plugin, but this component is a {world}")]
     NotAModel {
@@ -239,6 +244,7 @@ impl GateRun<'_> {
                 model_fuel += m.metadata_fuel_used;
                 Scored::new(m)
             }
+            Err(f) if f.kind == FailureKind::Busy => return Err(GateError::Busy(f.message)),
             Err(f) => {
                 model_fuel += f.fuel_used;
                 return Ok(self.refused_candidate(f, seed, baseline, model_fuel, start));
@@ -328,6 +334,15 @@ impl GateRun<'_> {
                 &mut model_fuel,
             );
             steps.push(report);
+        }
+        // A step without a verdict because the host was at capacity says
+        // nothing about the candidate: the run is not a judgement at all.
+        if let Some(busy) = steps
+            .iter()
+            .filter_map(|s| s.error.as_ref())
+            .find(|e| e.kind == FailureKind::Busy)
+        {
+            return Err(GateError::Busy(busy.message.clone()));
         }
         let decision = policy::decide(
             true,

@@ -20,7 +20,6 @@ use crate::error::SandboxError;
 use airlock_core::digest::Digest;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -69,7 +68,9 @@ pub enum CompileError {
 
 /// Compiled components by digest.
 pub struct CompileCache {
-    memory: Mutex<HashMap<Digest, Component>>,
+    /// Bounded, so a long-running host does not keep every component it
+    /// ever compiled.
+    memory: Mutex<super::lru::Lru<Digest, Component>>,
     disk: Option<DiskCache>,
     /// Compile workers still running (finished ones are not counted).
     running: Arc<AtomicUsize>,
@@ -82,14 +83,19 @@ struct DiskCache {
 }
 
 impl CompileCache {
-    /// A cache in memory, and on disk under `dir` when given.
-    pub fn new(engine: &Engine, dir: Option<&Path>) -> Result<Self, SandboxError> {
+    /// A cache in memory (at most `memory_capacity` components, least
+    /// recently used evicted first), and on disk under `dir` when given.
+    pub fn new(
+        engine: &Engine,
+        dir: Option<&Path>,
+        memory_capacity: usize,
+    ) -> Result<Self, SandboxError> {
         let disk = match dir {
             Some(d) => Some(DiskCache::open(engine, d)?),
             None => None,
         };
         Ok(CompileCache {
-            memory: Mutex::new(HashMap::new()),
+            memory: Mutex::new(super::lru::Lru::new(memory_capacity)),
             disk,
             running: Arc::new(AtomicUsize::new(0)),
         })
@@ -142,6 +148,10 @@ impl CompileCache {
             .name("airlock-compile".into())
             .spawn(move || {
                 let result = Component::new(&engine, &bytes);
+                // Let go of the engine before the caller can return, so a
+                // dropped sandbox frees its engine as soon as it is dropped
+                // (an abandoned compile holds it until it finishes).
+                drop(engine);
                 drop(bytes);
                 drop(guard);
                 // The receiver is gone when the caller gave up waiting.
@@ -167,7 +177,7 @@ impl CompileCache {
         self.running.load(Ordering::SeqCst)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Component>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, super::lru::Lru<Digest, Component>> {
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

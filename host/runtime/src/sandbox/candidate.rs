@@ -200,7 +200,10 @@ pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
                     .map_or(left_ms, |t| t.min(left_ms))
                     .max(1),
             );
-            let result = link.model.predict_with(&options, &inputs);
+            let reserved = store.data().reserved_slot.clone();
+            let result = link
+                .model
+                .predict_within(&options, &inputs, reserved.as_ref());
             let used = match &result {
                 Ok(o) => o.fuel_used,
                 Err(f) => f.fuel_used,

@@ -59,7 +59,18 @@ impl CheckedModel {
         options: &CallOptions,
         batch: &Batch,
     ) -> Result<Outcome<Predictions>, PluginFailure> {
-        let out = self.plugin.predict(options, batch)?;
+        self.predict_within(options, batch, None)
+    }
+
+    /// [`CheckedModel::predict_with`] as a validator's candidate call, in
+    /// the instance slot the validator holds for it in `reserved`.
+    pub(crate) fn predict_within(
+        &self,
+        options: &CallOptions,
+        batch: &Batch,
+        reserved: Option<&std::sync::Arc<super::slots::Slots>>,
+    ) -> Result<Outcome<Predictions>, PluginFailure> {
+        let out = self.plugin.predict_within(options, batch, reserved)?;
         let rules = self.plugin.output_rules();
         if let Err(rule) =
             contract::check_predictions(&self.metadata, batch.rows, &out.value, &rules)

@@ -5,15 +5,30 @@
 //! A call ends either in its value or in a [`PluginFailure`] whose kind says
 //! what happened; the store is dropped after every call, so no failure leaks
 //! into the next one.
+//!
+//! Built to live for months inside a server: plugins hold only the shared
+//! [`Runtime`] (engine, linkers, configuration, instance slots), never the
+//! sandbox that caches them, so dropping every sandbox handle and plugin
+//! frees the engine and stops its epoch ticker (see [`ticker`]); the
+//! loaded-plugin cache is a
+//! bounded LRU; and calls wait for an instance slot in a bounded queue (see
+//! [`slots`]) instead of failing when the pool is full.
 
 pub mod bindings;
 pub mod cache;
 pub mod candidate;
 pub mod checked;
+mod lru;
+pub mod session;
+pub mod slots;
+pub mod ticker;
 pub mod wasi;
 
 pub use candidate::CandidateLink;
 pub use checked::CheckedModel;
+pub use session::{Session, SessionError};
+pub use slots::SlotStats;
+pub use ticker::EngineWatch;
 
 pub use crate::bundle::Bundle;
 use crate::bundle::BundleCaps;
@@ -28,10 +43,14 @@ use airlock_core::types::{
 };
 use bindings::PluginError;
 use cache::{CacheOutcome, CompileCache};
+use lru::Lru;
 use serde::Serialize;
+use slots::Slots;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use ticker::Ticker;
 use wasi::{HasWasi, WasiSpec, WasiState};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
@@ -52,8 +71,24 @@ pub struct SandboxConfig {
     pub epoch_tick: Duration,
     /// Use the pooling instance allocator (fast fresh instances).
     pub pooling: bool,
-    /// How many instances may be live at once with pooling.
+    /// How many instances may be live at once (at least 2: a validator
+    /// and the candidate it probes). With pooling this sizes the pool;
+    /// either way calls beyond it wait for a slot.
     pub max_instances: u32,
+    /// How long a call waits for an instance slot before it fails as
+    /// `busy`; zero fails at once when every slot is taken.
+    pub queue_timeout: Duration,
+    /// How many calls may wait for a slot at once; further calls fail as
+    /// `busy` at once.
+    pub max_queued_calls: usize,
+    /// How many loaded plugins the sandbox keeps (least recently used
+    /// evicted first); evicting only drops the cache's reference.
+    pub max_loaded_plugins: usize,
+    /// How many calls one warm [`Session`] serves before it refuses more.
+    pub session_max_calls: u64,
+    /// How long a warm [`Session`] may sit unused before it refuses more
+    /// calls (and gives back its instance slot).
+    pub session_max_idle: Duration,
     /// Wasm stack cap in bytes.
     pub max_wasm_stack: usize,
     /// How strictly model outputs are checked against their metadata.
@@ -81,6 +116,11 @@ impl Default for SandboxConfig {
             epoch_tick: Duration::from_millis(2),
             pooling: true,
             max_instances: 64,
+            queue_timeout: Duration::from_millis(5_000),
+            max_queued_calls: 256,
+            max_loaded_plugins: 64,
+            session_max_calls: 1_000_000,
+            session_max_idle: Duration::from_secs(60),
             max_wasm_stack: 512 << 10,
             keep_resident_bytes: 8 << 20,
             output_rules: airlock_core::contract::OutputRules::default(),
@@ -96,19 +136,55 @@ pub struct Sandbox {
     inner: Arc<Inner>,
 }
 
+/// What only the sandbox handles share: the caches. Plugins never point
+/// back here, so the last handle dropped frees it.
 struct Inner {
+    runtime: Arc<Runtime>,
+    engine: Engine,
+    cache: CompileCache,
+    loaded: Mutex<Lru<Digest, Arc<Plugin>>>,
+    loads: LoadCounters,
+}
+
+#[derive(Default)]
+struct LoadCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+}
+
+/// What a plugin needs to run, shared by the sandbox and every plugin and
+/// session it made: the engine, the linkers, the configuration and the
+/// instance slots. It holds no plugin, so no cycle keeps it alive; when the
+/// last holder drops it, the epoch ticker stops and the engine is freed.
+pub(crate) struct Runtime {
+    ticker: Option<Ticker>,
     engine: Engine,
     config: SandboxConfig,
-    cache: CompileCache,
     model_linker: Linker<CallState>,
     validator_linker: Linker<CallState>,
-    loaded: Mutex<std::collections::HashMap<Digest, Arc<Plugin>>>,
+    slots: Arc<Slots>,
+}
+
+/// How the loaded-plugin cache has fared since the sandbox started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LoadStats {
+    /// Plugins held now.
+    pub loaded: usize,
+    /// The most it holds (`max_loaded_plugins`).
+    pub capacity: usize,
+    /// Loads answered from the cache.
+    pub hits: u64,
+    /// Loads that compiled or fetched the component.
+    pub misses: u64,
+    /// Plugins evicted to make room.
+    pub evictions: u64,
 }
 
 /// A loaded plugin: compiled, checked against the capability policy, and
 /// pre-instantiated, ready for a fresh instance per call.
 pub struct Plugin {
-    sandbox: Sandbox,
+    runtime: Arc<Runtime>,
     /// `sha256:` digest of the component bytes.
     pub digest: Digest,
     /// Which world it implements.
@@ -176,7 +252,8 @@ pub struct Outcome<T> {
     /// Fuel consumed by candidate calls made from a validator (included in
     /// `fuel_used`).
     pub candidate_fuel_used: u64,
-    /// Wall-clock time of the call, instantiation included.
+    /// Wall-clock time of the call, instantiation included (time spent
+    /// waiting for an instance slot is not).
     #[serde(serialize_with = "ser_duration_us")]
     pub duration: Duration,
     /// Captured stdout (truncated at the log cap).
@@ -201,6 +278,9 @@ pub struct CallState {
     /// When this call's wall-clock budget runs out; candidate calls made
     /// from a validator get at most what is left.
     deadline: Instant,
+    /// Set on a validator call with a candidate attached: the pool in which
+    /// it holds a second slot, which its candidate calls use.
+    reserved_slot: Option<Arc<Slots>>,
 }
 
 impl HasWasi for CallState {
@@ -310,7 +390,11 @@ impl Sandbox {
             wc.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&wc).map_err(|e| SandboxError::Engine(e.to_string()))?;
-        let cache = CompileCache::new(&engine, config.cache_dir.as_deref())?;
+        let cache = CompileCache::new(
+            &engine,
+            config.cache_dir.as_deref(),
+            config.max_loaded_plugins,
+        )?;
 
         let mut model_linker = Linker::new(&engine);
         wasi::add_to_linker(&mut model_linker).map_err(engine_err)?;
@@ -318,36 +402,74 @@ impl Sandbox {
         wasi::add_to_linker(&mut validator_linker).map_err(engine_err)?;
         candidate::add_to_linker(&mut validator_linker).map_err(engine_err)?;
 
-        if config.epoch_deadline {
-            let weak = engine.weak();
-            let tick = config.epoch_tick;
-            std::thread::Builder::new()
-                .name("airlock-epoch".into())
-                .spawn(move || {
-                    while let Some(engine) = weak.upgrade() {
-                        engine.increment_epoch();
-                        drop(engine);
-                        std::thread::sleep(tick);
-                    }
-                })
-                .map_err(|e| SandboxError::io("starting epoch ticker", e))?;
-        }
-
+        let ticker = if config.epoch_deadline {
+            Some(Ticker::start(&engine, config.epoch_tick)?)
+        } else {
+            None
+        };
+        let slots = Arc::new(Slots::new(
+            config.max_instances,
+            config.max_queued_calls,
+            config.queue_timeout,
+        ));
+        let loaded = Mutex::new(Lru::new(config.max_loaded_plugins));
         Ok(Sandbox {
             inner: Arc::new(Inner {
+                runtime: Arc::new(Runtime {
+                    ticker,
+                    engine: engine.clone(),
+                    config,
+                    model_linker,
+                    validator_linker,
+                    slots,
+                }),
                 engine,
-                config,
                 cache,
-                model_linker,
-                validator_linker,
-                loaded: Mutex::new(Default::default()),
+                loaded,
+                loads: LoadCounters::default(),
             }),
         })
     }
 
     /// The sandbox's configuration.
     pub fn config(&self) -> &SandboxConfig {
-        &self.inner.config
+        &self.inner.runtime.config
+    }
+
+    /// A handle that tells whether this sandbox's engine and epoch ticker
+    /// are still alive, without keeping them alive.
+    pub fn watch(&self) -> EngineWatch {
+        EngineWatch {
+            engine: self.inner.engine.weak(),
+            ticker: self
+                .inner
+                .runtime
+                .ticker
+                .as_ref()
+                .map(|t| t.running.clone()),
+        }
+    }
+
+    /// How many plugins the loaded-plugin cache holds now.
+    pub fn loaded_count(&self) -> usize {
+        self.lock_loaded().len()
+    }
+
+    /// Hits, misses and evictions of the loaded-plugin cache.
+    pub fn load_stats(&self) -> LoadStats {
+        let c = &self.inner.loads;
+        LoadStats {
+            loaded: self.loaded_count(),
+            capacity: self.inner.runtime.config.max_loaded_plugins.max(1),
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How many instance slots are taken and how many calls wait for one.
+    pub fn slot_stats(&self) -> SlotStats {
+        self.inner.runtime.slots.stats()
     }
 
     /// Compile workers still running, including those whose load was
@@ -371,7 +493,7 @@ impl Sandbox {
     /// caller that reads a component from disk goes through here.
     pub fn read_component(&self, path: &Path) -> Result<Vec<u8>, SandboxError> {
         use std::io::Read;
-        let cap = self.inner.config.component_caps.max_component_bytes;
+        let cap = self.inner.runtime.config.component_caps.max_component_bytes;
         let refuse = |why: String| {
             SandboxError::Plugin(PluginFailure::new(
                 FailureKind::InvalidComponent,
@@ -425,7 +547,7 @@ impl Sandbox {
     /// The static pass over a component's bytes: header, caps and names,
     /// without compiling (see [`crate::precheck`]).
     fn precheck(&self, bytes: &[u8]) -> Result<precheck::Summary, SandboxError> {
-        let config = &self.inner.config;
+        let config = &self.inner.runtime.config;
         precheck::check(bytes, &config.component_caps, config.limits.memory_bytes)
             .map_err(|e| SandboxError::Plugin(e.into()))
     }
@@ -437,7 +559,8 @@ impl Sandbox {
         digest: Digest,
         bytes: &[u8],
     ) -> Result<(Component, CacheOutcome), SandboxError> {
-        let limit = Duration::from_millis(self.inner.config.component_caps.compile_timeout_ms);
+        let limit =
+            Duration::from_millis(self.inner.runtime.config.component_caps.compile_timeout_ms);
         self.inner
             .cache
             .get_or_compile(&self.inner.engine, digest, bytes, limit)
@@ -456,8 +579,10 @@ impl Sandbox {
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<Plugin>, SandboxError> {
         let digest = Digest::of(bytes);
         if let Some(p) = self.lock_loaded().get(&digest) {
+            self.inner.loads.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(p.clone());
         }
+        self.inner.loads.misses.fetch_add(1, Ordering::Relaxed);
         let summary = self.precheck(bytes)?;
         let static_world = summary
             .world()
@@ -473,6 +598,7 @@ impl Sandbox {
             World::Model => {
                 let ip = self
                     .inner
+                    .runtime
                     .model_linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_error(&e))?;
@@ -486,6 +612,7 @@ impl Sandbox {
             World::Validator => {
                 let ip = self
                     .inner
+                    .runtime
                     .validator_linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_error(&e))?;
@@ -498,7 +625,7 @@ impl Sandbox {
             }
         };
         let plugin = Arc::new(Plugin {
-            sandbox: self.clone(),
+            runtime: self.inner.runtime.clone(),
             digest,
             world,
             imports,
@@ -507,7 +634,9 @@ impl Sandbox {
             manifest,
             pre,
         });
-        self.lock_loaded().insert(digest, plugin.clone());
+        if self.lock_loaded().insert(digest, plugin.clone()).is_some() {
+            self.inner.loads.evictions.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(plugin)
     }
 
@@ -523,7 +652,7 @@ impl Sandbox {
         let (component, _) = self.compile(digest, bytes)?;
         let (world, imports, exports) = shape(&self.inner.engine, &component)?;
         let manifest = airlock_core::manifest::read(bytes).map_err(invalid)?;
-        let ceiling = self.inner.config.limits;
+        let ceiling = self.inner.runtime.config.limits;
         let refused_imports = imports
             .iter()
             .filter(|i| capabilities::check_imports(world, &[i.as_str()]).is_err())
@@ -543,18 +672,20 @@ impl Sandbox {
         })
     }
 
-    fn lock_loaded(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Digest, Arc<Plugin>>> {
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, Lru<Digest, Arc<Plugin>>> {
         self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    /// Builds a store for one call under `limits`.
+impl Runtime {
+    /// Builds a store for one call under `limits`. `reserved` is the pool
+    /// whose second slot this call holds for its candidate's calls.
     fn store(
         &self,
         limits: &Limits,
         options: &CallOptions,
         candidate: Option<CandidateLink>,
+        reserved: Option<Arc<Slots>>,
     ) -> Result<Store<CallState>, PluginFailure> {
         let spec = WasiSpec {
             seed: options.seed,
@@ -575,12 +706,13 @@ impl Sandbox {
             },
             candidate,
             candidate_fuel: 0,
-            metered: self.inner.config.fuel,
+            reserved_slot: reserved,
+            metered: self.config.fuel,
             deadline: Instant::now() + Duration::from_millis(limits.timeout_ms),
         };
-        let mut store = Store::new(&self.inner.engine, state);
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        arm(&mut store, limits, &self.inner.config)?;
+        arm(&mut store, limits, &self.config)?;
         // Hostcall fuel bounds what the guest may copy into the host in one
         // go: arguments of a host call, or the call's result. Results get
         // their own cap (`max_output_bytes`), so allow whichever is larger.
@@ -592,14 +724,13 @@ impl Sandbox {
 impl Plugin {
     /// How this sandbox checks model outputs.
     pub fn output_rules(&self) -> airlock_core::contract::OutputRules {
-        self.sandbox.inner.config.output_rules
+        self.runtime.config.output_rules
     }
 
     /// The limits a call with `req` runs under: the operator's ceilings,
     /// lowered by the plugin's manifest, lowered by `req`.
     pub fn limits_for(&self, req: &LimitRequest) -> Limits {
-        self.sandbox
-            .inner
+        self.runtime
             .config
             .limits
             .lowered_by(&self.manifest.limits)
@@ -614,6 +745,7 @@ impl Plugin {
         self.call(
             options,
             None,
+            SlotNeed::Take(1),
             0,
             |store| {
                 let m = pre.instantiate(&mut *store)?;
@@ -629,13 +761,30 @@ impl Plugin {
         options: &CallOptions,
         batch: &Batch,
     ) -> Result<Outcome<Predictions>, PluginFailure> {
+        self.predict_within(options, batch, None)
+    }
+
+    /// Runs a model on `batch` as a validator's candidate call: in the
+    /// instance slot the validator holds for it when `reserved` is this
+    /// model's pool, otherwise in a slot of its own.
+    pub(crate) fn predict_within(
+        &self,
+        options: &CallOptions,
+        batch: &Batch,
+        reserved: Option<&Arc<Slots>>,
+    ) -> Result<Outcome<Predictions>, PluginFailure> {
         let Pre::Model(pre) = &self.pre else {
             return Err(wrong_world(World::Model, self.world));
         };
         let input = batch_size(batch);
+        let slot = match reserved {
+            Some(pool) if Arc::ptr_eq(pool, &self.runtime.slots) => SlotNeed::Reserved,
+            _ => SlotNeed::Take(1),
+        };
         self.call(
             options,
             None,
+            slot,
             input,
             |store| {
                 let m = pre.instantiate(&mut *store)?;
@@ -654,6 +803,7 @@ impl Plugin {
         self.call(
             options,
             None,
+            SlotNeed::Take(1),
             0,
             |store| {
                 let v = pre.instantiate(&mut *store)?;
@@ -675,9 +825,13 @@ impl Plugin {
             return Err(wrong_world(World::Validator, self.world));
         };
         let input = context_size(ctx);
+        // A validator with a candidate takes a second slot up front for its
+        // candidate calls (see `slots`): it never waits while holding one.
+        let slot = SlotNeed::Take(if candidate.is_some() { 2 } else { 1 });
         self.call(
             options,
             candidate,
+            slot,
             input,
             |store| {
                 let v = pre.instantiate(&mut *store)?;
@@ -689,52 +843,82 @@ impl Plugin {
     }
 
     /// A warm instance of a model, for callers that score many batches
-    /// against one model and accept that state may carry over between
-    /// calls (benchmarks, and later serving). Each call gets fresh fuel and
-    /// a fresh deadline; after any failure the session refuses further calls.
+    /// against one model and accept that memory may carry over between
+    /// calls (benchmarks, and later serving). It holds an instance slot
+    /// until dropped. Each call starts with fresh fuel, a fresh deadline,
+    /// empty logs, the virtual clock back at zero and the input cap
+    /// applied; see [`Session`] for its reuse and idle limits.
     pub fn instantiate(&self, options: &CallOptions) -> Result<Session, PluginFailure> {
         let Pre::Model(pre) = &self.pre else {
             return Err(wrong_world(World::Model, self.world));
         };
         let limits = self.limits_for(&options.limits);
-        let mut store = self.sandbox.store(&limits, options, None)?;
+        let slot = self.runtime.slots.acquire(1)?;
+        let mut store = self.runtime.store(&limits, options, None, None)?;
         let model = pre.instantiate(&mut store).map_err(|e| {
             let (kind, message) = classify(&e, &store.data().limiter, &limits, "");
             PluginFailure::new(kind, message)
         })?;
-        Ok(Session {
+        Ok(Session::new(
             store,
             model,
+            slot,
             limits,
-            sandbox: self.sandbox.clone(),
-            poisoned: false,
-        })
+            self.runtime.clone(),
+        ))
     }
 
-    /// The shared call path: fresh store, limits, call, classification.
+    /// The shared call path: an instance slot, a fresh store, limits, the
+    /// call, classification; the store is gone before the slot is given
+    /// back.
     fn call<R>(
         &self,
         options: &CallOptions,
         candidate: Option<CandidateLink>,
+        slot: SlotNeed,
         input_bytes: u64,
         f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<Result<R, PluginError>>,
         output_size: impl Fn(&R) -> u64,
     ) -> Result<Outcome<R>, PluginFailure> {
         let limits = self.limits_for(&options.limits);
-        if input_bytes > limits.max_input_bytes {
-            return Err(PluginFailure::new(
-                FailureKind::InputTooLarge,
-                format!(
-                    "input of {input_bytes} bytes exceeds the cap of {} bytes",
-                    limits.max_input_bytes
-                ),
-            ));
-        }
+        check_input(input_bytes, &limits)?;
+        let (held, reserved) = match slot {
+            SlotNeed::Take(n) => (
+                Some(self.runtime.slots.acquire(n)?),
+                (n > 1).then(|| self.runtime.slots.clone()),
+            ),
+            SlotNeed::Reserved => (None, None),
+        };
         let start = Instant::now();
-        let mut store = self.sandbox.store(&limits, options, candidate)?;
+        let mut store = self.runtime.store(&limits, options, candidate, reserved)?;
         let result = f(&mut store);
-        settle(&store, &limits, start.elapsed(), result, output_size)
+        let outcome = settle(&store, &limits, start.elapsed(), result, output_size);
+        drop(store);
+        drop(held);
+        outcome
     }
+}
+
+/// Which instance slots a call needs.
+enum SlotNeed {
+    /// Take this many from the pool, waiting in line if need be.
+    Take(u32),
+    /// Use the slot the calling validator already holds for its candidate.
+    Reserved,
+}
+
+/// Refuses an input above the cap before any plugin code runs.
+fn check_input(input_bytes: u64, limits: &Limits) -> Result<(), PluginFailure> {
+    if input_bytes > limits.max_input_bytes {
+        return Err(PluginFailure::new(
+            FailureKind::InputTooLarge,
+            format!(
+                "input of {input_bytes} bytes exceeds the cap of {} bytes",
+                limits.max_input_bytes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Turns a finished call into its outcome or its typed failure: measures
@@ -826,6 +1010,15 @@ fn classify(
     limits: &Limits,
     stderr: &str,
 ) -> (FailureKind, String) {
+    // With pooling, instance slots keep the pool from filling up; should
+    // it fill anyway (e.g. its memories, taken by many-memory components),
+    // that is the host's capacity, not the plugin's trap.
+    if let Some(full) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return (
+            FailureKind::Busy,
+            format!("the host is at capacity: the instance pool is full ({full}); retry later"),
+        );
+    }
     if let Some(trap) = err.downcast_ref::<Trap>() {
         match trap {
             Trap::OutOfFuel => {
@@ -1039,40 +1232,4 @@ fn verdict_size(v: &Verdict) -> u64 {
             .iter()
             .map(|m| (m.name.len() + 8) as u64)
             .sum::<u64>()
-}
-
-/// A live model instance reused across calls; see [`Plugin::instantiate`].
-pub struct Session {
-    store: Store<CallState>,
-    model: bindings::model::Model,
-    limits: Limits,
-    sandbox: Sandbox,
-    poisoned: bool,
-}
-
-impl Session {
-    /// Scores `batch` on the warm instance.
-    pub fn predict(&mut self, batch: &Batch) -> Result<Outcome<Predictions>, PluginFailure> {
-        if self.poisoned {
-            return Err(PluginFailure::new(
-                FailureKind::Trap,
-                "this instance failed earlier; start a new session",
-            ));
-        }
-        arm(&mut self.store, &self.limits, &self.sandbox.inner.config)?;
-        let start = Instant::now();
-        let batch = bindings::Batch::from(batch);
-        let result = self
-            .model
-            .call_predict(&mut self.store, &batch)
-            .map(|r| r.map(Predictions::from));
-        self.poisoned = result.is_err();
-        settle(
-            &self.store,
-            &self.limits,
-            start.elapsed(),
-            result,
-            predictions_size,
-        )
-    }
 }

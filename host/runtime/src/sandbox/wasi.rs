@@ -70,6 +70,14 @@ impl BoundedLog {
         b.dropped += (data.len() - keep) as u64;
     }
 
+    /// Empties the log, so the next call of a warm instance starts with
+    /// the whole cap and reports only its own output.
+    pub(crate) fn clear(&self) {
+        let mut b = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        b.bytes.clear();
+        b.dropped = 0;
+    }
+
     /// What was kept, as (lossy) UTF-8, and how many bytes were dropped.
     pub fn contents(&self) -> (String, u64) {
         let b = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -142,6 +150,9 @@ pub struct VirtualTime(Arc<AtomicU64>);
 impl VirtualTime {
     fn read(&self) -> u64 {
         self.0.fetch_add(1, Ordering::Relaxed) + 1
+    }
+    fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
     }
     fn advance(&self, nanos: u64) {
         let _ = self
@@ -253,6 +264,16 @@ impl WasiState {
             stderr,
             metadata_hashes: None,
         })
+    }
+}
+
+impl WasiState {
+    /// Starts the next call of a warm instance as a fresh instance would
+    /// start: empty logs and the virtual clock back at zero.
+    pub(crate) fn restart(&mut self) {
+        self.stdout.clear();
+        self.stderr.clear();
+        self.time.reset();
     }
 }
 

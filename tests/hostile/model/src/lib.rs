@@ -23,6 +23,8 @@
 //! | `sleep`        | sleeps for an hour                                          |
 //! | `print`        | writes 10 MiB to stdout                                     |
 //! | `remember`     | counts its calls in a static: state that must not survive   |
+//! | `clock`        | the monotonic clock's reading in nanoseconds, then sleeps an |
+//! |                | hour: a warm session's next call must see the clock reset   |
 //! | `ok`           | behaves: one value per row, the row count                   |
 //! | `x`            | the declared input, as a validator's probe sends it (probes |
 //! |                | carry only declared columns): spins forever when the first  |
@@ -101,6 +103,7 @@ impl Model for Hostile {
                 let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 Ok(values(vec![n as f64]))
             }
+            "clock" => clock_then_sleep(),
             "ok" => Ok(values(vec![f64::from(batch.rows); batch.rows as usize])),
             "x" => match &batch.columns[0].values {
                 airlock_guest::ColumnValues::Numeric(v) if v.first() == Some(&-1.0) => spin(),
@@ -218,6 +221,21 @@ fn sleep_an_hour() -> Result<Predictions, PluginError> {
     std::thread::sleep(std::time::Duration::from_secs(3600));
     let wall_elapsed = wall.elapsed().map(|d| d.as_secs_f64()).unwrap_or(-1.0);
     Ok(values(vec![mono.elapsed().as_secs_f64(), wall_elapsed]))
+}
+
+/// The monotonic clock's raw reading in nanoseconds (std hides it behind
+/// `Instant`), then an hour's sleep, which advances the clock by an hour.
+#[cfg(target_arch = "wasm32")]
+fn clock_then_sleep() -> Result<Predictions, PluginError> {
+    let now = wasip2::clocks::monotonic_clock::now();
+    std::thread::sleep(std::time::Duration::from_secs(3600));
+    Ok(values(vec![now as f64]))
+}
+
+/// Native builds (tests of the workspace) have no WASI clock to read.
+#[cfg(not(target_arch = "wasm32"))]
+fn clock_then_sleep() -> Result<Predictions, PluginError> {
+    Err(PluginError::bad_input("the clock attack needs WASI"))
 }
 
 /// Writes [`PRINT_BYTES`] to stdout in 64 KiB chunks, then behaves.
