@@ -1,7 +1,8 @@
 //! Shared helpers for airlock's integration tests: where the compiled
-//! plugins and the committed fixtures are, and one sandbox per test binary
+//! plugins and the committed fixtures are, and one sandbox per process
 //! (compiling components is the slow part, so it is done once and cached on
-//! disk across test binaries).
+//! disk across processes: earlier test runs and the `airlock` processes the
+//! tests start).
 
 use airlock_runtime::sandbox::{Sandbox, SandboxConfig};
 use std::path::PathBuf;
@@ -25,7 +26,8 @@ pub fn fixture(rel: &str) -> PathBuf {
     repo_root().join("tests").join("fixtures").join(rel)
 }
 
-/// The compile cache shared by all test binaries.
+/// The compile cache shared by the integration tests and the `airlock`
+/// processes they start.
 pub fn cache_dir() -> PathBuf {
     repo_root().join("target").join("airlock-test-cache")
 }

@@ -18,8 +18,7 @@ use std::path::Path;
 use std::time::Instant;
 use wasm_encoder::Component;
 
-mod bombs;
-use bombs::*;
+use crate::bombs::*;
 
 // ----------------------------------------------------------------- helpers
 

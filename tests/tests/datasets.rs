@@ -334,6 +334,16 @@ fn vm_hwm_kib() -> u64 {
         .expect("VmHWM in /proc/self/status")
 }
 
+/// The name libtest gives `test`, a test in this module: the module path
+/// without the crate's name (`datasets::test` while this file is a module
+/// of the one integration-test binary), which `--exact` must match.
+fn libtest_name(test: &str) -> String {
+    match module_path!().split_once("::") {
+        Some((_crate, module)) => format!("{module}::{test}"),
+        None => test.to_string(),
+    }
+}
+
 const MEMORY_CHILD: &str = "AIRLOCK_DATASETS_MEMORY_CHILD";
 
 #[test]
@@ -384,7 +394,7 @@ fn reading_numbers_keeps_peak_memory_near_the_typed_size() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "reading_numbers_keeps_peak_memory_near_the_typed_size",
+            &libtest_name("reading_numbers_keeps_peak_memory_near_the_typed_size"),
             "--nocapture",
             "--test-threads=1",
         ])
@@ -417,5 +427,13 @@ fn reading_numbers_keeps_peak_memory_near_the_typed_size() {
     assert!(
         grown < 2 * typed + (16 << 20),
         "peak memory grew {grown} bytes for {typed} bytes of typed data ({file_bytes}-byte file)"
+    );
+}
+
+#[test]
+fn the_memory_child_is_started_with_this_tests_libtest_name() {
+    assert_eq!(
+        libtest_name("reading_numbers_keeps_peak_memory_near_the_typed_size"),
+        "datasets::reading_numbers_keeps_peak_memory_near_the_typed_size"
     );
 }
