@@ -5,7 +5,7 @@
 
 use airlock_gate::runner::load_model;
 use airlock_gate::{GateJob, GateReport, GateSpec};
-use airlock_tests::{example, plugin, sandbox};
+use airlock_tests::{airlock_bin, cache_dir, example, plugin, sandbox};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -154,4 +154,107 @@ fn a_different_seed_changes_only_the_seed_and_what_depends_on_it() {
                     || p.contains("/findings/"));
         assert!(allowed, "{p} changed with the seed: {diff:?}");
     }
+}
+
+/// `airlock gate run --json --seed 42` on the example gate with the
+/// validators copied into a fresh directory: the report as JSON.
+fn gate_run_json() -> (Value, tempfile::TempDir) {
+    let plugins = tempfile::tempdir().unwrap();
+    for v in ["schema", "golden", "performance", "robustness", "drift"] {
+        std::fs::copy(
+            plugin(&format!("airlock_validator_{v}")),
+            plugins.path().join(format!("{v}.wasm")),
+        )
+        .unwrap();
+    }
+    let o = std::process::Command::new(airlock_bin())
+        .arg("gate")
+        .arg("run")
+        .arg(example().join("gate.toml"))
+        .arg("--model")
+        .arg(plugin("airlock_model_xgboost"))
+        .arg("--bundle")
+        .arg(example().join("model-v1"))
+        .arg("--plugin-dir")
+        .arg(plugins.path())
+        .args(["--seed", "42", "--json", "--cache-dir"])
+        .arg(cache_dir())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (serde_json::from_slice(&o.stdout).unwrap(), plugins)
+}
+
+#[test]
+fn gate_run_json_shows_both_parts_and_the_verdict_ignores_where_validators_live() {
+    // The same validators from two different directories: only the run
+    // part may tell them apart.
+    let (mut a, dir_a) = gate_run_json();
+    let (mut b, dir_b) = gate_run_json();
+    let run_a = a.as_object_mut().unwrap().remove("run").unwrap();
+    let run_b = b.as_object_mut().unwrap().remove("run").unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a["seed"], 42);
+    assert_eq!(a["steps"].as_array().unwrap().len(), 5);
+    assert_eq!(a["steps"][0].get("plugin"), None);
+    for (run, dir) in [(&run_a, &dir_a), (&run_b, &dir_b)] {
+        let steps = run["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 5);
+        assert_eq!(
+            steps[0]["plugin"],
+            dir.path().join("schema.wasm").display().to_string()
+        );
+        assert!(steps[0]["duration_ms"].as_f64().unwrap() > 0.0);
+        assert_eq!(
+            run["gate_file"],
+            example().join("gate.toml").display().to_string()
+        );
+    }
+    assert_ne!(run_a["steps"][0]["plugin"], run_b["steps"][0]["plugin"]);
+}
+
+#[test]
+fn a_step_failure_names_the_dataset_as_the_gate_file_writes_it() {
+    // A model whose probabilities are NaN: the step blames the candidate.
+    let persona = tempfile::tempdir().unwrap();
+    std::fs::write(
+        persona.path().join("liar.txt"),
+        "inputs = mean_radius\noutput = nan\n",
+    )
+    .unwrap();
+    let sb = sandbox();
+    let text = format!(
+        "name = \"nan\"\n[[steps]]\nname = \"performance\"\nplugin = \"{}\"\ndataset = \"data/eval.csv\"\nlabel = \"target\"\n[steps.config]\nmin = {{ accuracy = 0.5 }}\n",
+        plugin("airlock_validator_performance").display()
+    );
+    let j = GateJob {
+        candidate: load_model(&sb, &plugin("hostile_liar"), Some(persona.path())).unwrap(),
+        baseline: None,
+        sandbox: sb,
+        spec: Arc::new(GateSpec::parse(&text, &example()).unwrap()),
+        plugin_dir: None,
+        seed: Some(1),
+        data_caps: Default::default(),
+    };
+    let r = j.run().unwrap();
+    let e = r.steps[0].error.as_ref().unwrap();
+    assert!(
+        e.message.starts_with("candidate failed on data/eval.csv: "),
+        "{}",
+        e.message
+    );
+    assert!(
+        !serde_json::to_string(&r.verdict)
+            .unwrap()
+            .contains(&example().display().to_string())
+    );
+    assert_eq!(
+        r.run.steps[0].dataset,
+        example().join("data/eval.csv").display().to_string()
+    );
 }
