@@ -102,15 +102,14 @@ impl GateJob {
         model_fuel: &mut u64,
     ) -> (StepReport, StepRun) {
         let start = Instant::now();
-        let run = |duration_ms| StepRun {
+        let report = self.judge_step(step, &l, datasets, cand, base, withheld, seed, model_fuel);
+        let run = StepRun {
             name: step.name.clone(),
             plugin: l.path.display().to_string(),
             dataset: l.dataset.display().to_string(),
             reference: l.reference.as_ref().map(|r| r.display().to_string()),
-            duration_ms,
+            duration_ms: start.elapsed().as_secs_f64() * 1e3,
         };
-        let report = self.judge_step(step, &l, datasets, cand, base, withheld, seed, model_fuel);
-        let run = run(start.elapsed().as_secs_f64() * 1e3);
         (report, run)
     }
 
