@@ -25,5 +25,6 @@ mod hostile;
 mod longrun;
 mod manifest;
 mod models;
+mod report;
 mod scaffold;
 mod verdicts;

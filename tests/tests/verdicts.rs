@@ -189,7 +189,7 @@ fn classes_that_disagree_with_the_task_are_refused_before_any_step() {
     .unwrap();
     assert!(!r.passed);
     assert!(r.steps.is_empty());
-    let f = r.candidate_failure.unwrap();
+    let f = r.verdict.candidate_failure.unwrap();
     assert_eq!(f.kind, FailureKind::InvalidOutput);
     assert_eq!(
         f.message,

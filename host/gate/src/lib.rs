@@ -12,4 +12,4 @@ pub mod data;
 pub mod runner;
 
 pub use airlock_core::gate::{Decision, GateReport, GateSpec, StepStatus, policy, report, spec};
-pub use runner::{GateError, GateRun, ModelUnderTest, load_model};
+pub use runner::{GateError, GateJob, GateRun, ModelUnderTest, load_model};

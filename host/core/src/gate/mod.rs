@@ -8,5 +8,5 @@ pub mod report;
 pub mod spec;
 
 pub use policy::{Decision, StepStatus};
-pub use report::GateReport;
+pub use report::{GateReport, RunInfo, VerdictRecord};
 pub use spec::GateSpec;

@@ -1,6 +1,39 @@
 //! The gate report: what each step concluded, with the digests it concluded
-//! it about, the gate and step configuration it ran under, the fuel and time
-//! it took, and the decision — as JSON for machines and as text for people.
+//! it about, the gate and step configuration it ran under, the fuel it took,
+//! and the decision — as JSON for machines and as text for people.
+//!
+//! A report has two parts, kept apart so that the next step can sign one of
+//! them:
+//! * [`VerdictRecord`] is a function of the run's inputs only: the gate
+//!   file's digest, the seed, the models' and datasets' digests, each step's
+//!   validator digest, configuration, status, blame, findings, metrics and
+//!   fuel (wasm fuel is deterministic), and the decision. Two runs of the
+//!   same gate on the same candidate with the same seed give the same
+//!   record, byte for byte under `serde_json::to_vec` — a signature over it
+//!   means "these inputs gave this verdict", and anyone can rerun to check.
+//!   (A step stopped by its wall-clock timeout is the one exception a
+//!   verdict can carry: its status then depends on the host's speed.)
+//! * [`RunInfo`] is what this particular run looked like: wall-clock
+//!   durations, when it started, and host paths (the gate file, each
+//!   validator file and dataset as resolved on this machine). None of it
+//!   takes part in the verdict.
+//!
+//! `GateReport` serializes as the record's fields with the run beside them
+//! under `"run"` (the shape of `airlock gate run --json`):
+//!
+//! ```json
+//! { "gate": "...", "gate_digest": "sha256:...", "passed": true,
+//!   "decision": {...}, "seed": 42, "candidate": {...},
+//!   "candidate_failure": null, "baseline": null,
+//!   "steps": [{ "name": "...", "plugin_digest": "...", "config": {...},
+//!               "status": "pass", "metrics": {...}, "fuel_used": 1, ... }],
+//!   "model_fuel_used": 1, "check_fuel_used": 1, "total_fuel_used": 3,
+//!   "run": { "started_unix_ms": 1764600000000, "duration_ms": 12.5,
+//!            "gate_file": "/path/gate.toml",
+//!            "steps": [{ "name": "...", "plugin": "/path/v.wasm",
+//!                        "dataset": "/path/eval.csv", "reference": null,
+//!                        "duration_ms": 3.1 }] } }
+//! ```
 //!
 //! Everything a plugin supplies (names, findings, metric names, panic
 //! messages) is untrusted text: the text form escapes control characters so
@@ -15,9 +48,29 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use std::fmt::Write as _;
 
-/// The outcome of a gate run.
+/// The outcome of a gate run: the reproducible verdict and how this run
+/// went. Reads through to the verdict (`report.steps`, `report.passed`).
 #[derive(Debug, Clone, Serialize)]
 pub struct GateReport {
+    /// What the inputs determine; what a signature covers.
+    #[serde(flatten)]
+    pub verdict: VerdictRecord,
+    /// Timings and host paths of this run.
+    pub run: RunInfo,
+}
+
+impl std::ops::Deref for GateReport {
+    type Target = VerdictRecord;
+    fn deref(&self) -> &VerdictRecord {
+        &self.verdict
+    }
+}
+
+/// The part of a report that is a function of the run's inputs only (gate
+/// file, models, bundles, datasets, validators, seed): no time, no host
+/// path, so a rerun reproduces it byte for byte.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerdictRecord {
     /// The gate's name.
     pub gate: String,
     /// Digest of the gate file, so a report names exactly the policy,
@@ -47,12 +100,40 @@ pub struct GateReport {
     pub check_fuel_used: u64,
     /// All fuel used in the run: models, checks and steps.
     pub total_fuel_used: u64,
+}
+
+/// How one run went: what varies between reruns of the same inputs, or
+/// between machines, and so stays out of the [`VerdictRecord`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunInfo {
+    /// When the run started, in milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
     /// Wall-clock time of the run.
+    pub duration_ms: f64,
+    /// The gate file as read on this host, when it was read from a file.
+    pub gate_file: Option<String>,
+    /// Each step that ran, in gate order (none when the candidate could
+    /// not be judged).
+    pub steps: Vec<StepRun>,
+}
+
+/// How one step ran on this host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRun {
+    /// The step's name (as in [`StepReport::name`]).
+    pub name: String,
+    /// The validator component file, as resolved on this host.
+    pub plugin: String,
+    /// The evaluation dataset, as resolved on this host.
+    pub dataset: String,
+    /// The reference dataset, as resolved on this host.
+    pub reference: Option<String>,
+    /// Wall-clock time of the step.
     pub duration_ms: f64,
 }
 
 /// A model as the report identifies it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ModelReport {
     /// The component's digest.
     pub digest: Digest,
@@ -76,14 +157,12 @@ pub enum Blame {
     Validator,
 }
 
-/// One step's outcome.
-#[derive(Debug, Clone, Serialize)]
+/// One step's outcome, as the inputs determine it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepReport {
     /// The step's name.
     pub name: String,
-    /// The validator component file.
-    pub plugin: String,
-    /// Its digest.
+    /// Digest of the validator component (its file is in [`StepRun`]).
     pub plugin_digest: Digest,
     /// Its self-description.
     pub validator: Option<ValidatorInfo>,
@@ -109,8 +188,6 @@ pub struct StepReport {
     pub fuel_used: u64,
     /// Fuel spent in the candidate on the validator's behalf.
     pub candidate_fuel_used: u64,
-    /// Wall-clock time of the step.
-    pub duration_ms: f64,
     /// Why there is no verdict, when `status` is `error`.
     pub error: Option<PluginFailure>,
 }
@@ -142,7 +219,7 @@ impl Serialize for Metrics {
 }
 
 /// A finding, with its severity as a word.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FindingReport {
     /// `info`, `warning` or `error`.
     pub severity: &'static str,
@@ -222,7 +299,15 @@ impl GateReport {
         if let Some(f) = &self.candidate_failure {
             let _ = writeln!(o, "  ERROR candidate: {}: {}", f.kind, e(&f.message));
         }
-        for s in &self.steps {
+        for (i, s) in self.steps.iter().enumerate() {
+            // The run's record of the same step; a report assembled by hand
+            // may lack it.
+            let duration_ms = self
+                .run
+                .steps
+                .get(i)
+                .filter(|r| r.name == s.name)
+                .map_or(0.0, |r| r.duration_ms);
             let status = match s.status {
                 StepStatus::Pass => "PASS ",
                 StepStatus::Fail => "FAIL ",
@@ -239,7 +324,7 @@ impl GateReport {
                 } else {
                     String::new()
                 },
-                s.duration_ms
+                duration_ms
             );
             const SHOWN: usize = 8;
             for (name, value) in s.metrics.0.iter().take(SHOWN) {
@@ -292,7 +377,7 @@ impl GateReport {
         let _ = writeln!(
             o,
             " — {} fuel, {:.1} ms",
-            self.total_fuel_used, self.duration_ms
+            self.total_fuel_used, self.run.duration_ms
         );
         o
     }
@@ -332,5 +417,109 @@ mod tests {
             r#"{"b":1.0,"a":0.5,"n":"NaN"}"#
         );
         assert_eq!(m.get("a"), Some(0.5));
+    }
+
+    /// A one-step report with the given timings.
+    fn sample(started_unix_ms: u64, duration_ms: f64, step_ms: f64, path: &str) -> GateReport {
+        let d = Digest::of(b"x");
+        let step = StepReport {
+            name: "perf".into(),
+            plugin_digest: d,
+            validator: None,
+            advisory: false,
+            config: serde_json::json!({"min": 0.9}),
+            label: Some("target".into()),
+            dataset_digest: d,
+            reference_digest: None,
+            status: StepStatus::Pass,
+            blame: None,
+            findings: Vec::new(),
+            metrics: Metrics(vec![("accuracy".into(), 0.95)]),
+            fuel_used: 10,
+            candidate_fuel_used: 0,
+            error: None,
+        };
+        GateReport {
+            verdict: VerdictRecord {
+                gate: "g".into(),
+                gate_digest: d,
+                passed: true,
+                decision: crate::gate::policy::decide(true, [("perf", false, StepStatus::Pass)]),
+                seed: 7,
+                candidate: ModelReport {
+                    digest: d,
+                    bundle_digest: None,
+                    name: "m".into(),
+                    version: "1".into(),
+                },
+                candidate_failure: None,
+                baseline: None,
+                steps: vec![step],
+                model_fuel_used: 5,
+                check_fuel_used: 1,
+                total_fuel_used: 16,
+            },
+            run: RunInfo {
+                started_unix_ms,
+                duration_ms,
+                gate_file: Some(format!("{path}/gate.toml")),
+                steps: vec![StepRun {
+                    name: "perf".into(),
+                    plugin: format!("{path}/perf.wasm"),
+                    dataset: format!("{path}/eval.csv"),
+                    reference: None,
+                    duration_ms: step_ms,
+                }],
+            },
+        }
+    }
+
+    #[test]
+    fn the_verdict_excludes_timings_and_host_paths() {
+        let a = sample(1, 2.5, 1.25, "/home/a");
+        let b = sample(99, 30.0, 20.0, "/srv/b");
+        let bytes = serde_json::to_vec(&a.verdict).unwrap();
+        assert_eq!(bytes, serde_json::to_vec(&b.verdict).unwrap());
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(!text.contains("/home/a"), "{text}");
+        assert!(!text.contains("duration"), "{text}");
+        // Reads go through to the verdict.
+        assert_eq!(a.steps[0].name, "perf");
+        assert!(a.passed);
+    }
+
+    #[test]
+    fn the_json_report_puts_the_run_beside_the_verdicts_fields() {
+        let r = sample(1_764_600_000_000, 2.5, 1.25, "/p");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["seed"], 7);
+        assert_eq!(v["steps"][0]["metrics"]["accuracy"], 0.95);
+        assert_eq!(v["steps"][0].get("plugin"), None);
+        assert_eq!(v["steps"][0].get("duration_ms"), None);
+        assert_eq!(
+            v["run"],
+            serde_json::json!({
+                "started_unix_ms": 1_764_600_000_000u64,
+                "duration_ms": 2.5,
+                "gate_file": "/p/gate.toml",
+                "steps": [{
+                    "name": "perf",
+                    "plugin": "/p/perf.wasm",
+                    "dataset": "/p/eval.csv",
+                    "reference": null,
+                    "duration_ms": 1.25,
+                }],
+            })
+        );
+    }
+
+    #[test]
+    fn the_text_report_shows_the_runs_timings() {
+        let text = sample(1, 2.5, 1.25, "/p").to_text();
+        assert!(text.contains("  PASS  perf  [fuel 10, 1.2 ms]\n"), "{text}");
+        assert!(
+            text.ends_with("result: PASSED — 16 fuel, 2.5 ms\n"),
+            "{text}"
+        );
     }
 }

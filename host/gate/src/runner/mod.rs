@@ -17,6 +17,12 @@
 //! * the seed comes from the host's randomness unless given, and is
 //!   recorded, so a submitter cannot grind candidates for a lucky sample,
 //!   and a rerun with the same seed repeats exactly.
+//!
+//! A run is a [`GateJob`]: it owns everything it needs (a sandbox handle,
+//! the gate behind an `Arc`, the models), so it is `Send + 'static` and a
+//! server can hand it to a worker thread. [`GateRun`] is the borrowing form
+//! for callers that hold the sandbox and the gate themselves (the CLI,
+//! tests); it becomes a job to run.
 
 mod step;
 
@@ -26,7 +32,7 @@ use crate::data::{self, DataCaps, DataError, Dataset};
 use airlock_core::capabilities::World;
 use airlock_core::contract;
 use airlock_core::gate::policy;
-use airlock_core::gate::report::{GateReport, ModelReport};
+use airlock_core::gate::report::{GateReport, ModelReport, RunInfo, StepRun, VerdictRecord};
 use airlock_core::gate::spec::{GateSpec, SpecError, StepSpec};
 use airlock_core::types::{
     Batch, Column, ColumnValues, Context, Predictions, Reference, ValidatorInfo,
@@ -126,7 +132,8 @@ pub enum GateError {
     },
 }
 
-/// One gate run.
+/// One gate run that borrows its sandbox and gate: the convenient form
+/// when the caller keeps both. [`GateRun::run`] runs it as a [`GateJob`].
 pub struct GateRun<'a> {
     /// The sandbox everything runs in.
     pub sandbox: &'a Sandbox,
@@ -146,6 +153,59 @@ pub struct GateRun<'a> {
     pub data_caps: DataCaps,
 }
 
+impl GateRun<'_> {
+    /// The owned job: a clone of the sandbox handle (cheap: it shares the
+    /// engine and caches) and of the gate.
+    pub fn into_job(self) -> GateJob {
+        GateJob {
+            sandbox: self.sandbox.clone(),
+            spec: Arc::new(self.spec.clone()),
+            candidate: self.candidate,
+            baseline: self.baseline,
+            plugin_dir: self.plugin_dir,
+            seed: self.seed,
+            data_caps: self.data_caps,
+        }
+    }
+
+    /// Runs every step and decides; see [`GateJob::run`].
+    pub fn run(self) -> Result<GateReport, GateError> {
+        self.into_job().run()
+    }
+}
+
+/// One gate run that owns what it needs, so it is `Send + 'static`: a
+/// server can queue it and run it on a worker thread while the sandbox's
+/// engine and caches stay shared with every other job.
+#[derive(Clone)]
+pub struct GateJob {
+    /// The sandbox everything runs in (a handle sharing the engine and
+    /// caches).
+    pub sandbox: Sandbox,
+    /// The gate, shared with whoever queued the job.
+    pub spec: Arc<GateSpec>,
+    /// The candidate model.
+    pub candidate: ModelUnderTest,
+    /// The production model, when there is one.
+    pub baseline: Option<ModelUnderTest>,
+    /// Overrides the gate file's `plugin_dir`.
+    pub plugin_dir: Option<PathBuf>,
+    /// The seed every plugin sees; `None` draws one from the host's
+    /// randomness (recorded in the report).
+    pub seed: Option<u64>,
+    /// Caps on the datasets the gate reads (the operator's `[data]`
+    /// section); they belong to the run, not to the sandbox.
+    pub data_caps: DataCaps,
+}
+
+// A job must be able to move to another thread and outlive its caller.
+const _: fn() = || {
+    fn owned_and_sendable<T: Send + 'static>() {}
+    owned_and_sendable::<GateJob>();
+    owned_and_sendable::<GateReport>();
+    owned_and_sendable::<GateError>();
+};
+
 /// A fresh seed from the operating system's randomness.
 pub fn random_seed() -> u64 {
     let mut b = [0u8; 8];
@@ -163,15 +223,18 @@ pub fn random_seed() -> u64 {
 /// A loaded step: its validator and resolved paths.
 struct LoadedStep {
     path: PathBuf,
+    dataset: PathBuf,
+    reference: Option<PathBuf>,
     plugin: Arc<Plugin>,
     info: Option<ValidatorInfo>,
 }
 
-impl GateRun<'_> {
+impl GateJob {
     /// Runs every step and decides. `Err` means the gate (or its baseline)
     /// is broken; a candidate that fails is an `Ok` report that refuses it.
     pub fn run(self) -> Result<GateReport, GateError> {
         let start = Instant::now();
+        let started_unix_ms = unix_ms_now();
         let seed = self.seed.unwrap_or_else(random_seed);
         let mut model_fuel = 0u64;
         let mut check_fuel = 0u64;
@@ -247,7 +310,13 @@ impl GateRun<'_> {
             Err(f) if f.kind == FailureKind::Busy => return Err(GateError::Busy(f.message)),
             Err(f) => {
                 model_fuel += f.fuel_used;
-                return Ok(self.refused_candidate(f, seed, baseline, model_fuel, start));
+                return Ok(self.refused_candidate(
+                    f,
+                    seed,
+                    baseline,
+                    model_fuel,
+                    (started_unix_ms, start),
+                ));
             }
         };
         let mut base = baseline.map(Scored::new);
@@ -315,15 +384,22 @@ impl GateRun<'_> {
                     None
                 }
             };
-            loaded.push(LoadedStep { path, plugin, info });
+            loaded.push(LoadedStep {
+                path,
+                dataset: self.spec.resolve(&step.dataset),
+                reference: step.reference.as_ref().map(|r| self.spec.resolve(r)),
+                plugin,
+                info,
+            });
         }
         for (i, (step, l)) in self.spec.steps.iter().zip(&loaded).enumerate() {
             check_fuel += self.check_config(i, step, l, &datasets, &cand, base.as_ref(), seed)?;
         }
 
         let mut steps = Vec::new();
+        let mut step_runs = Vec::new();
         for (step, l) in self.spec.steps.iter().zip(loaded) {
-            let report = self.run_step(
+            let (report, run) = self.run_step(
                 step,
                 l,
                 &datasets,
@@ -334,6 +410,7 @@ impl GateRun<'_> {
                 &mut model_fuel,
             );
             steps.push(report);
+            step_runs.push(run);
         }
         // A step without a verdict because the host was at capacity says
         // nothing about the candidate: the run is not a judgement at all.
@@ -352,20 +429,32 @@ impl GateRun<'_> {
         );
         let total_fuel = model_fuel + check_fuel + steps.iter().map(|s| s.fuel_used).sum::<u64>();
         Ok(GateReport {
-            gate: self.spec.name.clone(),
-            gate_digest: self.spec.digest,
-            passed: decision.passed,
-            decision,
-            seed,
-            candidate: cand.report(),
-            candidate_failure: None,
-            baseline: base.as_ref().map(Scored::report),
-            steps,
-            model_fuel_used: model_fuel,
-            check_fuel_used: check_fuel,
-            total_fuel_used: total_fuel,
-            duration_ms: start.elapsed().as_secs_f64() * 1e3,
+            verdict: VerdictRecord {
+                gate: self.spec.name.clone(),
+                gate_digest: self.spec.digest,
+                passed: decision.passed,
+                decision,
+                seed,
+                candidate: cand.report(),
+                candidate_failure: None,
+                baseline: base.as_ref().map(Scored::report),
+                steps,
+                model_fuel_used: model_fuel,
+                check_fuel_used: check_fuel,
+                total_fuel_used: total_fuel,
+            },
+            run: self.run_info(started_unix_ms, start, step_runs),
         })
+    }
+
+    /// How this run went on this host.
+    fn run_info(&self, started_unix_ms: u64, start: Instant, steps: Vec<StepRun>) -> RunInfo {
+        RunInfo {
+            started_unix_ms,
+            duration_ms: start.elapsed().as_secs_f64() * 1e3,
+            gate_file: self.spec.path.as_ref().map(|p| p.display().to_string()),
+            steps,
+        }
     }
 
     /// The report for a candidate that could not be judged at all.
@@ -375,10 +464,10 @@ impl GateRun<'_> {
         seed: u64,
         baseline: Option<CheckedModel>,
         model_fuel: u64,
-        start: Instant,
+        (started_unix_ms, start): (u64, Instant),
     ) -> GateReport {
         let decision = policy::decide(false, std::iter::empty());
-        GateReport {
+        let verdict = VerdictRecord {
             gate: self.spec.name.clone(),
             gate_digest: self.spec.digest,
             passed: false,
@@ -396,7 +485,10 @@ impl GateRun<'_> {
             model_fuel_used: model_fuel,
             check_fuel_used: 0,
             total_fuel_used: model_fuel,
-            duration_ms: start.elapsed().as_secs_f64() * 1e3,
+        };
+        GateReport {
+            verdict,
+            run: self.run_info(started_unix_ms, start, Vec::new()),
         }
     }
 
@@ -493,6 +585,13 @@ impl GateRun<'_> {
             .as_ref()
             .map_or_else(|| "<gate>".to_string(), |p| p.display().to_string())
     }
+}
+
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `batch` with the same columns and no rows.

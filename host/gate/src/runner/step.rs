@@ -4,11 +4,11 @@
 //! step's report with who is to blame for a failure. The loading, checks
 //! and dry runs that come before any step are in the parent module.
 
-use super::{DataKey, GateRun, LoadedStep};
+use super::{DataKey, GateJob, LoadedStep};
 use crate::data::{self, Dataset};
 use airlock_core::digest::Digest;
 use airlock_core::gate::policy::StepStatus;
-use airlock_core::gate::report::{Blame, FindingReport, Metrics, ModelReport, StepReport};
+use airlock_core::gate::report::{Blame, FindingReport, Metrics, ModelReport, StepReport, StepRun};
 use airlock_core::gate::spec::StepSpec;
 use airlock_core::types::{Batch, Context, ModelInfo, Predictions, Reference};
 use airlock_runtime::error::{FailureKind, PluginFailure};
@@ -54,13 +54,9 @@ impl Scored {
         withheld: &[&str],
         fuel: &mut u64,
     ) -> ScoredBatch {
+        // The caller names the dataset (as the gate file writes it).
         let (inputs, _) = data::model_inputs(&d.batch, &self.model.metadata.inputs, withheld)
-            .map_err(|e| {
-                PluginFailure::new(
-                    FailureKind::GuestError,
-                    format!("{}: {e}", d.path.display()),
-                )
-            })?;
+            .map_err(|e| PluginFailure::new(FailureKind::GuestError, e.to_string()))?;
         let key = (
             d.digest,
             inputs.columns.iter().map(|c| c.name.clone()).collect(),
@@ -91,7 +87,8 @@ impl Scored {
         }
     }
 }
-impl GateRun<'_> {
+impl GateJob {
+    /// Runs one step: its verdict, and how it ran on this host.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn run_step(
         &self,
@@ -99,12 +96,38 @@ impl GateRun<'_> {
         l: LoadedStep,
         datasets: &HashMap<DataKey, Dataset>,
         cand: &mut Scored,
+        base: Option<&mut Scored>,
+        withheld: &[String],
+        seed: u64,
+        model_fuel: &mut u64,
+    ) -> (StepReport, StepRun) {
+        let start = Instant::now();
+        let report = self.judge_step(step, &l, datasets, cand, base, withheld, seed, model_fuel);
+        let run = StepRun {
+            name: step.name.clone(),
+            plugin: l.path.display().to_string(),
+            dataset: l.dataset.display().to_string(),
+            reference: l.reference.as_ref().map(|r| r.display().to_string()),
+            duration_ms: start.elapsed().as_secs_f64() * 1e3,
+        };
+        (report, run)
+    }
+
+    /// One step's verdict. Failures name the datasets as the gate file
+    /// writes them, not as resolved on this host, so the verdict does not
+    /// depend on where the gate was checked out.
+    #[allow(clippy::too_many_arguments)]
+    fn judge_step(
+        &self,
+        step: &StepSpec,
+        l: &LoadedStep,
+        datasets: &HashMap<DataKey, Dataset>,
+        cand: &mut Scored,
         mut base: Option<&mut Scored>,
         withheld: &[String],
         seed: u64,
         model_fuel: &mut u64,
     ) -> StepReport {
-        let start = Instant::now();
         let withheld_refs: Vec<&str> = withheld.iter().map(String::as_str).collect();
         let w = withheld_refs.as_slice();
         let data = &datasets[&(self.spec.resolve(&step.dataset), step.label.clone())];
@@ -114,7 +137,6 @@ impl GateRun<'_> {
             .map(|r| &datasets[&(self.spec.resolve(r), step.label.clone())]);
         let mut report = StepReport {
             name: step.name.clone(),
-            plugin: l.path.display().to_string(),
             plugin_digest: l.plugin.digest,
             validator: l.info.clone(),
             advisory: self.spec.policy.advisory.contains(&step.name),
@@ -128,7 +150,6 @@ impl GateRun<'_> {
             metrics: Metrics::default(),
             fuel_used: 0,
             candidate_fuel_used: 0,
-            duration_ms: 0.0,
             error: None,
         };
         let fail = |mut r: StepReport, who: Blame, what: &Path, f: PluginFailure| {
@@ -142,31 +163,31 @@ impl GateRun<'_> {
                 ..f
             });
             r.blame = Some(who);
-            r.duration_ms = start.elapsed().as_secs_f64() * 1e3;
             r
         };
 
         let mut known = KnownAnswers::default();
         let (cand_batch, cand_preds) = match cand.predict(data, w, model_fuel) {
             Ok(p) => p,
-            Err(f) => return fail(report, Blame::Candidate, &data.path, f),
+            Err(f) => return fail(report, Blame::Candidate, &step.dataset, f),
         };
         known.record(&cand_batch, &cand_preds);
         let base_preds = match base.as_deref_mut().map(|b| b.predict(data, w, model_fuel)) {
-            Some(Err(f)) => return fail(report, Blame::Baseline, &data.path, f),
+            Some(Err(f)) => return fail(report, Blame::Baseline, &step.dataset, f),
             Some(Ok((_, p))) => Some(p),
             None => None,
         };
         let reference = match reference {
             None => None,
             Some(r) => {
+                let written = step.reference.as_deref().unwrap_or(&r.path);
                 let (rb, cp) = match cand.predict(r, w, model_fuel) {
                     Ok(p) => p,
-                    Err(f) => return fail(report, Blame::Candidate, &r.path, f),
+                    Err(f) => return fail(report, Blame::Candidate, written, f),
                 };
                 known.record(&rb, &cp);
                 let bp = match base.as_deref_mut().map(|b| b.predict(r, w, model_fuel)) {
-                    Some(Err(f)) => return fail(report, Blame::Baseline, &r.path, f),
+                    Some(Err(f)) => return fail(report, Blame::Baseline, written, f),
                     Some(Ok((_, p))) => Some(p),
                     None => None,
                 };
@@ -213,7 +234,7 @@ impl GateRun<'_> {
                 report.fuel_used = out.fuel_used;
                 report.candidate_fuel_used = out.candidate_fuel_used;
                 if let Some(v) = violation {
-                    return fail(report, Blame::Candidate, &data.path, v);
+                    return fail(report, Blame::Candidate, &step.dataset, v);
                 }
                 let mut metrics: Vec<(String, f64)> = Vec::new();
                 for m in &out.value.metrics {
@@ -225,7 +246,7 @@ impl GateRun<'_> {
                                 m.name.escape_debug()
                             ),
                         );
-                        return fail(report, Blame::Validator, &data.path, f);
+                        return fail(report, Blame::Validator, &step.dataset, f);
                     }
                     metrics.push((m.name.clone(), m.value));
                 }
@@ -248,7 +269,6 @@ impl GateRun<'_> {
                 report.blame = Some(who);
             }
         }
-        report.duration_ms = start.elapsed().as_secs_f64() * 1e3;
         report
     }
 }
