@@ -11,9 +11,27 @@ pub enum SandboxError {
     /// A plugin misbehaved or was refused.
     #[error(transparent)]
     Plugin(#[from] PluginFailure),
-    /// The host's configuration is inconsistent.
+    /// The host's configuration is inconsistent: a cap the sandbox is
+    /// built with is zero.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] airlock_core::error::ZeroCap),
+    /// The OS gave no randomness for the compile cache's sealing key, so
+    /// cached artifacts could not be trusted.
+    #[error("no OS randomness for the cache key: {0}")]
+    Randomness(#[source] getrandom::Error),
+    /// The compile cache's sealing key exists but has the wrong size; it
+    /// is never guessed around, since artifacts sealed under it would
+    /// not verify.
+    #[error(
+        "cache key {} is corrupt ({len} bytes); delete it to start a fresh cache",
+        path.display()
+    )]
+    CorruptCacheKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Its size in bytes (a key has 32).
+        len: usize,
+    },
     /// A host-side file could not be read or written.
     #[error("{context}: {source}")]
     Io {

@@ -19,10 +19,7 @@ use wasmtime::{Config, Engine};
 impl Sandbox {
     /// Builds the engine, linkers, compile cache and epoch ticker.
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
-        config
-            .component_caps
-            .check()
-            .map_err(SandboxError::Config)?;
+        config.component_caps.check()?;
         let mut wc = Config::new();
         wc.wasm_component_model(true)
             .consume_fuel(config.fuel)

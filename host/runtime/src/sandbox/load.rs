@@ -134,7 +134,7 @@ impl Sandbox {
         // Wasmtime's own view after compiling must agree with the static one.
         let (world, imports, exports) = shape(engine, &component)?;
         capabilities::check_imports(world, &imports)?;
-        let manifest = airlock_core::manifest::read(bytes).map_err(invalid)?;
+        let manifest = airlock_core::manifest::read(bytes).map_err(|e| invalid(e.to_string()))?;
         let pre = match world {
             World::Model => {
                 let ip = self
@@ -192,7 +192,7 @@ impl Sandbox {
             .map_err(|e| SandboxError::Plugin(e.into()))?;
         let (component, _) = self.compile(digest, bytes)?;
         let (world, imports, exports) = shape(&self.inner.engine, &component)?;
-        let manifest = airlock_core::manifest::read(bytes).map_err(invalid)?;
+        let manifest = airlock_core::manifest::read(bytes).map_err(|e| invalid(e.to_string()))?;
         let ceiling = self.inner.runtime.config.limits;
         let refused_imports = imports
             .iter()
