@@ -28,11 +28,13 @@
 //! max_function_body_bytes = 262_144
 //! ```
 
+use airlock_core::error::{ZeroCap, one_line};
 use airlock_core::limits::Limits;
-use airlock_gate::data::DataCaps;
-use airlock_runtime::bundle::BundleCaps;
+use airlock_gate::data::{DataCaps, DataCapsError};
+use airlock_runtime::bundle::{BundleCaps, MAX_DEPTH_CEILING};
 use airlock_runtime::precheck::ComponentCaps;
 use airlock_runtime::sandbox::SandboxConfig;
+use airlock_runtime::sandbox::slots::MIN_SLOTS;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -99,29 +101,101 @@ impl Default for HostConfig {
 /// Largest linear memory a 32-bit Wasm memory can have.
 const MAX_MEMORY_BYTES: u64 = 4 << 30;
 
+/// Why a configuration file was refused. Every variant names the file and
+/// keeps its cause; the CLI prints the message on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or not the configuration's shape (an unknown key, a
+    /// value of the wrong type); TOML's message names the key and line.
+    #[error("config {}: {}", path.display(), one_line(&source.to_string()))]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: toml::de::Error,
+    },
+    /// Well-formed, but a value is out of range.
+    #[error("config {}: {source}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Which key is wrong, and why.
+        source: ConfigProblem,
+    },
+}
+
+/// A configuration value out of its range, naming the key and the value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigProblem {
+    /// A limit, cap or count is zero (`limits.*`, `bundle.*`,
+    /// `component.*`, the long-running counts).
+    #[error(transparent)]
+    Zero(#[from] ZeroCap),
+    /// Fewer instances than a validator and its candidate need at once.
+    #[error(
+        "max_instances {value} must be at least {min} (a validator and the candidate it probes each need an instance)"
+    )]
+    TooFewInstances {
+        /// The configured value.
+        value: u32,
+        /// The least that works.
+        min: u32,
+    },
+    /// A probability-sum tolerance that would accept rows that are not
+    /// probabilities.
+    #[error("output.probability_sum_tolerance {value} must be at least 0 and below 0.5")]
+    Tolerance {
+        /// The configured value.
+        value: f64,
+    },
+    /// A bundle depth above the host's hard ceiling.
+    #[error("bundle.max_depth {value} exceeds the ceiling of {ceiling}")]
+    BundleDepth {
+        /// The configured value.
+        value: u32,
+        /// The ceiling.
+        ceiling: u32,
+    },
+    /// More memory than a 32-bit Wasm memory can address.
+    #[error("limits.memory_bytes {value} exceeds the 4 GiB a 32-bit Wasm memory can address")]
+    MemoryBytes {
+        /// The configured value.
+        value: u64,
+    },
+    /// A `[data]` cap out of range.
+    #[error(transparent)]
+    Data(#[from] DataCapsError),
+}
+
 impl HostConfig {
     /// Reads and checks a configuration file.
-    pub fn load(path: &Path) -> Result<HostConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        let cfg: HostConfig = toml::from_str(&text).map_err(|e| {
-            format!(
-                "config {}: {}",
-                path.display(),
-                e.to_string()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
+    pub fn load(path: &Path) -> Result<HostConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
         })?;
-        cfg.check()
-            .map_err(|e| format!("config {}: {e}", path.display()))?;
+        let cfg: HostConfig = toml::from_str(&text).map_err(|source| ConfigError::Toml {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        cfg.check().map_err(|source| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(cfg)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ConfigProblem> {
         let l = &self.limits;
-        for (name, v) in [
+        for (key, v) in [
             ("limits.fuel", l.fuel),
             ("limits.timeout_ms", l.timeout_ms),
             ("limits.memory_bytes", l.memory_bytes),
@@ -135,37 +209,33 @@ impl HostConfig {
             ("bundle.max_depth", u64::from(self.bundle.max_depth)),
         ] {
             if v == 0 {
-                return Err(format!("{name} must be greater than 0"));
+                return Err(ZeroCap { key }.into());
             }
         }
-        if self.max_instances < airlock_runtime::sandbox::slots::MIN_SLOTS {
-            return Err(format!(
-                "max_instances {} must be at least {} (a validator and the candidate it probes each need an instance)",
-                self.max_instances,
-                airlock_runtime::sandbox::slots::MIN_SLOTS
-            ));
+        if self.max_instances < MIN_SLOTS {
+            return Err(ConfigProblem::TooFewInstances {
+                value: self.max_instances,
+                min: MIN_SLOTS,
+            });
         }
         let tol = self.output.probability_sum_tolerance;
         if !(0.0..0.5).contains(&tol) {
-            return Err(format!(
-                "output.probability_sum_tolerance {tol} must be at least 0 and below 0.5"
-            ));
+            return Err(ConfigProblem::Tolerance { value: tol });
         }
         self.data.check()?;
-        if self.bundle.max_depth > airlock_runtime::bundle::MAX_DEPTH_CEILING {
-            return Err(format!(
-                "bundle.max_depth {} exceeds the ceiling of {}",
-                self.bundle.max_depth,
-                airlock_runtime::bundle::MAX_DEPTH_CEILING
-            ));
+        if self.bundle.max_depth > MAX_DEPTH_CEILING {
+            return Err(ConfigProblem::BundleDepth {
+                value: self.bundle.max_depth,
+                ceiling: MAX_DEPTH_CEILING,
+            });
         }
         if l.memory_bytes > MAX_MEMORY_BYTES {
-            return Err(format!(
-                "limits.memory_bytes {} exceeds the 4 GiB a 32-bit Wasm memory can address",
-                l.memory_bytes
-            ));
+            return Err(ConfigProblem::MemoryBytes {
+                value: l.memory_bytes,
+            });
         }
-        self.component.check()
+        self.component.check()?;
+        Ok(())
     }
 
     /// The sandbox setup this configuration describes (everything but the
@@ -194,10 +264,102 @@ impl HostConfig {
 mod tests {
     use super::*;
 
+    /// Loads `text` from a temporary file; errors as the CLI prints them.
     fn parse(text: &str) -> Result<HostConfig, String> {
+        load(text).map_err(|e| e.to_string())
+    }
+
+    fn load(text: &str) -> Result<HostConfig, ConfigError> {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), text).unwrap();
         HostConfig::load(f.path())
+    }
+
+    /// The range problem behind a refused file.
+    fn problem(text: &str) -> ConfigProblem {
+        match load(text).unwrap_err() {
+            ConfigError::Invalid { source, .. } => source,
+            other => panic!("expected a range problem, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_kind_of_failure_keeps_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let e = HostConfig::load(&missing).unwrap_err();
+        let ConfigError::Read { path, source } = &e else {
+            panic!("expected Read, got {e:?}");
+        };
+        assert_eq!(path, &missing);
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            e.to_string()
+                .starts_with(&format!("cannot read config {}: ", missing.display())),
+            "{e}"
+        );
+
+        let e = load("[limits]\nfuell = 7\n").unwrap_err();
+        let ConfigError::Toml { source, .. } = &e else {
+            panic!("expected Toml, got {e:?}");
+        };
+        assert!(
+            source.message().contains("unknown field `fuell`"),
+            "{source}"
+        );
+        assert!(!e.to_string().contains('\n'), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+
+        assert_eq!(
+            problem("[limits]\nfuel = 0\n"),
+            ConfigProblem::Zero(ZeroCap { key: "limits.fuel" })
+        );
+        assert_eq!(
+            problem("max_instances = 1\n"),
+            ConfigProblem::TooFewInstances { value: 1, min: 2 }
+        );
+        assert_eq!(
+            problem("[output]\nprobability_sum_tolerance = -0.1\n"),
+            ConfigProblem::Tolerance { value: -0.1 }
+        );
+        assert_eq!(
+            problem("[bundle]\nmax_depth = 300\n"),
+            ConfigProblem::BundleDepth {
+                value: 300,
+                ceiling: 256
+            }
+        );
+        assert_eq!(
+            problem("[limits]\nmemory_bytes = 8589934592\n"),
+            ConfigProblem::MemoryBytes { value: 8 << 30 }
+        );
+        assert_eq!(
+            problem("[data]\nmax_rows = 4294967296\n"),
+            ConfigProblem::Data(DataCapsError::RowsOverBatch { max_rows: 1 << 32 })
+        );
+        assert_eq!(
+            problem("[component]\nmax_memories = 0\n"),
+            ConfigProblem::Zero(ZeroCap {
+                key: "component.max_memories"
+            })
+        );
+        let e = load("[data]\nmax_columns = 0\n").unwrap_err();
+        let ConfigError::Invalid { path, source } = &e else {
+            panic!("expected Invalid, got {e:?}");
+        };
+        assert_eq!(
+            source,
+            &ConfigProblem::Data(DataCapsError::Zero(ZeroCap {
+                key: "data.max_columns"
+            }))
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "config {}: data.max_columns must be greater than 0",
+                path.display()
+            )
+        );
     }
 
     #[test]

@@ -57,10 +57,9 @@ impl CliError {
     }
 }
 
-/// `s` on one line: runs of whitespace (newlines included) become one space.
-pub(crate) fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+/// `s` on one line: runs of whitespace (newlines included) become one space
+/// (shared with the typed errors of core that quote parser messages).
+pub(crate) use airlock_core::error::one_line;
 
 impl From<SandboxError> for CliError {
     fn from(e: SandboxError) -> Self {

@@ -76,7 +76,7 @@ fn sandbox_and_data_caps(g: &Global) -> Result<(Sandbox, DataCaps), CliError> {
         .clone()
         .or_else(|| std::env::var_os("AIRLOCK_CONFIG").map(PathBuf::from));
     let cfg = match path {
-        Some(p) => HostConfig::load(&p).map_err(CliError::input)?,
+        Some(p) => HostConfig::load(&p).map_err(|e| CliError::input(e.to_string()))?,
         None => HostConfig::default(),
     };
     let mut sc = cfg.sandbox_config();

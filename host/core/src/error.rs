@@ -111,3 +111,21 @@ impl PluginFailure {
         }
     }
 }
+
+/// `text` on one line: runs of whitespace (newlines included) become one
+/// space. Parser errors (TOML's, with its caret diagram) span several
+/// lines; the errors that quote them are printed as one line by the CLI
+/// and embedded in reports, so they flatten them through here.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// An operator's cap set to zero. Every cap bounds something a plugin or
+/// an input may use; zero would refuse everything, which is never what an
+/// operator means, so configuration checks refuse it and name the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{key} must be greater than 0")]
+pub struct ZeroCap {
+    /// The configuration key, dotted (`component.max_functions`).
+    pub key: &'static str,
+}

@@ -90,7 +90,7 @@ impl Default for ComponentCaps {
 
 impl ComponentCaps {
     /// Checks an operator's values: every cap must be above zero.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), airlock_core::error::ZeroCap> {
         for (key, v) in [
             ("component.max_component_bytes", self.max_component_bytes),
             ("component.max_functions", self.max_functions),
@@ -113,7 +113,7 @@ impl ComponentCaps {
             ("component.compile_timeout_ms", self.compile_timeout_ms),
         ] {
             if v == 0 {
-                return Err(format!("{key} must be greater than 0"));
+                return Err(airlock_core::error::ZeroCap { key });
             }
         }
         Ok(())
@@ -510,9 +510,16 @@ mod tests {
             max_loop_local_accesses: 0,
             ..ComponentCaps::default()
         };
+        let e = caps.check().unwrap_err();
         assert_eq!(
-            caps.check(),
-            Err("component.max_loop_local_accesses must be greater than 0".to_string())
+            e,
+            airlock_core::error::ZeroCap {
+                key: "component.max_loop_local_accesses"
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "component.max_loop_local_accesses must be greater than 0"
         );
     }
 

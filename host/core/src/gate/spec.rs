@@ -110,13 +110,47 @@ pub enum SpecError {
         /// The cause.
         source: std::io::Error,
     },
-    /// Not valid TOML, or the wrong shape.
-    #[error("gate file {path}: {message}")]
+    /// Not valid TOML, the wrong shape, or inconsistent steps.
+    #[error("gate file {path}: {source}")]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// What is wrong, with TOML's location.
-        message: String,
+        /// What is wrong with its text.
+        source: InvalidSpec,
+    },
+}
+
+/// What is wrong with a gate file's text, wherever it came from (a file, or
+/// a gate the CLI builds for `plugin validate`).
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidSpec {
+    /// Not valid TOML, or not a gate's shape (an unknown or missing key, a
+    /// value of the wrong type); TOML's message gives the line and the key.
+    #[error("{}", crate::error::one_line(&.0.to_string()))]
+    Toml(#[source] toml::de::Error),
+    /// `steps` is empty: a gate that checks nothing would always pass.
+    #[error("a gate needs at least one [[steps]] entry")]
+    NoSteps,
+    /// A step's name is empty or blank; reports and `policy.advisory` name
+    /// steps by it.
+    #[error("step {number} has an empty name")]
+    EmptyStepName {
+        /// The step's 1-based position in the file.
+        number: usize,
+    },
+    /// Two steps share a name, so reports and the policy could not tell
+    /// them apart.
+    #[error("step name `{name}` is used twice")]
+    DuplicateStep {
+        /// The repeated name.
+        name: String,
+    },
+    /// `policy.advisory` names no step of the gate (most likely a typo,
+    /// which would silently make a step blocking).
+    #[error("policy.advisory names `{name}`, which is not a step")]
+    UnknownAdvisory {
+        /// The name as written in the policy.
+        name: String,
     },
 }
 
@@ -128,18 +162,17 @@ impl GateSpec {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let mut spec = GateSpec::parse(&text, &base).map_err(|message| SpecError::Invalid {
+        let mut spec = GateSpec::parse(&text, &base).map_err(|source| SpecError::Invalid {
             path: path.to_path_buf(),
-            message,
+            source,
         })?;
         spec.path = Some(path.to_path_buf());
         Ok(spec)
     }
 
     /// Parses gate TOML whose relative paths resolve against `base_dir`.
-    pub fn parse(text: &str, base_dir: &Path) -> Result<GateSpec, String> {
-        let mut spec: GateSpec =
-            toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+    pub fn parse(text: &str, base_dir: &Path) -> Result<GateSpec, InvalidSpec> {
+        let mut spec: GateSpec = toml::from_str(text).map_err(InvalidSpec::Toml)?;
         spec.base_dir = base_dir.to_path_buf();
         spec.digest = Digest::of(text.as_bytes());
         spec.source = text.to_string();
@@ -147,21 +180,23 @@ impl GateSpec {
         Ok(spec)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), InvalidSpec> {
         if self.steps.is_empty() {
-            return Err("a gate needs at least one [[steps]] entry".into());
+            return Err(InvalidSpec::NoSteps);
         }
         for (i, s) in self.steps.iter().enumerate() {
             if s.name.trim().is_empty() {
-                return Err(format!("step {} has an empty name", i + 1));
+                return Err(InvalidSpec::EmptyStepName { number: i + 1 });
             }
             if self.steps[..i].iter().any(|o| o.name == s.name) {
-                return Err(format!("step name `{}` is used twice", s.name));
+                return Err(InvalidSpec::DuplicateStep {
+                    name: s.name.clone(),
+                });
             }
         }
         for a in &self.policy.advisory {
             if !self.steps.iter().any(|s| &s.name == a) {
-                return Err(format!("policy.advisory names `{a}`, which is not a step"));
+                return Err(InvalidSpec::UnknownAdvisory { name: a.clone() });
             }
         }
         Ok(())
@@ -303,13 +338,21 @@ mod tests {
     #[test]
     fn broken_files_name_the_problem() {
         let e = GateSpec::parse("name = \"g\"\nsteps = []", Path::new(".")).unwrap_err();
-        assert!(e.contains("at least one"), "{e}");
+        assert!(matches!(e, InvalidSpec::NoSteps), "{e:?}");
+        assert_eq!(e.to_string(), "a gate needs at least one [[steps]] entry");
         let e = GateSpec::parse(
             &GOOD.replace("advisory = [\"drift\"]", "advisory = [\"x\"]"),
             Path::new("."),
         )
         .unwrap_err();
-        assert!(e.contains("`x`"), "{e}");
+        assert!(
+            matches!(&e, InvalidSpec::UnknownAdvisory { name } if name == "x"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "policy.advisory names `x`, which is not a step"
+        );
         let e = GateSpec::parse(
             &GOOD.replace(
                 "dataset = \"eval.csv\"\n        label",
@@ -318,15 +361,74 @@ mod tests {
             Path::new("."),
         )
         .unwrap_err();
-        assert!(e.contains("datset"), "{e}");
+        let InvalidSpec::Toml(source) = &e else {
+            panic!("expected a TOML error, got {e:?}");
+        };
+        assert!(
+            source.message().contains("unknown field `datset`"),
+            "{source}"
+        );
+        assert!(e.to_string().contains("datset"), "{e}");
         let e = GateSpec::parse(
             &GOOD.replace("name = \"drift\"", "name = \"perf\""),
             Path::new("."),
         )
         .unwrap_err();
-        assert!(e.contains("twice"), "{e}");
+        assert!(
+            matches!(&e, InvalidSpec::DuplicateStep { name } if name == "perf"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "step name `perf` is used twice");
+        let e = GateSpec::parse(
+            &GOOD.replace("name = \"perf\"", "name = \" \""),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, InvalidSpec::EmptyStepName { number: 1 }),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "step 1 has an empty name");
         let e = GateSpec::parse("name = ", Path::new(".")).unwrap_err();
-        assert!(!e.contains('\n'));
+        assert!(matches!(e, InvalidSpec::Toml(_)), "{e:?}");
+        assert!(!e.to_string().contains('\n'));
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn file_errors_keep_the_path_and_the_cause() {
+        let dir = std::env::temp_dir().join(format!("airlock-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.toml");
+        let e = GateSpec::load(&missing).unwrap_err();
+        let SpecError::Io { path, source } = &e else {
+            panic!("expected Io, got {e:?}");
+        };
+        assert_eq!(path, &missing);
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            e.to_string()
+                .starts_with(&format!("cannot read gate file {}: ", missing.display())),
+            "{e}"
+        );
+
+        let broken = dir.join("broken.toml");
+        std::fs::write(&broken, "name = \"g\"\nsteps = []\n").unwrap();
+        let e = GateSpec::load(&broken).unwrap_err();
+        let SpecError::Invalid { path, source } = &e else {
+            panic!("expected Invalid, got {e:?}");
+        };
+        assert_eq!(path, &broken);
+        assert!(matches!(source, InvalidSpec::NoSteps), "{source:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "gate file {}: a gate needs at least one [[steps]] entry",
+                broken.display()
+            )
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the column count before any row, rows and cells as they arrive), so a
 //! hostile file is refused at once instead of after it has filled memory.
 
+use airlock_core::error::ZeroCap;
 use serde::{Deserialize, Serialize};
 
 /// Caps on one dataset; the `[data]` section of the host configuration.
@@ -43,10 +44,28 @@ impl Default for DataCaps {
     }
 }
 
+/// Why a `[data]` section was refused; the message names the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DataCapsError {
+    /// A cap is zero, which would refuse every dataset.
+    #[error(transparent)]
+    Zero(#[from] ZeroCap),
+    /// `max_rows` is above what a batch's 32-bit row count can carry, so
+    /// the cap could never be reached before the batch overflowed.
+    #[error(
+        "data.max_rows {max_rows} exceeds {}, the most rows a batch can carry",
+        u32::MAX
+    )]
+    RowsOverBatch {
+        /// The configured value.
+        max_rows: u64,
+    },
+}
+
 impl DataCaps {
     /// Checks the caps themselves: each must be positive, and `max_rows`
     /// must fit the 32-bit row count of a batch. Errors name the key.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), DataCapsError> {
         for (key, v) in [
             ("data.max_file_bytes", self.max_file_bytes),
             ("data.max_columns", u64::from(self.max_columns)),
@@ -54,15 +73,13 @@ impl DataCaps {
             ("data.max_cells", self.max_cells),
         ] {
             if v == 0 {
-                return Err(format!("{key} must be greater than 0"));
+                return Err(ZeroCap { key }.into());
             }
         }
         if self.max_rows > u64::from(u32::MAX) {
-            return Err(format!(
-                "data.max_rows {} exceeds {}, the most rows a batch can carry",
-                self.max_rows,
-                u32::MAX
-            ));
+            return Err(DataCapsError::RowsOverBatch {
+                max_rows: self.max_rows,
+            });
         }
         Ok(())
     }
@@ -83,16 +100,22 @@ mod tests {
             max_cells: 0,
             ..DataCaps::default()
         };
+        let e = zero.check().unwrap_err();
         assert_eq!(
-            zero.check().unwrap_err(),
-            "data.max_cells must be greater than 0"
+            e,
+            DataCapsError::Zero(ZeroCap {
+                key: "data.max_cells"
+            })
         );
+        assert_eq!(e.to_string(), "data.max_cells must be greater than 0");
         let rows = DataCaps {
             max_rows: 1 << 32,
             ..DataCaps::default()
         };
+        let e = rows.check().unwrap_err();
+        assert_eq!(e, DataCapsError::RowsOverBatch { max_rows: 1 << 32 });
         assert_eq!(
-            rows.check().unwrap_err(),
+            e.to_string(),
             "data.max_rows 4294967296 exceeds 4294967295, the most rows a batch can carry"
         );
     }

@@ -19,7 +19,7 @@ mod read;
 mod source;
 
 pub use airlock_core::inputs::{InputError, InputMatch};
-pub use caps::DataCaps;
+pub use caps::{DataCaps, DataCapsError};
 
 use airlock_core::digest::Digest;
 use airlock_core::types::{Batch, Feature, Task};

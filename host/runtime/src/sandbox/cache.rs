@@ -266,8 +266,7 @@ fn deserialize_own(engine: &Engine, payload: &[u8]) -> Result<Component, wasmtim
 
 fn new_key(path: &Path) -> Result<[u8; 32], SandboxError> {
     let mut key = [0u8; 32];
-    getrandom::fill(&mut key)
-        .map_err(|e| SandboxError::Config(format!("no OS randomness for the cache key: {e}")))?;
+    getrandom::fill(&mut key).map_err(SandboxError::Randomness)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| SandboxError::io("creating cache key", e))?;
@@ -287,11 +286,10 @@ fn new_key(path: &Path) -> Result<[u8; 32], SandboxError> {
         }
         let existing = std::fs::read(path).map_err(|e| SandboxError::io("reading cache key", e))?;
         if existing.len() != 32 {
-            return Err(SandboxError::Config(format!(
-                "cache key {} is corrupt ({} bytes); delete it to start a fresh cache",
-                path.display(),
-                existing.len()
-            )));
+            return Err(SandboxError::CorruptCacheKey {
+                path: path.to_path_buf(),
+                len: existing.len(),
+            });
         }
         key.copy_from_slice(&existing);
     }

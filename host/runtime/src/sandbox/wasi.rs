@@ -247,10 +247,15 @@ impl WasiState {
         if let Some(dir) = spec.bundle_dir {
             b.preopened_dir(dir, BUNDLE_GUEST_PATH, FsPerms::ReadOnly)
                 .map_err(|e| {
-                    crate::SandboxError::Config(format!(
-                        "cannot open bundle directory {}: {e}",
-                        dir.display()
-                    ))
+                    // The failure is the OS refusing to open the directory;
+                    // keep its `io::Error` when that is what wasmtime wraps.
+                    let source = e
+                        .downcast::<std::io::Error>()
+                        .unwrap_or_else(std::io::Error::other);
+                    crate::SandboxError::io(
+                        format!("cannot open bundle directory {}", dir.display()),
+                        source,
+                    )
                 })?;
         }
         let mut table = ResourceTable::new();
