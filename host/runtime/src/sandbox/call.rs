@@ -9,7 +9,8 @@ use super::session::Session;
 use super::slots::Slots;
 use super::wasi::{WasiSpec, WasiState};
 use super::{
-    CallOptions, CallState, CandidateLink, Outcome, Plugin, Pre, Runtime, SandboxConfig, bindings,
+    CallOptions, CallState, CandidateLink, Outcome, Plugin, PreInstance, Runtime, SandboxConfig,
+    bindings,
 };
 use crate::error::{FailureKind, PluginFailure};
 use airlock_core::capabilities::World;
@@ -117,7 +118,7 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        arm(&mut store, limits, &self.config)?;
+        give_budget(&mut store, limits, &self.config)?;
         // Hostcall fuel bounds what the guest may copy into the host in one
         // go: arguments of a host call, or the call's result. Results get
         // their own cap (`max_output_bytes`), so allow whichever is larger.
@@ -144,7 +145,7 @@ impl Plugin {
 
     /// A model's declared metadata.
     pub fn metadata(&self, options: &CallOptions) -> Result<Outcome<ModelMetadata>, PluginFailure> {
-        let Pre::Model(pre) = &self.pre else {
+        let PreInstance::Model(pre) = &self.pre else {
             return Err(wrong_world(World::Model, self.world));
         };
         self.call(
@@ -178,7 +179,7 @@ impl Plugin {
         batch: &Batch,
         reserved: Option<&Arc<Slots>>,
     ) -> Result<Outcome<Predictions>, PluginFailure> {
-        let Pre::Model(pre) = &self.pre else {
+        let PreInstance::Model(pre) = &self.pre else {
             return Err(wrong_world(World::Model, self.world));
         };
         let input = batch_size(batch);
@@ -202,7 +203,7 @@ impl Plugin {
 
     /// A validator's self-description.
     pub fn describe(&self, options: &CallOptions) -> Result<Outcome<ValidatorInfo>, PluginFailure> {
-        let Pre::Validator(pre) = &self.pre else {
+        let PreInstance::Validator(pre) = &self.pre else {
             return Err(wrong_world(World::Validator, self.world));
         };
         self.call(
@@ -226,7 +227,7 @@ impl Plugin {
         ctx: &Context,
         candidate: Option<CandidateLink>,
     ) -> Result<Outcome<Verdict>, PluginFailure> {
-        let Pre::Validator(pre) = &self.pre else {
+        let PreInstance::Validator(pre) = &self.pre else {
             return Err(wrong_world(World::Validator, self.world));
         };
         let input = context_size(ctx);
@@ -254,7 +255,7 @@ impl Plugin {
     /// empty logs, the virtual clock back at zero and the input cap
     /// applied; see [`Session`] for its reuse and idle limits.
     pub fn instantiate(&self, options: &CallOptions) -> Result<Session, PluginFailure> {
-        let Pre::Model(pre) = &self.pre else {
+        let PreInstance::Model(pre) = &self.pre else {
             return Err(wrong_world(World::Model, self.world));
         };
         let limits = self.limits_for(&options.limits);
@@ -389,7 +390,7 @@ pub(super) fn settle<R>(
 }
 
 /// Gives a store its per-call budget: fresh fuel and a fresh deadline.
-pub(super) fn arm(
+pub(super) fn give_budget(
     store: &mut Store<CallState>,
     limits: &Limits,
     config: &SandboxConfig,

@@ -7,7 +7,7 @@
 use super::cache::{self, CacheOutcome};
 use super::classify::root_message;
 use super::lru::Lru;
-use super::{Inspection, Plugin, Pre, Sandbox, bindings};
+use super::{Inspection, Plugin, PreInstance, Sandbox, bindings};
 use crate::error::{FailureKind, PluginFailure, SandboxError};
 use crate::precheck;
 use airlock_core::capabilities::{self, World};
@@ -132,7 +132,7 @@ impl Sandbox {
         let engine = &self.inner.engine;
         let (component, cache_outcome) = self.compile(digest, bytes)?;
         // Wasmtime's own view after compiling must agree with the static one.
-        let (world, imports, exports) = shape(engine, &component)?;
+        let (world, imports, exports) = world_and_interfaces(engine, &component)?;
         capabilities::check_imports(world, &imports)?;
         let manifest = airlock_core::manifest::read(bytes).map_err(|e| invalid(e.to_string()))?;
         let pre = match world {
@@ -143,7 +143,7 @@ impl Sandbox {
                     .model_linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_error(&e))?;
-                Pre::Model(bindings::model::ModelPre::new(ip).map_err(|e| {
+                PreInstance::Model(bindings::model::ModelPre::new(ip).map_err(|e| {
                     invalid(format!(
                         "does not match the model world: {}",
                         root_message(&e)
@@ -157,7 +157,7 @@ impl Sandbox {
                     .validator_linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_error(&e))?;
-                Pre::Validator(bindings::validator::ValidatorPre::new(ip).map_err(|e| {
+                PreInstance::Validator(bindings::validator::ValidatorPre::new(ip).map_err(|e| {
                     invalid(format!(
                         "does not match the validator world: {}",
                         root_message(&e)
@@ -191,7 +191,7 @@ impl Sandbox {
             .world()
             .map_err(|e| SandboxError::Plugin(e.into()))?;
         let (component, _) = self.compile(digest, bytes)?;
-        let (world, imports, exports) = shape(&self.inner.engine, &component)?;
+        let (world, imports, exports) = world_and_interfaces(&self.inner.engine, &component)?;
         let manifest = airlock_core::manifest::read(bytes).map_err(|e| invalid(e.to_string()))?;
         let ceiling = self.inner.runtime.config.limits;
         let refused_imports = imports
@@ -263,7 +263,7 @@ fn link_error(e: &wasmtime::Error) -> SandboxError {
 }
 
 /// The world a component implements, and its import and export names.
-fn shape(
+fn world_and_interfaces(
     engine: &Engine,
     component: &Component,
 ) -> Result<(World, Vec<String>, Vec<String>), SandboxError> {

@@ -46,7 +46,7 @@ use cache::{CacheOutcome, CompileCache};
 use call::Limiter;
 // The call path's helpers, named here so that `session` reaches them as
 // `super::…` like the rest of the sandbox's shared items.
-use call::{arm, check_input, predictions_size, settle};
+use call::{check_input, give_budget, predictions_size, settle};
 use lru::Lru;
 use serde::Serialize;
 use slots::Slots;
@@ -201,10 +201,12 @@ pub struct Plugin {
     pub cache_outcome: CacheOutcome,
     /// What the plugin asks of the host (embedded in the component).
     pub manifest: Manifest,
-    pre: Pre,
+    pre: PreInstance,
 }
 
-enum Pre {
+/// A component linked and type-checked against its world, ready to be
+/// instantiated once per call.
+enum PreInstance {
     Model(bindings::model::ModelPre<CallState>),
     Validator(bindings::validator::ValidatorPre<CallState>),
 }

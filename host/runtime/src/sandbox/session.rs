@@ -17,7 +17,8 @@
 
 use super::slots::SlotGuard;
 use super::{
-    CallState, Outcome, Runtime, arm, batch_size, bindings, check_input, predictions_size, settle,
+    CallState, Outcome, Runtime, batch_size, bindings, check_input, give_budget, predictions_size,
+    settle,
 };
 use crate::error::{FailureKind, PluginFailure};
 use airlock_core::limits::Limits;
@@ -164,7 +165,7 @@ impl Session {
         state.limiter.hit = None;
         state.candidate_fuel = 0;
         state.deadline = Instant::now() + Duration::from_millis(self.limits.timeout_ms);
-        arm(&mut live.store, &self.limits, config)?;
+        give_budget(&mut live.store, &self.limits, config)?;
         let start = Instant::now();
         let wire = bindings::Batch::from(batch);
         let result = live
