@@ -266,22 +266,48 @@ fn io_err<'a>(what: &'static str, entry: &'a str) -> impl FnOnce(io::Error) -> B
     }
 }
 
-/// The kind of a special file, from std's metadata (cap-std's has its own).
+/// The kind of a special file from its type bits, in the order they are
+/// checked; shared by std's and cap-std's metadata, which have no common
+/// trait.
+fn kind_from_bits(
+    symlink: bool,
+    fifo: bool,
+    socket: bool,
+    char_dev: bool,
+    block_dev: bool,
+) -> SpecialKind {
+    match (symlink, fifo, socket, char_dev, block_dev) {
+        (true, ..) => SpecialKind::Symlink,
+        (_, true, ..) => SpecialKind::Fifo,
+        (_, _, true, ..) => SpecialKind::Socket,
+        (_, _, _, true, _) => SpecialKind::CharDevice,
+        (_, _, _, _, true) => SpecialKind::BlockDevice,
+        _ => SpecialKind::Unknown,
+    }
+}
+
+/// The kind of a special file, from std's metadata.
 fn std_special_kind(ft: &std::fs::FileType) -> SpecialKind {
     use std::os::unix::fs::FileTypeExt;
-    if ft.is_symlink() {
-        SpecialKind::Symlink
-    } else if ft.is_fifo() {
-        SpecialKind::Fifo
-    } else if ft.is_socket() {
-        SpecialKind::Socket
-    } else if ft.is_char_device() {
-        SpecialKind::CharDevice
-    } else if ft.is_block_device() {
-        SpecialKind::BlockDevice
-    } else {
-        SpecialKind::Unknown
-    }
+    kind_from_bits(
+        ft.is_symlink(),
+        ft.is_fifo(),
+        ft.is_socket(),
+        ft.is_char_device(),
+        ft.is_block_device(),
+    )
+}
+
+/// The kind of a special file, from cap-std's metadata.
+fn cap_special_kind(ft: &cap_std::fs::FileType) -> SpecialKind {
+    use cap_std::fs::FileTypeExt;
+    kind_from_bits(
+        ft.is_symlink(),
+        ft.is_fifo(),
+        ft.is_socket(),
+        ft.is_char_device(),
+        ft.is_block_device(),
+    )
 }
 
 /// The digest [`Bundle::from_path_with`] would give the bundle at `path`,

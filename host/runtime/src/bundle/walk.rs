@@ -2,9 +2,9 @@
 //! metadata only, under the operator's caps, and the copy, streamed through
 //! the hash into the snapshot (or nowhere, for [`super::digest_path`]).
 
-use super::{BundleCaps, BundleError, Cap, SpecialKind, io_err, std_special_kind};
+use super::{BundleCaps, BundleError, Cap, cap_special_kind, io_err, std_special_kind};
 use airlock_core::digest::{Digest, NameError, Node, Tree, check_name, escape_name};
-use cap_std::fs::{Dir, FileTypeExt as _, MetadataExt as _, OpenOptions, OpenOptionsExt as _};
+use cap_std::fs::{Dir, MetadataExt as _, OpenOptions, OpenOptionsExt as _};
 use sha2::{Digest as _, Sha256};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read as _, Write};
@@ -37,22 +37,6 @@ fn show(parent: &str, name: &OsStr) -> String {
         name
     } else {
         format!("{parent}/{name}")
-    }
-}
-
-fn special_kind(ft: &cap_std::fs::FileType) -> SpecialKind {
-    if ft.is_symlink() {
-        SpecialKind::Symlink
-    } else if ft.is_fifo() {
-        SpecialKind::Fifo
-    } else if ft.is_socket() {
-        SpecialKind::Socket
-    } else if ft.is_char_device() {
-        SpecialKind::CharDevice
-    } else if ft.is_block_device() {
-        SpecialKind::BlockDevice
-    } else {
-        SpecialKind::Unknown
     }
 }
 
@@ -218,7 +202,7 @@ fn check_entry(
     } else {
         Err(BundleError::NotFileOrDir {
             entry: shown,
-            kind: special_kind(&ft),
+            kind: cap_special_kind(&ft),
         })
     }
 }
@@ -309,7 +293,7 @@ fn copy_file(
     if !m.is_file() {
         return Err(BundleError::NotFileOrDir {
             entry: shown.to_string(),
-            kind: special_kind(&m.file_type()),
+            kind: cap_special_kind(&m.file_type()),
         });
     }
     if (m.dev(), m.ino()) != id {
