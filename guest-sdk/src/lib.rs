@@ -56,6 +56,7 @@ pub mod batch;
 pub mod bundle;
 pub mod config;
 pub mod report;
+pub mod testing;
 
 /// The machine-readable error codes the host interprets, as constants so
 /// that validators and the host cannot drift apart on spelling.

@@ -636,34 +636,16 @@ mod tests {
     }
 
     fn ctx(config: serde_json::Value, labels: Option<Vec<f64>>) -> Context {
-        use airlock_guest::{Batch, ModelInfo, ModelMetadata, OutputSchema, Task};
-        Context {
-            step: "performance".into(),
-            config: config.to_string(),
-            seed: 0,
-            candidate: ModelInfo {
-                metadata: ModelMetadata {
-                    name: "m".into(),
-                    version: "1".into(),
-                    inputs: vec![],
-                    output: OutputSchema {
-                        task: Task::BinaryClassification,
-                        classes: vec![],
-                    },
-                },
-                digest: "sha256:00".into(),
-                bundle_digest: None,
-            },
-            baseline: None,
-            data: Batch::from_numeric(vec![("x".into(), vec![1.0, 2.0, 3.0, 4.0])]).unwrap(),
-            labels,
-            candidate_predictions: Predictions::probabilities(
+        use airlock_guest::Batch;
+        airlock_guest::testing::TestContext::new("performance")
+            .config(&config)
+            .data(Batch::from_numeric(vec![("x".into(), vec![1.0, 2.0, 3.0, 4.0])]).unwrap())
+            .labels(labels)
+            .predictions(Predictions::probabilities(
                 2,
                 vec![0.9, 0.1, 0.2, 0.8, 0.3, 0.7, 0.6, 0.4],
-            ),
-            baseline_predictions: None,
-            reference: None,
-        }
+            ))
+            .build()
     }
 
     #[test]

@@ -688,9 +688,7 @@ pub fn probe(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use airlock_guest::{
-        Column, FeatureKind, ModelInfo, ModelMetadata, OutputSchema, Severity, Task,
-    };
+    use airlock_guest::{Column, FeatureKind, Severity};
     use serde_json::json;
 
     fn data() -> Batch {
@@ -1137,30 +1135,12 @@ mod tests {
     }
 
     fn ctx(c: serde_json::Value) -> Context {
-        Context {
-            step: "robustness".into(),
-            config: c.to_string(),
-            seed: 0,
-            candidate: ModelInfo {
-                metadata: ModelMetadata {
-                    name: "m".into(),
-                    version: "1".into(),
-                    inputs: inputs(),
-                    output: OutputSchema {
-                        task: Task::BinaryClassification,
-                        classes: vec![],
-                    },
-                },
-                digest: "sha256:00".into(),
-                bundle_digest: None,
-            },
-            baseline: None,
-            data: data(),
-            labels: None,
-            candidate_predictions: hardened(&data()).unwrap(),
-            baseline_predictions: None,
-            reference: None,
-        }
+        airlock_guest::testing::TestContext::new("robustness")
+            .config(&c)
+            .inputs(inputs())
+            .data(data())
+            .predictions(hardened(&data()).unwrap())
+            .build()
     }
 
     #[test]
