@@ -829,37 +829,23 @@ mod tests {
 
     #[test]
     fn a_dry_run_checks_names_and_passes_without_findings() {
-        use airlock_guest::{ModelInfo, ModelMetadata, OutputSchema, Reference, Task};
+        use airlock_guest::{Reference, Task};
         let (reference, current) = windows();
         let p = steady_preds();
-        let ctx = |config: serde_json::Value, reference_given: bool| Context {
-            step: "drift".into(),
-            config: config.to_string(),
-            seed: 0,
-            candidate: ModelInfo {
-                metadata: ModelMetadata {
-                    name: "m".into(),
-                    version: "1".into(),
-                    inputs: inputs(&["a", "b", "c"]),
-                    output: OutputSchema {
-                        task: Task::Regression,
-                        classes: vec![],
-                    },
-                },
-                digest: "sha256:00".into(),
-                bundle_digest: None,
-            },
-            baseline: None,
-            data: current.clone(),
-            labels: None,
-            candidate_predictions: p.clone(),
-            baseline_predictions: None,
-            reference: reference_given.then(|| Reference {
-                data: reference.clone(),
-                labels: None,
-                candidate_predictions: p.clone(),
-                baseline_predictions: None,
-            }),
+        let ctx = |config: serde_json::Value, reference_given: bool| {
+            airlock_guest::testing::TestContext::new("drift")
+                .config(&config)
+                .task(Task::Regression, &[])
+                .inputs(inputs(&["a", "b", "c"]))
+                .data(current.clone())
+                .predictions(p.clone())
+                .reference(reference_given.then(|| Reference {
+                    data: reference.clone(),
+                    labels: None,
+                    candidate_predictions: p.clone(),
+                    baseline_predictions: None,
+                }))
+                .build()
         };
         let v = run(&ctx(json!({"correction": "bonferroni"}), true).as_dry_run()).unwrap();
         assert!(v.passed);

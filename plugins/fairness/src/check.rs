@@ -322,7 +322,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use airlock_guest::{Batch, Column, ModelInfo, ModelMetadata, OutputSchema, Severity, Task};
+    use airlock_guest::{Batch, Column, Severity};
     use serde_json::json;
 
     /// Group A: 10 rows, 9 right; group B: 10 rows, 6 right; group C: 3 rows.
@@ -489,35 +489,19 @@ mod tests {
     #[test]
     fn through_the_context() {
         let (g, l, p) = fixture();
-        let ctx = |config: serde_json::Value, labels: Option<Vec<f64>>| Context {
-            step: "fairness".into(),
-            config: config.to_string(),
-            seed: 0,
-            candidate: ModelInfo {
-                metadata: ModelMetadata {
-                    name: "m".into(),
-                    version: "1".into(),
-                    inputs: vec![],
-                    output: OutputSchema {
-                        task: Task::BinaryClassification,
-                        classes: vec![],
-                    },
-                },
-                digest: "sha256:00".into(),
-                bundle_digest: None,
-            },
-            baseline: None,
-            data: Batch {
-                rows: g.len() as u32,
-                columns: vec![Column {
-                    name: "grp".into(),
-                    values: ColumnValues::Categorical(g.clone()),
-                }],
-            },
-            labels,
-            candidate_predictions: p.clone(),
-            baseline_predictions: None,
-            reference: None,
+        let ctx = |config: serde_json::Value, labels: Option<Vec<f64>>| {
+            airlock_guest::testing::TestContext::new("fairness")
+                .config(&config)
+                .data(Batch {
+                    rows: g.len() as u32,
+                    columns: vec![Column {
+                        name: "grp".into(),
+                        values: ColumnValues::Categorical(g.clone()),
+                    }],
+                })
+                .labels(labels)
+                .predictions(p.clone())
+                .build()
         };
         let v = run(&ctx(
             json!({"group_column": "grp", "metric": "selection_rate"}),

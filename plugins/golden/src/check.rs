@@ -286,35 +286,14 @@ pub fn report(cfg: &Config, output: Output, c: &Comparison) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use airlock_guest::{
-        Batch, Column, ColumnValues, Feature, FeatureKind, ModelInfo, ModelMetadata, OutputSchema,
-        Task,
-    };
+    use airlock_guest::{Batch, Column, ColumnValues};
     use serde_json::json;
 
     fn ctx(config: serde_json::Value, expected: Vec<f64>, preds: Predictions) -> Context {
-        Context {
-            step: "golden".into(),
-            config: config.to_string(),
-            seed: 0,
-            candidate: ModelInfo {
-                metadata: ModelMetadata {
-                    name: "m".into(),
-                    version: "1".into(),
-                    inputs: vec![Feature {
-                        name: "x".into(),
-                        kind: FeatureKind::Numeric,
-                    }],
-                    output: OutputSchema {
-                        task: Task::BinaryClassification,
-                        classes: vec![],
-                    },
-                },
-                digest: "sha256:00".into(),
-                bundle_digest: None,
-            },
-            baseline: None,
-            data: Batch {
+        airlock_guest::testing::TestContext::new("golden")
+            .config(&config)
+            .numeric_inputs(&["x"])
+            .data(Batch {
                 rows: expected.len() as u32,
                 columns: vec![
                     Column {
@@ -326,12 +305,9 @@ mod tests {
                         values: ColumnValues::Numeric(expected),
                     },
                 ],
-            },
-            labels: None,
-            candidate_predictions: preds,
-            baseline_predictions: None,
-            reference: None,
-        }
+            })
+            .predictions(preds)
+            .build()
     }
 
     fn codes(v: &Verdict) -> Vec<&str> {
