@@ -194,6 +194,48 @@ pub trait Model {
     fn predict(batch: Batch) -> Result<Predictions, PluginError>;
 }
 
+/// A model whose state is parsed from its data bundle's model file — the
+/// glue every bundle-backed model (XGBoost, linear, ...) would otherwise
+/// write again: read `/bundle`'s model file, parse it, declare metadata
+/// from the parsed model, score batches with it.
+///
+/// Implementing it implements [`Model`]: every call reads and parses the
+/// bundle afresh (the host gives every call a fresh instance), and a bundle
+/// that cannot be read or parsed makes `metadata` trap with the parse error
+/// (contract 0.1's `metadata` cannot return an error) and `predict` return
+/// it. Keeping the parse in one function is what lets a later contract parse
+/// once at initialisation instead.
+pub trait BundledModel {
+    /// The parsed model.
+    type Parsed;
+    /// Parses the bundle's model file.
+    fn parse(bytes: &[u8]) -> Result<Self::Parsed, PluginError>;
+    /// The metadata the parsed model declares.
+    fn metadata_of(parsed: &Self::Parsed) -> ModelMetadata;
+    /// Scores every row of `batch` with the parsed model.
+    fn predict_with(parsed: &Self::Parsed, batch: &Batch) -> Result<Predictions, PluginError>;
+}
+
+/// Reads and parses the bundle's model file for `M`.
+pub fn load_bundled<M: BundledModel>() -> Result<M::Parsed, PluginError> {
+    let bytes = bundle::read_model_file()?;
+    M::parse(&bytes)
+}
+
+impl<M: BundledModel> Model for M {
+    fn metadata() -> ModelMetadata {
+        match load_bundled::<M>() {
+            Ok(parsed) => M::metadata_of(&parsed),
+            Err(e) => panic!("{}: {}", e.code, e.message),
+        }
+    }
+
+    fn predict(batch: Batch) -> Result<Predictions, PluginError> {
+        let parsed = load_bundled::<M>()?;
+        M::predict_with(&parsed, &batch)
+    }
+}
+
 /// A validator plugin: one step of a deployment gate.
 pub trait Validator {
     /// Who the validator is, for reports and inspection.

@@ -7,8 +7,8 @@
 //! model as an argument so they can be tested without a sandbox.
 
 use airlock_guest::{
-    Batch, Feature, FeatureKind, Model, ModelMetadata, OutputSchema, PluginError, Predictions,
-    Task as WitTask, bundle,
+    Batch, BundledModel, Feature, FeatureKind, ModelMetadata, OutputSchema, PluginError,
+    Predictions, Task as WitTask,
 };
 
 use crate::linear::{LinearError, LinearModel, Task};
@@ -21,8 +21,7 @@ pub const MODEL_NAME: &str = "linear";
 
 /// Read and parse the bundle's model file.
 pub fn load() -> Result<LinearModel, PluginError> {
-    let bytes = bundle::read_model_file()?;
-    LinearModel::from_json(&bytes).map_err(plugin_error)
+    airlock_guest::load_bundled::<LinearPlugin>()
 }
 
 /// Map an evaluator error to a plugin error with a machine-readable code:
@@ -76,18 +75,18 @@ pub fn predict_batch(model: &LinearModel, batch: &Batch) -> Result<Predictions, 
     })
 }
 
-impl Model for LinearPlugin {
-    fn metadata() -> ModelMetadata {
-        // The WIT `metadata` function cannot return an error, so an unreadable
-        // bundle traps here with the reason; the host reports the trap.
-        match load() {
-            Ok(model) => metadata_for(&model),
-            Err(e) => panic!("{}: {}", e.code, e.message),
-        }
+impl BundledModel for LinearPlugin {
+    type Parsed = LinearModel;
+
+    fn parse(bytes: &[u8]) -> Result<LinearModel, PluginError> {
+        LinearModel::from_json(bytes).map_err(plugin_error)
     }
 
-    fn predict(batch: Batch) -> Result<Predictions, PluginError> {
-        let model = load()?;
-        predict_batch(&model, &batch)
+    fn metadata_of(model: &LinearModel) -> ModelMetadata {
+        metadata_for(model)
+    }
+
+    fn predict_with(model: &LinearModel, batch: &Batch) -> Result<Predictions, PluginError> {
+        predict_batch(model, batch)
     }
 }

@@ -8,8 +8,8 @@
 //! tested without a sandbox.
 
 use airlock_guest::{
-    Batch, Feature, FeatureKind, Model, ModelMetadata, OutputSchema, PluginError, Predictions,
-    Task as WitTask, bundle,
+    Batch, BundledModel, Feature, FeatureKind, ModelMetadata, OutputSchema, PluginError,
+    Predictions, Task as WitTask,
 };
 
 use crate::ensemble::{Ensemble, ModelError, Task};
@@ -22,8 +22,7 @@ pub const MODEL_NAME: &str = "xgboost";
 
 /// Read and parse the bundle's model file.
 pub fn load() -> Result<Ensemble, PluginError> {
-    let bytes = bundle::read_model_file()?;
-    Ensemble::from_json(&bytes).map_err(plugin_error)
+    airlock_guest::load_bundled::<XgboostModel>()
 }
 
 /// Map an evaluator error to a plugin error with a machine-readable code:
@@ -86,18 +85,18 @@ pub fn predict_batch(model: &Ensemble, batch: &Batch) -> Result<Predictions, Plu
     })
 }
 
-impl Model for XgboostModel {
-    fn metadata() -> ModelMetadata {
-        // The WIT `metadata` function cannot return an error, so an unreadable
-        // bundle traps here with the reason; the host reports the trap.
-        match load() {
-            Ok(model) => metadata_for(&model),
-            Err(e) => panic!("{}: {}", e.code, e.message),
-        }
+impl BundledModel for XgboostModel {
+    type Parsed = Ensemble;
+
+    fn parse(bytes: &[u8]) -> Result<Ensemble, PluginError> {
+        Ensemble::from_json(bytes).map_err(plugin_error)
     }
 
-    fn predict(batch: Batch) -> Result<Predictions, PluginError> {
-        let model = load()?;
-        predict_batch(&model, &batch)
+    fn metadata_of(model: &Ensemble) -> ModelMetadata {
+        metadata_for(model)
+    }
+
+    fn predict_with(model: &Ensemble, batch: &Batch) -> Result<Predictions, PluginError> {
+        predict_batch(model, batch)
     }
 }
