@@ -4,8 +4,11 @@
 //! disk across processes: earlier test runs and the `airlock` processes the
 //! tests start).
 
-use airlock_runtime::sandbox::{Sandbox, SandboxConfig};
+use airlock_core::LimitRequest;
+use airlock_core::types::{Batch, Column, ColumnValues};
+use airlock_runtime::sandbox::{CallOptions, Plugin, Sandbox, SandboxConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 /// The repository root.
@@ -69,4 +72,30 @@ pub fn airlock_bin() -> PathBuf {
 /// The example directory of the breast-cancer gate.
 pub fn example() -> PathBuf {
     repo_root().join("examples").join("breast-cancer")
+}
+
+/// Loads the compiled guest crate `lib_name` into `sb`.
+pub fn load(sb: &Sandbox, lib_name: &str) -> Arc<Plugin> {
+    sb.load_file(&plugin(lib_name))
+        .unwrap_or_else(|e| panic!("loading {lib_name}: {e}"))
+}
+
+/// A batch of `rows` zeros in one numeric column named `mode`, which is how
+/// `hostile-model` is told which attack to run.
+pub fn hostile_batch(mode: &str, rows: u32) -> Batch {
+    Batch {
+        rows,
+        columns: vec![Column {
+            name: mode.to_string(),
+            values: ColumnValues::Numeric(vec![0.0; rows as usize]),
+        }],
+    }
+}
+
+/// Call options that lower the ceilings by `limits`.
+pub fn with_limits(limits: LimitRequest) -> CallOptions {
+    CallOptions {
+        limits,
+        ..CallOptions::default()
+    }
 }

@@ -7,12 +7,12 @@
 //! plugins live in `tests/hostile/` and are built by `tests/build.rs`.
 
 use airlock_core::LimitRequest;
-use airlock_core::types::{Batch, Column, ColumnValues, Context, ModelInfo, Predictions, Verdict};
+use airlock_core::types::{Context, ModelInfo, Predictions, Verdict};
 use airlock_runtime::sandbox::{
     Bundle, CallOptions, CandidateLink, CheckedModel, Outcome, Plugin, Sandbox, SandboxConfig,
 };
 use airlock_runtime::{FailureKind, PluginFailure, SandboxError};
-use airlock_tests::{plugin, sandbox};
+use airlock_tests::{hostile_batch, load, plugin, sandbox, with_limits};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,12 +28,6 @@ const SMALL_FUEL: u64 = 100_000_000;
 
 // ---------------------------------------------------------------- helpers
 
-/// Loads the compiled guest crate `lib_name` into `sb`.
-fn load(sb: &Sandbox, lib_name: &str) -> Arc<Plugin> {
-    sb.load_file(&plugin(lib_name))
-        .unwrap_or_else(|e| panic!("loading {lib_name}: {e}"))
-}
-
 /// The hostile model, loaded into the shared sandbox.
 fn model() -> Arc<Plugin> {
     load(&sandbox(), "hostile_model")
@@ -44,33 +38,13 @@ fn validator() -> Arc<Plugin> {
     load(&sandbox(), "hostile_validator")
 }
 
-/// A batch of `rows` zeros in one numeric column named `mode`, which is how
-/// `hostile-model` is told which attack to run.
-fn batch(mode: &str, rows: u32) -> Batch {
-    Batch {
-        rows,
-        columns: vec![Column {
-            name: mode.to_string(),
-            values: ColumnValues::Numeric(vec![0.0; rows as usize]),
-        }],
-    }
-}
-
-/// Call options that lower the ceilings by `limits`.
-fn with_limits(limits: LimitRequest) -> CallOptions {
-    CallOptions {
-        limits,
-        ..CallOptions::default()
-    }
-}
-
 /// Runs `hostile-model`'s attack `mode` on a one-row batch.
 fn attack(
     m: &Plugin,
     mode: &str,
     options: &CallOptions,
 ) -> Result<Outcome<Predictions>, PluginFailure> {
-    m.predict(options, &batch(mode, 1))
+    m.predict(options, &hostile_batch(mode, 1))
 }
 
 /// Asserts that `result` failed with `kind`, and returns the failure.
@@ -112,7 +86,7 @@ fn expect_load_failure(sb: &Sandbox, bytes: &[u8], kind: FailureKind) -> PluginF
 #[track_caller]
 fn assert_benign(m: &Plugin) {
     let out = m
-        .predict(&CallOptions::default(), &batch("ok", 3))
+        .predict(&CallOptions::default(), &hostile_batch("ok", 3))
         .unwrap_or_else(|f| panic!("benign call after a hostile one failed: {f:#?}"));
     assert_eq!(out.value.width, 1);
     assert_eq!(out.value.values, vec![3.0, 3.0, 3.0]);
@@ -188,7 +162,7 @@ fn context(config: &str, seed: u64) -> Context {
             bundle_digest: None,
         },
         baseline: None,
-        data: batch("ok", 2),
+        data: hostile_batch("ok", 2),
         labels: Some(vec![0.0, 1.0]),
         candidate_predictions: Predictions {
             width: 1,
@@ -421,12 +395,12 @@ fn oversized_input_is_refused_before_the_plugin_runs() {
         max_input_bytes: Some(1024),
         ..LimitRequest::default()
     });
-    let big = batch("ok", 1000);
+    let big = hostile_batch("ok", 1000);
     let f = expect_failure(m.predict(&opts, &big), FailureKind::InputTooLarge);
     assert!(f.message.contains("cap of 1024 bytes"), "{f:#?}");
     assert_eq!(f.fuel_used, 0, "the plugin ran: {f:#?}");
     // Within the cap, the same call goes through.
-    let small = batch("ok", 100);
+    let small = hostile_batch("ok", 100);
     assert_eq!(m.predict(&opts, &small).unwrap().value.values.len(), 100);
     assert_benign(&m);
 }
@@ -656,7 +630,7 @@ fn malformed_components_are_invalid() {
 fn validator_where_a_model_is_expected_is_invalid() {
     let v = validator();
     let f = expect_failure(
-        v.predict(&CallOptions::default(), &batch("ok", 1)),
+        v.predict(&CallOptions::default(), &hostile_batch("ok", 1)),
         FailureKind::InvalidComponent,
     );
     assert!(f.message.contains("expected a model"), "{f:#?}");
@@ -809,13 +783,21 @@ fn state_written_by_one_call_is_gone_in_the_next() {
     // starts from the component's initial memory.
     for _ in 0..5 {
         let out = m
-            .predict(&CallOptions::default(), &batch("remember", 1))
+            .predict(&CallOptions::default(), &hostile_batch("remember", 1))
             .unwrap();
         assert_eq!(out.value.values, [1.0]);
     }
     // The contrast that shows the test can fail: a warm session keeps state.
     let mut session = m.instantiate(&CallOptions::default()).unwrap();
-    let first = session.predict(&batch("remember", 1)).unwrap().value.values;
-    let second = session.predict(&batch("remember", 1)).unwrap().value.values;
+    let first = session
+        .predict(&hostile_batch("remember", 1))
+        .unwrap()
+        .value
+        .values;
+    let second = session
+        .predict(&hostile_batch("remember", 1))
+        .unwrap()
+        .value
+        .values;
     assert_eq!((first[0], second[0]), (1.0, 2.0));
 }

@@ -9,12 +9,12 @@
 //! configured engines never share artifacts) and drops it at the end.
 
 use airlock_core::LimitRequest;
-use airlock_core::types::{Batch, Column, ColumnValues, Context, ModelInfo, Predictions, Verdict};
+use airlock_core::types::{Context, ModelInfo, Predictions, Verdict};
 use airlock_runtime::sandbox::{
     CallOptions, CandidateLink, CheckedModel, Outcome, Plugin, Sandbox, SandboxConfig, SessionError,
 };
 use airlock_runtime::{FailureKind, PluginFailure};
-use airlock_tests::plugin;
+use airlock_tests::{hostile_batch, load, with_limits};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -45,42 +45,16 @@ fn pool(slots: u32, queue_timeout: Duration) -> Sandbox {
     })
 }
 
-/// Loads the compiled guest crate `lib_name` into `sb`.
-fn load(sb: &Sandbox, lib_name: &str) -> Arc<Plugin> {
-    sb.load_file(&plugin(lib_name))
-        .unwrap_or_else(|e| panic!("loading {lib_name}: {e}"))
-}
-
-/// A batch of `rows` zeros in one numeric column named `mode`, which is how
-/// `hostile-model` is told what to do.
-fn batch(mode: &str, rows: u32) -> Batch {
-    Batch {
-        rows,
-        columns: vec![Column {
-            name: mode.to_string(),
-            values: ColumnValues::Numeric(vec![0.0; rows as usize]),
-        }],
-    }
-}
-
-/// Call options that lower the ceilings by `limits`.
-fn with_limits(limits: LimitRequest) -> CallOptions {
-    CallOptions {
-        limits,
-        ..CallOptions::default()
-    }
-}
-
 /// Runs `hostile-model` in `mode` on one row with default options.
 fn run(m: &Plugin, mode: &str) -> Result<Outcome<Predictions>, PluginFailure> {
-    m.predict(&CallOptions::default(), &batch(mode, 1))
+    m.predict(&CallOptions::default(), &hostile_batch(mode, 1))
 }
 
 /// Asserts that a benign call on `m` succeeds.
 #[track_caller]
 fn assert_benign(m: &Plugin) {
     let out = m
-        .predict(&CallOptions::default(), &batch("ok", 3))
+        .predict(&CallOptions::default(), &hostile_batch("ok", 3))
         .unwrap_or_else(|f| panic!("benign call failed: {f:#?}"));
     assert_eq!(out.value.values, vec![3.0, 3.0, 3.0]);
 }
@@ -127,7 +101,7 @@ fn validator_context(model: &Plugin, mode: &str) -> Context {
             bundle_digest: None,
         },
         baseline: None,
-        data: batch("ok", 2),
+        data: hostile_batch("ok", 2),
         labels: Some(vec![0.0, 1.0]),
         candidate_predictions: Predictions {
             width: 1,
@@ -171,7 +145,7 @@ fn dropping_every_sandbox_handle_and_plugin_frees_the_engine_and_stops_the_ticke
         .unwrap();
     assert!(verdict.value.passed);
     let mut session = model.instantiate(&CallOptions::default()).unwrap();
-    session.predict(&batch("ok", 1)).unwrap();
+    session.predict(&hostile_batch("ok", 1)).unwrap();
     assert!(watch.engine_alive() && watch.ticker_running());
 
     // The sandbox handles go (a clone too), while callers still hold
@@ -186,12 +160,12 @@ fn dropping_every_sandbox_handle_and_plugin_frees_the_engine_and_stops_the_ticke
                 timeout_ms: Some(50),
                 ..LimitRequest::default()
             }),
-            &batch("loop", 1),
+            &hostile_batch("loop", 1),
         ),
         FailureKind::Timeout,
     );
     assert_eq!(f.message, "ran past its 50 ms deadline");
-    session.predict(&batch("ok", 1)).unwrap();
+    session.predict(&hostile_batch("ok", 1)).unwrap();
 
     // The last user goes: the engine is freed and the ticker has exited.
     drop((model, session));
@@ -316,7 +290,7 @@ fn a_call_that_finds_every_slot_taken_for_the_whole_queue_timeout_fails_busy_and
                         timeout_ms: Some(1_500),
                         ..LimitRequest::default()
                     }),
-                    &batch("loop", 1),
+                    &hostile_batch("loop", 1),
                 )
             })
         })
@@ -411,7 +385,7 @@ fn a_warm_session_starts_every_call_with_empty_logs() {
     assert!(fresh.log_bytes_dropped > 0);
     let mut session = m.instantiate(&CallOptions::default()).unwrap();
     for _ in 0..3 {
-        let out = session.predict(&batch("print", 1)).unwrap();
+        let out = session.predict(&hostile_batch("print", 1)).unwrap();
         // Not the earlier calls' output, and the whole cap again.
         assert_eq!(out.stdout, fresh.stdout);
         assert_eq!(out.log_bytes_dropped, fresh.log_bytes_dropped);
@@ -428,7 +402,11 @@ fn a_warm_session_starts_every_call_with_the_virtual_clock_at_zero() {
     assert!(fresh[0] < 1e6, "a fresh call began at {} ns", fresh[0]);
     let mut session = m.instantiate(&CallOptions::default()).unwrap();
     for _ in 0..3 {
-        let warm = session.predict(&batch("clock", 1)).unwrap().value.values;
+        let warm = session
+            .predict(&hostile_batch("clock", 1))
+            .unwrap()
+            .value
+            .values;
         // Without the reset, the second call would start an hour in.
         assert_eq!(warm, fresh);
     }
@@ -445,7 +423,7 @@ fn a_warm_session_applies_the_input_cap_to_every_call() {
         }))
         .unwrap();
     // 2 + 200 × 8 bytes: over the cap, refused before the guest runs.
-    let err = session.predict(&batch("ok", 200)).unwrap_err();
+    let err = session.predict(&hostile_batch("ok", 200)).unwrap_err();
     let f = err.failure().expect("the call itself failed");
     assert_eq!(f.kind, FailureKind::InputTooLarge);
     assert_eq!(
@@ -454,7 +432,7 @@ fn a_warm_session_applies_the_input_cap_to_every_call() {
     );
     // No guest code ran: the session still serves.
     assert!(session.is_open());
-    let out = session.predict(&batch("ok", 3)).unwrap();
+    let out = session.predict(&hostile_batch("ok", 3)).unwrap();
     assert_eq!(out.value.values, [3.0, 3.0, 3.0]);
 }
 
@@ -467,11 +445,11 @@ fn a_warm_session_refuses_calls_past_its_reuse_limit() {
     let m = load(&sb, "hostile_model");
     let mut session = m.instantiate(&CallOptions::default()).unwrap();
     for n in 1..=3 {
-        let out = session.predict(&batch("remember", 1)).unwrap();
+        let out = session.predict(&hostile_batch("remember", 1)).unwrap();
         assert_eq!(out.value.values, [f64::from(n)]);
     }
     assert_eq!(sb.slot_stats().in_use, 1);
-    let err = session.predict(&batch("ok", 1)).unwrap_err();
+    let err = session.predict(&hostile_batch("ok", 1)).unwrap_err();
     assert_eq!(err, SessionError::CallsSpent { max: 3 });
     assert_eq!(
         err.to_string(),
@@ -480,7 +458,7 @@ fn a_warm_session_refuses_calls_past_its_reuse_limit() {
     // Refusing gave the instance's slot back; later calls keep refusing.
     assert_eq!(sb.slot_stats().in_use, 0);
     assert!(!session.is_open());
-    assert_eq!(session.predict(&batch("ok", 1)).unwrap_err(), err);
+    assert_eq!(session.predict(&hostile_batch("ok", 1)).unwrap_err(), err);
     assert_eq!(session.calls(), 3);
 }
 
@@ -492,9 +470,9 @@ fn a_warm_session_refuses_calls_after_sitting_idle_past_its_limit() {
     });
     let m = load(&sb, "hostile_model");
     let mut session = m.instantiate(&CallOptions::default()).unwrap();
-    session.predict(&batch("ok", 1)).unwrap();
+    session.predict(&hostile_batch("ok", 1)).unwrap();
     std::thread::sleep(Duration::from_millis(120));
-    let err = session.predict(&batch("ok", 1)).unwrap_err();
+    let err = session.predict(&hostile_batch("ok", 1)).unwrap_err();
     let SessionError::Idle { idle_ms, max_ms } = err else {
         panic!("expected an idle refusal, got {err:?}");
     };
@@ -514,10 +492,10 @@ fn a_warm_session_that_trapped_refuses_further_calls_and_frees_its_slot() {
     let sb = sandbox(SandboxConfig::default());
     let m = load(&sb, "hostile_model");
     let mut session = m.instantiate(&CallOptions::default()).unwrap();
-    let err = session.predict(&batch("panic", 1)).unwrap_err();
+    let err = session.predict(&hostile_batch("panic", 1)).unwrap_err();
     assert_eq!(err.failure().map(|f| f.kind), Some(FailureKind::Trap));
     assert_eq!(sb.slot_stats().in_use, 0);
-    let err = session.predict(&batch("ok", 1)).unwrap_err();
+    let err = session.predict(&hostile_batch("ok", 1)).unwrap_err();
     assert_eq!(
         err.to_string(),
         "session refused: an earlier call on it failed (trap); start a new session"
@@ -534,7 +512,7 @@ fn fresh_calls_and_their_slots_are_cheap_enough_to_measure() {
     // (`cargo test --workspace --lib -- slots:: --nocapture`).
     let sb = sandbox(SandboxConfig::default());
     let m = load(&sb, "hostile_model");
-    let b = batch("ok", 1);
+    let b = hostile_batch("ok", 1);
     for _ in 0..50 {
         m.predict(&CallOptions::default(), &b).unwrap();
     }

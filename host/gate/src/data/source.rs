@@ -50,36 +50,6 @@ fn not_regular(meta: &Metadata) -> Option<&'static str> {
     Some("not a regular file")
 }
 
-/// `O_NONBLOCK` on the Linux architectures where its value is 0o4000.
-#[cfg(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "arm",
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        target_arch = "powerpc64",
-        target_arch = "s390x",
-        target_arch = "loongarch64"
-    )
-))]
-const O_NONBLOCK: Option<i32> = Some(0o4000);
-#[cfg(not(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "arm",
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        target_arch = "powerpc64",
-        target_arch = "s390x",
-        target_arch = "loongarch64"
-    )
-)))]
-const O_NONBLOCK: Option<i32> = None;
-
 /// Checks `path` is a regular file within `caps.max_file_bytes`, then opens
 /// it and checks the open handle again (the path may have changed between
 /// the two).
@@ -110,10 +80,10 @@ pub(crate) fn open(path: &Path, caps: &DataCaps) -> Result<Opened, DataError> {
     check(&before)?;
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
-    #[cfg(unix)]
-    if let Some(flag) = O_NONBLOCK {
+    {
+        // Never block in `open` if the path was swapped for a FIFO.
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(flag);
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
     }
     let file = options.open(path).map_err(io_err)?;
     let size = check(&file.metadata().map_err(io_err)?)?;

@@ -58,9 +58,11 @@ impl Sandbox {
             Ok(())
         };
         // Opening a FIFO blocks until a writer appears, so the type is
-        // checked before opening, and again on the opened handle.
+        // checked before opening, the open never blocks (the path may have
+        // been swapped for a FIFO since), and the type is checked again on
+        // the opened handle.
         check_meta(&std::fs::metadata(path).map_err(io)?)?;
-        let file = std::fs::File::open(path).map_err(io)?;
+        let file = open_nonblocking(path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         check_meta(&meta)?;
         // Never more than the cap (plus one byte to notice a file that grew).
@@ -282,4 +284,46 @@ fn world_and_interfaces(
         )));
     };
     Ok((world, imports, names))
+}
+
+/// Opens `path` for reading without ever blocking in `open` (a FIFO with no
+/// writer, a terminal): `O_NONBLOCK | O_NOCTTY`. Reads from a regular file
+/// are unaffected by `O_NONBLOCK`.
+pub(crate) fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_a_fifo_without_a_writer_returns_at_once() {
+        // The race `read_component` guards against: a path that passed the
+        // regular-file check is swapped for a FIFO before the open. A
+        // blocking open would wait forever for a writer.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("swapped.wasm");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = fifo.clone();
+        std::thread::spawn(move || {
+            let opened = open_nonblocking(&p).map(|f| f.metadata().unwrap().file_type());
+            let _ = tx.send(opened.map(|t| std::os::unix::fs::FileTypeExt::is_fifo(&t)));
+        });
+        let is_fifo = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("open blocked on a FIFO")
+            .unwrap();
+        // The handle's own metadata then tells `read_component` to refuse it.
+        assert!(is_fifo);
+    }
 }
