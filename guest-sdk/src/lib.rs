@@ -55,6 +55,7 @@ extern crate self as airlock_guest;
 pub mod batch;
 pub mod bundle;
 pub mod config;
+pub mod preinit;
 pub mod report;
 pub mod testing;
 
@@ -123,8 +124,9 @@ mod shared {
         inline: "
             package airlock:sdk;
             world shared {
-                import airlock:plugin/types@0.1.0;
-                import airlock:plugin/validation@0.1.0;
+                import airlock:plugin/types@0.2.0;
+                import airlock:plugin/validation@0.2.0;
+                import airlock:plugin/failures@0.2.0;
             }
         ",
         world: "airlock:sdk/shared",
@@ -135,6 +137,7 @@ mod shared {
     });
 }
 
+pub use shared::airlock::plugin::failures::{CandidateError, FailureKind, SandboxFailure};
 pub use shared::airlock::plugin::types::{
     Batch, Column, ColumnValues, Feature, FeatureKind, ModelMetadata, OutputSchema, PluginError,
     Predictions, Task,
@@ -150,13 +153,32 @@ pub use shared::airlock::plugin::validation::{
 pub mod model_world {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "airlock:plugin/model@0.1.0",
+        world: "airlock:plugin/model@0.2.0",
         with: {
-            "airlock:plugin/types@0.1.0": crate::shared::airlock::plugin::types,
+            "airlock:plugin/types@0.2.0": crate::shared::airlock::plugin::types,
         },
         pub_export_macro: true,
         export_macro_name: "__airlock_export_model_world",
         default_bindings_module: "airlock_guest::model_world",
+        runtime_path: "airlock_guest::__wit_bindgen::rt",
+    });
+}
+
+/// Bindings of the `preinitialized-model` world; used through
+/// [`export_bundled_model!`].
+#[cfg(feature = "model")]
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_code, clippy::all)]
+pub mod preinit_world {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "airlock:plugin/preinitialized-model@0.2.0",
+        with: {
+            "airlock:plugin/types@0.2.0": crate::shared::airlock::plugin::types,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__airlock_export_preinit_world",
+        default_bindings_module: "airlock_guest::preinit_world",
         runtime_path: "airlock_guest::__wit_bindgen::rt",
     });
 }
@@ -169,11 +191,12 @@ pub mod model_world {
 pub mod validator_world {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "airlock:plugin/validator@0.1.0",
+        world: "airlock:plugin/validator@0.2.0",
         with: {
-            "airlock:plugin/types@0.1.0": crate::shared::airlock::plugin::types,
-            "airlock:plugin/validation@0.1.0": crate::shared::airlock::plugin::validation,
-            "airlock:plugin/candidate@0.1.0": generate,
+            "airlock:plugin/types@0.2.0": crate::shared::airlock::plugin::types,
+            "airlock:plugin/validation@0.2.0": crate::shared::airlock::plugin::validation,
+            "airlock:plugin/failures@0.2.0": crate::shared::airlock::plugin::failures,
+            "airlock:plugin/candidate@0.2.0": generate,
         },
         pub_export_macro: true,
         export_macro_name: "__airlock_export_validator_world",
@@ -186,10 +209,12 @@ pub mod validator_world {
 ///
 /// The host creates a fresh instance for every call, so a model keeps no
 /// state between calls; it reads its data bundle (see [`bundle`]) when it
-/// needs it.
+/// needs it. A model that parses its bundle should implement
+/// [`BundledModel`] instead, which parses it once, before the first call.
 pub trait Model {
-    /// The model's name, version, typed inputs and output schema.
-    fn metadata() -> ModelMetadata;
+    /// The model's name, version, typed inputs and output schema, or why
+    /// they cannot be given (e.g. an unreadable bundle).
+    fn metadata() -> Result<ModelMetadata, PluginError>;
     /// Scores every row of `batch`.
     fn predict(batch: Batch) -> Result<Predictions, PluginError>;
 }
@@ -199,15 +224,16 @@ pub trait Model {
 /// write again: read `/bundle`'s model file, parse it, declare metadata
 /// from the parsed model, score batches with it.
 ///
-/// Implementing it implements [`Model`]: every call reads and parses the
-/// bundle afresh (the host gives every call a fresh instance), and a bundle
-/// that cannot be read or parsed makes `metadata` trap with the parse error
-/// (contract 0.1's `metadata` cannot return an error) and `predict` return
-/// it. Keeping the parse in one function is what lets a later contract parse
-/// once at initialisation instead.
+/// Exported with [`export_bundled_model!`], the model is
+/// *pre-initialised*: its `init` parses the bundle once, the host snapshots
+/// the instance right after, and every call starts from that snapshot with
+/// the parsed model already in memory (see [`preinit`]). Implementing it
+/// also implements [`Model`], which parses on every call — the behaviour
+/// of [`export_model!`], and what native tests get when they never call
+/// `init`.
 pub trait BundledModel {
     /// The parsed model.
-    type Parsed;
+    type Parsed: Send + Sync + 'static;
     /// Parses the bundle's model file.
     fn parse(bytes: &[u8]) -> Result<Self::Parsed, PluginError>;
     /// The metadata the parsed model declares.
@@ -223,16 +249,12 @@ pub fn load_bundled<M: BundledModel>() -> Result<M::Parsed, PluginError> {
 }
 
 impl<M: BundledModel> Model for M {
-    fn metadata() -> ModelMetadata {
-        match load_bundled::<M>() {
-            Ok(parsed) => M::metadata_of(&parsed),
-            Err(e) => panic!("{}: {}", e.code, e.message),
-        }
+    fn metadata() -> Result<ModelMetadata, PluginError> {
+        preinit::with_parsed::<M, _>(|parsed| Ok(M::metadata_of(parsed)))
     }
 
     fn predict(batch: Batch) -> Result<Predictions, PluginError> {
-        let parsed = load_bundled::<M>()?;
-        M::predict_with(&parsed, &batch)
+        preinit::with_parsed::<M, _>(|parsed| M::predict_with(parsed, &batch))
     }
 }
 
@@ -246,7 +268,20 @@ pub trait Validator {
 
 #[cfg(feature = "model")]
 impl<T: Model> model_world::Guest for T {
-    fn metadata() -> ModelMetadata {
+    fn metadata() -> Result<ModelMetadata, PluginError> {
+        <T as Model>::metadata()
+    }
+    fn predict(batch: Batch) -> Result<Predictions, PluginError> {
+        <T as Model>::predict(batch)
+    }
+}
+
+#[cfg(feature = "model")]
+impl<T: BundledModel> preinit_world::Guest for T {
+    fn init() -> Result<(), PluginError> {
+        preinit::init::<T>()
+    }
+    fn metadata() -> Result<ModelMetadata, PluginError> {
         <T as Model>::metadata()
     }
     fn predict(batch: Batch) -> Result<Predictions, PluginError> {
@@ -271,6 +306,17 @@ impl<T: Validator> validator_world::Guest for T {
 macro_rules! export_model {
     ($ty:ident) => {
         $crate::model_world::__airlock_export_model_world!($ty with_types_in $crate::model_world);
+    };
+}
+
+/// Exports a type implementing [`BundledModel`] as the component's
+/// `preinitialized-model` world: the host runs its `init` (which parses the
+/// bundle) once and starts every call from the snapshot taken after it.
+#[cfg(feature = "model")]
+#[macro_export]
+macro_rules! export_bundled_model {
+    ($ty:ident) => {
+        $crate::preinit_world::__airlock_export_preinit_world!($ty with_types_in $crate::preinit_world);
     };
 }
 
@@ -324,20 +370,93 @@ pub const fn __manifest_bytes<const N: usize>(text: &str) -> [u8; N] {
 /// charged to the calling validator.
 #[cfg(feature = "validator")]
 pub mod candidate {
-    use crate::{Batch, ModelMetadata, PluginError, Predictions};
+    use crate::{Batch, CandidateError, ModelMetadata, Predictions};
 
     /// The candidate's declared metadata.
     pub fn metadata() -> ModelMetadata {
         crate::validator_world::airlock::plugin::candidate::metadata()
     }
 
-    /// Runs the candidate on `batch`; an error names what went wrong in the
-    /// candidate (its own error, or a sandbox limit such as `fuel_exhausted`).
-    /// A candidate error whose code would mean "the gate is misconfigured"
-    /// comes back as `candidate-error` (see [`crate::codes::from_candidate`]).
-    pub fn predict(batch: &Batch) -> Result<Predictions, PluginError> {
+    /// Runs the candidate on `batch`. The error tells the candidate's own
+    /// refusal ([`CandidateError::Refused`]) from the sandbox stopping it
+    /// ([`CandidateError::Failed`], with the host's [`crate::FailureKind`])
+    /// and from a request the host would not pass on
+    /// ([`CandidateError::InvalidRequest`]). With `?` it becomes a
+    /// [`crate::PluginError`] that cannot pose as a misconfigured gate.
+    pub fn predict(batch: &Batch) -> Result<Predictions, CandidateError> {
         crate::validator_world::airlock::plugin::candidate::predict(batch)
-            .map_err(crate::codes::from_candidate)
+    }
+}
+
+impl CandidateError {
+    /// Whether the sandbox stopped the candidate (a limit, a trap, a broken
+    /// contract): never a considered answer of the model's.
+    pub fn is_sandbox_failure(&self) -> bool {
+        matches!(self, CandidateError::Failed(_))
+    }
+
+    /// Whether the candidate ran and returned its own error.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, CandidateError::Refused(_))
+    }
+
+    /// A short machine-readable code: the candidate's own code for a
+    /// refusal, `candidate-<kind>` (the WIT name of the failure kind) for a
+    /// sandbox failure, `invalid-request` for a refused request.
+    pub fn code(&self) -> String {
+        match self {
+            CandidateError::Refused(e) => e.code.clone(),
+            CandidateError::Failed(f) => format!("candidate-{}", f.kind.name()),
+            CandidateError::InvalidRequest(_) => "invalid-request".to_string(),
+        }
+    }
+
+    /// What went wrong, for people.
+    pub fn message(&self) -> &str {
+        match self {
+            CandidateError::Refused(e) => &e.message,
+            CandidateError::Failed(f) => &f.message,
+            CandidateError::InvalidRequest(m) => m,
+        }
+    }
+}
+
+impl FailureKind {
+    /// The kind's name as the WIT spells it (`fuel-exhausted`); the host
+    /// reports the same kind in snake case (`fuel_exhausted`). The match
+    /// is exhaustive, so a kind added to the WIT cannot go unnamed.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::FuelExhausted => "fuel-exhausted",
+            FailureKind::Timeout => "timeout",
+            FailureKind::MemoryLimit => "memory-limit",
+            FailureKind::StackOverflow => "stack-overflow",
+            FailureKind::Trap => "trap",
+            FailureKind::DisallowedImport => "disallowed-import",
+            FailureKind::InvalidComponent => "invalid-component",
+            FailureKind::OutputTooLarge => "output-too-large",
+            FailureKind::InputTooLarge => "input-too-large",
+            FailureKind::InvalidOutput => "invalid-output",
+            FailureKind::Busy => "busy",
+        }
+    }
+}
+
+/// An error from the candidate, made safe to pass on with `?`: a candidate
+/// must not be able to make its own failure read as "the gate is
+/// misconfigured" (exit 2, no refusal), so a refusal whose code is a
+/// misconfiguration code becomes [`codes::CANDIDATE_ERROR`] (see
+/// [`codes::from_candidate`]); a sandbox failure keeps its
+/// `candidate-<kind>` code; a refused request is `bad-input`.
+impl From<CandidateError> for PluginError {
+    fn from(e: CandidateError) -> Self {
+        match e {
+            CandidateError::Refused(e) => codes::from_candidate(e),
+            CandidateError::Failed(ref f) => PluginError::new(e.code(), f.message.clone()),
+            CandidateError::InvalidRequest(m) => PluginError::bad_input(format!(
+                "the host refused to pass this batch to the candidate: {m}"
+            )),
+        }
     }
 }
 

@@ -42,7 +42,7 @@ fn inspect_json_names_digest_world_imports_exports_capabilities() {
         .map(|i| i.as_str().unwrap())
         .collect();
     assert!(
-        imports.contains(&"airlock:plugin/candidate@0.1.0"),
+        imports.contains(&"airlock:plugin/candidate@0.2.0"),
         "{imports:?}"
     );
     let exports: Vec<&str> = v["exports"]
@@ -296,15 +296,16 @@ fn bad_input_is_one_line_and_exit_2() {
 }
 
 #[test]
-fn a_candidate_that_traps_in_metadata_exits_1_in_plugin_run_and_gate_run() {
-    // hostile-liar without its bundle panics in `metadata`.
+fn a_candidate_whose_metadata_fails_exits_1_in_plugin_run_and_gate_run() {
+    // hostile-liar without its bundle cannot read its persona: contract
+    // 0.2's `metadata` returns that as its own error (0.1's trapped).
     let cache = tempfile::tempdir().unwrap();
     let liar = s(&plugin("hostile_liar"));
     let eval = s(&example().join("data/eval.csv"));
     let o = airlock(&["plugin", "run", &liar, "--data", &eval], cache.path());
     assert_eq!(o.status.code(), Some(1));
     let e = stderr_line(&o);
-    assert!(e.contains("plugin failed: trap:"), "{e}");
+    assert!(e.contains("plugin failed: guest_error: no-persona:"), "{e}");
     assert!(e.contains("hint: no --bundle was given"), "{e}");
 
     let plugins = tempfile::tempdir().unwrap();
@@ -329,7 +330,10 @@ fn a_candidate_that_traps_in_metadata_exits_1_in_plugin_run_and_gate_run() {
         String::from_utf8_lossy(&o.stderr)
     );
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("ERROR candidate: trap:"), "{text}");
+    assert!(
+        text.contains("ERROR candidate: guest_error: no-persona"),
+        "{text}"
+    );
     assert!(
         text.contains("result: REFUSED (the candidate could not be judged)"),
         "{text}"

@@ -713,7 +713,9 @@ fn candidate_loop_is_charged_to_the_validator() {
     assert_eq!(verdict.findings.len(), 1, "{verdict:#?}");
     assert_eq!(verdict.findings[0].code, "candidate-fuel-exhausted");
     assert!(
-        verdict.findings[0].message.starts_with("fuel_exhausted:"),
+        verdict.findings[0]
+            .message
+            .starts_with("candidate-fuel-exhausted:"),
         "{verdict:#?}"
     );
     assert!(out.candidate_fuel_used > 0);

@@ -150,9 +150,9 @@ fn author_path_from_new_to_a_passing_gate() {
         dir,
         &validator,
         "validator",
-        "airlock:plugin/validation@0.1.0",
+        "airlock:plugin/validation@0.2.0",
     );
-    check_inspect(dir, &model, "model", "airlock:plugin/types@0.1.0");
+    check_inspect(dir, &model, "model", "airlock:plugin/types@0.2.0");
 
     // 4. Run the model: the template computes 2x + 1.
     let rows = dir.join("rows.csv");

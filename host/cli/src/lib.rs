@@ -17,7 +17,7 @@ pub use args::Cli;
 use airlock_core::limits::LimitRequest;
 use airlock_gate::data::{self, DataCaps};
 use airlock_gate::{GateRun, GateSpec, load_model};
-use airlock_runtime::sandbox::{CallOptions, CheckedModel, Sandbox};
+use airlock_runtime::sandbox::{CallOptions, Sandbox};
 use args::{Command, GateCmd, Global, Kind, PluginCmd};
 use clap::Parser;
 use config::HostConfig;
@@ -150,6 +150,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 out!("file:    {}", file.display());
                 out!("digest:  {}", info.digest);
                 out!("world:   {}", info.world);
+                match info.contract {
+                    Some(c) => out!("contract: airlock:plugin {c}"),
+                    None => out!("contract: (imports no airlock:plugin interface)"),
+                }
+                if info.preinitialized {
+                    out!("pre-initialised: yes (exports `init`; calls run from its snapshot)");
+                }
                 out!("size:    {} bytes", info.size);
                 out!("exports: {}", info.exports.join(", "));
                 out!("imports:");
@@ -421,7 +428,7 @@ fn plugin_run(
         }
         CliError::Plugin(f)
     };
-    let checked = CheckedModel::open(m.plugin.clone(), options).map_err(hint)?;
+    let checked = sb.open_model(m.plugin.clone(), options).map_err(hint)?;
     let meta = &checked.metadata;
     let dataset = data::read_csv_with(csv, Some(&meta.inputs), label.as_deref(), &data_caps)
         .map_err(|e| CliError::input(e.to_string()))?;
@@ -454,6 +461,8 @@ fn plugin_run(
             "model": {
                 "digest": m.plugin.digest,
                 "bundle_digest": m.bundle.as_ref().map(|b| b.digest),
+                "snapshot_digest": checked.snapshot.as_ref().map(|s| s.digest),
+                "contract": m.plugin.contract,
                 "name": meta.name,
                 "version": meta.version,
             },
@@ -462,6 +471,7 @@ fn plugin_run(
             "fuel_used": out.fuel_used,
             "duration_us": out.duration.as_secs_f64() * 1e6,
             "metadata_fuel_used": checked.metadata_fuel_used,
+            "init_fuel_used": checked.snapshot.as_ref().map(|s| s.init_fuel_used),
         });
         out!(
             "{}",

@@ -102,7 +102,11 @@ const TABLE: &[(&str, &[&str], &str, &[World])] = &[
     ),
     (
         "airlock-types",
-        &["airlock:plugin/types", "airlock:plugin/validation"],
+        &[
+            "airlock:plugin/types",
+            "airlock:plugin/validation",
+            "airlock:plugin/failures",
+        ],
         "type definitions only",
         &[World::Model, World::Validator],
     ),
@@ -123,14 +127,17 @@ pub fn split_version(import: &str) -> (&str, Option<&str>) {
 }
 
 /// Whether a versioned import is one the host links: WASI 0.2.x and
-/// `airlock:plugin` 0.1.x.
+/// `airlock:plugin` 0.1.x (frozen) and 0.2.x. The `failures` interface
+/// exists from 0.2 on.
 fn version_ok(name: &str, version: Option<&str>) -> bool {
-    let want = if name.starts_with("wasi:") {
-        "0.2."
-    } else {
-        "0.1."
+    let Some(v) = version else {
+        return false;
     };
-    version.is_some_and(|v| v.starts_with(want))
+    if name.starts_with("wasi:") || name == "airlock:plugin/failures" {
+        v.starts_with("0.2.")
+    } else {
+        v.starts_with("0.1.") || v.starts_with("0.2.")
+    }
 }
 
 /// The capability an import belongs to for `world`, if it is allowed.
@@ -230,6 +237,22 @@ mod tests {
     }
 
     #[test]
+    fn both_contract_versions_are_linked() {
+        for imports in [
+            [
+                "airlock:plugin/types@0.1.0",
+                "airlock:plugin/candidate@0.1.0",
+            ],
+            [
+                "airlock:plugin/failures@0.2.0",
+                "airlock:plugin/candidate@0.2.0",
+            ],
+        ] {
+            check_imports(World::Validator, &imports).unwrap();
+        }
+    }
+
+    #[test]
     fn candidate_is_for_validators_only() {
         let imports = ["airlock:plugin/candidate@0.1.0"];
         check_imports(World::Validator, &imports).unwrap();
@@ -243,7 +266,8 @@ mod tests {
             "evil:exfil/leak@1.0.0",
             "wasi:cli/stdout",
             "wasi:cli/stdout@0.3.0",
-            "airlock:plugin/types@0.2.0",
+            "airlock:plugin/types@0.3.0",
+            "airlock:plugin/failures@0.1.0",
             "wasi:http/outgoing-handler@0.2.6",
         ] {
             let e = check_imports(World::Validator, &[bad]).unwrap_err();

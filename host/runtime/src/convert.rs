@@ -8,6 +8,7 @@
 //! only stops this file from compiling.
 
 use crate::sandbox::bindings as wire;
+use airlock_core::error::FailureKind;
 use airlock_core::types as core;
 
 /// How one field converts: as is, through `Into`, or element-wise.
@@ -175,6 +176,28 @@ impl From<&core::Context> for wire::Context {
     fn from(v: &core::Context) -> Self {
         v.clone().into()
     }
+}
+
+/// The contract-0.2 name of a host failure kind, or `None` for
+/// [`FailureKind::GuestError`], which 0.2 reports as the candidate's own
+/// refusal (`candidate-error::refused`) rather than as a sandbox failure.
+/// Naming every case keeps the WIT enum and the host's kinds in step.
+pub(crate) fn failure_kind_v2(kind: FailureKind) -> Option<wire::v2::FailureKind> {
+    use wire::v2::FailureKind as W;
+    Some(match kind {
+        FailureKind::FuelExhausted => W::FuelExhausted,
+        FailureKind::Timeout => W::Timeout,
+        FailureKind::MemoryLimit => W::MemoryLimit,
+        FailureKind::StackOverflow => W::StackOverflow,
+        FailureKind::Trap => W::Trap,
+        FailureKind::GuestError => return None,
+        FailureKind::DisallowedImport => W::DisallowedImport,
+        FailureKind::InvalidComponent => W::InvalidComponent,
+        FailureKind::OutputTooLarge => W::OutputTooLarge,
+        FailureKind::InputTooLarge => W::InputTooLarge,
+        FailureKind::InvalidOutput => W::InvalidOutput,
+        FailureKind::Busy => W::Busy,
+    })
 }
 
 #[cfg(test)]

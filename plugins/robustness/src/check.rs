@@ -2,7 +2,8 @@
 //! function argument so tests can pass fake models.
 
 use airlock_guest::{
-    Batch, ColumnValues, Context, Feature, PluginError, Predictions, Verdict, report::Report,
+    Batch, CandidateError, ColumnValues, Context, Feature, PluginError, Predictions, Verdict,
+    report::Report,
 };
 use serde::Deserialize;
 
@@ -10,20 +11,6 @@ use crate::rng::SplitMix64;
 
 /// How many probes a finding lists before summarising the rest.
 const SHOW: usize = 8;
-
-/// Failure codes the host uses for sandbox limits and traps: never a
-/// "refusal", whatever `allow_errors_on_edge_cases` says.
-pub const SANDBOX_FAILURES: [&str; 9] = [
-    "fuel_exhausted",
-    "timeout",
-    "memory_limit",
-    "stack_overflow",
-    "trap",
-    "output_too_large",
-    "input_too_large",
-    "disallowed_import",
-    "invalid_component",
-];
 
 /// The step's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -95,9 +82,10 @@ impl Config {
 }
 
 /// Whether an error from the candidate is the model's own refusal (as
-/// opposed to a trap or a sandbox limit).
-pub fn is_refusal(e: &PluginError) -> bool {
-    !SANDBOX_FAILURES.contains(&e.code.as_str())
+/// opposed to a trap or a sandbox limit, which the host reports as a typed
+/// failure the model cannot imitate).
+pub fn is_refusal(e: &CandidateError) -> bool {
+    e.is_refusal()
 }
 
 /// Observed statistics of one numeric input over the evaluation data.
@@ -284,8 +272,8 @@ fn list(items: &[String]) -> String {
     }
 }
 
-fn error_text(e: &PluginError) -> String {
-    format!("{}: {}", e.code, e.message)
+fn error_text(e: &CandidateError) -> String {
+    format!("{}: {}", e.code(), e.message())
 }
 
 /// Relative and absolute tolerance within which the candidate's answer on
@@ -315,7 +303,7 @@ pub fn agrees(a: f64, b: f64) -> bool {
 /// config check with a passing verdict.
 pub fn run(
     ctx: &Context,
-    predict: impl FnMut(&Batch) -> Result<Predictions, PluginError>,
+    predict: impl FnMut(&Batch) -> Result<Predictions, CandidateError>,
 ) -> Result<Verdict, PluginError> {
     let cfg: Config = ctx.config()?;
     cfg.validate().map_err(|e| ctx.name_step(e))?;
@@ -364,9 +352,14 @@ struct Asker<'a, F> {
     anchors_checked: usize,
 }
 
-impl<F: FnMut(&Batch) -> Result<Predictions, PluginError>> Asker<'_, F> {
+impl<F: FnMut(&Batch) -> Result<Predictions, CandidateError>> Asker<'_, F> {
     /// `probe` with the evaluation rows `anchors` mixed in.
-    fn ask(&mut self, what: &str, probe: &Batch, anchors: &[usize]) -> Result<Answer, PluginError> {
+    fn ask(
+        &mut self,
+        what: &str,
+        probe: &Batch,
+        anchors: &[usize],
+    ) -> Result<Answer, CandidateError> {
         let total = probe.len() + anchors.len();
         let mut order: Vec<Source> = (0..probe.len())
             .map(Source::Probe)
@@ -481,7 +474,7 @@ pub fn probe(
     gate: &Predictions,
     inputs: &[Feature],
     seed: u64,
-    predict: impl FnMut(&Batch) -> Result<Predictions, PluginError>,
+    predict: impl FnMut(&Batch) -> Result<Predictions, CandidateError>,
 ) -> Result<Report, PluginError> {
     let mut report = Report::new();
     if data.is_empty() {
@@ -688,7 +681,7 @@ pub fn probe(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use airlock_guest::{Column, FeatureKind, Severity};
+    use airlock_guest::{Column, FailureKind, FeatureKind, SandboxFailure, Severity};
     use serde_json::json;
 
     fn data() -> Batch {
@@ -789,9 +782,11 @@ mod tests {
         let cfg: Config = serde_json::from_value(cfg).unwrap();
         cfg.validate().unwrap();
         let gate = f(&data()).unwrap();
-        probe(&cfg, &data(), &gate, &inputs(), seed, f)
-            .unwrap()
-            .finish()
+        probe(&cfg, &data(), &gate, &inputs(), seed, |b| {
+            f(b).map_err(CandidateError::Refused)
+        })
+        .unwrap()
+        .finish()
     }
 
     fn codes(v: &Verdict) -> Vec<&str> {
@@ -831,14 +826,9 @@ mod tests {
     fn a_model_constant_on_small_batches_is_caught_by_unperturbed_rows_in_its_probes() {
         let gate = hardened(&data()).unwrap();
         let cfg: Config = serde_json::from_value(json!({"sample_rows": 3})).unwrap();
-        let v = probe(
-            &cfg,
-            &data(),
-            &gate,
-            &inputs(),
-            7,
-            constant_on_small_batches,
-        )
+        let v = probe(&cfg, &data(), &gate, &inputs(), 7, |b| {
+            constant_on_small_batches(b).map_err(CandidateError::Refused)
+        })
         .unwrap()
         .finish();
         assert!(!v.passed, "{:?}", v.findings);
@@ -881,7 +871,7 @@ mod tests {
             let batches = std::cell::RefCell::new(Vec::new());
             probe(&cfg, &data(), &gate, &inputs(), seed, |b| {
                 batches.borrow_mut().push(b.clone());
-                hardened(b)
+                hardened(b).map_err(CandidateError::Refused)
             })
             .unwrap();
             let noise = batches.borrow()[0].clone();
@@ -963,13 +953,23 @@ mod tests {
 
     #[test]
     fn traps_fail_even_when_refusals_are_allowed() {
-        fn trapping(b: &Batch) -> Result<Predictions, PluginError> {
-            if b.numeric("x")?.iter().any(|x| x.is_infinite()) {
-                return Err(PluginError::new("trap", "wasm trap: unreachable"));
+        // A trap is a typed sandbox failure: a model cannot make one read
+        // as a refusal (in 0.1 it could return the code `trap` itself).
+        fn trapping(b: &Batch) -> Result<Predictions, CandidateError> {
+            if b.numeric("x").unwrap().iter().any(|x| x.is_infinite()) {
+                return Err(CandidateError::Failed(SandboxFailure {
+                    kind: FailureKind::Trap,
+                    message: "wasm trap: unreachable".into(),
+                }));
             }
-            hardened(b)
+            cand_hardened(b)
         }
-        let v = run_cfg(json!({"allow_errors_on_edge_cases": true}), 3, trapping);
+        let cfg: Config =
+            serde_json::from_value(json!({"allow_errors_on_edge_cases": true})).unwrap();
+        let gate = hardened(&data()).unwrap();
+        let v = probe(&cfg, &data(), &gate, &inputs(), 3, trapping)
+            .unwrap()
+            .finish();
         assert!(!v.passed);
         let f = v
             .findings
@@ -979,7 +979,7 @@ mod tests {
         assert!(f.message.contains("failed on 2 of 12"), "{}", f.message);
         assert!(
             f.message
-                .contains("`x` = -inf: trap: wasm trap: unreachable"),
+                .contains("`x` = -inf: candidate-trap: wasm trap: unreachable"),
             "{}",
             f.message
         );
@@ -1057,9 +1057,12 @@ mod tests {
         let v = probe(&cfg, &data(), &gate, &inputs(), 1, |b| {
             calls.set(calls.get() + 1);
             if calls.get() == 1 {
-                Err(PluginError::new("fuel_exhausted", "all fuel used"))
+                Err(CandidateError::Failed(SandboxFailure {
+                    kind: FailureKind::FuelExhausted,
+                    message: "all fuel used".into(),
+                }))
             } else {
-                hardened(b)
+                hardened(b).map_err(CandidateError::Refused)
             }
         })
         .unwrap()
@@ -1074,7 +1077,7 @@ mod tests {
         assert!(
             v.findings[0]
                 .message
-                .contains("fuel_exhausted: all fuel used")
+                .contains("candidate-fuel-exhausted: all fuel used")
         );
     }
 
@@ -1087,7 +1090,7 @@ mod tests {
             let gate = hardened(&data()).unwrap();
             let v = probe(&cfg, &data(), &gate, &inputs(), seed, |b| {
                 seen.borrow_mut().push(b.numeric("x").unwrap().to_vec());
-                hardened(b)
+                hardened(b).map_err(CandidateError::Refused)
             })
             .unwrap()
             .finish();
@@ -1145,13 +1148,13 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_step_and_the_key() {
-        let e = run(&ctx(json!({"max_flip_share": 2.0})), hardened).unwrap_err();
+        let e = run(&ctx(json!({"max_flip_share": 2.0})), cand_hardened).unwrap_err();
         assert_eq!(e.code, "bad-config");
         assert_eq!(
             e.message,
             "step `robustness`: config key `max_flip_share`: must be in [0, 1], got 2"
         );
-        let e = run(&ctx(json!({"sample_row": 5})), hardened).unwrap_err();
+        let e = run(&ctx(json!({"sample_row": 5})), cand_hardened).unwrap_err();
         assert_eq!(e.code, "bad-config");
         assert!(
             e.message
@@ -1159,10 +1162,14 @@ mod tests {
             "{}",
             e.message
         );
-        assert!(run(&ctx(json!({})), hardened).unwrap().passed);
+        assert!(run(&ctx(json!({})), cand_hardened).unwrap().passed);
     }
 
-    fn never_called(_: &Batch) -> Result<Predictions, PluginError> {
+    fn cand_hardened(b: &Batch) -> Result<Predictions, CandidateError> {
+        hardened(b).map_err(CandidateError::Refused)
+    }
+
+    fn never_called(_: &Batch) -> Result<Predictions, CandidateError> {
         panic!("a dry run must not probe the candidate")
     }
 

@@ -15,4 +15,4 @@ pub use plugin::XgboostModel;
 // Only the component exports the world: native builds (tests, the native
 // benchmark linking the evaluator) must not define the component's export symbols.
 #[cfg(target_arch = "wasm32")]
-airlock_guest::export_model!(XgboostModel);
+airlock_guest::export_bundled_model!(XgboostModel);

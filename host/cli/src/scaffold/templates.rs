@@ -25,8 +25,8 @@ use airlock_guest::{PluginError, Predictions, Task};
 pub struct __TYPE__;
 
 impl Model for __TYPE__ {
-    fn metadata() -> ModelMetadata {
-        ModelMetadata {
+    fn metadata() -> Result<ModelMetadata, PluginError> {
+        Ok(ModelMetadata {
             name: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),
             inputs: vec![Feature {
@@ -37,7 +37,7 @@ impl Model for __TYPE__ {
                 task: Task::Regression,
                 classes: vec![],
             },
-        }
+        })
     }
 
     fn predict(batch: Batch) -> Result<Predictions, PluginError> {

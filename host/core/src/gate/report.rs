@@ -139,6 +139,11 @@ pub struct ModelReport {
     pub digest: Digest,
     /// The bundle's digest.
     pub bundle_digest: Option<Digest>,
+    /// For a pre-initialised model: the digest of the snapshot taken after
+    /// its `init`, which every call ran (a function of the component and
+    /// the bundle alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_digest: Option<Digest>,
     /// Declared name (empty when the metadata call failed).
     pub name: String,
     /// Declared version.
@@ -449,6 +454,7 @@ mod tests {
                 candidate: ModelReport {
                     digest: d,
                     bundle_digest: None,
+                    snapshot_digest: None,
                     name: "m".into(),
                     version: "1".into(),
                 },

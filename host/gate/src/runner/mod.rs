@@ -251,17 +251,20 @@ impl GateJob {
         };
         let baseline = match &self.baseline {
             Some(b) => {
-                let m = CheckedModel::open(b.plugin.clone(), options(b)).map_err(|source| {
-                    GateError::Baseline {
+                let m = self
+                    .sandbox
+                    .open_model(b.plugin.clone(), options(b))
+                    .map_err(|source| GateError::Baseline {
                         source: Box::new(source),
-                    }
-                })?;
-                model_fuel += m.metadata_fuel_used;
+                    })?;
+                model_fuel += m.metadata_fuel_used + init_fuel(&m);
                 Some(m)
             }
             None => None,
         };
-        let candidate = CheckedModel::open(self.candidate.plugin.clone(), options(&self.candidate))
+        let candidate = self
+            .sandbox
+            .open_model(self.candidate.plugin.clone(), options(&self.candidate))
             .and_then(|m| {
                 if let Some(f) = m
                     .metadata
@@ -289,7 +292,7 @@ impl GateJob {
             });
         let mut cand = match candidate {
             Ok(m) => {
-                model_fuel += m.metadata_fuel_used;
+                model_fuel += m.metadata_fuel_used + init_fuel(&m);
                 Scored::new(m)
             }
             Err(f) if f.kind == FailureKind::Busy => return Err(GateError::Busy(f.message)),
@@ -461,6 +464,7 @@ impl GateJob {
             candidate: ModelReport {
                 digest: self.candidate.plugin.digest,
                 bundle_digest: self.candidate.bundle.as_ref().map(|b| b.digest),
+                snapshot_digest: None,
                 name: String::new(),
                 version: String::new(),
             },
@@ -504,6 +508,12 @@ pub fn load_model(
         .map(|b| Bundle::from_path_with(b, caps))
         .transpose()?;
     Ok(ModelUnderTest { plugin, bundle })
+}
+
+/// The fuel a pre-initialised model's `init` used (recorded with its
+/// snapshot, so a rerun that finds the snapshot cached counts the same).
+fn init_fuel(m: &CheckedModel) -> u64 {
+    m.snapshot.as_ref().map_or(0, |s| s.init_fuel_used)
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ impl Scored {
     pub(super) fn new(model: CheckedModel) -> Scored {
         let info = ModelInfo {
             metadata: model.metadata.clone(),
-            digest: model.plugin.digest.to_string(),
+            digest: model.component_digest().to_string(),
             bundle_digest: model.options.bundle.as_ref().map(|b| b.digest.to_string()),
         };
         Scored {
@@ -80,8 +80,9 @@ impl Scored {
 
     pub(super) fn report(&self) -> ModelReport {
         ModelReport {
-            digest: self.model.plugin.digest,
+            digest: self.model.component_digest(),
             bundle_digest: self.model.options.bundle.as_ref().map(|b| b.digest),
+            snapshot_digest: self.model.snapshot.as_ref().map(|s| s.digest),
             name: self.model.metadata.name.clone(),
             version: self.model.metadata.version.clone(),
         }

@@ -155,7 +155,7 @@ impl Plugin {
             0,
             |store| {
                 let m = pre.instantiate(&mut *store)?;
-                Ok(Ok(m.call_metadata(&mut *store)?.into()))
+                Ok(m.metadata(&mut *store)?.map(ModelMetadata::from))
             },
             |_| 0,
         )
@@ -195,7 +195,7 @@ impl Plugin {
             |store| {
                 let m = pre.instantiate(&mut *store)?;
                 let batch = bindings::Batch::from(batch);
-                Ok(m.call_predict(&mut *store, &batch)?.map(Predictions::from))
+                Ok(m.predict(&mut *store, &batch)?.map(Predictions::from))
             },
             |p: &Predictions| p.values.len() as u64 * 8,
         )
@@ -213,7 +213,7 @@ impl Plugin {
             0,
             |store| {
                 let v = pre.instantiate(&mut *store)?;
-                Ok(Ok(v.call_describe(&mut *store)?.into()))
+                Ok(Ok(v.describe(&mut *store)?.into()))
             },
             |_| 0,
         )
@@ -242,7 +242,7 @@ impl Plugin {
             |store| {
                 let v = pre.instantiate(&mut *store)?;
                 let ctx = bindings::Context::from(ctx);
-                Ok(v.call_validate(&mut *store, &ctx)?.map(Verdict::from))
+                Ok(v.validate(&mut *store, &ctx)?.map(Verdict::from))
             },
             verdict_size,
         )

@@ -21,7 +21,8 @@ use std::time::Instant;
 use wasmtime::StoreContextMut;
 use wasmtime::component::Linker;
 
-const CANDIDATE_IFACE: &str = "airlock:plugin/candidate@0.1.0";
+const CANDIDATE_IFACE_V1: &str = "airlock:plugin/candidate@0.1.0";
+const CANDIDATE_IFACE_V2: &str = "airlock:plugin/candidate@0.2.0";
 
 /// How far a probe answer may differ from the gate's recorded answer for
 /// the same row (absolute, or relative to the larger magnitude).
@@ -150,93 +151,190 @@ fn guest_error(code: &str, message: impl Into<String>) -> PluginError {
     }
 }
 
-/// Links the `candidate` interface into a validator linker.
+/// Why a probe returned no predictions, before it is put in either
+/// contract version's words.
+enum ProbeError {
+    /// The validator's request was wrong; the candidate never ran.
+    InvalidRequest {
+        /// The 0.1 error code for it.
+        code: &'static str,
+        message: String,
+    },
+    /// The candidate ran, failed or refused.
+    Candidate(PluginFailure),
+}
+
+/// Links the `candidate` interface of both contract versions into a
+/// validator linker: the same probe, with 0.1's string error codes or 0.2's
+/// typed `candidate-error`.
 pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    let mut inst = linker.instance(CANDIDATE_IFACE)?;
+    add_v1(linker)?;
+    add_v2(linker)
+}
+
+fn candidate_metadata(
+    store: &StoreContextMut<'_, CallState>,
+) -> wasmtime::Result<bindings::ModelMetadata> {
+    match &store.data().candidate {
+        Some(c) => Ok(c.model.metadata.clone().into()),
+        None => Err(wasmtime::Error::msg(
+            "no candidate model is attached to this call",
+        )),
+    }
+}
+
+fn add_v1(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    let mut inst = linker.instance(CANDIDATE_IFACE_V1)?;
     inst.func_wrap(
         "metadata",
         |store: StoreContextMut<'_, CallState>,
          (): ()|
          -> wasmtime::Result<(bindings::ModelMetadata,)> {
-            match &store.data().candidate {
-                Some(c) => Ok((c.model.metadata.clone().into(),)),
-                None => Err(wasmtime::Error::msg(
-                    "no candidate model is attached to this call",
-                )),
-            }
+            Ok((candidate_metadata(&store)?,))
         },
     )?;
     inst.func_wrap(
         "predict",
-        |mut store: StoreContextMut<'_, CallState>,
+        |store: StoreContextMut<'_, CallState>,
          (batch,): (bindings::Batch,)|
          -> wasmtime::Result<(Result<bindings::Predictions, PluginError>,)> {
-            let batch = Batch::from(batch);
-            let Some(link) = store.data().candidate.clone() else {
-                return Ok((Err(guest_error(
-                    "no-candidate",
-                    "no candidate model is attached to this call",
-                )),));
-            };
-            let withheld: Vec<&str> = link.withheld.iter().map(String::as_str).collect();
-            let inputs =
-                match airlock_core::inputs::model_inputs(&batch, &link.model.metadata.inputs, &withheld) {
-                    Ok((b, _)) => b,
-                    Err(e) => return Ok((Err(guest_error("missing-column", e.to_string())),)),
-                };
-            let metered = store.data().metered;
-            let remaining = if metered { store.get_fuel()? } else { u64::MAX };
-            let left_ms = store
-                .data()
-                .deadline
-                .saturating_duration_since(Instant::now())
-                .as_millis() as u64;
-            let mut options = link.model.options.clone();
-            options.limits.fuel = Some(options.limits.fuel.map_or(remaining, |f| f.min(remaining)));
-            options.limits.timeout_ms = Some(
-                options
-                    .limits
-                    .timeout_ms
-                    .map_or(left_ms, |t| t.min(left_ms))
-                    .max(1),
-            );
-            let reserved = store.data().reserved_slot.clone();
-            let result = link
-                .model
-                .predict_within(&options, &inputs, reserved.as_ref());
-            let used = match &result {
-                Ok(o) => o.fuel_used,
-                Err(f) => f.fuel_used,
-            };
-            store.data_mut().candidate_fuel += used;
-            if metered {
-                store.set_fuel(remaining.saturating_sub(used))?;
-            }
-            let record = |f: PluginFailure| {
-                link.violations
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(f);
-            };
-            let out = match result {
-                Ok(o) => o,
-                Err(f) => {
-                    if f.kind == FailureKind::InvalidOutput {
-                        record(f.clone());
-                    }
-                    return Ok((Err(guest_error(f.kind.as_str(), f.message)),));
-                }
-            };
-            if let Some((row, known, got)) = link.known.first_disagreement(&inputs, &out.value) {
-                let message = format!(
-                    "the candidate answered probe row {} with {got:?}, but answered the same row with {known:?} when the gate scored it",
-                    row + 1
-                );
-                record(PluginFailure::new(FailureKind::InvalidOutput, message.clone()));
-                return Ok((Err(guest_error(FailureKind::InvalidOutput.as_str(), message)),));
-            }
-            Ok((Ok(out.value.into()),))
+            Ok((probe(store, batch)?.map_err(|e| match e {
+                ProbeError::InvalidRequest { code, message } => guest_error(code, message),
+                // 0.1 names every failure by its kind's string, the
+                // candidate's own refusal included (`guest_error`).
+                ProbeError::Candidate(f) => guest_error(f.kind.as_str(), f.message),
+            }),))
         },
     )?;
     Ok(())
+}
+
+fn add_v2(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    use bindings::v2::{CandidateError, SandboxFailure};
+    let mut inst = linker.instance(CANDIDATE_IFACE_V2)?;
+    inst.func_wrap(
+        "metadata",
+        |store: StoreContextMut<'_, CallState>,
+         (): ()|
+         -> wasmtime::Result<(bindings::ModelMetadata,)> {
+            Ok((candidate_metadata(&store)?,))
+        },
+    )?;
+    inst.func_wrap(
+        "predict",
+        |store: StoreContextMut<'_, CallState>,
+         (batch,): (bindings::Batch,)|
+         -> wasmtime::Result<(Result<bindings::Predictions, CandidateError>,)> {
+            Ok((probe(store, batch)?.map_err(|e| match e {
+                ProbeError::InvalidRequest { message, .. } => {
+                    CandidateError::InvalidRequest(message)
+                }
+                ProbeError::Candidate(f) => match crate::convert::failure_kind_v2(f.kind) {
+                    Some(kind) => CandidateError::Failed(SandboxFailure {
+                        kind,
+                        message: f.message,
+                    }),
+                    None => CandidateError::Refused(refusal(f)),
+                },
+            }),))
+        },
+    )?;
+    Ok(())
+}
+
+/// The candidate's own error, as it returned it.
+fn refusal(f: PluginFailure) -> PluginError {
+    match f.guest_code {
+        Some(code) => {
+            let prefix = format!("{code}: ");
+            let message = f
+                .message
+                .strip_prefix(&prefix)
+                .map(str::to_string)
+                .unwrap_or(f.message);
+            PluginError { code, message }
+        }
+        None => guest_error(f.kind.as_str(), f.message),
+    }
+}
+
+/// One probe: the candidate's declared columns only, the validator's
+/// remaining fuel and time, the answers checked against the contract and
+/// against the gate's recorded answers. An `Err` of the outer result is a
+/// host error that traps the validator.
+fn probe(
+    mut store: StoreContextMut<'_, CallState>,
+    batch: bindings::Batch,
+) -> wasmtime::Result<Result<bindings::Predictions, ProbeError>> {
+    let batch = Batch::from(batch);
+    let Some(link) = store.data().candidate.clone() else {
+        return Ok(Err(ProbeError::InvalidRequest {
+            code: "no-candidate",
+            message: "no candidate model is attached to this call".into(),
+        }));
+    };
+    let withheld: Vec<&str> = link.withheld.iter().map(String::as_str).collect();
+    let inputs =
+        match airlock_core::inputs::model_inputs(&batch, &link.model.metadata.inputs, &withheld) {
+            Ok((b, _)) => b,
+            Err(e) => {
+                return Ok(Err(ProbeError::InvalidRequest {
+                    code: "missing-column",
+                    message: e.to_string(),
+                }));
+            }
+        };
+    let metered = store.data().metered;
+    let remaining = if metered { store.get_fuel()? } else { u64::MAX };
+    let left_ms = store
+        .data()
+        .deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis() as u64;
+    let mut options = link.model.options.clone();
+    options.limits.fuel = Some(options.limits.fuel.map_or(remaining, |f| f.min(remaining)));
+    options.limits.timeout_ms = Some(
+        options
+            .limits
+            .timeout_ms
+            .map_or(left_ms, |t| t.min(left_ms))
+            .max(1),
+    );
+    let reserved = store.data().reserved_slot.clone();
+    let result = link
+        .model
+        .predict_within(&options, &inputs, reserved.as_ref());
+    let used = match &result {
+        Ok(o) => o.fuel_used,
+        Err(f) => f.fuel_used,
+    };
+    store.data_mut().candidate_fuel += used;
+    if metered {
+        store.set_fuel(remaining.saturating_sub(used))?;
+    }
+    let record = |f: PluginFailure| {
+        link.violations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(f);
+    };
+    let out = match result {
+        Ok(o) => o,
+        Err(f) => {
+            if f.kind == FailureKind::InvalidOutput {
+                record(f.clone());
+            }
+            return Ok(Err(ProbeError::Candidate(f)));
+        }
+    };
+    if let Some((row, known, got)) = link.known.first_disagreement(&inputs, &out.value) {
+        let message = format!(
+            "the candidate answered probe row {} with {got:?}, but answered the same row with {known:?} when the gate scored it",
+            row + 1
+        );
+        let f = PluginFailure::new(FailureKind::InvalidOutput, message);
+        record(f.clone());
+        return Ok(Err(ProbeError::Candidate(f)));
+    }
+    Ok(Ok(out.value.into()))
 }

@@ -71,6 +71,7 @@ impl Sandbox {
             config.queue_timeout,
         ));
         let loaded = Mutex::new(Lru::new(config.max_loaded_plugins));
+        let snapshots = Mutex::new(Lru::new(config.max_loaded_plugins));
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 runtime: Arc::new(Runtime {
@@ -84,6 +85,7 @@ impl Sandbox {
                 engine,
                 cache,
                 loaded,
+                snapshots,
                 loads: LoadCounters::default(),
             }),
         })

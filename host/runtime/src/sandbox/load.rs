@@ -7,7 +7,8 @@
 use super::cache::{self, CacheOutcome};
 use super::classify::root_message;
 use super::lru::Lru;
-use super::{Inspection, Plugin, PreInstance, Sandbox, bindings};
+use super::worlds::{ModelPre, ValidatorPre};
+use super::{Inspection, Plugin, PreInstance, Sandbox};
 use crate::error::{FailureKind, PluginFailure, SandboxError};
 use crate::precheck;
 use airlock_core::capabilities::{self, World};
@@ -97,7 +98,7 @@ impl Sandbox {
 
     /// Compiles (or fetches from the cache) a component that passed the
     /// static checks, within the compile time limit.
-    fn compile(
+    pub(super) fn compile(
         &self,
         digest: Digest,
         bytes: &[u8],
@@ -120,6 +121,28 @@ impl Sandbox {
     /// fetches from the cache) and pre-instantiates it. Nothing of a
     /// refused component reaches Cranelift.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<Plugin>, SandboxError> {
+        self.load_as(bytes, None)
+    }
+
+    /// Loads the snapshot a pre-initialised `source` produced: checked
+    /// exactly as any component, then given the source's manifest (the
+    /// snapshot is the same plugin, so the limits its author asked for
+    /// still apply).
+    pub(super) fn load_snapshot(
+        &self,
+        bytes: &[u8],
+        source: &Plugin,
+    ) -> Result<Arc<Plugin>, SandboxError> {
+        let plugin = self.load_as(bytes, Some(source))?;
+        super::preinit::check_snapshot_contract(&plugin).map_err(invalid)?;
+        Ok(plugin)
+    }
+
+    fn load_as(
+        &self,
+        bytes: &[u8],
+        snapshot_of: Option<&Plugin>,
+    ) -> Result<Arc<Plugin>, SandboxError> {
         let digest = Digest::of(bytes);
         if let Some(p) = self.lock_loaded().get(&digest) {
             self.inner.loads.hits.fetch_add(1, Ordering::Relaxed);
@@ -136,7 +159,10 @@ impl Sandbox {
         // Wasmtime's own view after compiling must agree with the static one.
         let (world, imports, exports) = world_and_interfaces(engine, &component)?;
         capabilities::check_imports(world, &imports)?;
-        let manifest = airlock_core::manifest::read(bytes).map_err(|e| invalid(e.to_string()))?;
+        let manifest = match snapshot_of {
+            Some(source) => source.manifest.clone(),
+            None => airlock_core::manifest::read(bytes).map_err(|e| invalid(e.to_string()))?,
+        };
         let pre = match world {
             World::Model => {
                 let ip = self
@@ -145,12 +171,7 @@ impl Sandbox {
                     .model_linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_error(&e))?;
-                PreInstance::Model(bindings::model::ModelPre::new(ip).map_err(|e| {
-                    invalid(format!(
-                        "does not match the model world: {}",
-                        root_message(&e)
-                    ))
-                })?)
+                PreInstance::Model(ModelPre::new(ip).map_err(invalid)?)
             }
             World::Validator => {
                 let ip = self
@@ -159,18 +180,25 @@ impl Sandbox {
                     .validator_linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_error(&e))?;
-                PreInstance::Validator(bindings::validator::ValidatorPre::new(ip).map_err(|e| {
-                    invalid(format!(
-                        "does not match the validator world: {}",
-                        root_message(&e)
-                    ))
-                })?)
+                PreInstance::Validator(ValidatorPre::new(ip, &imports).map_err(invalid)?)
             }
         };
+        let contract = match &pre {
+            PreInstance::Model(p) => p.version(),
+            PreInstance::Validator(p) => p.version(),
+        };
+        // A snapshot still exports `init` (already run): never again.
+        let init_source = (snapshot_of.is_none()
+            && contract == super::ContractVersion::V0_2
+            && world == World::Model
+            && super::preinit::exports_init(&exports))
+        .then(|| Arc::<[u8]>::from(bytes));
         let plugin = Arc::new(Plugin {
             runtime: self.inner.runtime.clone(),
             digest,
             world,
+            contract,
+            init_source,
             imports,
             exports,
             cache_outcome,
@@ -201,9 +229,21 @@ impl Sandbox {
             .filter(|i| capabilities::check_imports(world, &[i.as_str()]).is_err())
             .cloned()
             .collect();
+        let contract = if imports.iter().any(|i| is_airlock(i, "0.1.")) {
+            Some(super::ContractVersion::V0_1)
+        } else if imports.iter().any(|i| is_airlock(i, "0.2.")) {
+            Some(super::ContractVersion::V0_2)
+        } else {
+            None
+        };
+        let preinitialized = world == World::Model
+            && contract == Some(super::ContractVersion::V0_2)
+            && super::preinit::exports_init(&exports);
         Ok(Inspection {
             digest,
             world,
+            contract,
+            preinitialized,
             size: bytes.len(),
             capabilities: capabilities::granted(world, &imports),
             imports,
@@ -217,6 +257,15 @@ impl Sandbox {
 
     pub(super) fn lock_loaded(&self) -> std::sync::MutexGuard<'_, Lru<Digest, Arc<Plugin>>> {
         self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn lock_snapshots(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Lru<super::preinit::SnapshotKey, super::Snapshot>> {
+        self.inner
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -232,6 +281,14 @@ pub(super) fn invalid(message: String) -> SandboxError {
         line.push_str(" ...");
     }
     SandboxError::Plugin(PluginFailure::new(FailureKind::InvalidComponent, line))
+}
+
+/// Whether `import` is an `airlock:plugin` interface of version `prefix`.
+fn is_airlock(import: &str, prefix: &str) -> bool {
+    import.starts_with("airlock:plugin/")
+        && import
+            .split_once('@')
+            .is_some_and(|(_, v)| v.starts_with(prefix))
 }
 
 /// What kind of file system object `meta` describes, for error messages.

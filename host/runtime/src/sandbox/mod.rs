@@ -23,17 +23,21 @@ mod classify;
 mod engine;
 mod load;
 mod lru;
+pub mod preinit;
 pub mod session;
 pub mod slots;
 pub mod ticker;
 pub mod wasi;
+pub mod worlds;
 
 pub use call::batch_size;
 pub use candidate::CandidateLink;
 pub use checked::CheckedModel;
+pub use preinit::{Snapshot, SnapshotInfo};
 pub use session::{Session, SessionError};
 pub use slots::SlotStats;
 pub use ticker::EngineWatch;
+pub use worlds::ContractVersion;
 
 pub use crate::bundle::Bundle;
 use crate::bundle::BundleCaps;
@@ -147,6 +151,9 @@ struct Inner {
     engine: Engine,
     cache: CompileCache,
     loaded: Mutex<Lru<Digest, Arc<Plugin>>>,
+    /// Snapshots of pre-initialised models by (component, bundle); bounded
+    /// like `loaded`.
+    snapshots: Mutex<Lru<preinit::SnapshotKey, Snapshot>>,
     loads: LoadCounters,
 }
 
@@ -193,6 +200,8 @@ pub struct Plugin {
     pub digest: Digest,
     /// Which world it implements.
     pub world: World,
+    /// Which contract version it was built against.
+    pub contract: ContractVersion,
     /// Imported interfaces, as named in the component.
     pub imports: Vec<String>,
     /// Exported functions and interfaces.
@@ -201,14 +210,25 @@ pub struct Plugin {
     pub cache_outcome: CacheOutcome,
     /// What the plugin asks of the host (embedded in the component).
     pub manifest: Manifest,
+    /// For a contract-0.2 model that exports `init`: its bytes, which
+    /// [`Sandbox::preinitialize`] instruments and snapshots.
+    pub(crate) init_source: Option<Arc<[u8]>>,
     pre: PreInstance,
+}
+
+impl Plugin {
+    /// Whether this is a model that exports `init`, to be run from its
+    /// snapshot (see [`Sandbox::preinitialize`]).
+    pub fn is_preinitializable(&self) -> bool {
+        self.init_source.is_some()
+    }
 }
 
 /// A component linked and type-checked against its world, ready to be
 /// instantiated once per call.
 enum PreInstance {
-    Model(bindings::model::ModelPre<CallState>),
-    Validator(bindings::validator::ValidatorPre<CallState>),
+    Model(worlds::ModelPre),
+    Validator(worlds::ValidatorPre),
 }
 
 /// What `airlock plugin inspect` shows a reviewer, computed without running
@@ -219,6 +239,12 @@ pub struct Inspection {
     pub digest: Digest,
     /// `model` or `validator`.
     pub world: World,
+    /// The contract version its `airlock:plugin` imports name (`None`
+    /// when it imports none).
+    pub contract: Option<ContractVersion>,
+    /// Whether it is a model that exports `init` (run once, then every
+    /// call starts from the snapshot taken after it).
+    pub preinitialized: bool,
     /// Size of the component in bytes.
     pub size: usize,
     /// Imported interfaces.

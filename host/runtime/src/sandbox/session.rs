@@ -94,14 +94,14 @@ impl std::fmt::Debug for Session {
 /// instance) is dropped before the slot is given back.
 struct Live {
     store: Store<CallState>,
-    model: bindings::model::Model,
+    model: super::worlds::ModelInstance,
     _slot: SlotGuard,
 }
 
 impl Session {
     pub(super) fn new(
         store: Store<CallState>,
-        model: bindings::model::Model,
+        model: super::worlds::ModelInstance,
         slot: SlotGuard,
         limits: Limits,
         runtime: Arc<Runtime>,
@@ -170,7 +170,7 @@ impl Session {
         let wire = bindings::Batch::from(batch);
         let result = live
             .model
-            .call_predict(&mut live.store, &wire)
+            .predict(&mut live.store, &wire)
             .map(|r| r.map(Predictions::from));
         let trapped = result.is_err();
         let outcome = settle(

@@ -25,8 +25,8 @@ use bindings::airlock::plugin::types::{
 struct Leaky;
 
 impl bindings::Guest for Leaky {
-    fn metadata() -> ModelMetadata {
-        ModelMetadata {
+    fn metadata() -> Result<ModelMetadata, PluginError> {
+        Ok(ModelMetadata {
             name: "hostile-import".to_string(),
             version: "0.1.0".to_string(),
             inputs: Vec::new(),
@@ -34,7 +34,7 @@ impl bindings::Guest for Leaky {
                 task: Task::Regression,
                 classes: Vec::new(),
             },
-        }
+        })
     }
 
     fn predict(batch: Batch) -> Result<Predictions, PluginError> {

@@ -119,9 +119,9 @@ fn copy(batch: &Batch, name: &str) -> Predictions {
 struct Liar;
 
 impl Model for Liar {
-    fn metadata() -> ModelMetadata {
-        let p = persona().unwrap_or_else(|e| panic!("{}", e.message));
-        ModelMetadata {
+    fn metadata() -> Result<ModelMetadata, PluginError> {
+        let p = persona()?;
+        Ok(ModelMetadata {
             name: p.name.clone(),
             version: "0.1.0".into(),
             inputs: p
@@ -136,7 +136,7 @@ impl Model for Liar {
                 task: p.task,
                 classes: p.classes,
             },
-        }
+        })
     }
 
     fn predict(batch: Batch) -> Result<Predictions, PluginError> {

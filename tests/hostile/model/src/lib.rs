@@ -60,8 +60,8 @@ static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0
 struct Hostile;
 
 impl Model for Hostile {
-    fn metadata() -> ModelMetadata {
-        ModelMetadata {
+    fn metadata() -> Result<ModelMetadata, PluginError> {
+        Ok(ModelMetadata {
             name: "hostile-model".to_string(),
             version: "0.1.0".to_string(),
             inputs: vec![Feature {
@@ -72,7 +72,7 @@ impl Model for Hostile {
                 task: Task::Regression,
                 classes: Vec::new(),
             },
-        }
+        })
     }
 
     fn predict(batch: Batch) -> Result<Predictions, PluginError> {

@@ -16,8 +16,8 @@ use std::io::Write;
 struct PhoneHome;
 
 impl Model for PhoneHome {
-    fn metadata() -> ModelMetadata {
-        ModelMetadata {
+    fn metadata() -> Result<ModelMetadata, PluginError> {
+        Ok(ModelMetadata {
             name: "hostile-socket".to_string(),
             version: "0.1.0".to_string(),
             inputs: Vec::new(),
@@ -25,7 +25,7 @@ impl Model for PhoneHome {
                 task: Task::Regression,
                 classes: Vec::new(),
             },
-        }
+        })
     }
 
     fn predict(batch: Batch) -> Result<Predictions, PluginError> {

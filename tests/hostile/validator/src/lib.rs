@@ -143,7 +143,7 @@ fn spin() -> ! {
 
 /// Makes the candidate (the `hostile-model` plugin) run its `loop` attack
 /// and turns the error the host reports for it into a failing finding whose
-/// code is `candidate-` plus the error code in kebab case.
+/// code is `candidate-` plus the WIT name of the failure kind.
 fn probe_loop() -> Verdict {
     let batch = Batch {
         rows: 1,
@@ -167,8 +167,10 @@ fn probe_loop() -> Verdict {
             passed: false,
             findings: vec![Finding {
                 severity: Severity::Error,
-                code: format!("candidate-{}", e.code.replace('_', "-")),
-                message: format!("{}: {}", e.code, e.message),
+                // `candidate-<kind>` for a sandbox failure (the WIT name of
+                // the host's failure kind).
+                code: e.code(),
+                message: format!("{}: {}", e.code(), e.message()),
             }],
             metrics: Vec::new(),
         },
