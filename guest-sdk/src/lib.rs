@@ -1,10 +1,13 @@
 //! The crate airlock plugin authors depend on.
 //!
 //! A plugin is a Rust crate compiled to a `wasm32-wasip2` component that
-//! implements one of the two worlds of `airlock:plugin` (see `wit/airlock.wit`):
+//! implements one of the worlds of `airlock:plugin@0.2.0` (see `wit/airlock.wit`):
 //!
 //! * a **model** implements [`Model`] and exports it with [`export_model!`]
-//!   (enable the `model` feature);
+//!   (enable the `model` feature) — or, when it parses a data bundle,
+//!   implements [`BundledModel`] and exports it with
+//!   [`export_bundled_model!`], so the parse runs once in `init` and every
+//!   call starts from the host's snapshot of the parsed model;
 //! * a **validator** implements [`Validator`] and exports it with
 //!   [`export_validator!`] (enable the `validator` feature).
 //!

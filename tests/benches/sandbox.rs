@@ -839,7 +839,103 @@ fn main() {
         ));
     }
 
+    // 6. Pre-initialised XGBoost: `init` parsed the bundle once and every
+    // call is a fresh instance of the snapshot taken after it (what the
+    // product runs since contract 0.2). Checked bit-identical to native.
+    let mut snapshot_notes = Vec::new();
+    for &mode in &[Mode::DEFAULT, Mode::NEITHER] {
+        let tag = if mode == Mode::DEFAULT { "def" } else { "none" };
+        let s = sb(mode);
+        let source = load(s, "airlock_model_xgboost");
+        let opts = with_bundle(&xgb.bundle);
+        let built = Instant::now();
+        let snap = s
+            .preinitialize(&source, &opts)
+            .expect("pre-initialising xgboost")
+            .expect("the xgboost plugin exports init");
+        snapshot_notes.push(format!(
+            "{}: snapshot {} bytes (source {} bytes, +{:.1} %), built in {:.0} ms (instrument, compile, init, snapshot, load), init fuel {}",
+            mode.label(),
+            snap.info.size,
+            snap.info.source_size,
+            (snap.info.size as f64 / snap.info.source_size as f64 - 1.0) * 100.0,
+            built.elapsed().as_secs_f64() * 1e3,
+            snap.info.init_fuel_used
+        ));
+        let p = snap.plugin.clone();
+        let model = Ensemble::from_json(&model_bytes).expect("parse");
+        assert_same(
+            "snapshot, 171 rows",
+            &predict(&p, &opts, &xgb.batch).values,
+            &native_predict(&model, &xgb.batch),
+        );
+        let (p1, o1, batch) = (p.clone(), opts.clone(), xgb.one_row.clone());
+        cases.push(Case::new(
+            format!("snap-one-{tag}"),
+            "XGBoost snapshot: fresh instance + predict 1 row",
+            mode.label(),
+            Some(&format!("ok-fresh-{tag}")),
+            move || {
+                black_box(predict(&p1, &o1, &batch));
+            },
+        ));
+        let (p2, o2, batch) = (p.clone(), opts.clone(), xgb.batch.clone());
+        cases.push(Case::new(
+            format!("snap-fresh-{tag}"),
+            "XGBoost snapshot: fresh instance + predict 171 rows",
+            mode.label(),
+            Some("nat-predict"),
+            move || {
+                black_box(predict(&p2, &o2, &batch));
+            },
+        ));
+        let (p3, o3, batch) = (p.clone(), opts.clone(), xgb.big.clone());
+        cases.push(Case::new(
+            format!("snap-big-fresh-{tag}"),
+            format!("XGBoost snapshot: fresh instance + predict {BIG_ROWS} rows"),
+            mode.label(),
+            Some("nat-big-predict"),
+            move || {
+                black_box(predict(&p3, &o3, &batch));
+            },
+        ));
+        let mut session = p.instantiate(&opts).expect("snapshot session");
+        let batch = xgb.big.clone();
+        cases.push(Case::new(
+            format!("snap-big-warm-{tag}"),
+            format!("XGBoost snapshot: warm instance, predict alone {BIG_ROWS} rows"),
+            mode.label(),
+            Some("nat-big-predict"),
+            move || {
+                black_box(session.predict(&batch).expect("warm snapshot"));
+            },
+        ));
+    }
+
     // ---------------------------------------------------------- run
+    // `AIRLOCK_BENCH_ONLY=<prefix>` keeps the cases whose key starts with
+    // it, and their baselines (for profiling one case under `perf`).
+    if let Ok(prefix) = std::env::var("AIRLOCK_BENCH_ONLY") {
+        let mut keep: Vec<String> = cases
+            .iter()
+            .filter(|c| c.key.starts_with(&prefix))
+            .map(|c| c.key.clone())
+            .collect();
+        // Baselines of kept cases, transitively.
+        loop {
+            let more: Vec<String> = cases
+                .iter()
+                .filter(|c| keep.contains(&c.key))
+                .filter_map(|c| c.baseline.clone())
+                .filter(|b| !keep.contains(b))
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            keep.extend(more);
+        }
+        cases.retain(|c| keep.contains(&c.key));
+    }
     eprintln!("warming up {} cases ...", cases.len());
     for c in &mut cases {
         c.warm_up();
@@ -853,6 +949,12 @@ fn main() {
 
     // ---------------------------------------------------------- report
     report(&cases, &fuel_notes, started.elapsed());
+    println!();
+    println!("Pre-initialised XGBoost (`examples/breast-cancer/model-v1`):");
+    println!();
+    for n in &snapshot_notes {
+        println!("- {n}");
+    }
     println!();
     println!(
         "Load average (1 min) at start: {}; at end: {}.",
@@ -916,6 +1018,10 @@ fn report(cases: &[Case], fuel_notes: &[FuelNote], elapsed: Duration) {
         );
     }
 
+    if std::env::var_os("AIRLOCK_BENCH_ONLY").is_some() {
+        // A filtered run lacks the cases the derived rows compare.
+        return;
+    }
     let r = |a: &str, b: &str| median(a) / median(b);
     let d = |a: &str, b: &str| median(a) - median(b);
     println!();

@@ -9,7 +9,9 @@ pub(super) const MODEL_TEMPLATE: &str = r#"//! __NAME__: an airlock model plugin
 //! The host calls `metadata` to learn the model's inputs and outputs and
 //! `predict` on every batch, each time in a fresh sandboxed instance. A
 //! model that needs weights reads them from its data bundle with
-//! `airlock_guest::bundle::read_model_file()`.
+//! `airlock_guest::bundle::read_model_file()`; one that parses them should
+//! implement `airlock_guest::BundledModel` and export it with
+//! `export_bundled_model!`, so the parse runs once, in `init`.
 //!
 //! Build and try it:
 //!

@@ -22,7 +22,9 @@
 //! Snapshots are cached by (component digest, bundle digest): the same
 //! component and bundle always give the same snapshot, byte for byte,
 //! because `init` sees nothing else that varies (clocks, randomness and
-//! file times are all fixed).
+//! file times are all fixed). A snapshot is built under the limits of the
+//! call that first needed it; a later caller with lower limits reuses it
+//! (its own calls still run under its own limits).
 
 use super::call::settle;
 use super::worlds::ContractVersion;
