@@ -307,6 +307,21 @@ fn gate_reports_name_the_snapshot_and_reruns_repeat_it() {
         airlock_core::digest::Digest::of(&std::fs::read(plugin("airlock_model_xgboost")).unwrap()),
         "the report names the submitted component, not the snapshot"
     );
+    // The validator's probes ran the snapshot too: all of robustness's
+    // probe calls together cost less than parsing the bundle once.
+    let probes = a.steps.iter().find(|s| s.name == "robustness").unwrap();
+    let bundle = Bundle::from_path(&example().join("model-v1")).unwrap();
+    let one_parse = sb
+        .open_model(load(&sb, "airlock_model_xgboost"), with_bundle(&bundle))
+        .unwrap()
+        .snapshot
+        .unwrap()
+        .init_fuel_used;
+    assert!(
+        probes.candidate_fuel_used > 0 && probes.candidate_fuel_used < one_parse,
+        "probes used {} fuel; one parse of the bundle costs {one_parse}",
+        probes.candidate_fuel_used
+    );
     assert_eq!(
         serde_json::to_string(&a.verdict).unwrap(),
         serde_json::to_string(&b.verdict).unwrap(),
