@@ -336,3 +336,24 @@ fn unsupported_media_payload_and_predicate_types_are_named() {
         Err(ModelSigningError::UnsupportedPayloadType(t)) if t == "application/json"
     ));
 }
+
+#[test]
+fn reference_dsse_envelopes_verify_with_airlocks_dsse_and_key_set() {
+    // The reference signs with Python's `cryptography` (DER ECDSA) and an
+    // empty key id: airlock's DSSE layer tries each trusted key.
+    let keys: airlock_attest::KeySet = [key("p256.pub"), key("p384.pub")].into_iter().collect();
+    for (sig, public) in [
+        ("model-v1.p256.sig", "p256.pub"),
+        ("model-v1.p384.sig", "p384.pub"),
+        ("tree-model.p384.sig", "p384.pub"),
+        ("model-json.p256.sig", "p256.pub"),
+    ] {
+        let b = bundle(sig);
+        assert_eq!(b.dsse_envelope.signatures[0].keyid, "");
+        let v = b.dsse_envelope.verify(&keys).unwrap();
+        assert_eq!(v.key_id, key(public).key_id(), "{sig}");
+        // The JSON round-trips to the same envelope.
+        let again = Bundle::from_json(&b.to_json()).unwrap();
+        assert_eq!(again, b);
+    }
+}
