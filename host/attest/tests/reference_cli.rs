@@ -4,7 +4,7 @@
 //!
 //! The reference runs from a Python venv that this test creates once and
 //! then reuses: `<target dir>/model-signing-venv` (`$CARGO_TARGET_DIR` if
-//! set, else the workspace's `target/`), with `model_signing==1.1.1` and
+//! set to an absolute path, else the workspace's `target/`), with `model_signing==1.1.1` and
 //! pyOpenSSL installed under the committed pins
 //! `tests/fixtures/model-signing/VERSIONS` as a pip constraints file. A
 //! stamp records what was installed, so later runs skip pip entirely; a
@@ -30,17 +30,14 @@ fn fixtures() -> PathBuf {
     manifest_dir().join("tests/fixtures/model-signing")
 }
 
-/// The target directory: `$CARGO_TARGET_DIR`, or `target/` at the
-/// workspace root (the nearest ancestor whose Cargo.toml has a
+/// The target directory: `$CARGO_TARGET_DIR` when absolute, else `target/`
+/// at the workspace root (the nearest ancestor whose Cargo.toml has a
 /// `[workspace]`).
 fn target_dir() -> PathBuf {
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        let t = PathBuf::from(t);
-        return if t.is_absolute() {
-            t
-        } else {
-            std::env::current_dir().unwrap().join(t)
-        };
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from)
+        && t.is_absolute()
+    {
+        return t;
     }
     let root = manifest_dir()
         .ancestors()
