@@ -41,6 +41,14 @@ bad=$(matching "$(direct airlock-runtime)" '^airlock-' | grep -v '^airlock-core 
 bad=$(matching "$(direct airlock-gate)" '^airlock-' | grep -Ev '^airlock-(core|runtime) ' || true)
 [ -z "$bad" ] || fail "airlock-gate may depend on airlock-core and airlock-runtime only, but depends on: $(echo $bad)"
 
+# 2b. airlock-attest (signing) depends on airlock-core only and links no
+#     wasmtime and its kin: verifying a signature must not need the sandbox.
+attest_tree=$(tree airlock-attest)
+bad=$(matching "$(direct airlock-attest)" '^airlock-' | grep -v '^airlock-core ' || true)
+[ -z "$bad" ] || fail "airlock-attest may depend on airlock-core only, but depends on: $(echo $bad)"
+bad=$(matching "$attest_tree" '^(wasmtime|cranelift|cap-|wasi|wit-|tokio)')
+[ -z "$bad" ] || fail "airlock-attest must not depend on wasmtime and its kin, but links: $(echo $bad)"
+
 # 3. Only airlock-runtime talks to wasmtime directly.
 for c in airlock-gate airlock-cli; do
     bad=$(matching "$(direct $c)" '^(wasmtime|cranelift|cap-std|wit-bindgen)')
@@ -48,7 +56,7 @@ for c in airlock-gate airlock-cli; do
 done
 
 # 4. Only airlock-cli knows clap.
-for t in core runtime gate; do
+for t in core runtime gate attest; do
     v="${t}_tree"
     bad=$(matching "${!v}" '^clap')
     [ -z "$bad" ] || fail "only airlock-cli may know clap, but airlock-$t links: $(echo $bad)"
@@ -58,17 +66,17 @@ done
 bad=$(grep -rlnE 'bindgen!' host --include='*.rs' | grep -v '^host/runtime/' || true)
 [ -z "$bad" ] || fail "generated bindings live in airlock-runtime only, but bindgen! appears in: $(echo $bad)"
 
-# 6. Only airlock-runtime has `unsafe`: core, gate and cli forbid it at the
+# 6. Only airlock-runtime has `unsafe`: core, gate, cli and attest forbid it at the
 #    crate root (which the compiler then enforces), and hold no unsafe
 #    block, function, impl or lint override.
-for c in core gate cli; do
+for c in core gate cli attest; do
     grep -q '^#!\[forbid(unsafe_code)\]' "host/$c/src/lib.rs" ||
         fail "host/$c/src/lib.rs must start with #![forbid(unsafe_code)]"
 done
 grep -q '^#!\[forbid(unsafe_code)\]' host/cli/src/bin/airlock.rs ||
     fail "host/cli/src/bin/airlock.rs must carry #![forbid(unsafe_code)]"
 bad=$(grep -rnE '\bunsafe[[:space:]]*(\{|fn\b|impl\b|trait\b|extern\b)|allow\([^)]*unsafe_code' \
-    host/core host/gate host/cli --include='*.rs' || true)
+    host/core host/gate host/cli host/attest --include='*.rs' || true)
 [ -z "$bad" ] || fail "unsafe code outside airlock-runtime: $bad"
 
 if [ "$failed" -ne 0 ]; then
