@@ -280,7 +280,12 @@ fn open_regular(path: &Path, opts: &mut OpenOptions) -> Result<File, LogError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.custom_flags(libc::O_NONBLOCK);
     }
-    let file = opts.open(path).map_err(io_err(path, "open"))?;
+    let file = opts.open(path).map_err(|source| match source.kind() {
+        io::ErrorKind::IsADirectory => LogError::NotAFile {
+            path: path.to_owned(),
+        },
+        _ => io_err(path, "open")(source),
+    })?;
     let meta = file.metadata().map_err(io_err(path, "stat"))?;
     if !meta.is_file() {
         return Err(LogError::NotAFile {
