@@ -27,6 +27,7 @@ matching() {
 core_tree=$(tree airlock-core)
 runtime_tree=$(tree airlock-runtime)
 gate_tree=$(tree airlock-gate)
+audit_tree=$(tree airlock-audit)
 
 # 1. airlock-core knows nothing about wasmtime: no engine, compiler,
 #    WASI, capability-based filesystem or async runtime below it.
@@ -40,6 +41,12 @@ bad=$(matching "$(direct airlock-runtime)" '^airlock-' | grep -v '^airlock-core 
 [ -z "$bad" ] || fail "airlock-runtime may depend on airlock-core only, but depends on: $(echo $bad)"
 bad=$(matching "$(direct airlock-gate)" '^airlock-' | grep -Ev '^airlock-(core|runtime) ' || true)
 [ -z "$bad" ] || fail "airlock-gate may depend on airlock-core and airlock-runtime only, but depends on: $(echo $bad)"
+# airlock-audit (the audit log) links no engine and at most airlock-core, so
+# that a verifier or the server's API layer can use it without wasmtime.
+bad=$(matching "$audit_tree" '^(wasmtime|cranelift|cap-|wasi|wit-)')
+[ -z "$bad" ] || fail "airlock-audit must not depend on wasmtime and its kin, but links: $(echo $bad)"
+bad=$(matching "$audit_tree" '^airlock-' | grep -Ev '^airlock-(audit|core) ' || true)
+[ -z "$bad" ] || fail "airlock-audit may depend on airlock-core only among airlock crates, but links: $(echo $bad)"
 
 # 2b. airlock-attest (signing) depends on airlock-core only and links no
 #     wasmtime and its kin: verifying a signature must not need the sandbox.
@@ -56,7 +63,7 @@ for c in airlock-gate airlock-cli; do
 done
 
 # 4. Only airlock-cli knows clap.
-for t in core runtime gate attest; do
+for t in core runtime gate attest audit; do
     v="${t}_tree"
     bad=$(matching "${!v}" '^clap')
     [ -z "$bad" ] || fail "only airlock-cli may know clap, but airlock-$t links: $(echo $bad)"
@@ -66,17 +73,17 @@ done
 bad=$(grep -rlnE 'bindgen!' host --include='*.rs' | grep -v '^host/runtime/' || true)
 [ -z "$bad" ] || fail "generated bindings live in airlock-runtime only, but bindgen! appears in: $(echo $bad)"
 
-# 6. Only airlock-runtime has `unsafe`: core, gate, cli and attest forbid it at the
-#    crate root (which the compiler then enforces), and hold no unsafe
-#    block, function, impl or lint override.
-for c in core gate cli attest; do
+# 6. Only airlock-runtime has `unsafe`: core, gate, cli, attest and audit
+#    forbid it at the crate root (which the compiler then enforces), and
+#    hold no unsafe block, function, impl or lint override.
+for c in core gate cli attest audit; do
     grep -q '^#!\[forbid(unsafe_code)\]' "host/$c/src/lib.rs" ||
         fail "host/$c/src/lib.rs must start with #![forbid(unsafe_code)]"
 done
 grep -q '^#!\[forbid(unsafe_code)\]' host/cli/src/bin/airlock.rs ||
     fail "host/cli/src/bin/airlock.rs must carry #![forbid(unsafe_code)]"
 bad=$(grep -rnE '\bunsafe[[:space:]]*(\{|fn\b|impl\b|trait\b|extern\b)|allow\([^)]*unsafe_code' \
-    host/core host/gate host/cli host/attest --include='*.rs' || true)
+    host/core host/gate host/cli host/attest host/audit --include='*.rs' || true)
 [ -z "$bad" ] || fail "unsafe code outside airlock-runtime: $bad"
 
 if [ "$failed" -ne 0 ]; then

@@ -15,6 +15,7 @@
 /// `compile_caps` bench.
 mod bombs;
 
+mod audit;
 mod bundles;
 mod cache;
 mod cli;

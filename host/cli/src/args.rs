@@ -38,6 +38,9 @@ pub(crate) enum Command {
     /// Run deployment gates.
     #[command(subcommand)]
     Gate(GateCmd),
+    /// Check the control plane's hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -164,6 +167,25 @@ pub(crate) enum GateCmd {
         /// and printed in the report; pass it back to rerun exactly).
         #[arg(long)]
         seed: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCmd {
+    /// Verify an audit log: every entry's hash, the chain of links and the
+    /// numbering, from the first line to the last; names the first bad
+    /// entry (exit 1) and prints the head to record for next time.
+    Verify {
+        /// The log (JSON Lines, one entry per line).
+        file: PathBuf,
+        /// A head recorded earlier, as `HASH` or `SEQ:HASH` (what an
+        /// earlier verify printed): the log must still contain it. Without
+        /// it, entries cut off the end cannot be detected.
+        #[arg(long)]
+        head: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -5,12 +5,14 @@
 //! * `0` — success; the gate passed.
 //! * `1` — the candidate was judged and refused, or a model failed while
 //!   running (trap, fuel, timeout, memory, its own error, or output that
-//!   breaks its declared contract), in `plugin run` as in `gate run`.
+//!   breaks its declared contract), in `plugin run` as in `gate run`; or
+//!   an audit log failed verification (`audit verify`: an entry was
+//!   edited, deleted, inserted or moved, or the recorded head is missing).
 //! * `2` — the input was wrong: a malformed component, the wrong world, a
 //!   disallowed import, a broken gate file, a step whose configuration its
 //!   validator refuses (bad key, missing label), a broken baseline, a CSV
 //!   with missing columns or non-numeric values, an unreadable file, a
-//!   failed build.
+//!   failed build, an audit log that cannot be read, a malformed `--head`.
 //! * `3` — the host was at capacity (`busy`) and could not finish: nothing
 //!   was judged; retry later.
 
@@ -28,6 +30,9 @@ pub enum CliError {
     GateRefused,
     /// The host was at capacity; nothing was judged.
     Busy(String),
+    /// An audit log failed verification; the message names the first bad
+    /// entry.
+    Tampered(String),
 }
 
 impl CliError {
@@ -41,7 +46,7 @@ impl CliError {
         match self {
             CliError::Input(_) => 2,
             CliError::Busy(_) => 3,
-            CliError::Plugin(_) | CliError::GateRefused => 1,
+            CliError::Plugin(_) | CliError::GateRefused | CliError::Tampered(_) => 1,
         }
     }
 
@@ -51,7 +56,7 @@ impl CliError {
         match self {
             CliError::Input(m) => eprintln!("error: {}", one_line(m)),
             CliError::Plugin(f) => eprintln!("error: plugin failed: {}", one_line(&f.to_string())),
-            CliError::Busy(m) => eprintln!("error: {}", one_line(m)),
+            CliError::Busy(m) | CliError::Tampered(m) => eprintln!("error: {}", one_line(m)),
             CliError::GateRefused => {}
         }
     }
@@ -106,5 +111,6 @@ mod tests {
         let f = PluginFailure::new(FailureKind::Busy, "all 2 instance slots taken");
         assert_eq!(CliError::from(SandboxError::Plugin(f)).exit_code(), 3);
         assert_eq!(CliError::from(GateError::Busy("x".into())).exit_code(), 3);
+        assert_eq!(CliError::Tampered("line 2".into()).exit_code(), 1);
     }
 }

@@ -18,7 +18,7 @@ use airlock_core::limits::LimitRequest;
 use airlock_gate::data::{self, DataCaps};
 use airlock_gate::{GateRun, GateSpec, load_model};
 use airlock_runtime::sandbox::{CallOptions, Sandbox};
-use args::{Command, GateCmd, Global, Kind, PluginCmd};
+use args::{AuditCmd, Command, GateCmd, Global, Kind, PluginCmd};
 use clap::Parser;
 use config::HostConfig;
 use exit::{CliError, one_line};
@@ -40,6 +40,9 @@ macro_rules! out_nonl {
         let _ = write!(std::io::stdout().lock(), $($t)*);
     }};
 }
+
+// After the macros, which it uses.
+mod audit;
 
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> std::process::ExitCode {
@@ -94,6 +97,9 @@ fn sandbox_and_data_caps(g: &Global) -> Result<(Sandbox, DataCaps), CliError> {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Audit(AuditCmd::Verify { file, head, json }) => {
+            audit::verify(&file, head.as_deref(), json)
+        }
         Command::Plugin(PluginCmd::New {
             kind,
             name,
