@@ -30,4 +30,5 @@ mod models;
 mod preinit;
 mod report;
 mod scaffold;
+mod signing;
 mod verdicts;

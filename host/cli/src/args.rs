@@ -41,6 +41,38 @@ pub(crate) enum Command {
     /// Check the control plane's hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Create signing keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Sign a model (a directory or a file) in the OpenSSF model-signing
+    /// format, which the `model_signing` tool verifies.
+    Sign {
+        /// The model directory or file.
+        model: PathBuf,
+        /// The private key (PEM, ECDSA P-256 or P-384).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the signature (default: `<model>.sig` beside it).
+        #[arg(long)]
+        signature: Option<PathBuf>,
+    },
+    /// Verify a model against its OpenSSF model-signing signature.
+    Verify {
+        /// The model directory or file.
+        model: PathBuf,
+        /// The signature (default: `<model>.sig` beside it).
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// The public key (PEM) it must verify under.
+        #[arg(long)]
+        public_key: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check signed gate attestations.
+    #[command(subcommand)]
+    Attestation(AttestationCmd),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -167,6 +199,54 @@ pub(crate) enum GateCmd {
         /// and printed in the report; pass it back to rerun exactly).
         #[arg(long)]
         seed: Option<u64>,
+        /// Sign the run's verdict with this private key (PEM) and write the
+        /// attestation to --attestation (passed or refused alike).
+        #[arg(long, requires = "attestation")]
+        sign_key: Option<PathBuf>,
+        /// Where to write the signed attestation (a DSSE envelope over an
+        /// in-toto statement; check it with `airlock attestation verify`).
+        #[arg(long, requires = "sign_key")]
+        attestation: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCmd {
+    /// Generate an ECDSA key pair: the private key (PKCS#8 PEM, mode 0600)
+    /// at FILE and the public key (SPKI PEM) beside it as FILE with the
+    /// extension `.pub`. Never overwrites a file.
+    Generate {
+        /// Where to write the private key, e.g. `signer.pem`.
+        file: PathBuf,
+        /// Use P-384 (SHA-384) instead of P-256 (SHA-256).
+        #[arg(long)]
+        p384: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AttestationCmd {
+    /// Verify a gate attestation (`gate run --attestation`) offline: the
+    /// signature under one of the given public keys (chosen by key id) and,
+    /// with --model (and --bundle), that it is about exactly those bytes.
+    Verify {
+        /// The attestation (a DSSE envelope, JSON).
+        file: PathBuf,
+        /// A public key (PEM) it may verify under; repeat for rotated keys.
+        #[arg(long = "public-key", required = true)]
+        public_keys: Vec<PathBuf>,
+        /// The model component it must be about.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The data bundle it must be about (with --model).
+        #[arg(long, requires = "model")]
+        bundle: Option<PathBuf>,
+        /// Also fail (exit 1) when the attested gate run did not pass.
+        #[arg(long)]
+        require_pass: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,

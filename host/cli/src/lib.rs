@@ -18,7 +18,7 @@ use airlock_core::limits::LimitRequest;
 use airlock_gate::data::{self, DataCaps};
 use airlock_gate::{GateRun, GateSpec, load_model};
 use airlock_runtime::sandbox::{CallOptions, Sandbox};
-use args::{AuditCmd, Command, GateCmd, Global, Kind, PluginCmd};
+use args::{AttestationCmd, AuditCmd, Command, GateCmd, Global, KeyCmd, Kind, PluginCmd};
 use clap::Parser;
 use config::HostConfig;
 use exit::{CliError, one_line};
@@ -43,6 +43,7 @@ macro_rules! out_nonl {
 
 // After the macros, which it uses.
 mod audit;
+mod signing;
 
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> std::process::ExitCode {
@@ -287,6 +288,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 None,
                 None,
                 seed,
+                None,
                 json,
             )
         }
@@ -299,9 +301,16 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             plugin_dir,
             base_dir,
             seed,
+            sign_key,
+            attestation,
             json,
         }) => {
             let mut spec = GateSpec::load(&gate).map_err(|e| CliError::input(e.to_string()))?;
+            // A bad key is found before the gate runs, not after.
+            let signing = match (sign_key, attestation) {
+                (Some(k), Some(a)) => Some((signing::load_signing_key(&k)?, a)),
+                _ => None,
+            };
             if let Some(d) = base_dir {
                 spec.base_dir = d;
             }
@@ -314,9 +323,37 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 baseline_bundle.as_deref(),
                 plugin_dir,
                 seed,
+                signing,
                 json,
             )
         }
+        Command::Key(KeyCmd::Generate { file, p384 }) => signing::key_generate(&file, p384),
+        Command::Sign {
+            model,
+            key,
+            signature,
+        } => signing::sign(&model, &key, signature),
+        Command::Verify {
+            model,
+            signature,
+            public_key,
+            json,
+        } => signing::verify(&model, signature, &public_key, json),
+        Command::Attestation(AttestationCmd::Verify {
+            file,
+            public_keys,
+            model,
+            bundle,
+            require_pass,
+            json,
+        }) => signing::attestation_verify(
+            &file,
+            &public_keys,
+            model.as_deref(),
+            bundle.as_deref(),
+            require_pass,
+            json,
+        ),
     }
 }
 
@@ -330,6 +367,7 @@ fn run_gate(
     baseline_bundle: Option<&Path>,
     plugin_dir: Option<PathBuf>,
     seed: Option<u64>,
+    signing: Option<(airlock_attest::SigningKey, PathBuf)>,
     json: bool,
 ) -> Result<(), CliError> {
     let (sb, data_caps) = sandbox_and_data_caps(global)?;
@@ -371,6 +409,15 @@ fn run_gate(
         if no_bundle && report.candidate_failure.is_some() {
             eprintln!("hint: no --bundle was given; a model that reads its data bundle needs one");
         }
+    }
+    if let Some((key, path)) = signing {
+        signing::write_attestation(&report.verdict, &key, &path)?;
+        // On stderr, so that `--json` output stays one document.
+        eprintln!(
+            "attestation: {} (signed by key {})",
+            path.display(),
+            key.key_id().hex()
+        );
     }
     if report.passed {
         Ok(())

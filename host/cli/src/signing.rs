@@ -4,7 +4,6 @@
 //! (0 valid, 1 does not verify, 2 unreadable input).
 
 use crate::exit::CliError;
-use crate::out;
 use airlock_attest::gate::{ExpectedSubject, attest_gate, verify_attestation};
 use airlock_attest::model_signing::{self, Options};
 use airlock_attest::{Curve, Envelope, KeySet, SigningKey, VerifyingKey};
@@ -213,9 +212,8 @@ pub(crate) fn attestation_verify(
                 .map_err(|e| CliError::input(format!("cannot read {}: {e}", m.display())))?;
             let bundle = bundle
                 .map(|b| {
-                    airlock_runtime::bundle::digest_path(b, &Default::default()).map_err(|e| {
-                        CliError::input(format!("bundle {}: {e}", b.display()))
-                    })
+                    airlock_runtime::bundle::digest_path(b, &Default::default())
+                        .map_err(|e| CliError::input(format!("bundle {}: {e}", b.display())))
                 })
                 .transpose()?;
             Some(ExpectedSubject {
@@ -228,9 +226,8 @@ pub(crate) fn attestation_verify(
         }
         None => None,
     };
-    let v = verify_attestation(&envelope, &keys, expected.as_ref()).map_err(|e| {
-        CliError::Tampered(format!("{} does not verify: {e}", file.display()))
-    })?;
+    let v = verify_attestation(&envelope, &keys, expected.as_ref())
+        .map_err(|e| CliError::Tampered(format!("{} does not verify: {e}", file.display())))?;
     let p = v.predicate();
     if json {
         let doc = serde_json::json!({
