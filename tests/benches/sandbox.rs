@@ -912,6 +912,43 @@ fn main() {
         ));
     }
 
+    // 6b. The same warm snapshot with NaN canonicalisation off too (and no
+    // fuel or epoch): only Cranelift's code against LLVM's, to split the
+    // predict-alone ratio into its causes. Not a configuration to run:
+    // canonicalisation keeps a plugin from telling CPUs apart.
+    let bare = Sandbox::new(SandboxConfig {
+        fuel: false,
+        epoch_deadline: false,
+        nan_canonicalization: false,
+        ..SandboxConfig::default()
+    })
+    .expect("building a sandbox");
+    {
+        let source = load(&bare, "airlock_model_xgboost");
+        let opts = with_bundle(&xgb.bundle);
+        let snap = bare
+            .preinitialize(&source, &opts)
+            .expect("pre-initialising xgboost")
+            .expect("the xgboost plugin exports init");
+        let model = Ensemble::from_json(&model_bytes).expect("parse");
+        assert_same(
+            "snapshot, no canonicalisation, 3420 rows",
+            &predict(&snap.plugin, &opts, &xgb.big).values,
+            &native_predict(&model, &xgb.big),
+        );
+        let mut session = snap.plugin.instantiate(&opts).expect("snapshot session");
+        let batch = xgb.big.clone();
+        cases.push(Case::new(
+            "snap-big-warm-bare",
+            format!("XGBoost snapshot: warm instance, predict alone {BIG_ROWS} rows"),
+            "fuel off, epoch off, NaN canonicalisation off",
+            Some("nat-big-predict"),
+            move || {
+                black_box(session.predict(&batch).expect("warm snapshot"));
+            },
+        ));
+    }
+
     // ---------------------------------------------------------- run
     // `AIRLOCK_BENCH_ONLY=<prefix>` keeps the cases whose key starts with
     // it, and their baselines (for profiling one case under `perf`).

@@ -25,7 +25,7 @@ impl Sandbox {
             .consume_fuel(config.fuel)
             .epoch_interruption(config.epoch_deadline)
             .max_wasm_stack(config.max_wasm_stack)
-            .cranelift_nan_canonicalization(true);
+            .cranelift_nan_canonicalization(config.nan_canonicalization);
         if config.pooling {
             let mut pool = wasmtime::PoolingAllocationConfig::default();
             let n = config.max_instances.max(2);

@@ -75,6 +75,11 @@ pub struct SandboxConfig {
     pub fuel: bool,
     /// Enforce the wall-clock deadline by epoch interruption (on by default).
     pub epoch_deadline: bool,
+    /// Canonicalise NaNs produced by float arithmetic (on by default; off
+    /// only for benchmarks). Without it a plugin can read hardware-specific
+    /// NaN bit patterns and behave differently on the machine that gated it
+    /// and the one that serves it.
+    pub nan_canonicalization: bool,
     /// How often the epoch advances; the deadline's resolution.
     pub epoch_tick: Duration,
     /// Use the pooling instance allocator (fast fresh instances).
@@ -121,6 +126,7 @@ impl Default for SandboxConfig {
             cache_dir: None,
             fuel: true,
             epoch_deadline: true,
+            nan_canonicalization: true,
             epoch_tick: Duration::from_millis(2),
             pooling: true,
             max_instances: 64,
