@@ -2,8 +2,9 @@
 # airlock's main job, end to end, on embedded defaults:
 #   build the host and every first-party plugin, inspect and run the
 #   XGBoost model plugin, then run the breast-cancer deployment gate twice:
-#   on a good candidate (passes, exit 0) and on a degraded one compared
-#   against the good one as baseline (refused, exit 1).
+#   on a good candidate (passes, exit 0; the verdict is signed and the
+#   attestation verified offline for exactly those bytes) and on a degraded
+#   one compared against the good one as baseline (refused, exit 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,10 +40,22 @@ echo "== the model plugin scoring the first rows of the evaluation set"
   --data examples/breast-cancer/data/golden.csv | head -6
 
 echo
-echo "== gate on candidate v1 (expected: PASSED, exit 0)"
+echo "== a signing key for this host (a fresh one per demo run)"
+keys=$(mktemp -d)
+trap 'rm -rf "$keys"' EXIT
+"$airlock" key generate "$keys/host.pem"
+
+echo
+echo "== gate on candidate v1 (expected: PASSED, exit 0), verdict signed"
 "$airlock" gate run examples/breast-cancer/gate.toml \
-  --model "$out/xgboost.wasm" --bundle examples/breast-cancer/model-v1
+  --model "$out/xgboost.wasm" --bundle examples/breast-cancer/model-v1 \
+  --sign-key "$keys/host.pem" --attestation "$keys/v1.attestation.json"
 echo "exit code: 0"
+
+echo
+echo "== the signed attestation, checked offline for exactly these bytes"
+"$airlock" attestation verify "$keys/v1.attestation.json" --public-key "$keys/host.pub" \
+  --model "$out/xgboost.wasm" --bundle examples/breast-cancer/model-v1 --require-pass
 
 echo
 echo "== gate on degraded candidate v2 against v1 as baseline (expected: REFUSED, exit 1)"
