@@ -74,15 +74,21 @@ fn sandbox(g: &Global) -> Result<Sandbox, CliError> {
 
 /// The sandbox the command line asks for, with the operator's caps on the
 /// datasets a command reads (they are not the sandbox's business).
-fn sandbox_and_data_caps(g: &Global) -> Result<(Sandbox, DataCaps), CliError> {
+/// The operator's configuration: `--config`, else `$AIRLOCK_CONFIG`, else
+/// the embedded defaults.
+fn host_config(g: &Global) -> Result<HostConfig, CliError> {
     let path = g
         .config
         .clone()
         .or_else(|| std::env::var_os("AIRLOCK_CONFIG").map(PathBuf::from));
-    let cfg = match path {
-        Some(p) => HostConfig::load(&p).map_err(|e| CliError::input(e.to_string()))?,
-        None => HostConfig::default(),
-    };
+    match path {
+        Some(p) => HostConfig::load(&p).map_err(|e| CliError::input(e.to_string())),
+        None => Ok(HostConfig::default()),
+    }
+}
+
+fn sandbox_and_data_caps(g: &Global) -> Result<(Sandbox, DataCaps), CliError> {
+    let cfg = host_config(g)?;
     let mut sc = cfg.sandbox_config();
     sc.cache_dir = if g.no_cache {
         None
@@ -347,6 +353,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             require_pass,
             json,
         }) => signing::attestation_verify(
+            &host_config(&cli.global)?.sandbox_config().bundle_caps,
             &file,
             &public_keys,
             model.as_deref(),

@@ -194,8 +194,10 @@ pub(crate) fn write_attestation(
     write_new(path, &envelope.to_json(), 0o644)
 }
 
-/// `airlock attestation verify`.
+/// `airlock attestation verify`; `bundle_caps` are the operator's, under
+/// which a `--bundle` is digested.
 pub(crate) fn attestation_verify(
+    bundle_caps: &airlock_runtime::bundle::BundleCaps,
     file: &Path,
     public_keys: &[PathBuf],
     model: Option<&Path>,
@@ -212,7 +214,7 @@ pub(crate) fn attestation_verify(
                 .map_err(|e| CliError::input(format!("cannot read {}: {e}", m.display())))?;
             let bundle = bundle
                 .map(|b| {
-                    airlock_runtime::bundle::digest_path(b, &Default::default())
+                    airlock_runtime::bundle::digest_path(b, bundle_caps)
                         .map_err(|e| CliError::input(format!("bundle {}: {e}", b.display())))
                 })
                 .transpose()?;

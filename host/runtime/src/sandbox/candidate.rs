@@ -172,27 +172,28 @@ pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
     add_v2(linker)
 }
 
-fn candidate_metadata(
-    store: &StoreContextMut<'_, CallState>,
-) -> wasmtime::Result<bindings::ModelMetadata> {
-    match &store.data().candidate {
-        Some(c) => Ok(c.model.metadata.clone().into()),
-        None => Err(wasmtime::Error::msg(
-            "no candidate model is attached to this call",
-        )),
-    }
-}
-
-fn add_v1(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    let mut inst = linker.instance(CANDIDATE_IFACE_V1)?;
+/// `metadata`, the same in both versions: the metadata the host checked.
+fn add_metadata(
+    inst: &mut wasmtime::component::LinkerInstance<'_, CallState>,
+) -> wasmtime::Result<()> {
     inst.func_wrap(
         "metadata",
         |store: StoreContextMut<'_, CallState>,
          (): ()|
          -> wasmtime::Result<(bindings::ModelMetadata,)> {
-            Ok((candidate_metadata(&store)?,))
+            match &store.data().candidate {
+                Some(c) => Ok((c.model.metadata.clone().into(),)),
+                None => Err(wasmtime::Error::msg(
+                    "no candidate model is attached to this call",
+                )),
+            }
         },
-    )?;
+    )
+}
+
+fn add_v1(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    let mut inst = linker.instance(CANDIDATE_IFACE_V1)?;
+    add_metadata(&mut inst)?;
     inst.func_wrap(
         "predict",
         |store: StoreContextMut<'_, CallState>,
@@ -212,14 +213,7 @@ fn add_v1(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
 fn add_v2(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     use bindings::v2::{CandidateError, SandboxFailure};
     let mut inst = linker.instance(CANDIDATE_IFACE_V2)?;
-    inst.func_wrap(
-        "metadata",
-        |store: StoreContextMut<'_, CallState>,
-         (): ()|
-         -> wasmtime::Result<(bindings::ModelMetadata,)> {
-            Ok((candidate_metadata(&store)?,))
-        },
-    )?;
+    add_metadata(&mut inst)?;
     inst.func_wrap(
         "predict",
         |store: StoreContextMut<'_, CallState>,

@@ -229,13 +229,7 @@ impl Sandbox {
             .filter(|i| capabilities::check_imports(world, &[i.as_str()]).is_err())
             .cloned()
             .collect();
-        let contract = if imports.iter().any(|i| is_airlock(i, "0.1.")) {
-            Some(super::ContractVersion::V0_1)
-        } else if imports.iter().any(|i| is_airlock(i, "0.2.")) {
-            Some(super::ContractVersion::V0_2)
-        } else {
-            None
-        };
+        let contract = super::worlds::contract_of_imports(&imports);
         let preinitialized = world == World::Model
             && contract == Some(super::ContractVersion::V0_2)
             && super::preinit::exports_init(&exports);
@@ -281,14 +275,6 @@ pub(super) fn invalid(message: String) -> SandboxError {
         line.push_str(" ...");
     }
     SandboxError::Plugin(PluginFailure::new(FailureKind::InvalidComponent, line))
-}
-
-/// Whether `import` is an `airlock:plugin` interface of version `prefix`.
-fn is_airlock(import: &str, prefix: &str) -> bool {
-    import.starts_with("airlock:plugin/")
-        && import
-            .split_once('@')
-            .is_some_and(|(_, v)| v.starts_with(prefix))
 }
 
 /// What kind of file system object `meta` describes, for error messages.

@@ -32,6 +32,23 @@ impl std::fmt::Display for ContractVersion {
     }
 }
 
+/// The contract version a component's `airlock:plugin` imports name: 0.1
+/// if any names 0.1, else 0.2 if any names 0.2, else `None`.
+pub(super) fn contract_of_imports(imports: &[String]) -> Option<ContractVersion> {
+    let versions: Vec<&str> = imports
+        .iter()
+        .filter(|i| i.starts_with("airlock:plugin/"))
+        .filter_map(|i| airlock_core::capabilities::split_version(i).1)
+        .collect();
+    if versions.iter().any(|v| v.starts_with("0.1.")) {
+        Some(ContractVersion::V0_1)
+    } else if versions.iter().any(|v| v.starts_with("0.2.")) {
+        Some(ContractVersion::V0_2)
+    } else {
+        None
+    }
+}
+
 /// A model component linked and type-checked, ready to instantiate.
 pub(super) enum ModelPre {
     V1(v1::model::ModelPre<CallState>),
@@ -126,10 +143,7 @@ impl ValidatorPre {
         pre: InstancePre<CallState>,
         imports: &[String],
     ) -> Result<ValidatorPre, String> {
-        let imports_v1 = imports
-            .iter()
-            .any(|i| i.starts_with("airlock:plugin/") && i.contains("@0.1."));
-        if imports_v1 {
+        if contract_of_imports(imports) == Some(ContractVersion::V0_1) {
             return v1::validator::ValidatorPre::new(pre)
                 .map(ValidatorPre::V1)
                 .map_err(|e| {
@@ -190,5 +204,30 @@ impl ValidatorInstance {
             ValidatorInstance::V1(v) => v.call_validate(store, ctx),
             ValidatorInstance::V2(v) => v.call_validate(store, ctx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_validators_version_is_the_one_its_airlock_imports_name() {
+        let v =
+            |i: &[&str]| contract_of_imports(&i.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            v(&["wasi:io/streams@0.2.6", "airlock:plugin/candidate@0.1.0"]),
+            Some(ContractVersion::V0_1)
+        );
+        assert_eq!(
+            v(&[
+                "airlock:plugin/failures@0.2.0",
+                "airlock:plugin/types@0.2.0"
+            ]),
+            Some(ContractVersion::V0_2)
+        );
+        // `wasi:` versions never count, and no airlock import is no version.
+        assert_eq!(v(&["wasi:cli/stderr@0.2.12"]), None);
+        assert_eq!(v(&[]), None);
     }
 }
