@@ -1,0 +1,2 @@
+//! airlock's control plane over HTTP.
+#![forbid(unsafe_code)]
