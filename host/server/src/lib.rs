@@ -1,2 +1,111 @@
 //! airlock's control plane over HTTP.
+//!
+//! One process, no external service: a data directory holding a SQLite
+//! database (WAL, full sync) for metadata, content-addressed blobs
+//! (optionally encrypted at rest) and the hash-chained audit log. Operators
+//! upload plugins and model versions, gate-admins publish signed gates,
+//! every submission is judged on worker threads and its verdict signed,
+//! and promotion needs a valid, passing attestation for exactly those
+//! digests plus the approvals the model's policy asks for.
+//!
+//! Map: `config` (resolved settings), `state` (startup, shared state, the
+//! change/commit discipline), `db` (schema), `audit` (outbox → log),
+//! `access` (roles, scopes, tokens; pure), `auth` (the bearer extractor),
+//! `names` (naming rules), `archive` (bundle tar unpacking), `trust`
+//! (artifact checks, trust policy), `gates` (pinned gate specs), `runs`
+//! (queue and workers), `routes` (handlers), `openapi`, `error` (the one
+//! error → status mapping).
 #![forbid(unsafe_code)]
+
+pub mod access;
+pub mod archive;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod gates;
+pub mod names;
+pub mod openapi;
+pub mod routes;
+pub mod runs;
+pub mod state;
+pub mod trust;
+
+pub use config::ServerConfig;
+pub use state::{AppState, StartError};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A started server.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its state (for in-process tests).
+    pub state: Arc<AppState>,
+    /// Where the first admin token was written, on a fresh data directory.
+    pub admin_token_file: Option<std::path::PathBuf>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    /// Stops gracefully: no new connections, in-flight requests finish, gate
+    /// runs get the grace period, and whatever is still running is recorded
+    /// as interrupted.
+    pub async fn stop(self) -> Result<(), StartError> {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .map_err(|e| StartError::Sandbox(format!("server task: {e}")))?
+    }
+}
+
+/// Opens the data directory, binds and serves until `stop` is called.
+pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
+    let listen = config.listen;
+    let workers = config.workers;
+    let state = AppState::open(config).await?;
+    runs::start_workers(&state, workers);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: listen, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr: listen, source })?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = routes::router(state.clone());
+    let st = state.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+        drain(&st).await;
+        Ok(())
+    });
+    let admin_token_file = state.admin_token_file.get().cloned();
+    Ok(Running {
+        addr,
+        state,
+        admin_token_file,
+        stop,
+        task,
+    })
+}
+
+/// After the listener closed: stop taking gate runs, give running ones the
+/// grace period, then record what is left as interrupted.
+async fn drain(state: &Arc<AppState>) {
+    state.runs.close();
+    let deadline = Instant::now() + state.config.shutdown_grace;
+    let st = state.clone();
+    let _ = tokio::task::spawn_blocking(move || st.runs.join(deadline)).await;
+    if let Err(e) = runs::mark_interrupted(state).await {
+        eprintln!("airlock server: recording interrupted runs: {e}");
+    }
+}

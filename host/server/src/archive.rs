@@ -1,0 +1,275 @@
+//! Model bundles arrive as uncompressed tar archives (a bundle is a
+//! directory tree). Unpacking is hostile-input handling: only regular files
+//! and directories, names that pass the bundle name rule, no absolute path,
+//! no `..`, no links or devices, and caps on entries, bytes and depth
+//! checked from each header before its bytes are written. Everything lands
+//! in a fresh directory the caller owns; nothing is written outside it.
+
+use airlock_runtime::sandbox::BundleCaps;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Why an archive was refused; every variant names the entry.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The tar stream itself is malformed or truncated.
+    #[error("bundle archive is not a valid tar stream: {0}")]
+    Malformed(String),
+    /// An entry type other than a regular file or directory.
+    #[error("bundle archive entry {name:?} is a {kind}; only regular files and directories are allowed")]
+    EntryType {
+        /// The entry's name.
+        name: String,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A name that is absolute, climbs out, or breaks the name rule.
+    #[error("bundle archive entry {name:?}: {why}")]
+    BadName {
+        /// The entry's name as written.
+        name: String,
+        /// Which rule.
+        why: String,
+    },
+    /// Over one of the `[bundle]` caps.
+    #[error("bundle archive is over the {cap} cap of {limit}")]
+    OverCap {
+        /// Which cap.
+        cap: &'static str,
+        /// Its value.
+        limit: u64,
+    },
+    /// The same path twice.
+    #[error("bundle archive holds {name:?} twice")]
+    Duplicate {
+        /// The entry's name.
+        name: String,
+    },
+    /// Writing the unpacked tree.
+    #[error("unpacking {path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Unpacks `archive` into the empty directory `dest` under `caps`.
+pub fn unpack(archive: impl Read, dest: &Path, caps: &BundleCaps) -> Result<u64, ArchiveError> {
+    let mut ar = tar::Archive::new(archive);
+    let mut entries_seen = 0u64;
+    let mut total = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    let entries = ar
+        .entries()
+        .map_err(|e| ArchiveError::Malformed(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| ArchiveError::Malformed(e.to_string()))?;
+        let raw = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let name = std::str::from_utf8(&raw).map_err(|_| ArchiveError::BadName {
+            name: shown.clone(),
+            why: "not UTF-8".into(),
+        })?;
+        let kind = entry.header().entry_type();
+        let is_dir = kind.is_dir();
+        if !(is_dir || kind.is_file()) {
+            let kind = match kind {
+                tar::EntryType::Symlink => "symbolic link",
+                tar::EntryType::Link => "hard link",
+                tar::EntryType::Char | tar::EntryType::Block => "device",
+                tar::EntryType::Fifo => "FIFO",
+                _ => "special entry",
+            };
+            return Err(ArchiveError::EntryType { name: shown, kind });
+        }
+        let rel = relative(name)?;
+        if rel.as_os_str().is_empty() {
+            continue; // "./" itself
+        }
+        let depth = rel.components().count() as u64;
+        if depth > u64::from(caps.max_depth) {
+            return Err(ArchiveError::OverCap {
+                cap: "bundle.max_depth",
+                limit: u64::from(caps.max_depth),
+            });
+        }
+        entries_seen += 1;
+        if entries_seen > caps.max_entries {
+            return Err(ArchiveError::OverCap {
+                cap: "bundle.max_entries",
+                limit: caps.max_entries,
+            });
+        }
+        if !seen.insert(rel.clone()) {
+            return Err(ArchiveError::Duplicate { name: shown });
+        }
+        let target = dest.join(&rel);
+        let io = |source| ArchiveError::Io {
+            path: rel.clone(),
+            source,
+        };
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        if is_dir {
+            match std::fs::create_dir(&target) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && target.is_dir() => {}
+                Err(e) => return Err(io(e)),
+            }
+            continue;
+        }
+        let size = entry.header().size().map_err(|e| ArchiveError::Malformed(e.to_string()))?;
+        total = total.saturating_add(size);
+        if total > caps.max_total_bytes {
+            return Err(ArchiveError::OverCap {
+                cap: "bundle.max_total_bytes",
+                limit: caps.max_total_bytes,
+            });
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc_nofollow())
+            .open(&target)
+            .map_err(io)?;
+        let copied = std::io::copy(&mut (&mut entry).take(size), &mut out).map_err(io)?;
+        if copied != size {
+            return Err(ArchiveError::Malformed(format!(
+                "entry {shown:?} is truncated: {copied} of {size} bytes"
+            )));
+        }
+    }
+    Ok(total)
+}
+
+/// `O_NOFOLLOW` on Linux, so that nothing is ever written through a link.
+fn libc_nofollow() -> i32 {
+    0o400000
+}
+
+/// The entry's path as a relative path of normal components, or why not.
+fn relative(name: &str) -> Result<PathBuf, ArchiveError> {
+    let bad = |why: &str| ArchiveError::BadName {
+        name: name.to_string(),
+        why: why.to_string(),
+    };
+    if name.contains('\0') {
+        return Err(bad("holds NUL"));
+    }
+    let mut out = PathBuf::new();
+    for c in Path::new(name).components() {
+        match c {
+            Component::Normal(part) => {
+                let part = part.to_str().ok_or_else(|| bad("not UTF-8"))?;
+                airlock_core::digest::check_name(part).map_err(|e| bad(&e.to_string()))?;
+                out.push(part);
+            }
+            Component::CurDir => {}
+            Component::ParentDir => return Err(bad("climbs out with `..`")),
+            Component::RootDir | Component::Prefix(_) => return Err(bad("is an absolute path")),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `dir` (a bundle directory) as a tar archive: what the CLI uploads.
+pub fn pack(dir: &Path, out: impl std::io::Write) -> std::io::Result<()> {
+    let mut b = tar::Builder::new(out);
+    b.mode(tar::HeaderMode::Deterministic);
+    b.follow_symlinks(false);
+    b.append_dir_all(".", dir)?;
+    b.into_inner()?.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps() -> BundleCaps {
+        BundleCaps {
+            max_total_bytes: 1 << 20,
+            max_entries: 16,
+            max_depth: 4,
+        }
+    }
+
+    fn tar_with(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_old();
+            // Write the raw name, bypassing the builder's own checks, as an
+            // attacker would.
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(data);
+            let pad = (512 - data.len() % 512) % 512;
+            out.extend(std::iter::repeat_n(0u8, pad));
+        }
+        out.extend([0u8; 1024]);
+        out
+    }
+
+    #[test]
+    fn a_packed_directory_unpacks_to_the_same_digest() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir(src.path().join("sub")).unwrap();
+        std::fs::write(src.path().join("model.json"), b"{}").unwrap();
+        std::fs::write(src.path().join("sub/w.bin"), b"1234").unwrap();
+        let mut bytes = Vec::new();
+        pack(src.path(), &mut bytes).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        unpack(&bytes[..], dst.path(), &caps()).unwrap();
+        let a = airlock_runtime::bundle::digest_path(src.path(), &caps()).unwrap();
+        let b = airlock_runtime::bundle::digest_path(dst.path(), &caps()).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn hostile_entries_are_refused_naming_them_and_nothing_lands_outside() {
+        let outside = tempfile::tempdir().unwrap();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (tar_with(&[("../evil", tar::EntryType::Regular, b"x")]), ".."),
+            (tar_with(&[("/etc/evil", tar::EntryType::Regular, b"x")]), "absolute"),
+            (tar_with(&[("link", tar::EntryType::Symlink, b"")]), "symbolic link"),
+            (tar_with(&[("hard", tar::EntryType::Link, b"")]), "hard link"),
+            (tar_with(&[("dev", tar::EntryType::Char, b"")]), "device"),
+            (
+                tar_with(&[("a", tar::EntryType::Regular, b"1"), ("a", tar::EntryType::Regular, b"2")]),
+                "twice",
+            ),
+            (tar_with(&[("a/b/c/d/e", tar::EntryType::Regular, b"1")]), "max_depth"),
+            (
+                tar_with(&[("big", tar::EntryType::Regular, &vec![0u8; (1 << 20) + 1])]),
+                "max_total_bytes",
+            ),
+            (b"not a tar at all, just some bytes that go on".repeat(20), "tar"),
+        ];
+        for (bytes, expect) in cases {
+            let dst = outside.path().join("dest");
+            let _ = std::fs::remove_dir_all(&dst);
+            std::fs::create_dir(&dst).unwrap();
+            let e = unpack(&bytes[..], &dst, &caps()).unwrap_err();
+            assert!(e.to_string().contains(expect), "{e} should mention {expect}");
+            assert!(!outside.path().join("evil").exists());
+        }
+    }
+
+    #[test]
+    fn a_truncated_archive_is_refused() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("model.json"), vec![7u8; 5000]).unwrap();
+        let mut bytes = Vec::new();
+        pack(src.path(), &mut bytes).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        assert!(unpack(&bytes[..1500], dst.path(), &caps()).is_err());
+    }
+}

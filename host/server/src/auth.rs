@@ -1,0 +1,121 @@
+//! Who is calling: the bearer token is looked up by id, its secret compared
+//! in constant time with the stored hash, and its expiry and revocation
+//! checked, before any handler runs.
+
+use crate::access::{Permission, Role, Scope, secret_matches, split_token};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use std::sync::Arc;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's id.
+    pub token_id: String,
+    /// Who the token was issued to; the identity approvals compare.
+    pub subject: String,
+    /// The token's role.
+    pub role: Role,
+    /// Where the grant applies.
+    pub scope: Scope,
+}
+
+impl Caller {
+    /// Requires `p`, naming the role and the permission when refused.
+    pub fn require(&self, p: Permission) -> Result<(), ApiError> {
+        if self.role.allows(p) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "role `{}` may not {} (token {})",
+                self.role.as_str(),
+                p.as_str(),
+                self.token_id
+            )))
+        }
+    }
+
+    /// Requires `p` on `model` (the grant's model scope).
+    pub fn require_model(&self, p: Permission, model: &str) -> Result<(), ApiError> {
+        self.require(p)?;
+        if self.scope.covers_model(model) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "token {} is not granted model `{model}`",
+                self.token_id
+            )))
+        }
+    }
+
+    /// Requires moving `alias` of `model`.
+    pub fn require_alias(&self, model: &str, alias: &str) -> Result<(), ApiError> {
+        self.require_model(Permission::Deploy, model)?;
+        if self.scope.covers_alias(alias) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "token {} may not move alias `{alias}` of model `{model}`",
+                self.token_id
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Caller, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("no token: send `Authorization: Bearer <token>`"))?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("the Authorization header is not ASCII"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?
+            .trim();
+        let (id, secret) = split_token(token)
+            .ok_or_else(|| ApiError::unauthorized("the token is malformed (expected alk_<id>_<secret>)"))?;
+        let row: Option<(String, String, String, String, Option<i64>, Option<String>)> =
+            sqlx::query_as(
+                "SELECT subject, role, scope, hash, expires_at, revoked_at FROM tokens WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&state.db)
+            .await?;
+        // One message for unknown ids and wrong secrets: an attacker learns
+        // nothing about which ids exist.
+        let invalid = || ApiError::unauthorized("the token is not valid");
+        let (subject, role, scope, hash, expires_at, revoked_at) = row.ok_or_else(invalid)?;
+        if !secret_matches(secret, &hash) {
+            return Err(invalid());
+        }
+        if revoked_at.is_some() {
+            return Err(ApiError::unauthorized(format!("token {id} was revoked")));
+        }
+        if let Some(exp) = expires_at
+            && crate::db::unix_now() >= exp
+        {
+            return Err(ApiError::unauthorized(format!("token {id} has expired")));
+        }
+        let role = Role::parse(&role)
+            .ok_or_else(|| ApiError::internal(format_args!("token {id} has unknown role")))?;
+        let scope: Scope = serde_json::from_str(&scope)
+            .map_err(|e| ApiError::internal(format_args!("token {id} scope: {e}")))?;
+        Ok(Caller {
+            token_id: id.to_string(),
+            subject,
+            role,
+            scope,
+        })
+    }
+}

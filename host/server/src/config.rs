@@ -1,0 +1,68 @@
+//! What the server needs to start, already resolved: the CLI reads the
+//! configuration file, the environment and the flags (in that order of
+//! rising precedence) and hands the result here, so this crate knows no
+//! file format and no flag.
+
+use airlock_attest::VerifyingKey;
+use airlock_blobs::KeyRing;
+use airlock_gate::data::DataCaps;
+use airlock_runtime::sandbox::SandboxConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The server's settings.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Where everything is kept: `airlock.db`, `blobs/`, `audit.jsonl`,
+    /// `admin.token`.
+    pub data_dir: PathBuf,
+    /// The address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Gate runs executed at once, each on its own worker thread.
+    pub workers: usize,
+    /// Gate runs that may wait for a worker; a submission beyond it is a
+    /// 503 with `Retry-After`.
+    pub queue_depth: usize,
+    /// The largest blob upload.
+    pub max_upload_bytes: u64,
+    /// The largest JSON request body.
+    pub max_json_bytes: usize,
+    /// Lifetime of tokens created without an explicit one.
+    pub default_token_ttl: Duration,
+    /// How long shutdown waits for running gate runs before recording them
+    /// as interrupted.
+    pub shutdown_grace: Duration,
+    /// Keys that may sign the first trust policy (and, until one is
+    /// accepted, gates, plugins and bundles).
+    pub trust_root: Vec<VerifyingKey>,
+    /// Encrypts blobs and secrets at rest when set.
+    pub key_ring: Option<KeyRing>,
+    /// The sandbox every gate run uses.
+    pub sandbox: SandboxConfig,
+    /// Caps on the datasets gates read.
+    pub data_caps: DataCaps,
+    /// A TLS certificate chain and private key (PEM); plain HTTP when absent.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl ServerConfig {
+    /// Embedded defaults for everything but the data directory and the sandbox.
+    pub fn new(data_dir: PathBuf, sandbox: SandboxConfig, data_caps: DataCaps) -> ServerConfig {
+        ServerConfig {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
+            workers: 2,
+            queue_depth: 16,
+            max_upload_bytes: 4 << 30,
+            max_json_bytes: 4 << 20,
+            default_token_ttl: Duration::from_secs(90 * 24 * 3600),
+            shutdown_grace: Duration::from_secs(30),
+            trust_root: Vec::new(),
+            key_ring: None,
+            sandbox,
+            data_caps,
+            tls: None,
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The HTTP surface: every route, the permission it needs, and shared
+//! request/response shapes. The permission each route needs is listed once,
+//! in [`ROUTES`], which the role-matrix test and `docs/security.md` use.
+
+pub mod admin;
+pub mod artifacts;
+pub mod models;
+
+use crate::access::Permission;
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A route as the access table lists it: method, path template, and the
+/// permission it needs (`None`: no token needed).
+pub struct RouteInfo {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template.
+    pub path: &'static str,
+    /// Needed permission.
+    pub needs: Option<Permission>,
+}
+
+const fn r(method: &'static str, path: &'static str, needs: Option<Permission>) -> RouteInfo {
+    RouteInfo { method, path, needs }
+}
+
+use Permission as P;
+
+/// Every route and the permission it needs.
+pub const ROUTES: &[RouteInfo] = &[
+    r("GET", "/v1/health", None),
+    r("GET", "/v1/openapi.json", None),
+    r("GET", "/v1/whoami", Some(P::Read)),
+    r("POST", "/v1/blobs", Some(P::Submit)),
+    r("GET", "/v1/blobs/{digest}", Some(P::Read)),
+    r("POST", "/v1/plugins", Some(P::Submit)),
+    r("GET", "/v1/plugins", Some(P::Read)),
+    r("GET", "/v1/plugins/{digest}", Some(P::Read)),
+    r("POST", "/v1/gates", Some(P::ManageGates)),
+    r("GET", "/v1/gates", Some(P::Read)),
+    r("GET", "/v1/gates/{name}", Some(P::Read)),
+    r("GET", "/v1/gates/{name}/versions/{version}", Some(P::Read)),
+    r("PUT", "/v1/gates/{name}/current", Some(P::ManageGates)),
+    r("PUT", "/v1/models/{name}", Some(P::ManageGates)),
+    r("GET", "/v1/models", Some(P::Read)),
+    r("GET", "/v1/models/{name}", Some(P::Read)),
+    r("POST", "/v1/models/{name}/versions", Some(P::Submit)),
+    r("GET", "/v1/models/{name}/versions", Some(P::Read)),
+    r("GET", "/v1/models/{name}/versions/{version}", Some(P::Read)),
+    r("POST", "/v1/models/{name}/versions/{version}/runs", Some(P::Submit)),
+    r("POST", "/v1/models/{name}/versions/{version}/approvals", Some(P::Approve)),
+    r("POST", "/v1/models/{name}/promote", Some(P::Deploy)),
+    r("POST", "/v1/models/{name}/rollback", Some(P::Deploy)),
+    r("GET", "/v1/models/{name}/history", Some(P::Read)),
+    r("GET", "/v1/runs/{id}", Some(P::Read)),
+    r("GET", "/v1/runs/{id}/attestation", Some(P::Read)),
+    r("POST", "/v1/runs/{id}/cancel", Some(P::Submit)),
+    r("POST", "/v1/tokens", Some(P::Administer)),
+    r("GET", "/v1/tokens", Some(P::Administer)),
+    r("POST", "/v1/tokens/{id}/rotate", Some(P::Administer)),
+    r("DELETE", "/v1/tokens/{id}", Some(P::Administer)),
+    r("GET", "/v1/keys", Some(P::Read)),
+    r("POST", "/v1/keys/rotate", Some(P::Administer)),
+    r("GET", "/v1/trust-policy", Some(P::Read)),
+    r("PUT", "/v1/trust-policy", Some(P::Administer)),
+    r("GET", "/v1/audit", Some(P::Administer)),
+];
+
+/// Builds the router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let json_limit = state.config.max_json_bytes;
+    let api = Router::new()
+        .route("/v1/health", get(admin::health))
+        .route("/v1/openapi.json", get(crate::openapi::document))
+        .route("/v1/whoami", get(admin::whoami))
+        .route(
+            "/v1/blobs",
+            post(artifacts::upload_blob).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/blobs/{digest}", get(artifacts::get_blob))
+        .route("/v1/plugins", post(artifacts::register_plugin).get(artifacts::list_plugins))
+        .route("/v1/plugins/{digest}", get(artifacts::get_plugin))
+        .route("/v1/gates", post(models::publish_gate).get(models::list_gates))
+        .route("/v1/gates/{name}", get(models::get_gate))
+        .route("/v1/gates/{name}/versions/{version}", get(models::get_gate_version))
+        .route("/v1/gates/{name}/current", put(models::switch_gate))
+        .route("/v1/models", get(models::list_models))
+        .route("/v1/models/{name}", put(models::put_model).get(models::get_model))
+        .route(
+            "/v1/models/{name}/versions",
+            post(models::submit_version).get(models::list_versions),
+        )
+        .route("/v1/models/{name}/versions/{version}", get(models::get_version))
+        .route("/v1/models/{name}/versions/{version}/runs", post(models::rerun))
+        .route("/v1/models/{name}/versions/{version}/approvals", post(models::approve))
+        .route("/v1/models/{name}/promote", post(models::promote))
+        .route("/v1/models/{name}/rollback", post(models::rollback))
+        .route("/v1/models/{name}/history", get(models::history))
+        .route("/v1/runs/{id}", get(models::get_run))
+        .route("/v1/runs/{id}/attestation", get(models::get_attestation))
+        .route("/v1/runs/{id}/cancel", post(models::cancel_run))
+        .route("/v1/tokens", post(admin::create_token).get(admin::list_tokens))
+        .route("/v1/tokens/{id}/rotate", post(admin::rotate_token))
+        .route("/v1/tokens/{id}", delete(admin::revoke_token))
+        .route("/v1/keys", get(admin::list_keys))
+        .route("/v1/keys/rotate", post(admin::rotate_key))
+        .route("/v1/trust-policy", get(admin::get_policy).put(admin::put_policy))
+        .route("/v1/audit", get(admin::audit));
+    api.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(json_limit))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", crate::names::show(uri.path())))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!("{method} is not allowed on {}", crate::names::show(uri.path())),
+        retry_after: None,
+    }
+}
+
+/// `?limit=&after=` on list endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// At most this many items (1..=500, default 100).
+    pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
+}
+
+impl Page {
+    /// The limit, checked.
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(100),
+            Some(n @ 1..=500) => Ok(i64::from(n)),
+            Some(n) => Err(ApiError::bad_request(format!("limit {n} is outside 1..=500"))),
+        }
+    }
+
+    /// The cursor ("" for the first page).
+    pub fn after(&self) -> &str {
+        self.after.as_deref().unwrap_or("")
+    }
+}
+
+/// A page of results.
+#[derive(Debug, Serialize)]
+pub struct Paged<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+impl<T> Paged<T> {
+    /// A page from `limit + 1` fetched items, the cursor taken by `key`.
+    pub fn from_fetched(mut items: Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> Paged<T> {
+        let more = items.len() as i64 > limit;
+        items.truncate(limit as usize);
+        let next = if more { items.last().map(key) } else { None };
+        Paged { items, next }
+    }
+}

@@ -1,0 +1,481 @@
+//! Gate runs: a bounded queue, worker threads that run the gate engine (the
+//! sandbox never runs on the async runtime's threads), cancellation, and
+//! the record each run leaves: status, report and signed attestation.
+//!
+//! Statuses: `queued` → `running` → `passed` | `refused` | `error`; or
+//! `cancelled` (before it ran, or its result discarded), or `interrupted`
+//! (the server stopped or died while it was queued or running; it can be
+//! re-run). A run is judged against the gate version that was current when
+//! it was queued, with the version in production as baseline.
+
+use crate::audit::Event;
+use crate::error::ApiError;
+use crate::state::AppState;
+use airlock_attest::gate::attest_gate;
+use airlock_audit::Action;
+use airlock_core::digest::Digest;
+use airlock_core::gate::spec::GateSpec;
+use airlock_gate::runner::{GateJob, ModelUnderTest};
+use airlock_runtime::sandbox::Bundle;
+use serde_json::json;
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::SystemTime;
+
+/// The queue in front of the workers.
+pub struct RunQueue {
+    sender: Mutex<Option<SyncSender<String>>>,
+    receiver: Arc<Mutex<Receiver<String>>>,
+    cancelled: Mutex<HashSet<String>>,
+    running: Mutex<HashSet<String>>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl RunQueue {
+    /// A queue holding at most `depth` waiting runs.
+    pub fn new(depth: usize) -> RunQueue {
+        let (tx, rx) = std::sync::mpsc::sync_channel(depth.max(1));
+        RunQueue {
+            sender: Mutex::new(Some(tx)),
+            receiver: Arc::new(Mutex::new(rx)),
+            cancelled: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashSet::new()),
+            workers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Queues `run_id`, or says the queue is full (503 with Retry-After) or
+    /// closed (shutting down).
+    pub fn push(&self, run_id: &str) -> Result<(), ApiError> {
+        let guard = self.sender.lock().map_err(|_| ApiError::internal("run queue lock"))?;
+        let Some(tx) = guard.as_ref() else {
+            return Err(ApiError::unavailable("the server is shutting down", 5));
+        };
+        match tx.try_send(run_id.to_string()) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(ApiError::unavailable(
+                "the gate-run queue is full; retry later",
+                10,
+            )),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(ApiError::unavailable("the gate workers have stopped", 5))
+            }
+        }
+    }
+
+    /// Whether a push would find room now (checked before a run is
+    /// recorded, so that a full queue refuses the submission outright).
+    pub fn has_room(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst) < self.depth
+    }
+
+    /// Marks a run cancelled (a queued one is skipped; a running one's
+    /// result is discarded).
+    pub fn cancel(&self, run_id: &str) {
+        if let Ok(mut c) = self.cancelled.lock() {
+            c.insert(run_id.to_string());
+        }
+    }
+
+    fn is_cancelled(&self, run_id: &str) -> bool {
+        self.cancelled.lock().map(|c| c.contains(run_id)).unwrap_or(false)
+    }
+
+    /// Runs currently on a worker.
+    pub fn running(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Stops taking runs; workers finish the run they hold and exit.
+    pub fn close(&self) {
+        if let Ok(mut s) = self.sender.lock() {
+            s.take();
+        }
+    }
+
+    /// Waits until every worker has exited or `deadline` passes; returns
+    /// whether they all did.
+    pub fn join(&self, deadline: std::time::Instant) -> bool {
+        loop {
+            let done = self
+                .workers
+                .lock()
+                .map(|w| w.iter().all(|h| h.is_finished()))
+                .unwrap_or(true);
+            if done || std::time::Instant::now() >= deadline {
+                return done;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// Starts `n` worker threads. They hold only a weak handle to the state, so
+/// dropping the server frees it.
+pub fn start_workers(state: &Arc<AppState>, n: usize) {
+    let handle = tokio::runtime::Handle::current();
+    let mut workers = match state.runs.workers.lock() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    for i in 0..n.max(1) {
+        let rx = state.runs.receiver.clone();
+        let weak: Weak<AppState> = Arc::downgrade(state);
+        let handle = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("airlock-gate-{i}"))
+            .spawn(move || {
+                loop {
+                    let next = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(run_id) = next else { return };
+                    let Some(state) = weak.upgrade() else { return };
+                    execute(&state, &handle, &run_id);
+                }
+            });
+        match spawned {
+            Ok(h) => workers.push(h),
+            Err(e) => eprintln!("airlock server: cannot start gate worker {i}: {e}"),
+        }
+    }
+}
+
+/// The run as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct RunRow {
+    model: String,
+    version: String,
+    gate: String,
+    gate_version: i64,
+    baseline: Option<String>,
+    status: String,
+}
+
+/// Runs one queued run to its end and records the outcome.
+fn execute(state: &Arc<AppState>, rt: &tokio::runtime::Handle, run_id: &str) {
+    let row: Result<Option<RunRow>, sqlx::Error> = rt.block_on(
+        sqlx::query_as(
+            "SELECT model, version, gate, gate_version, baseline, status FROM runs WHERE id = $1",
+        )
+        .bind(run_id)
+        .fetch_optional(&state.db),
+    );
+    let row = match row {
+        Ok(Some(r)) if r.status == "queued" => r,
+        Ok(_) => return,
+        Err(e) => {
+            eprintln!("airlock server: run {run_id}: {e}");
+            return;
+        }
+    };
+    if state.runs.is_cancelled(run_id) {
+        return;
+    }
+    if let Ok(mut r) = state.runs.running.lock() {
+        r.insert(run_id.to_string());
+    }
+    let started = rt.block_on(
+        sqlx::query("UPDATE runs SET status = 'running', started_at = $1 WHERE id = $2 AND status = 'queued'")
+            .bind(crate::db::now())
+            .bind(run_id)
+            .execute(&state.db),
+    );
+    let outcome = match started {
+        Ok(r) if r.rows_affected() == 1 => Some(judge(state, rt, &row)),
+        _ => None,
+    };
+    if let Some(outcome) = outcome {
+        let cancelled = state.runs.is_cancelled(run_id);
+        if let Err(e) = rt.block_on(record(state, run_id, &row, outcome, cancelled)) {
+            eprintln!("airlock server: recording run {run_id}: {e}");
+        }
+    }
+    if let Ok(mut r) = state.runs.running.lock() {
+        r.remove(run_id);
+    }
+}
+
+/// What a run produced.
+enum Outcome {
+    /// The gate judged the candidate.
+    Judged {
+        report: serde_json::Value,
+        passed: bool,
+        attestation: String,
+        key_id: String,
+        seed: u64,
+    },
+    /// The gate could not judge it (a broken gate, baseline or input).
+    Error(String),
+}
+
+/// Loads the inputs into a scratch directory and runs the gate.
+fn judge(state: &Arc<AppState>, rt: &tokio::runtime::Handle, row: &RunRow) -> Outcome {
+    match judge_inner(state, rt, row) {
+        Ok(o) => o,
+        Err(e) => Outcome::Error(e),
+    }
+}
+
+fn judge_inner(
+    state: &Arc<AppState>,
+    rt: &tokio::runtime::Handle,
+    row: &RunRow,
+) -> Result<Outcome, String> {
+    let version: (String, Option<String>, Option<String>) = rt
+        .block_on(
+            sqlx::query_as(
+                "SELECT plugin, bundle_archive, bundle_digest FROM versions WHERE model = $1 AND version = $2",
+            )
+            .bind(&row.model)
+            .bind(&row.version)
+            .fetch_one(&state.db),
+        )
+        .map_err(|e| format!("version record: {e}"))?;
+    let gate: (String, String) = rt
+        .block_on(
+            sqlx::query_as("SELECT toml, digest FROM gates WHERE name = $1 AND version = $2")
+                .bind(&row.gate)
+                .bind(row.gate_version)
+                .fetch_one(&state.db),
+        )
+        .map_err(|e| format!("gate record: {e}"))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("airlock-run-")
+        .tempdir()
+        .map_err(|e| format!("scratch directory: {e}"))?;
+    let candidate = load_model(state, scratch.path(), "candidate", &version.0, version.1.as_deref())?;
+    let baseline = match &row.baseline {
+        Some(b) => {
+            let bv: (String, Option<String>) = rt
+                .block_on(
+                    sqlx::query_as(
+                        "SELECT plugin, bundle_archive FROM versions WHERE model = $1 AND version = $2",
+                    )
+                    .bind(&row.model)
+                    .bind(b)
+                    .fetch_one(&state.db),
+                )
+                .map_err(|e| format!("baseline record: {e}"))?;
+            Some(load_model(state, scratch.path(), "baseline", &bv.0, bv.1.as_deref())?)
+        }
+        None => None,
+    };
+    let gate_dir = scratch.path().join("gate");
+    std::fs::create_dir(&gate_dir).map_err(|e| format!("scratch directory: {e}"))?;
+    let spec = GateSpec::parse(&gate.0, &gate_dir).map_err(|e| format!("gate: {e}"))?;
+    if spec.digest.to_string() != gate.1 {
+        return Err("the stored gate's text does not match its digest".into());
+    }
+    for step in &spec.steps {
+        let plugin = crate::gates::pinned(&step.plugin).map_err(|e| e.message)?;
+        let path = gate_dir.join(format!("{}.wasm", step.plugin));
+        if !path.exists() {
+            state
+                .blobs
+                .materialize(&plugin, &path)
+                .map_err(|e| format!("step `{}`: validator: {e}", step.name))?;
+        }
+        for data in std::iter::once(&step.dataset).chain(step.reference.as_ref()) {
+            let name = data.to_string_lossy();
+            let digest = crate::gates::pinned(&name).map_err(|e| e.message)?;
+            let path = gate_dir.join(&*name);
+            if !path.exists() {
+                state
+                    .blobs
+                    .materialize(&digest, &path)
+                    .map_err(|e| format!("step `{}`: dataset: {e}", step.name))?;
+            }
+        }
+    }
+    let job = GateJob {
+        sandbox: state.sandbox.clone(),
+        spec: Arc::new(spec),
+        candidate,
+        baseline,
+        plugin_dir: None,
+        seed: None,
+        data_caps: state.config.data_caps,
+    };
+    let report = job.run().map_err(|e| e.to_string())?;
+    let model_digest = Digest::parse(&version.0).ok_or("bad plugin digest")?;
+    let bundle_digest = version.2.as_deref().and_then(Digest::parse);
+    let (envelope, key_id) = {
+        let keys = state.keys.read().map_err(|_| "host key lock poisoned")?;
+        let env = attest_gate(
+            &report.verdict,
+            model_digest,
+            bundle_digest,
+            &keys.current,
+            keys.current.key_id(),
+            SystemTime::now(),
+        )
+        .map_err(|e| format!("attesting: {e}"))?;
+        (env, keys.current.key_id().hex())
+    };
+    let passed = report.verdict.passed;
+    let seed = report.verdict.seed;
+    let report = serde_json::to_value(&report).map_err(|e| format!("report: {e}"))?;
+    Ok(Outcome::Judged {
+        report,
+        passed,
+        attestation: envelope.to_json(),
+        key_id,
+        seed,
+    })
+}
+
+/// Loads a model component and unpacks its bundle for a run.
+fn load_model(
+    state: &Arc<AppState>,
+    scratch: &Path,
+    role: &str,
+    plugin: &str,
+    bundle_archive: Option<&str>,
+) -> Result<ModelUnderTest, String> {
+    let digest = Digest::parse(plugin).ok_or_else(|| format!("{role}: bad plugin digest"))?;
+    let mut bytes = Vec::new();
+    state
+        .blobs
+        .open(&digest)
+        .and_then(|mut r| {
+            r.read_to_end(&mut bytes)
+                .map_err(|source| airlock_blobs::BlobError::Io {
+                    path: digest.to_string().into(),
+                    source,
+                })
+        })
+        .map_err(|e| format!("{role} component: {e}"))?;
+    let plugin = state.sandbox.load(&bytes).map_err(|e| format!("{role}: {e}"))?;
+    let bundle = match bundle_archive {
+        Some(a) => {
+            let a = Digest::parse(a).ok_or_else(|| format!("{role}: bad bundle digest"))?;
+            let dir = scratch.join(format!("{role}-bundle"));
+            std::fs::create_dir(&dir).map_err(|e| format!("scratch directory: {e}"))?;
+            let reader = state.blobs.open(&a).map_err(|e| format!("{role} bundle: {e}"))?;
+            crate::archive::unpack(reader, &dir, &state.sandbox.config().bundle_caps)
+                .map_err(|e| format!("{role} bundle: {e}"))?;
+            Some(
+                Bundle::from_path_with(&dir, &state.sandbox.config().bundle_caps)
+                    .map_err(|e| format!("{role} bundle: {e}"))?,
+            )
+        }
+        None => None,
+    };
+    Ok(ModelUnderTest { plugin, bundle })
+}
+
+/// Records a finished run and its audit entries.
+async fn record(
+    state: &Arc<AppState>,
+    run_id: &str,
+    row: &RunRow,
+    outcome: Outcome,
+    cancelled: bool,
+) -> Result<(), ApiError> {
+    let mut change = state.begin().await?;
+    let subject = format!("{}/{}", row.model, row.version);
+    let now = crate::db::now();
+    if cancelled {
+        sqlx::query("UPDATE runs SET status = 'cancelled', reason = 'cancelled while running; its result was discarded', finished_at = $1 WHERE id = $2")
+            .bind(&now)
+            .bind(run_id)
+            .execute(&mut *change.tx)
+            .await?;
+        change.record(Event::new(
+            "server",
+            Action::GateRun,
+            subject,
+            json!({ "run": run_id, "status": "cancelled" }),
+        ));
+        return state.commit(change).await;
+    }
+    match outcome {
+        Outcome::Judged {
+            report,
+            passed,
+            attestation,
+            key_id,
+            seed,
+        } => {
+            let status = if passed { "passed" } else { "refused" };
+            sqlx::query(
+                "UPDATE runs SET status = $1, report = $2, attestation = $3, key_id = $4, finished_at = $5 WHERE id = $6",
+            )
+            .bind(status)
+            .bind(report.to_string())
+            .bind(&attestation)
+            .bind(&key_id)
+            .bind(&now)
+            .bind(run_id)
+            .execute(&mut *change.tx)
+            .await?;
+            change.record(Event::new(
+                "server",
+                Action::GateRun,
+                subject.clone(),
+                json!({ "run": run_id, "status": status, "gate": row.gate, "gate_version": row.gate_version,
+                        "gate_digest": report.get("gate_digest"), "seed": seed.to_string() }),
+            ));
+            change.record(Event::new(
+                "server",
+                Action::Attestation,
+                subject,
+                json!({ "run": run_id, "passed": passed, "key_id": key_id,
+                        "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(attestation.as_bytes())) }),
+            ));
+        }
+        Outcome::Error(reason) => {
+            sqlx::query("UPDATE runs SET status = 'error', reason = $1, finished_at = $2 WHERE id = $3")
+                .bind(&reason)
+                .bind(&now)
+                .bind(run_id)
+                .execute(&mut *change.tx)
+                .await?;
+            change.record(Event::new(
+                "server",
+                Action::GateRun,
+                subject,
+                json!({ "run": run_id, "status": "error", "reason": reason }),
+            ));
+        }
+    }
+    state.commit(change).await
+}
+
+/// At start (and at the end of a shutdown's grace period), records every
+/// run still queued or running as interrupted.
+pub async fn mark_interrupted(state: &AppState) -> Result<(), ApiError> {
+    let ids: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT id, model, version, status FROM runs WHERE status IN ('queued', 'running')",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut change = state.begin().await?;
+    for (id, model, version, was) in ids {
+        sqlx::query("UPDATE runs SET status = 'interrupted', reason = $1, finished_at = $2 WHERE id = $3")
+            .bind(format!("the server stopped while the run was {was}; re-run it"))
+            .bind(crate::db::now())
+            .bind(&id)
+            .execute(&mut *change.tx)
+            .await?;
+        change.record(Event::new(
+            "server",
+            Action::GateRun,
+            format!("{model}/{version}"),
+            json!({ "run": id, "status": "interrupted", "was": was }),
+        ));
+    }
+    state.commit(change).await
+}

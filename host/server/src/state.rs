@@ -1,0 +1,339 @@
+//! The server's shared state and how it starts: the data directory, the
+//! metadata database, the blob store, the audit log, the host's signing
+//! keys, the first admin token and the gate-run workers.
+
+use crate::access::{Role, Scope, mint_token};
+use crate::audit::{self, Event};
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::runs::RunQueue;
+use airlock_attest::policy::TrustPolicy;
+use airlock_attest::{Curve, Envelope, KeySet, SigningKey};
+use airlock_audit::{Action, AuditLog};
+use airlock_blobs::{BlobStore, LocalBlobStore};
+use airlock_runtime::sandbox::Sandbox;
+use serde_json::json;
+use sqlx::SqlitePool;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Everything a handler or worker reaches.
+pub struct AppState {
+    /// The metadata database.
+    pub db: SqlitePool,
+    /// Uploaded bytes, by digest.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The hash-chained audit log (appended from blocking threads).
+    pub audit_log: Arc<Mutex<AuditLog>>,
+    /// Serialises state changes, so that audit entries follow commits in
+    /// order.
+    pub writer: tokio::sync::Mutex<()>,
+    /// The host's signing keys.
+    pub keys: RwLock<HostKeys>,
+    /// The settings it started with.
+    pub config: ServerConfig,
+    /// The sandbox every gate run uses (shared engine and caches).
+    pub sandbox: Sandbox,
+    /// Gate runs waiting for, or on, a worker.
+    pub runs: RunQueue,
+    /// Where the first admin token was written, when this start created it.
+    pub admin_token_file: std::sync::OnceLock<PathBuf>,
+    /// The accepted trust policy (`None` until one is: see
+    /// [`crate::trust::effective_policy`]).
+    pub policy: RwLock<Option<TrustPolicy>>,
+}
+
+/// The host's keys: the current one signs attestations; every key it ever
+/// had still verifies them (rotation keeps old attestations checkable).
+pub struct HostKeys {
+    /// Signs new attestations.
+    pub current: SigningKey,
+    /// Every host key, current and retired.
+    pub all: KeySet,
+}
+
+impl AppState {
+    /// Opens or initialises the data directory and everything in it.
+    pub async fn open(config: ServerConfig) -> Result<Arc<AppState>, StartError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| StartError::io(dir, e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StartError::io(dir, e))?;
+        let db = crate::db::open(&dir.join("airlock.db"))
+            .await
+            .map_err(|e| StartError::Db(e.to_string()))?;
+        let blobs = LocalBlobStore::open(&dir.join("blobs"), config.key_ring.clone())
+            .map_err(|e| StartError::Blobs(e.to_string()))?;
+        blobs
+            .sweep_temporaries()
+            .map_err(|e| StartError::Blobs(e.to_string()))?;
+        let audit_path = dir.join("audit.jsonl");
+        let audit_log = AuditLog::open(&audit_path).map_err(|e| StartError::Audit(e.to_string()))?;
+        let audit_log = Arc::new(Mutex::new(audit_log));
+        // Entries a crash left staged go into the log before anything else.
+        audit::flush(&db, &audit_log)
+            .await
+            .map_err(|e| StartError::Audit(e.message))?;
+        let keys = load_host_keys(&db, &config).await?;
+        let sandbox =
+            Sandbox::new(config.sandbox.clone()).map_err(|e| StartError::Sandbox(e.to_string()))?;
+        let runs = RunQueue::new(config.queue_depth);
+        let policy = load_policy(&db).await?;
+        let state = Arc::new(AppState {
+            db,
+            blobs: Arc::new(blobs),
+            audit_log,
+            writer: tokio::sync::Mutex::new(()),
+            keys: RwLock::new(keys),
+            sandbox,
+            runs,
+            admin_token_file: std::sync::OnceLock::new(),
+            policy: RwLock::new(policy),
+            config,
+        });
+        if let Some(path) = bootstrap_admin(&state).await? {
+            let _ = state.admin_token_file.set(path);
+        }
+        crate::runs::mark_interrupted(&state)
+            .await
+            .map_err(|e| StartError::Db(e.message))?;
+        Ok(state)
+    }
+
+    /// Begins a state change: holds the writer lock and opens a transaction.
+    pub async fn begin(&self) -> Result<Change<'_>, ApiError> {
+        let guard = self.writer.lock().await;
+        let tx = self.db.begin().await?;
+        Ok(Change {
+            _guard: guard,
+            tx,
+            events: Vec::new(),
+        })
+    }
+
+    /// Commits a change with its audit entries and returns once they are
+    /// durable in the log.
+    pub async fn commit(&self, mut change: Change<'_>) -> Result<(), ApiError> {
+        audit::stage(&mut change.tx, &change.events).await?;
+        change.tx.commit().await?;
+        audit::flush(&self.db, &self.audit_log).await?;
+        Ok(())
+    }
+
+    /// The host's key set (for verifying attestations).
+    pub fn key_set(&self) -> KeySet {
+        self.keys.read().map(|k| k.all.clone()).unwrap_or_default()
+    }
+}
+
+/// A state change in progress: a transaction, the writer lock, and the
+/// audit entries it will commit with.
+pub struct Change<'a> {
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+    /// The transaction.
+    pub tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    events: Vec<Event>,
+}
+
+impl Change<'_> {
+    /// Records an audit entry for this change.
+    pub fn record(&mut self, event: Event) {
+        self.events.push(event);
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory or a file in it.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The metadata database.
+    #[error("metadata database: {0}")]
+    Db(String),
+    /// The blob store.
+    #[error("blob store: {0}")]
+    Blobs(String),
+    /// The audit log.
+    #[error("audit log: {0}")]
+    Audit(String),
+    /// The host keys.
+    #[error("host keys: {0}")]
+    Keys(String),
+    /// The sandbox.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    /// Binding or serving.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TLS configuration.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+impl StartError {
+    fn io(path: &Path, source: std::io::Error) -> StartError {
+        StartError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Loads the host keys, creating the first one on a fresh data directory.
+async fn load_host_keys(db: &SqlitePool, config: &ServerConfig) -> Result<HostKeys, StartError> {
+    let keyerr = |e: String| StartError::Keys(e);
+    let rows: Vec<(String, String, i64, i64)> =
+        sqlx::query_as("SELECT key_id, private_key, sealed, current FROM host_keys")
+            .fetch_all(db)
+            .await
+            .map_err(|e| StartError::Db(e.to_string()))?;
+    if rows.is_empty() {
+        let key = SigningKey::generate(Curve::P256);
+        let mut tx = db.begin().await.map_err(|e| StartError::Db(e.to_string()))?;
+        insert_host_key(&mut tx, config, &key, true)
+            .await
+            .map_err(|e| keyerr(e.message))?;
+        tx.commit().await.map_err(|e| StartError::Db(e.to_string()))?;
+        let mut all = KeySet::new();
+        all.insert(key.verifying_key());
+        return Ok(HostKeys { current: key, all });
+    }
+    let mut all = KeySet::new();
+    let mut current = None;
+    for (id, private, sealed, is_current) in rows {
+        let pem = open_private(config, &id, &private, sealed != 0).map_err(keyerr)?;
+        let key = SigningKey::from_pem(&pem).map_err(|e| keyerr(format!("key {id}: {e}")))?;
+        all.insert(key.verifying_key());
+        if is_current != 0 {
+            current = Some(key);
+        }
+    }
+    let current = current.ok_or_else(|| keyerr("no current host key".into()))?;
+    Ok(HostKeys { current, all })
+}
+
+/// Decrypts (or reads) a stored private key.
+fn open_private(config: &ServerConfig, id: &str, stored: &str, sealed: bool) -> Result<String, String> {
+    if !sealed {
+        return Ok(stored.to_string());
+    }
+    let ring = config
+        .key_ring
+        .as_ref()
+        .ok_or_else(|| format!("host key {id} is encrypted at rest but no data key ring is configured"))?;
+    let bytes = hex::decode(stored).map_err(|e| format!("host key {id}: {e}"))?;
+    let pem = ring
+        .open_sealed(&bytes, format!("airlock host key {id}").as_bytes())
+        .map_err(|e| format!("host key {id}: {e}"))?;
+    String::from_utf8(pem).map_err(|e| format!("host key {id}: {e}"))
+}
+
+/// Stores a host key (sealed under the key ring when one is configured).
+pub async fn insert_host_key(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    config: &ServerConfig,
+    key: &SigningKey,
+    current: bool,
+) -> Result<(), ApiError> {
+    let id = key.key_id().hex();
+    let pem = key.to_pkcs8_pem();
+    let (stored, sealed) = match &config.key_ring {
+        Some(ring) => (
+            hex::encode(ring.seal(pem.as_bytes(), format!("airlock host key {id}").as_bytes())),
+            1,
+        ),
+        None => (pem.to_string(), 0),
+    };
+    sqlx::query(
+        "INSERT INTO host_keys (key_id, public_pem, private_key, sealed, current, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&id)
+    .bind(key.verifying_key().to_pem())
+    .bind(stored)
+    .bind(sealed)
+    .bind(i64::from(current))
+    .bind(crate::db::now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The newest accepted trust policy, read back from its stored envelope
+/// (its signature chain was checked when it was accepted).
+async fn load_policy(db: &SqlitePool) -> Result<Option<TrustPolicy>, StartError> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT envelope FROM trust_policies ORDER BY version DESC LIMIT 1")
+            .fetch_optional(db)
+            .await
+            .map_err(|e| StartError::Db(e.to_string()))?;
+    let Some((env,)) = row else { return Ok(None) };
+    let env = Envelope::from_json(&env).map_err(|e| StartError::Keys(format!("stored trust policy: {e}")))?;
+    let payload = Envelope::decode_payload(&env).map_err(|e| StartError::Keys(format!("stored trust policy: {e}")))?;
+    let policy: TrustPolicy = serde_json::from_slice(&payload)
+        .map_err(|e| StartError::Keys(format!("stored trust policy: {e}")))?;
+    Ok(Some(policy))
+}
+
+/// On a fresh data directory, mints the first admin token and writes it to
+/// `<data>/admin.token` (0600); returns that path when it did.
+async fn bootstrap_admin(state: &Arc<AppState>) -> Result<Option<PathBuf>, StartError> {
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM tokens")
+        .fetch_one(&state.db)
+        .await
+        .map_err(|e| StartError::Db(e.to_string()))?;
+    if count > 0 {
+        return Ok(None);
+    }
+    let token = mint_token().map_err(|e| StartError::Keys(format!("randomness: {e}")))?;
+    let path = state.config.data_dir.join("admin.token");
+    let tmp = state.config.data_dir.join("admin.token.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| StartError::io(&tmp, e))?;
+    f.write_all(format!("{}\n", token.token).as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| StartError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| StartError::io(&path, e))?;
+    let mut change = state.begin().await.map_err(|e| StartError::Db(e.message))?;
+    sqlx::query(
+        "INSERT INTO tokens (id, subject, role, scope, hash, created_at, created_by, expires_at)
+         VALUES ($1, 'admin', $2, $3, $4, $5, 'server', NULL)",
+    )
+    .bind(&token.id)
+    .bind(Role::Admin.as_str())
+    .bind(serde_json::to_string(&Scope::default()).unwrap_or_else(|_| "{}".into()))
+    .bind(&token.hash)
+    .bind(crate::db::now())
+    .execute(&mut *change.tx)
+    .await
+    .map_err(|e| StartError::Db(e.to_string()))?;
+    change.record(Event::new(
+        "server",
+        Action::TokenChange,
+        format!("token/{}", token.id),
+        json!({ "change": "created", "role": "admin", "subject": "admin", "first_start": true }),
+    ));
+    state
+        .commit(change)
+        .await
+        .map_err(|e| StartError::Db(e.message))?;
+    Ok(Some(path))
+}
