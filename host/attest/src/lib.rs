@@ -13,7 +13,12 @@
 //! * [`model_signing`]: the OpenSSF model signing format v1.0, interoperable
 //!   both ways with the reference `model_signing` 1.1.1;
 //! * [`gate`]: signed gate attestations over a [`VerdictRecord`] and their
-//!   verification.
+//!   verification;
+//! * [`signed`]: any JSON document signed as a DSSE envelope of its own
+//!   payload type, verified back with its signer's key id;
+//! * [`policy`]: the trust policy (which keys may sign plugins, bundles,
+//!   gates and policies; what must be signed), its rollback-proof update
+//!   rule, and signed gate definitions.
 //!
 //! `docs/signing.md` describes the formats and what each verification
 //! checks.
@@ -26,6 +31,8 @@ pub mod gate;
 pub mod intoto;
 pub mod keys;
 pub mod model_signing;
+pub mod policy;
+pub mod signed;
 
 pub use dsse::Envelope;
 pub use keys::{Curve, KeyId, KeySet, SigningKey, VerifyingKey};
