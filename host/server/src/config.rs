@@ -47,6 +47,11 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// The largest component the sandbox accepts.
+    pub fn sandbox_component_cap(&self) -> u64 {
+        self.sandbox.component_caps.max_component_bytes as u64
+    }
+
     /// Embedded defaults for everything but the data directory and the sandbox.
     pub fn new(data_dir: PathBuf, sandbox: SandboxConfig, data_caps: DataCaps) -> ServerConfig {
         ServerConfig {

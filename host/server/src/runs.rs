@@ -22,6 +22,7 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
@@ -32,6 +33,8 @@ pub struct RunQueue {
     cancelled: Mutex<HashSet<String>>,
     running: Mutex<HashSet<String>>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    waiting: Arc<AtomicUsize>,
+    depth: usize,
 }
 
 impl RunQueue {
@@ -44,6 +47,8 @@ impl RunQueue {
             cancelled: Mutex::new(HashSet::new()),
             running: Mutex::new(HashSet::new()),
             workers: Mutex::new(Vec::new()),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            depth: depth.max(1),
         }
     }
 
@@ -55,7 +60,10 @@ impl RunQueue {
             return Err(ApiError::unavailable("the server is shutting down", 5));
         };
         match tx.try_send(run_id.to_string()) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
             Err(TrySendError::Full(_)) => Err(ApiError::unavailable(
                 "the gate-run queue is full; retry later",
                 10,
@@ -69,7 +77,7 @@ impl RunQueue {
     /// Whether a push would find room now (checked before a run is
     /// recorded, so that a full queue refuses the submission outright).
     pub fn has_room(&self) -> bool {
-        self.waiting.load(std::sync::atomic::Ordering::SeqCst) < self.depth
+        self.waiting.load(Ordering::SeqCst) < self.depth
     }
 
     /// Marks a run cancelled (a queued one is skipped; a running one's
@@ -126,6 +134,7 @@ pub fn start_workers(state: &Arc<AppState>, n: usize) {
     };
     for i in 0..n.max(1) {
         let rx = state.runs.receiver.clone();
+        let waiting = state.runs.waiting.clone();
         let weak: Weak<AppState> = Arc::downgrade(state);
         let handle = handle.clone();
         let spawned = std::thread::Builder::new()
@@ -137,6 +146,7 @@ pub fn start_workers(state: &Arc<AppState>, n: usize) {
                         Err(_) => return,
                     };
                     let Ok(run_id) = next else { return };
+                    waiting.fetch_sub(1, Ordering::SeqCst);
                     let Some(state) = weak.upgrade() else { return };
                     execute(&state, &handle, &run_id);
                 }

@@ -282,8 +282,7 @@ async fn load_policy(db: &SqlitePool) -> Result<Option<TrustPolicy>, StartError>
             .map_err(|e| StartError::Db(e.to_string()))?;
     let Some((env,)) = row else { return Ok(None) };
     let env = Envelope::from_json(&env).map_err(|e| StartError::Keys(format!("stored trust policy: {e}")))?;
-    let payload = Envelope::decode_payload(&env).map_err(|e| StartError::Keys(format!("stored trust policy: {e}")))?;
-    let policy: TrustPolicy = serde_json::from_slice(&payload)
+    let policy = TrustPolicy::from_json(&env.payload)
         .map_err(|e| StartError::Keys(format!("stored trust policy: {e}")))?;
     Ok(Some(policy))
 }

@@ -32,7 +32,7 @@ pub fn effective_policy(state: &AppState) -> Result<TrustPolicy, ApiError> {
             .trust_root
             .iter()
             .map(|k| TrustedKey {
-                id: k.key_id().hex(),
+                id: k.key_id(),
                 public_key_pem: k.to_pem(),
                 kinds: vec![
                     ArtifactKind::Plugin,

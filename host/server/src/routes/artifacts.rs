@@ -64,52 +64,37 @@ pub async fn upload_blob(
     }
     // The body is read on this task and written on a blocking thread; a
     // channel of a few chunks bounds what is in memory at once.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<bytes_chunk::Chunk>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
     let blobs = state.blobs.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<airlock_blobs::BlobInfo, ApiError> {
         let mut w = blobs.writer(cap)?;
-        for chunk in rx {
+        while let Some(chunk) = rx.blocking_recv() {
             match chunk {
-                bytes_chunk::Chunk::Data(b) => w.write_all(&b).map_err(|e| {
-                    if e.to_string().contains("limit") || e.kind() == std::io::ErrorKind::FileTooLarge {
-                        ApiError::too_large(format!("the upload is over the limit of {cap} bytes"))
-                    } else {
-                        ApiError::internal(format_args!("writing the upload: {e}"))
-                    }
-                })?,
-                bytes_chunk::Chunk::Abort(why) => return Err(ApiError::bad_request(why)),
-                bytes_chunk::Chunk::End => return Ok(w.finish(expected.as_ref())?),
+                Chunk::Data(b) => w.write_all(&b).map_err(|e| write_error(e, cap))?,
+                Chunk::Abort(why) => return Err(ApiError::bad_request(why)),
+                Chunk::End => return Ok(w.finish(expected.as_ref())?),
             }
         }
         Err(ApiError::bad_request("the upload ended early"))
     });
     let mut stream = body.into_data_stream();
     let mut total: u64 = 0;
-    let mut fed = true;
+    let mut end = Chunk::End;
     while let Some(next) = stream.next().await {
-        let msg = match next {
+        match next {
             Ok(b) => {
                 total += b.len() as u64;
-                bytes_chunk::Chunk::Data(b.to_vec())
+                if tx.send(Chunk::Data(b)).await.is_err() {
+                    break; // the writer stopped: its error is the answer
+                }
             }
-            Err(e) => bytes_chunk::Chunk::Abort(format!("the upload was cut off after {total} bytes: {e}")),
-        };
-        let abort = matches!(msg, bytes_chunk::Chunk::Abort(_));
-        let sent = {
-            let tx = tx.clone();
-            tokio::task::spawn_blocking(move || tx.send(msg).is_ok())
-                .await
-                .unwrap_or(false)
-        };
-        if !sent || abort {
-            fed = false;
-            break;
+            Err(e) => {
+                end = Chunk::Abort(format!("the upload was cut off after {total} bytes: {e}"));
+                break;
+            }
         }
     }
-    if fed {
-        let tx2 = tx.clone();
-        let _ = tokio::task::spawn_blocking(move || tx2.send(bytes_chunk::Chunk::End)).await;
-    }
+    let _ = tx.send(end).await;
     drop(tx);
     let info = writer
         .await
@@ -132,16 +117,22 @@ pub async fn upload_blob(
     ))
 }
 
-/// The chunks between the request task and the blob writer.
-mod bytes_chunk {
-    /// One message.
-    pub enum Chunk {
-        /// Bytes of the body.
-        Data(Vec<u8>),
-        /// The body failed; nothing may be published.
-        Abort(String),
-        /// The body ended.
-        End,
+/// The messages between the request task and the blob writer.
+enum Chunk {
+    /// Bytes of the body.
+    Data(axum::body::Bytes),
+    /// The body failed; nothing may be published.
+    Abort(String),
+    /// The body ended.
+    End,
+}
+
+/// A failed write: over the cap is the client's 413, anything else ours.
+fn write_error(e: std::io::Error, cap: u64) -> ApiError {
+    match e.into_inner().map(|inner| inner.downcast::<airlock_blobs::BlobError>()) {
+        Some(Ok(blob)) => ApiError::from(*blob),
+        Some(Err(other)) => ApiError::internal(format_args!("writing the upload: {other}")),
+        None => ApiError::internal(format_args!("writing the upload (cap {cap})")),
     }
 }
 
