@@ -5,7 +5,7 @@
 //! checked from each header before its bytes are written. Everything lands
 //! in a fresh directory the caller owns; nothing is written outside it.
 
-use airlock_runtime::sandbox::BundleCaps;
+use airlock_runtime::bundle::BundleCaps;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -166,7 +166,7 @@ fn relative(name: &str) -> Result<PathBuf, ArchiveError> {
         match c {
             Component::Normal(part) => {
                 let part = part.to_str().ok_or_else(|| bad("not UTF-8"))?;
-                airlock_core::digest::check_name(part).map_err(|e| bad(&e.to_string()))?;
+                airlock_core::digest::check_name(std::ffi::OsStr::new(part)).map_err(|e| bad(&e.to_string()))?;
                 out.push(part);
             }
             Component::CurDir => {}

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-type J<T> = axum::Json<T>;
+use axum::Json as J;
 
 /// `GET /v1/health`: no token needed.
 pub async fn health(State(state): State<Arc<AppState>>) -> J<Value> {

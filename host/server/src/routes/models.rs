@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-type J<T> = axum::Json<T>;
+use axum::Json as J;
 
 // ---------------------------------------------------------------- gates
 
