@@ -800,3 +800,51 @@ impl BlobStore for LocalBlobStore {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> KeyRing {
+        KeyRing::from_env_value(&format!("k {}", "33".repeat(32))).unwrap()
+    }
+
+    #[test]
+    fn a_writer_never_buffers_more_than_one_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        for keys in [None, Some(ring())] {
+            let store = LocalBlobStore::open(dir.path(), keys).unwrap();
+            let mut w = store.new_writer(u64::MAX, false).unwrap();
+            let data = vec![7u8; 3 * SEGMENT_SIZE];
+            for chunk in [1, SEGMENT_SIZE - 1, SEGMENT_SIZE, 3 * SEGMENT_SIZE, 12345] {
+                w.write_all(&data[..chunk]).unwrap();
+                assert!(w.buf.len() <= SEGMENT_SIZE);
+                assert!(
+                    w.buf.capacity() <= SEGMENT_SIZE + TAG_SIZE,
+                    "{}",
+                    w.buf.capacity()
+                );
+            }
+            let info = Box::new(w).finish(None).unwrap();
+            assert_eq!(
+                info.size,
+                (1 + SEGMENT_SIZE - 1 + SEGMENT_SIZE + 3 * SEGMENT_SIZE + 12345) as u64
+            );
+        }
+    }
+
+    #[test]
+    fn an_encrypted_file_has_the_documented_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path(), Some(ring())).unwrap();
+        for len in [0usize, 1, SEGMENT_SIZE, SEGMENT_SIZE + 1, 3 * SEGMENT_SIZE] {
+            let mut w = store.new_writer(u64::MAX, false).unwrap();
+            w.write_all(&vec![1u8; len]).unwrap();
+            let info = Box::new(w).finish(None).unwrap();
+            let segments = len.div_ceil(SEGMENT_SIZE).max(1);
+            let want = format::header_len(1) + len + segments * TAG_SIZE;
+            let got = fs::metadata(store.blob_path(&info.digest)).unwrap().len();
+            assert_eq!(got, want as u64, "len {len}");
+        }
+    }
+}
