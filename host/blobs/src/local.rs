@@ -2,7 +2,7 @@
 //! built so that a crash at any instant leaves every published blob whole.
 //!
 //! Layout under `root`: `sha256/<hex>` holds published blobs (plaintext, or
-//! the format of [`crate::format`]), `tmp/` holds writers' temporaries. A
+//! the format of [`crate::format`](mod@crate::format)), `tmp/` holds writers' temporaries. A
 //! blob is written to `tmp/`, fsynced, then hard-linked to its final name
 //! (which fails if the name exists, so two writers of the same bytes never
 //! both "create" it) and the `sha256/` directory is fsynced. Rotation writes
@@ -301,7 +301,7 @@ impl LocalBlobStore {
         Ok(Stored::Encrypted {
             key_id,
             plaintext_len,
-            reader: EncReader {
+            reader: Box::new(EncReader {
                 file: file.try_clone().map_err(io_err)?,
                 path: path.to_path_buf(),
                 digest: *digest,
@@ -313,7 +313,7 @@ impl LocalBlobStore {
                 pos: 0,
                 hasher: Sha256::new(),
                 failed: None,
-            },
+            }),
         })
     }
 }
@@ -380,7 +380,7 @@ enum Stored {
     Encrypted {
         key_id: String,
         plaintext_len: u64,
-        reader: EncReader,
+        reader: Box<EncReader>,
     },
 }
 
@@ -395,7 +395,7 @@ impl Stored {
     fn into_reader(self) -> Box<dyn Read + Send> {
         match self {
             Stored::Plain(r) => Box::new(r),
-            Stored::Encrypted { reader, .. } => Box::new(reader),
+            Stored::Encrypted { reader, .. } => reader,
         }
     }
 }
