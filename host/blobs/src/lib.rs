@@ -11,7 +11,7 @@
 //!   fsync of the directory, so a kill at any instant leaves either no blob
 //!   or a complete one under its name;
 //! * blobs can be **encrypted at rest** with AES-256-GCM under a rotating
-//!   [`KeyRing`], in a segmented format ([`format`]) whose reader returns
+//!   [`KeyRing`], in a segmented format ([`format`](mod@format)) whose reader returns
 //!   only authenticated bytes;
 //! * the backend is a trait ([`BlobStore`]), so an S3-compatible store can
 //!   replace [`LocalBlobStore`] later.

@@ -2,7 +2,7 @@
 //! built so that a crash at any instant leaves every published blob whole.
 //!
 //! Layout under `root`: `sha256/<hex>` holds published blobs (plaintext, or
-//! the format of [`crate::format`]), `tmp/` holds writers' temporaries. A
+//! the format of [`crate::format`](mod@crate::format)), `tmp/` holds writers' temporaries. A
 //! blob is written to `tmp/`, fsynced, then hard-linked to its final name
 //! (which fails if the name exists, so two writers of the same bytes never
 //! both "create" it) and the `sha256/` directory is fsynced. Rotation writes
@@ -301,7 +301,7 @@ impl LocalBlobStore {
         Ok(Stored::Encrypted {
             key_id,
             plaintext_len,
-            reader: EncReader {
+            reader: Box::new(EncReader {
                 file: file.try_clone().map_err(io_err)?,
                 path: path.to_path_buf(),
                 digest: *digest,
@@ -313,7 +313,7 @@ impl LocalBlobStore {
                 pos: 0,
                 hasher: Sha256::new(),
                 failed: None,
-            },
+            }),
         })
     }
 }
@@ -380,7 +380,7 @@ enum Stored {
     Encrypted {
         key_id: String,
         plaintext_len: u64,
-        reader: EncReader,
+        reader: Box<EncReader>,
     },
 }
 
@@ -395,7 +395,7 @@ impl Stored {
     fn into_reader(self) -> Box<dyn Read + Send> {
         match self {
             Stored::Plain(r) => Box::new(r),
-            Stored::Encrypted { reader, .. } => Box::new(reader),
+            Stored::Encrypted { reader, .. } => reader,
         }
     }
 }
@@ -798,5 +798,53 @@ impl BlobStore for LocalBlobStore {
             let _ = fs::remove_file(dest);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> KeyRing {
+        KeyRing::from_env_value(&format!("k {}", "33".repeat(32))).unwrap()
+    }
+
+    #[test]
+    fn a_writer_never_buffers_more_than_one_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        for keys in [None, Some(ring())] {
+            let store = LocalBlobStore::open(dir.path(), keys).unwrap();
+            let mut w = store.new_writer(u64::MAX, false).unwrap();
+            let data = vec![7u8; 3 * SEGMENT_SIZE];
+            for chunk in [1, SEGMENT_SIZE - 1, SEGMENT_SIZE, 3 * SEGMENT_SIZE, 12345] {
+                w.write_all(&data[..chunk]).unwrap();
+                assert!(w.buf.len() <= SEGMENT_SIZE);
+                assert!(
+                    w.buf.capacity() <= SEGMENT_SIZE + TAG_SIZE,
+                    "{}",
+                    w.buf.capacity()
+                );
+            }
+            let info = Box::new(w).finish(None).unwrap();
+            assert_eq!(
+                info.size,
+                (1 + SEGMENT_SIZE - 1 + SEGMENT_SIZE + 3 * SEGMENT_SIZE + 12345) as u64
+            );
+        }
+    }
+
+    #[test]
+    fn an_encrypted_file_has_the_documented_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path(), Some(ring())).unwrap();
+        for len in [0usize, 1, SEGMENT_SIZE, SEGMENT_SIZE + 1, 3 * SEGMENT_SIZE] {
+            let mut w = store.new_writer(u64::MAX, false).unwrap();
+            w.write_all(&vec![1u8; len]).unwrap();
+            let info = Box::new(w).finish(None).unwrap();
+            let segments = len.div_ceil(SEGMENT_SIZE).max(1);
+            let want = format::header_len(1) + len + segments * TAG_SIZE;
+            let got = fs::metadata(store.blob_path(&info.digest)).unwrap().len();
+            assert_eq!(got, want as u64, "len {len}");
+        }
     }
 }
