@@ -36,6 +36,7 @@ const SEALED_DOMAIN: &[u8] = b"airlock-sealed-v1\0";
 const TAG_LEN: usize = 16;
 
 /// One 32-byte key and its id; the bytes are wiped when dropped.
+#[derive(Clone)]
 pub(crate) struct Key {
     id: String,
     bytes: Zeroizing<[u8; 32]>,
@@ -57,6 +58,7 @@ impl Key {
 /// encrypts new data, every key decrypts, so data written before a rotation
 /// stays readable until [`crate::LocalBlobStore::rotate`] has re-encrypted
 /// it.
+#[derive(Clone)]
 pub struct KeyRing {
     keys: Vec<Key>,
 }

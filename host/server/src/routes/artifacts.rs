@@ -129,10 +129,11 @@ enum Chunk {
 
 /// A failed write: over the cap is the client's 413, anything else ours.
 fn write_error(e: std::io::Error, cap: u64) -> ApiError {
-    match e.into_inner().map(|inner| inner.downcast::<airlock_blobs::BlobError>()) {
-        Some(Ok(blob)) => ApiError::from(*blob),
-        Some(Err(other)) => ApiError::internal(format_args!("writing the upload: {other}")),
-        None => ApiError::internal(format_args!("writing the upload (cap {cap})")),
+    match airlock_blobs::BlobError::of_io(&e) {
+        Some(airlock_blobs::BlobError::TooLarge { .. }) => {
+            ApiError::too_large(format!("the upload is over the limit of {cap} bytes"))
+        }
+        _ => ApiError::internal(format_args!("writing the upload: {e}")),
     }
 }
 
