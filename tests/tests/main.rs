@@ -30,5 +30,7 @@ mod models;
 mod preinit;
 mod report;
 mod scaffold;
+mod server;
+mod server_cli;
 mod signing;
 mod verdicts;

@@ -1,0 +1,1 @@
+//! The `airlock` command line against a running server (`airlock server`, client commands).
