@@ -1,1 +1,1212 @@
-//! The control plane over HTTP, in process: the deployment loop, access control, bad input.
+//! The control plane over HTTP, in process (the router driven with
+//! `oneshot`, gate runs on the server's own worker threads): the
+//! deployment loop, access control, signatures and trust, tokens and keys,
+//! bad input, encryption at rest.
+
+use airlock_attest::gate::{ExpectedSubject, verify_attestation};
+use airlock_attest::policy::{GateDefinition, TrustPolicy};
+use airlock_attest::{Curve, Envelope, KeySet, SigningKey, VerifyingKey};
+use airlock_core::digest::Digest;
+use airlock_server::access::{PERMISSIONS, ROLES, Role};
+use airlock_server::routes::ROUTES;
+use airlock_server::{AppState, ServerConfig};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+/// One server in process, with its own data directory.
+struct Harness {
+    router: Router,
+    state: Arc<AppState>,
+    admin: String,
+    root: SigningKey,
+    dir: tempfile::TempDir,
+}
+
+fn config(dir: &Path, root: &SigningKey) -> ServerConfig {
+    let mut c = ServerConfig::new(
+        dir.join("data"),
+        airlock_runtime::sandbox::SandboxConfig {
+            cache_dir: Some(airlock_tests::cache_dir()),
+            ..Default::default()
+        },
+        airlock_gate::data::DataCaps::default(),
+    );
+    c.trust_root = vec![root.verifying_key()];
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        Harness::with(|_| {}).await
+    }
+
+    async fn with(tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let root = SigningKey::generate(Curve::P256);
+        let mut c = config(dir.path(), &root);
+        tweak(&mut c);
+        let workers = c.workers;
+        let state = AppState::open(c).await.expect("server state");
+        airlock_server::runs::start_workers(&state, workers);
+        let token_file = state
+            .admin_token_file
+            .get()
+            .expect("fresh data dir writes the admin token");
+        let admin = std::fs::read_to_string(token_file)
+            .unwrap()
+            .trim()
+            .to_string();
+        let router = airlock_server::routes::router(state.clone());
+        Harness {
+            router,
+            state,
+            admin,
+            root,
+            dir,
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "non-JSON answer ({status}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, v)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(v) => b
+                .header("content-type", "application/json")
+                .body(Body::from(v.to_string()))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        self.send(req).await
+    }
+
+    /// Calls as admin and insists on a 2xx.
+    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self
+            .call(method, path, Some(&self.admin.clone()), body)
+            .await;
+        assert!(s.is_success(), "{method} {path}: {s} {v}");
+        v
+    }
+
+    async fn upload_as(&self, token: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/v1/blobs")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from(bytes))
+            .unwrap();
+        self.send(req).await
+    }
+
+    async fn upload(&self, bytes: Vec<u8>) -> String {
+        let (s, v) = self.upload_as(&self.admin.clone(), bytes).await;
+        assert!(s.is_success(), "upload: {s} {v}");
+        v["digest"].as_str().unwrap().to_string()
+    }
+
+    async fn token(&self, subject: &str, role: &str) -> String {
+        let v = self
+            .ok(
+                "POST",
+                "/v1/tokens",
+                Some(json!({ "subject": subject, "role": role })),
+            )
+            .await;
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    async fn register(&self, file: &Path, name: &str, version: &str) -> String {
+        let digest = self.upload(std::fs::read(file).unwrap()).await;
+        self.ok(
+            "POST",
+            "/v1/plugins",
+            Some(json!({ "name": name, "version": version, "component": digest })),
+        )
+        .await;
+        digest
+    }
+
+    /// Pins the breast-cancer example gate to uploaded validators and
+    /// datasets; returns the TOML.
+    async fn pinned_gate(&self, tweak: impl FnOnce(&mut toml::Table)) -> String {
+        let text = std::fs::read_to_string(airlock_tests::example().join("gate.toml")).unwrap();
+        let mut t: toml::Table = toml::from_str(&text).unwrap();
+        t.remove("plugin_dir");
+        let steps = t["steps"].as_array().unwrap().clone();
+        let mut pinned = Vec::new();
+        for mut step in steps {
+            let s = step.as_table_mut().unwrap();
+            let name = s["plugin"].as_str().unwrap().to_string();
+            let d = self
+                .register(
+                    &airlock_tests::plugin(&format!("airlock_validator_{name}")),
+                    &name,
+                    "1.0.0",
+                )
+                .await;
+            s.insert("plugin".into(), toml::Value::String(d));
+            for key in ["dataset", "reference"] {
+                if let Some(p) = s.get(key).and_then(|v| v.as_str()).map(str::to_string) {
+                    let bytes = std::fs::read(airlock_tests::example().join(p)).unwrap();
+                    let d = self.upload(bytes).await;
+                    s.insert(key.into(), toml::Value::String(d));
+                }
+            }
+            pinned.push(step);
+        }
+        t.insert("steps".into(), toml::Value::Array(pinned));
+        tweak(&mut t);
+        toml::to_string(&t).unwrap()
+    }
+
+    async fn publish_gate(
+        &self,
+        version: u64,
+        gate_toml: String,
+        key: &SigningKey,
+    ) -> (StatusCode, Value) {
+        let env = GateDefinition {
+            name: "breast-cancer".into(),
+            version,
+            gate_toml,
+        }
+        .sign(key)
+        .unwrap();
+        let body: Value = serde_json::from_str(&env.to_json()).unwrap();
+        self.call("POST", "/v1/gates", Some(&self.admin.clone()), Some(body))
+            .await
+    }
+
+    async fn bundle(&self, dir: &str) -> String {
+        let mut bytes = Vec::new();
+        airlock_server::archive::pack(&airlock_tests::example().join(dir), &mut bytes).unwrap();
+        self.upload(bytes).await
+    }
+
+    /// Gate, model and the XGBoost plugin: ready for submissions.
+    async fn deployable(&self, approvals: u32) {
+        let gate = self.pinned_gate(|_| {}).await;
+        let (s, v) = self.publish_gate(1, gate, &self.root.clone()).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        self.ok(
+            "PUT",
+            "/v1/models/breast-cancer",
+            Some(json!({ "gate": "breast-cancer", "approvals_required": approvals })),
+        )
+        .await;
+        self.register(
+            &airlock_tests::plugin("airlock_model_xgboost"),
+            "xgboost",
+            "1.0.0",
+        )
+        .await;
+    }
+
+    async fn submit_as(&self, token: &str, version: &str, bundle_dir: &str) -> (StatusCode, Value) {
+        let bundle = self.bundle(bundle_dir).await;
+        self.call(
+            "POST",
+            "/v1/models/breast-cancer/versions",
+            Some(token),
+            Some(
+                json!({ "version": version, "plugin": "xgboost@1.0.0", "bundle": bundle,
+                         "provenance": { "author": "test", "labels": { "team": "qa" } } }),
+            ),
+        )
+        .await
+    }
+
+    async fn wait(&self, run: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let v = self.ok("GET", &format!("/v1/runs/{run}"), None).await;
+            let status = v["run"]["status"].as_str().unwrap().to_string();
+            if !matches!(status.as_str(), "queued" | "running") {
+                return v;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "run {run} did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn submit_and_wait(
+        &self,
+        token: &str,
+        version: &str,
+        bundle_dir: &str,
+    ) -> (String, Value) {
+        let (s, v) = self.submit_as(token, version, bundle_dir).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let run = v["run"].as_str().unwrap().to_string();
+        let r = self.wait(&run).await;
+        (run, r)
+    }
+
+    async fn host_keys(&self) -> KeySet {
+        let v = self.ok("GET", "/v1/keys", None).await;
+        let mut ks = KeySet::new();
+        for k in v["items"].as_array().unwrap() {
+            ks.insert(VerifyingKey::from_pem(k["public_key"].as_str().unwrap()).unwrap());
+        }
+        ks
+    }
+}
+
+fn message(v: &Value) -> &str {
+    v["error"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deployment_loop_gates_signs_approves_promotes_refuses_and_rolls_back() {
+    let h = Harness::new().await;
+    h.deployable(1).await;
+    let alice = h.token("alice", "submitter").await;
+    let bob = h.token("bob", "approver").await;
+    let carol = h.token("carol", "deployer").await;
+
+    // v1 passes, and its attestation verifies offline for exactly its digests.
+    let (run1, r1) = h.submit_and_wait(&alice, "1.0.0", "model-v1").await;
+    assert_eq!(r1["run"]["status"], "passed", "{r1}");
+    let att = h
+        .ok("GET", &format!("/v1/runs/{run1}/attestation"), None)
+        .await;
+    let env = Envelope::from_json(&att.to_string()).unwrap();
+    let v1 = h
+        .ok("GET", "/v1/models/breast-cancer/versions/1.0.0", None)
+        .await;
+    let expected = ExpectedSubject {
+        model: Digest::parse(v1["version"]["plugin"].as_str().unwrap()).unwrap(),
+        bundle: Digest::parse(v1["version"]["bundle_digest"].as_str().unwrap()),
+    };
+    let verified = verify_attestation(&env, &h.host_keys().await, Some(&expected)).unwrap();
+    assert!(verified.passed());
+    // Submitting the same bytes again is idempotent; other bytes under the
+    // same version are refused.
+    let (s, _) = h.submit_as(&alice, "1.0.0", "model-v1").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = h.submit_as(&alice, "1.0.0", "model-v2-degraded").await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(message(&v).contains("never reused"), "{v}");
+
+    // Promotion needs an approval, and the submitter's own does not count.
+    let promote = json!({ "version": "1.0.0", "reason": "first release" });
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&carol),
+            Some(promote.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(message(&v).contains("0 of the 1 approvals"), "{v}");
+    let alice_approver = h.token("alice", "approver").await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/versions/1.0.0/approvals",
+            Some(&alice_approver),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(message(&v).contains("may not approve"), "{v}");
+    let (s, _) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/versions/1.0.0/approvals",
+            Some(&bob),
+            Some(json!({ "comment": "looks good" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&carol),
+            Some(promote),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // The degraded v2 is judged against v1 in production and refused;
+    // promoting it is refused naming the refused run.
+    let (run2, r2) = h
+        .submit_and_wait(&alice, "2.0.0", "model-v2-degraded")
+        .await;
+    assert_eq!(r2["run"]["status"], "refused", "{r2}");
+    assert_eq!(r2["run"]["baseline"], "1.0.0");
+    h.call(
+        "POST",
+        "/v1/models/breast-cancer/versions/2.0.0/approvals",
+        Some(&bob),
+        Some(json!({})),
+    )
+    .await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&carol),
+            Some(json!({ "version": "2.0.0" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        message(&v).contains(&run2) && message(&v).contains("refused"),
+        "{v}"
+    );
+
+    // A replayed attestation (v1's, for other digests) planted on v2's run
+    // is refused by the promotion check.
+    let att1: (String,) = sqlx_query_one(&h, &run1).await;
+    plant_attestation(&h, &run2, &att1.0).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&carol),
+            Some(json!({ "version": "2.0.0" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(message(&v).contains("does not verify"), "{v}");
+
+    // A second good version, promoted, then rolled back to v1.
+    let (_, r3) = h.submit_and_wait(&alice, "1.1.0", "model-v1").await;
+    assert_eq!(r3["run"]["status"], "passed", "{r3}");
+    h.call(
+        "POST",
+        "/v1/models/breast-cancer/versions/1.1.0/approvals",
+        Some(&bob),
+        Some(json!({})),
+    )
+    .await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&carol),
+            Some(json!({ "version": "1.1.0" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/rollback",
+            Some(&carol),
+            Some(json!({ "reason": "drill" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["version"], "1.0.0");
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/rollback",
+            Some(&carol),
+            Some(json!({ "version": "2.0.0" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(message(&v).contains("never promoted"), "{v}");
+    let hist = h.ok("GET", "/v1/models/breast-cancer/history", None).await;
+    let moves: Vec<(String, String, String)> = hist["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().into(),
+                e["version"].as_str().unwrap().into(),
+                e["by"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("promote".into(), "1.0.0".into(), "carol".into()),
+            ("promote".into(), "1.1.0".into(), "carol".into()),
+            ("rollback".into(), "1.0.0".into(), "carol".into()),
+        ]
+    );
+
+    // Every change is in the audit log, which verifies.
+    let log = airlock_audit::verify_file(&h.data_dir().join("audit.jsonl"), None).unwrap();
+    assert!(log.chain.entries > 10, "{log:?}");
+    let all = h.ok("GET", "/v1/audit?limit=1000", None).await;
+    let actions: Vec<&str> = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "submission",
+        "gate_run",
+        "attestation",
+        "approval",
+        "promotion",
+        "rollback",
+        "token_change",
+    ] {
+        assert!(actions.contains(&a), "no {a} entry in {actions:?}");
+    }
+    let promos = h.ok("GET", "/v1/audit?action=promotion", None).await;
+    assert_eq!(promos["entries"].as_array().unwrap().len(), 2);
+}
+
+async fn sqlx_query_one(h: &Harness, run: &str) -> (String,) {
+    sqlx::query_as("SELECT attestation FROM runs WHERE id = $1")
+        .bind(run)
+        .fetch_one(&h.state.db)
+        .await
+        .unwrap()
+}
+
+async fn plant_attestation(h: &Harness, run: &str, att: &str) {
+    sqlx::query("UPDATE runs SET status = 'passed', attestation = $1 WHERE id = $2")
+        .bind(att)
+        .bind(run)
+        .execute(&h.state.db)
+        .await
+        .unwrap();
+}
+
+/// A request that a route's handler accepts as far as access goes.
+fn sample(path: &str) -> String {
+    path.replace("{name}", "breast-cancer")
+        .replace("{version}", "1.0.0")
+        .replace("{digest}", &format!("sha256:{}", "0".repeat(64)))
+        .replace("{id}", "0123456789abcdef")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_against_every_role_allows_exactly_the_access_table() {
+    let h = Harness::new().await;
+    let mut tokens = Vec::new();
+    for role in ROLES {
+        tokens.push((
+            role,
+            h.token(&format!("user-{}", role.as_str()), role.as_str())
+                .await,
+        ));
+    }
+    let mut table = Vec::new();
+    for route in ROUTES {
+        let path = sample(route.path);
+        // No token: refused on every guarded route.
+        let (s, v) = h.call(route.method, &path, None, Some(json!({}))).await;
+        match route.needs {
+            Some(_) => assert_eq!(
+                s,
+                StatusCode::UNAUTHORIZED,
+                "{} {path} without a token: {v}",
+                route.method
+            ),
+            None => assert!(s.is_success(), "{} {path}: {s}", route.method),
+        }
+        for (role, token) in &tokens {
+            let (s, v) = h
+                .call(route.method, &path, Some(token), Some(json!({})))
+                .await;
+            let allowed = route.needs.is_none_or(|p| role.allows(p));
+            if allowed {
+                assert!(
+                    s != StatusCode::FORBIDDEN && s != StatusCode::UNAUTHORIZED,
+                    "{} {path} as {}: {s} {v}",
+                    route.method,
+                    role.as_str()
+                );
+            } else {
+                assert_eq!(
+                    s,
+                    StatusCode::FORBIDDEN,
+                    "{} {path} as {}: {v}",
+                    route.method,
+                    role.as_str()
+                );
+                assert!(message(&v).contains(role.as_str()), "{v}");
+            }
+            assert!(
+                !s.is_server_error(),
+                "{} {path} as {}: {s} {v}",
+                route.method,
+                role.as_str()
+            );
+            table.push((route.method, route.path, role.as_str(), allowed));
+        }
+    }
+    // The docs print the same table.
+    let doc = std::fs::read_to_string(airlock_tests::repo_root().join("docs/security.md")).unwrap();
+    for route in ROUTES {
+        let needs = route.needs.map_or("none", |p| p.as_str());
+        let row = format!("| `{} {}` | {needs} |", route.method, route.path);
+        assert!(doc.contains(&row), "docs/security.md lacks the row {row}");
+    }
+    for role in ROLES {
+        for p in PERMISSIONS {
+            let _ = (role, p);
+        }
+    }
+    assert_eq!(table.len(), ROUTES.len() * ROLES.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_router_route_is_in_the_access_table_and_the_openapi_document() {
+    let h = Harness::new().await;
+    let doc = h.call("GET", "/v1/openapi.json", None, None).await.1;
+    let paths = doc["paths"].as_object().unwrap();
+    let mut n = 0;
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            n += 1;
+            assert!(
+                ROUTES
+                    .iter()
+                    .any(|r| r.path == path && r.method.eq_ignore_ascii_case(method)),
+                "{method} {path}"
+            );
+        }
+    }
+    assert_eq!(n, ROUTES.len());
+    // A route the table does not list does not exist: 404 JSON.
+    let (s, v) = h
+        .call("GET", "/v1/nothing-here", Some(&h.admin.clone()), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(message(&v).contains("no route"));
+    let (s, _) = h
+        .call("PATCH", "/v1/models", Some(&h.admin.clone()), None)
+        .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire_rotate_and_revoke_and_are_never_listed() {
+    let h = Harness::new().await;
+    let v = h
+        .ok(
+            "POST",
+            "/v1/tokens",
+            Some(json!({ "subject": "dave", "role": "reader", "ttl_seconds": 1 })),
+        )
+        .await;
+    let short = v["token"].as_str().unwrap().to_string();
+    let (s, _) = h.call("GET", "/v1/whoami", Some(&short), None).await;
+    assert_eq!(s, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (s, v) = h.call("GET", "/v1/whoami", Some(&short), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(message(&v).contains("expired"), "{v}");
+
+    let v = h
+        .ok(
+            "POST",
+            "/v1/tokens",
+            Some(json!({ "subject": "erin", "role": "reader" })),
+        )
+        .await;
+    let (id, old) = (
+        v["id"].as_str().unwrap().to_string(),
+        v["token"].as_str().unwrap().to_string(),
+    );
+    let v = h.ok("POST", &format!("/v1/tokens/{id}/rotate"), None).await;
+    let new = v["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        h.call("GET", "/v1/whoami", Some(&old), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, v) = h.call("GET", "/v1/whoami", Some(&new), None).await;
+    assert_eq!((s, v["subject"].as_str()), (StatusCode::OK, Some("erin")));
+    h.ok("DELETE", &format!("/v1/tokens/{id}"), None).await;
+    let (s, v) = h.call("GET", "/v1/whoami", Some(&new), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(message(&v).contains("revoked"), "{v}");
+
+    // A forged secret for a real id, and a malformed token.
+    let forged = format!("alk_{id}_{}", "a".repeat(64));
+    assert_eq!(
+        h.call("GET", "/v1/whoami", Some(&forged), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        h.call("GET", "/v1/whoami", Some("letmein"), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Listing shows no secret and no hash; the database holds only hashes.
+    let list = h.ok("GET", "/v1/tokens", None).await.to_string();
+    assert!(!list.contains(&new[20..]) && !list.contains("hash"));
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT hash FROM tokens")
+        .fetch_all(&h.state.db)
+        .await
+        .unwrap();
+    assert!(stored.iter().all(|(hash,)| !new.contains(hash.as_str())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_grants_reach_only_their_models_and_aliases() {
+    let h = Harness::new().await;
+    h.deployable(0).await;
+    let v = h
+        .ok(
+            "POST",
+            "/v1/tokens",
+            Some(json!({ "subject": "stager", "role": "deployer",
+                         "scope": { "models": ["breast-cancer"], "aliases": ["staging"] } })),
+        )
+        .await;
+    let stager = v["token"].as_str().unwrap().to_string();
+    let alice = h.token("alice", "submitter").await;
+    let (_, r) = h.submit_and_wait(&alice, "1.0.0", "model-v1").await;
+    assert_eq!(r["run"]["status"], "passed", "{r}");
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&stager),
+            Some(json!({ "version": "1.0.0" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(message(&v).contains("production"), "{v}");
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&stager),
+            Some(json!({ "version": "1.0.0", "alias": "staging" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = h
+        .call("GET", "/v1/models/other-model", Some(&stager), None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_must_be_signed_by_a_trusted_key_and_switch_forward_and_back_in_one_call() {
+    let h = Harness::new().await;
+    let gate = h.pinned_gate(|_| {}).await;
+    let stranger = SigningKey::generate(Curve::P256);
+    let (s, v) = h.publish_gate(1, gate.clone(), &stranger).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // An unpinned gate (a host path) is refused naming it.
+    let (s, v) = h
+        .publish_gate(1, gate.replacen("sha256:", "/etc/", 1), &h.root.clone())
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message(&v).contains("not pinned"), "{v}");
+    let (s, v) = h.publish_gate(1, gate.clone(), &h.root.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    h.ok(
+        "PUT",
+        "/v1/models/breast-cancer",
+        Some(json!({ "gate": "breast-cancer" })),
+    )
+    .await;
+    h.register(
+        &airlock_tests::plugin("airlock_model_xgboost"),
+        "xgboost",
+        "1.0.0",
+    )
+    .await;
+    let alice = h.token("alice", "submitter").await;
+    let (_, r) = h.submit_and_wait(&alice, "1.0.0", "model-v1").await;
+    assert_eq!(r["run"]["status"], "passed", "{r}");
+
+    // Gate v2 (stricter accuracy); v1's attestation is not under it.
+    let strict = h
+        .pinned_gate(|t| {
+            let steps = t.get_mut("steps").unwrap().as_array_mut().unwrap();
+            let perf = steps
+                .iter_mut()
+                .find(|s| s["name"].as_str() == Some("performance"))
+                .unwrap();
+            perf["config"]["min"]["accuracy"] = toml::Value::Float(0.94);
+        })
+        .await;
+    let (s, v) = h.publish_gate(2, strict, &h.root.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = h.publish_gate(2, gate.clone(), &h.root.clone()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    h.ok(
+        "PUT",
+        "/v1/gates/breast-cancer/current",
+        Some(json!({ "version": 2 })),
+    )
+    .await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&h.admin.clone()),
+            Some(json!({ "version": "1.0.0" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        message(&v).contains("no finished gate run under gate breast-cancer version 2"),
+        "{v}"
+    );
+    // And back: one call.
+    h.ok(
+        "PUT",
+        "/v1/gates/breast-cancer/current",
+        Some(json!({ "version": 1 })),
+    )
+    .await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&h.admin.clone()),
+            Some(json!({ "version": "1.0.0" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trust_policy_can_require_signed_bundles_and_cannot_be_replayed() {
+    let h = Harness::new().await;
+    h.deployable(0).await;
+    let policy_toml = |version: u64, require: bool| {
+        let k = h.root.verifying_key();
+        format!(
+            "version = {version}\n[require_signed]\nplugins = false\nbundles = {require}\n\n[[keys]]\nid = \"{}\"\npublic_key_pem = \"\"\"\n{}\"\"\"\nkinds = [\"plugin\", \"bundle\", \"gate\", \"policy\"]\n",
+            k.key_id().hex(),
+            k.to_pem()
+        )
+    };
+    let put = |env: Envelope| serde_json::from_str::<Value>(&env.to_json()).unwrap();
+    let p2 = TrustPolicy::from_toml(&policy_toml(2, true))
+        .unwrap()
+        .sign(&h.root)
+        .unwrap();
+    h.ok("PUT", "/v1/trust-policy", Some(put(p2))).await;
+    let alice = h.token("alice", "submitter").await;
+    let (s, v) = h.submit_as(&alice, "1.0.0", "model-v1").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message(&v).contains("bundle"), "{v}");
+    // A signed bundle (OpenSSF model signing, by the trusted key) passes.
+    let sig = airlock_attest::model_signing::sign_model(
+        &airlock_tests::example().join("model-v1"),
+        &h.root,
+        &airlock_attest::model_signing::Options::default(),
+    )
+    .unwrap();
+    let bundle = h.bundle("model-v1").await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/versions",
+            Some(&alice),
+            Some(
+                json!({ "version": "1.0.0", "plugin": "xgboost@1.0.0", "bundle": bundle,
+                         "bundle_signature": serde_json::to_value(&sig).unwrap() }),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v["version"]["bundle_signer"].as_str(),
+        Some(h.root.key_id().hex().as_str())
+    );
+    // An older policy, validly signed, is a replay.
+    let p1 = TrustPolicy::from_toml(&policy_toml(1, false))
+        .unwrap()
+        .sign(&h.root)
+        .unwrap();
+    let (s, v) = h
+        .call(
+            "PUT",
+            "/v1/trust-policy",
+            Some(&h.admin.clone()),
+            Some(put(p1)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        message(&v).contains('1') && message(&v).contains('2'),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_4xx_json_error_naming_the_problem() {
+    let h = Harness::with(|c| c.max_upload_bytes = 1 << 20).await;
+    let admin = h.admin.clone();
+    let cases: &[(&str, &str, Option<Value>, u16, &str)] = &[
+        ("GET", "/v1/models/..%2F..%2Fetc", None, 400, "name"),
+        ("GET", "/v1/models/%2e%2e", None, 400, "must start with"),
+        ("GET", "/v1/models/a..b", None, 400, "`..`"),
+        ("GET", "/v1/models/%00", None, 400, "holds"),
+        ("GET", "/v1/models/%FF%FE", None, 400, "path"),
+        ("GET", "/v1/models/Upper", None, 400, "holds"),
+        (
+            "GET",
+            "/v1/models/no-such-model",
+            None,
+            404,
+            "no model no-such-model",
+        ),
+        (
+            "GET",
+            "/v1/models/no-such-model/versions/1.0.0",
+            None,
+            404,
+            "no-such-model",
+        ),
+        ("GET", "/v1/plugins/sha256:xyz", None, 400, "not a digest"),
+        ("GET", "/v1/plugins/..%2Fescape", None, 400, "name@version"),
+        ("GET", "/v1/runs/run_..%2F..%2F", None, 400, "malformed"),
+        ("GET", "/v1/blobs/sha256:0000", None, 400, "not a digest"),
+        ("GET", "/v1/models?limit=100000", None, 400, "limit"),
+        ("GET", "/v1/models?bogus=1", None, 400, "query"),
+        (
+            "PUT",
+            "/v1/models/m1",
+            Some(json!({ "gate": "nope" })),
+            404,
+            "no gate nope",
+        ),
+        (
+            "PUT",
+            "/v1/models/m1",
+            Some(json!({ "gate": "g", "extra": 1 })),
+            400,
+            "extra",
+        ),
+        (
+            "POST",
+            "/v1/plugins",
+            Some(json!({ "name": "x", "version": "1", "component": "sha256:00" })),
+            400,
+            "semantic version",
+        ),
+        (
+            "POST",
+            "/v1/plugins",
+            Some(json!({ "name": "../x", "version": "1.0.0", "component": "sha256:00" })),
+            400,
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/plugins",
+            Some(
+                json!({ "name": "x", "version": "1.0.0", "component": format!("sha256:{}", "1".repeat(64)) }),
+            ),
+            404,
+            "no uploaded blob",
+        ),
+        (
+            "POST",
+            "/v1/tokens",
+            Some(json!({ "subject": "x", "role": "root" })),
+            400,
+            "role",
+        ),
+        (
+            "POST",
+            "/v1/gates",
+            Some(json!({ "payload": "e30=", "payloadType": "x", "signatures": [] })),
+            422,
+            "gate definition",
+        ),
+        (
+            "PUT",
+            "/v1/trust-policy",
+            Some(json!({ "nope": 1 })),
+            400,
+            "request body",
+        ),
+    ];
+    for (method, path, body, status, needle) in cases {
+        let (s, v) = h.call(method, path, Some(&admin), body.clone()).await;
+        assert_eq!(s.as_u16(), *status, "{method} {path}: {v}");
+        assert!(
+            message(&v).contains(needle),
+            "{method} {path}: {v} should mention {needle}"
+        );
+    }
+    let long = format!("/v1/models/{}", "a".repeat(5000));
+    let (s, v) = h.call("GET", &long, Some(&admin), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&v).contains("5000 bytes"), "{v}");
+    // Malformed JSON and a JSON body without its content type.
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/v1/models/m1")
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/json")
+        .body(Body::from("{\"gate\": "))
+        .unwrap();
+    let (s, v) = h.send(req).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    // An upload over the cap, declared or not.
+    let (s, v) = h.upload_as(&admin, vec![0u8; (1 << 20) + 1]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    let over = futures_stream(vec![vec![1u8; 600_000], vec![2u8; 600_000]], false);
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/blobs")
+        .header("authorization", format!("Bearer {admin}"))
+        .body(over)
+        .unwrap();
+    let (s, v) = h.send(req).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    // A truncated upload (the connection fails mid-body) stores nothing.
+    let cut = futures_stream(vec![vec![3u8; 1000]], true);
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/blobs")
+        .header("authorization", format!("Bearer {admin}"))
+        .body(cut)
+        .unwrap();
+    let (s, v) = h.send(req).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(message(&v).contains("cut off"), "{v}");
+    // A wrong declared digest stores nothing.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/blobs")
+        .header("authorization", format!("Bearer {admin}"))
+        .header("x-airlock-digest", Digest::of(b"other").to_string())
+        .body(Body::from("these bytes"))
+        .unwrap();
+    let (s, v) = h.send(req).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "digest_mismatch");
+    let blobs = std::fs::read_dir(h.data_dir().join("blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 0, "nothing was stored");
+    // A bundle archive that climbs out is refused naming the entry, and
+    // nothing lands outside the data directory.
+    let mut evil = tar::Header::new_old();
+    evil.as_old_mut().name[..9].copy_from_slice(b"../escape");
+    evil.set_size(1);
+    evil.set_entry_type(tar::EntryType::Regular);
+    evil.set_cksum();
+    let mut bytes = evil.as_bytes().to_vec();
+    bytes.extend([b'x']);
+    bytes.extend([0u8; 511 + 1024]);
+    h.deployable(0).await;
+    let d = h.upload(bytes).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/versions",
+            Some(&admin),
+            Some(json!({ "version": "1.0.0", "plugin": "xgboost@1.0.0", "bundle": d })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message(&v).contains("../escape"), "{v}");
+    // A model that is not a model, and a validator submitted as one.
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/versions",
+            Some(&admin),
+            Some(json!({ "version": "1.0.0", "plugin": "schema@1.0.0" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message(&v).contains("not a model"), "{v}");
+    // A blob that is not a component.
+    let junk = h.upload(b"not wasm at all".to_vec()).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/plugins",
+            Some(&admin),
+            Some(json!({ "name": "junk", "version": "1.0.0", "component": junk })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message(&v).contains(&junk), "{v}");
+}
+
+/// A streamed body of `chunks`, failing at the end when `fail`.
+fn futures_stream(chunks: Vec<Vec<u8>>, fail: bool) -> Body {
+    let mut items: Vec<Result<Vec<u8>, std::io::Error>> = chunks.into_iter().map(Ok).collect();
+    if fail {
+        items.push(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "peer went away",
+        )));
+    }
+    Body::from_stream(futures_util::stream::iter(items))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_and_secrets_are_encrypted_at_rest_and_old_attestations_survive_key_rotation() {
+    let keys = tempfile::tempdir().unwrap();
+    let ring_file = keys.path().join("data.keys");
+    let ring = airlock_blobs::KeyRing::generate_file(&ring_file).unwrap();
+    let h = Harness::with(move |c| c.key_ring = Some(ring)).await;
+    h.deployable(0).await;
+    let alice = h.token("alice", "submitter").await;
+    let (run, r) = h.submit_and_wait(&alice, "1.0.0", "model-v1").await;
+    assert_eq!(r["run"]["status"], "passed", "{r}");
+
+    // No 64-byte window of the model file, the component or the host's
+    // private key is anywhere in the data directory's raw files.
+    let model = std::fs::read(airlock_tests::example().join("model-v1/model.json")).unwrap();
+    let component = std::fs::read(airlock_tests::plugin("airlock_model_xgboost")).unwrap();
+    let key_pem = h
+        .state
+        .keys
+        .read()
+        .unwrap()
+        .current
+        .to_pkcs8_pem()
+        .to_string();
+    let needles: Vec<&[u8]> = vec![
+        &model[100..164],
+        &model[model.len() / 2..model.len() / 2 + 64],
+        &component[4096..4160],
+        &key_pem.as_bytes()[40..104],
+    ];
+    let mut files = 0;
+    for entry in walk(&h.data_dir()) {
+        let raw = std::fs::read(&entry).unwrap();
+        files += 1;
+        for n in &needles {
+            assert!(
+                !raw.windows(n.len()).any(|w| w == *n),
+                "plaintext found in {}",
+                entry.display()
+            );
+        }
+    }
+    assert!(files > 5);
+
+    // Rotating the host key: the old attestation still verifies by key id,
+    // and promotion still accepts it.
+    let before = h
+        .ok("GET", &format!("/v1/runs/{run}/attestation"), None)
+        .await;
+    let old_id = before["signatures"][0]["keyid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = h.ok("POST", "/v1/keys/rotate", None).await;
+    assert_ne!(v["key_id"].as_str().unwrap(), old_id);
+    let ks = h.host_keys().await;
+    assert_eq!(ks.len(), 2);
+    verify_attestation(
+        &Envelope::from_json(&before.to_string()).unwrap(),
+        &ks,
+        None,
+    )
+    .unwrap();
+    h.ok(
+        "POST",
+        "/v1/models/breast-cancer/promote",
+        Some(json!({ "version": "1.0.0" })),
+    )
+    .await;
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_everything_and_marks_unfinished_runs_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = SigningKey::generate(Curve::P256);
+    let state = AppState::open(config(dir.path(), &root)).await.unwrap();
+    let admin = std::fs::read_to_string(state.admin_token_file.get().unwrap()).unwrap();
+    // A run recorded as running when the server died.
+    sqlx::query(
+        "INSERT INTO runs (id, seq, model, version, gate, gate_version, gate_digest, status, requested_by, created_at)
+         VALUES ('run_00000000000000aa', 1, 'm', '1.0.0', 'g', 1, 'sha256:00', 'running', 'x', 'now')",
+    )
+    .execute(&state.db)
+    .await
+    .unwrap();
+    drop(state);
+    let again = AppState::open(config(dir.path(), &root)).await.unwrap();
+    assert!(
+        again.admin_token_file.get().is_none(),
+        "no second admin token"
+    );
+    let (status, reason): (String, String) =
+        sqlx::query_as("SELECT status, reason FROM runs WHERE id = 'run_00000000000000aa'")
+            .fetch_one(&again.db)
+            .await
+            .unwrap();
+    assert_eq!(status, "interrupted");
+    assert!(reason.contains("re-run"), "{reason}");
+    let router = airlock_server::routes::router(again.clone());
+    let resp = router
+        .oneshot(
+            Request::builder()
+                .method(Method::GET)
+                .uri("/v1/whoami")
+                .header("authorization", format!("Bearer {}", admin.trim()))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let log = airlock_audit::verify_file(&dir.path().join("data/audit.jsonl"), None).unwrap();
+    assert!(log.chain.entries >= 2);
+    let _ = Role::Admin;
+}

@@ -17,7 +17,9 @@ pub enum ArchiveError {
     #[error("bundle archive is not a valid tar stream: {0}")]
     Malformed(String),
     /// An entry type other than a regular file or directory.
-    #[error("bundle archive entry {name:?} is a {kind}; only regular files and directories are allowed")]
+    #[error(
+        "bundle archive entry {name:?} is a {kind}; only regular files and directories are allowed"
+    )]
     EntryType {
         /// The entry's name.
         name: String,
@@ -122,7 +124,10 @@ pub fn unpack(archive: impl Read, dest: &Path, caps: &BundleCaps) -> Result<u64,
             }
             continue;
         }
-        let size = entry.header().size().map_err(|e| ArchiveError::Malformed(e.to_string()))?;
+        let size = entry
+            .header()
+            .size()
+            .map_err(|e| ArchiveError::Malformed(e.to_string()))?;
         total = total.saturating_add(size);
         if total > caps.max_total_bytes {
             return Err(ArchiveError::OverCap {
@@ -166,7 +171,8 @@ fn relative(name: &str) -> Result<PathBuf, ArchiveError> {
         match c {
             Component::Normal(part) => {
                 let part = part.to_str().ok_or_else(|| bad("not UTF-8"))?;
-                airlock_core::digest::check_name(std::ffi::OsStr::new(part)).map_err(|e| bad(&e.to_string()))?;
+                airlock_core::digest::check_name(std::ffi::OsStr::new(part))
+                    .map_err(|e| bad(&e.to_string()))?;
                 out.push(part);
             }
             Component::CurDir => {}
@@ -237,28 +243,52 @@ mod tests {
     fn hostile_entries_are_refused_naming_them_and_nothing_lands_outside() {
         let outside = tempfile::tempdir().unwrap();
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (tar_with(&[("../evil", tar::EntryType::Regular, b"x")]), ".."),
-            (tar_with(&[("/etc/evil", tar::EntryType::Regular, b"x")]), "absolute"),
-            (tar_with(&[("link", tar::EntryType::Symlink, b"")]), "symbolic link"),
-            (tar_with(&[("hard", tar::EntryType::Link, b"")]), "hard link"),
+            (
+                tar_with(&[("../evil", tar::EntryType::Regular, b"x")]),
+                "..",
+            ),
+            (
+                tar_with(&[("/etc/evil", tar::EntryType::Regular, b"x")]),
+                "absolute",
+            ),
+            (
+                tar_with(&[("link", tar::EntryType::Symlink, b"")]),
+                "symbolic link",
+            ),
+            (
+                tar_with(&[("hard", tar::EntryType::Link, b"")]),
+                "hard link",
+            ),
             (tar_with(&[("dev", tar::EntryType::Char, b"")]), "device"),
             (
-                tar_with(&[("a", tar::EntryType::Regular, b"1"), ("a", tar::EntryType::Regular, b"2")]),
+                tar_with(&[
+                    ("a", tar::EntryType::Regular, b"1"),
+                    ("a", tar::EntryType::Regular, b"2"),
+                ]),
                 "twice",
             ),
-            (tar_with(&[("a/b/c/d/e", tar::EntryType::Regular, b"1")]), "max_depth"),
+            (
+                tar_with(&[("a/b/c/d/e", tar::EntryType::Regular, b"1")]),
+                "max_depth",
+            ),
             (
                 tar_with(&[("big", tar::EntryType::Regular, &vec![0u8; (1 << 20) + 1])]),
                 "max_total_bytes",
             ),
-            (b"not a tar at all, just some bytes that go on".repeat(20), "tar"),
+            (
+                b"not a tar at all, just some bytes that go on".repeat(20),
+                "tar",
+            ),
         ];
         for (bytes, expect) in cases {
             let dst = outside.path().join("dest");
             let _ = std::fs::remove_dir_all(&dst);
             std::fs::create_dir(&dst).unwrap();
             let e = unpack(&bytes[..], &dst, &caps()).unwrap_err();
-            assert!(e.to_string().contains(expect), "{e} should mention {expect}");
+            assert!(
+                e.to_string().contains(expect),
+                "{e} should mention {expect}"
+            );
             assert!(!outside.path().join("evil").exists());
         }
     }

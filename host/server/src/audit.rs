@@ -44,7 +44,8 @@ impl Event {
 pub async fn stage(tx: &mut Transaction<'_, Sqlite>, events: &[Event]) -> Result<(), ApiError> {
     for e in events {
         let mut op = [0u8; 12];
-        getrandom::fill(&mut op).map_err(|e| ApiError::internal(format_args!("randomness: {e}")))?;
+        getrandom::fill(&mut op)
+            .map_err(|e| ApiError::internal(format_args!("randomness: {e}")))?;
         let op = hex::encode(op);
         let mut details = e.details.clone();
         if let Value::Object(m) = &mut details {
@@ -93,7 +94,12 @@ pub async fn flush(db: &SqlitePool, log: &Arc<Mutex<AuditLog>>) -> Result<usize,
                     ..Filter::default()
                 })?
                 .into_iter()
-                .filter_map(|e| e.details.get("op").and_then(Value::as_str).map(str::to_owned))
+                .filter_map(|e| {
+                    e.details
+                        .get("op")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
                 .collect(),
             None => Vec::new(),
         };

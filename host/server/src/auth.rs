@@ -72,19 +72,25 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Caller, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("no token: send `Authorization: Bearer <token>`"))?;
+        // Authenticated once, by the access layer, for every guarded route.
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(c.clone());
+        }
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized("no token: send `Authorization: Bearer <token>`")
+        })?;
         let value = header
             .to_str()
             .map_err(|_| ApiError::unauthorized("the Authorization header is not ASCII"))?;
         let token = value
             .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?
             .trim();
-        let (id, secret) = split_token(token)
-            .ok_or_else(|| ApiError::unauthorized("the token is malformed (expected alk_<id>_<secret>)"))?;
+        let (id, secret) = split_token(token).ok_or_else(|| {
+            ApiError::unauthorized("the token is malformed (expected alk_<id>_<secret>)")
+        })?;
         let row: Option<(String, String, String, String, Option<i64>, Option<String>)> =
             sqlx::query_as(
                 "SELECT subject, role, scope, hash, expires_at, revoked_at FROM tokens WHERE id = $1",

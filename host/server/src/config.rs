@@ -49,7 +49,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// The largest component the sandbox accepts.
     pub fn sandbox_component_cap(&self) -> u64 {
-        self.sandbox.component_caps.max_component_bytes as u64
+        self.sandbox.component_caps.max_component_bytes
     }
 
     /// Embedded defaults for everything but the data directory and the sandbox.

@@ -12,7 +12,10 @@ pub fn pinned(s: &str) -> Result<Digest, ApiError> {
     if !s.starts_with("sha256:") {
         return Err(ApiError::refused(
             "invalid_gate",
-            format!("{} is not pinned: gates on the server name validators and datasets by sha256:<hex>", show(s)),
+            format!(
+                "{} is not pinned: gates on the server name validators and datasets by sha256:<hex>",
+                show(s)
+            ),
         ));
     }
     parse_digest("gate reference", s)
@@ -26,7 +29,10 @@ pub async fn check_spec(state: &AppState, toml: &str) -> Result<GateSpec, ApiErr
     let spec = GateSpec::parse(toml, std::path::Path::new("/nonexistent"))
         .map_err(|e| ApiError::refused("invalid_gate", format!("gate: {e}")))?;
     if spec.plugin_dir.is_some() {
-        return Err(ApiError::refused("invalid_gate", "gate: plugin_dir has no meaning on the server; pin validators by digest"));
+        return Err(ApiError::refused(
+            "invalid_gate",
+            "gate: plugin_dir has no meaning on the server; pin validators by digest",
+        ));
     }
     for step in &spec.steps {
         let v = pinned(&step.plugin).map_err(|e| step_err(&step.name, e))?;

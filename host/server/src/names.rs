@@ -39,7 +39,9 @@ pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
         )));
     }
     if name.contains("..") {
-        return Err(ApiError::bad_name(format!("{what} name {shown} holds `..`")));
+        return Err(ApiError::bad_name(format!(
+            "{what} name {shown} holds `..`"
+        )));
     }
     Ok(())
 }
@@ -79,7 +81,9 @@ pub fn check_version(version: &str) -> Result<(), ApiError> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+')))
     {
-        return Err(bad("pre-release and build parts use 0-9, A-Z, a-z, '.' and '-'"));
+        return Err(bad(
+            "pre-release and build parts use 0-9, A-Z, a-z, '.' and '-'",
+        ));
     }
     Ok(())
 }
@@ -118,7 +122,12 @@ mod tests {
             assert_eq!(e.code, "bad_name", "{bad:?}");
         }
         let long = "a".repeat(65);
-        assert!(check_name("model", &long).unwrap_err().message.contains("65 bytes"));
+        assert!(
+            check_name("model", &long)
+                .unwrap_err()
+                .message
+                .contains("65 bytes")
+        );
         for good in ["breast-cancer", "m1", "a.b_c-d", &"a".repeat(64)] {
             check_name("model", good).unwrap();
         }
@@ -126,10 +135,19 @@ mod tests {
 
     #[test]
     fn versions_follow_semver() {
-        for good in ["0.0.0", "1.2.3", "10.20.30", "1.0.0-rc.1", "1.0.0+build.5", "1.0.0-a-b+c"] {
+        for good in [
+            "0.0.0",
+            "1.2.3",
+            "10.20.30",
+            "1.0.0-rc.1",
+            "1.0.0+build.5",
+            "1.0.0-a-b+c",
+        ] {
             check_version(good).unwrap();
         }
-        for bad in ["1", "1.2", "1.2.3.4", "01.2.3", "1.2.x", "1.2.3-", "1.2.3+", "v1.2.3", "1.2.3-é"] {
+        for bad in [
+            "1", "1.2", "1.2.3.4", "01.2.3", "1.2.x", "1.2.3-", "1.2.3+", "v1.2.3", "1.2.3-é",
+        ] {
             assert!(check_version(bad).is_err(), "{bad}");
         }
     }

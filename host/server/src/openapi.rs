@@ -15,9 +15,7 @@ pub async fn document() -> Json<Value> {
 pub fn build() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
-        let entry = paths
-            .entry(r.path.to_string())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         let params: Vec<Value> = r
             .path
             .split('/')
@@ -66,7 +64,11 @@ fn operation_id(method: &str, path: &str) -> String {
     let mut id = method.to_ascii_lowercase();
     for seg in path.split('/').filter(|s| !s.is_empty() && *s != "v1") {
         id.push('_');
-        id.extend(seg.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').map(|c| if c == '-' { '_' } else { c }));
+        id.extend(
+            seg.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .map(|c| if c == '-' { '_' } else { c }),
+        );
     }
     id
 }

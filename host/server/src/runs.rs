@@ -21,8 +21,8 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
@@ -55,7 +55,10 @@ impl RunQueue {
     /// Queues `run_id`, or says the queue is full (503 with Retry-After) or
     /// closed (shutting down).
     pub fn push(&self, run_id: &str) -> Result<(), ApiError> {
-        let guard = self.sender.lock().map_err(|_| ApiError::internal("run queue lock"))?;
+        let guard = self
+            .sender
+            .lock()
+            .map_err(|_| ApiError::internal("run queue lock"))?;
         let Some(tx) = guard.as_ref() else {
             return Err(ApiError::unavailable("the server is shutting down", 5));
         };
@@ -89,7 +92,10 @@ impl RunQueue {
     }
 
     fn is_cancelled(&self, run_id: &str) -> bool {
-        self.cancelled.lock().map(|c| c.contains(run_id)).unwrap_or(false)
+        self.cancelled
+            .lock()
+            .map(|c| c.contains(run_id))
+            .unwrap_or(false)
     }
 
     /// Runs currently on a worker.
@@ -262,7 +268,13 @@ fn judge_inner(
         .prefix("airlock-run-")
         .tempdir()
         .map_err(|e| format!("scratch directory: {e}"))?;
-    let candidate = load_model(state, scratch.path(), "candidate", &version.0, version.1.as_deref())?;
+    let candidate = load_model(
+        state,
+        scratch.path(),
+        "candidate",
+        &version.0,
+        version.1.as_deref(),
+    )?;
     let baseline = match &row.baseline {
         Some(b) => {
             let bv: (String, Option<String>) = rt
@@ -275,7 +287,13 @@ fn judge_inner(
                     .fetch_one(&state.db),
                 )
                 .map_err(|e| format!("baseline record: {e}"))?;
-            Some(load_model(state, scratch.path(), "baseline", &bv.0, bv.1.as_deref())?)
+            Some(load_model(
+                state,
+                scratch.path(),
+                "baseline",
+                &bv.0,
+                bv.1.as_deref(),
+            )?)
         }
         None => None,
     };
@@ -364,13 +382,19 @@ fn load_model(
                 })
         })
         .map_err(|e| format!("{role} component: {e}"))?;
-    let plugin = state.sandbox.load(&bytes).map_err(|e| format!("{role}: {e}"))?;
+    let plugin = state
+        .sandbox
+        .load(&bytes)
+        .map_err(|e| format!("{role}: {e}"))?;
     let bundle = match bundle_archive {
         Some(a) => {
             let a = Digest::parse(a).ok_or_else(|| format!("{role}: bad bundle digest"))?;
             let dir = scratch.join(format!("{role}-bundle"));
             std::fs::create_dir(&dir).map_err(|e| format!("scratch directory: {e}"))?;
-            let reader = state.blobs.open(&a).map_err(|e| format!("{role} bundle: {e}"))?;
+            let reader = state
+                .blobs
+                .open(&a)
+                .map_err(|e| format!("{role} bundle: {e}"))?;
             crate::archive::unpack(reader, &dir, &state.sandbox.config().bundle_caps)
                 .map_err(|e| format!("{role} bundle: {e}"))?;
             Some(
@@ -444,12 +468,14 @@ async fn record(
             ));
         }
         Outcome::Error(reason) => {
-            sqlx::query("UPDATE runs SET status = 'error', reason = $1, finished_at = $2 WHERE id = $3")
-                .bind(&reason)
-                .bind(&now)
-                .bind(run_id)
-                .execute(&mut *change.tx)
-                .await?;
+            sqlx::query(
+                "UPDATE runs SET status = 'error', reason = $1, finished_at = $2 WHERE id = $3",
+            )
+            .bind(&reason)
+            .bind(&now)
+            .bind(run_id)
+            .execute(&mut *change.tx)
+            .await?;
             change.record(Event::new(
                 "server",
                 Action::GateRun,
@@ -474,12 +500,16 @@ pub async fn mark_interrupted(state: &AppState) -> Result<(), ApiError> {
     }
     let mut change = state.begin().await?;
     for (id, model, version, was) in ids {
-        sqlx::query("UPDATE runs SET status = 'interrupted', reason = $1, finished_at = $2 WHERE id = $3")
-            .bind(format!("the server stopped while the run was {was}; re-run it"))
-            .bind(crate::db::now())
-            .bind(&id)
-            .execute(&mut *change.tx)
-            .await?;
+        sqlx::query(
+            "UPDATE runs SET status = 'interrupted', reason = $1, finished_at = $2 WHERE id = $3",
+        )
+        .bind(format!(
+            "the server stopped while the run was {was}; re-run it"
+        ))
+        .bind(crate::db::now())
+        .bind(&id)
+        .execute(&mut *change.tx)
+        .await?;
         change.record(Event::new(
             "server",
             Action::GateRun,

@@ -70,7 +70,8 @@ impl AppState {
             .sweep_temporaries()
             .map_err(|e| StartError::Blobs(e.to_string()))?;
         let audit_path = dir.join("audit.jsonl");
-        let audit_log = AuditLog::open(&audit_path).map_err(|e| StartError::Audit(e.to_string()))?;
+        let audit_log =
+            AuditLog::open(&audit_path).map_err(|e| StartError::Audit(e.to_string()))?;
         let audit_log = Arc::new(Mutex::new(audit_log));
         // Entries a crash left staged go into the log before anything else.
         audit::flush(&db, &audit_log)
@@ -202,11 +203,16 @@ async fn load_host_keys(db: &SqlitePool, config: &ServerConfig) -> Result<HostKe
             .map_err(|e| StartError::Db(e.to_string()))?;
     if rows.is_empty() {
         let key = SigningKey::generate(Curve::P256);
-        let mut tx = db.begin().await.map_err(|e| StartError::Db(e.to_string()))?;
+        let mut tx = db
+            .begin()
+            .await
+            .map_err(|e| StartError::Db(e.to_string()))?;
         insert_host_key(&mut tx, config, &key, true)
             .await
             .map_err(|e| keyerr(e.message))?;
-        tx.commit().await.map_err(|e| StartError::Db(e.to_string()))?;
+        tx.commit()
+            .await
+            .map_err(|e| StartError::Db(e.to_string()))?;
         let mut all = KeySet::new();
         all.insert(key.verifying_key());
         return Ok(HostKeys { current: key, all });
@@ -226,14 +232,18 @@ async fn load_host_keys(db: &SqlitePool, config: &ServerConfig) -> Result<HostKe
 }
 
 /// Decrypts (or reads) a stored private key.
-fn open_private(config: &ServerConfig, id: &str, stored: &str, sealed: bool) -> Result<String, String> {
+fn open_private(
+    config: &ServerConfig,
+    id: &str,
+    stored: &str,
+    sealed: bool,
+) -> Result<String, String> {
     if !sealed {
         return Ok(stored.to_string());
     }
-    let ring = config
-        .key_ring
-        .as_ref()
-        .ok_or_else(|| format!("host key {id} is encrypted at rest but no data key ring is configured"))?;
+    let ring = config.key_ring.as_ref().ok_or_else(|| {
+        format!("host key {id} is encrypted at rest but no data key ring is configured")
+    })?;
     let bytes = hex::decode(stored).map_err(|e| format!("host key {id}: {e}"))?;
     let pem = ring
         .open_sealed(&bytes, format!("airlock host key {id}").as_bytes())
@@ -281,7 +291,8 @@ async fn load_policy(db: &SqlitePool) -> Result<Option<TrustPolicy>, StartError>
             .await
             .map_err(|e| StartError::Db(e.to_string()))?;
     let Some((env,)) = row else { return Ok(None) };
-    let env = Envelope::from_json(&env).map_err(|e| StartError::Keys(format!("stored trust policy: {e}")))?;
+    let env = Envelope::from_json(&env)
+        .map_err(|e| StartError::Keys(format!("stored trust policy: {e}")))?;
     let policy = TrustPolicy::from_json(&env.payload)
         .map_err(|e| StartError::Keys(format!("stored trust policy: {e}")))?;
     Ok(Some(policy))

@@ -6,7 +6,9 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use airlock_attest::model_signing::Bundle as SigBundle;
-use airlock_attest::policy::{ArtifactKind, RequireSigned, TrustPolicy, TrustedKey, check_signer, verify_model_for};
+use airlock_attest::policy::{
+    ArtifactKind, RequireSigned, TrustPolicy, TrustedKey, check_signer, verify_model_for,
+};
 use airlock_core::capabilities::World;
 use airlock_core::digest::Digest;
 use serde_json::Value;
@@ -72,9 +74,10 @@ pub fn check_plugin(
             format!("component {digest} is over the component size cap of {cap} bytes"),
         ));
     }
-    let inspection = state.sandbox.inspect(&bytes).map_err(|e| {
-        ApiError::refused("invalid_component", format!("component {digest}: {e}"))
-    })?;
+    let inspection = state
+        .sandbox
+        .inspect(&bytes)
+        .map_err(|e| ApiError::refused("invalid_component", format!("component {digest}: {e}")))?;
     if !inspection.refused_imports.is_empty() {
         return Err(ApiError::refused(
             "invalid_component",
@@ -106,7 +109,11 @@ pub fn check_plugin(
     };
     check_signer(&policy, ArtifactKind::Plugin, signer.as_ref())
         .map_err(|e| ApiError::refused("untrusted", format!("plugin {name}: {e}")))?;
-    Ok(((world.into(), contract), bytes.len() as u64, signer.map(|k| k.hex())))
+    Ok((
+        (world.into(), contract),
+        bytes.len() as u64,
+        signer.map(|k| k.hex()),
+    ))
 }
 
 /// Unpacks an uploaded bundle archive, digests exactly what was unpacked,
@@ -145,11 +152,12 @@ fn verify_signature(
     path: &Path,
     sig: &Value,
 ) -> Result<airlock_attest::KeyId, ApiError> {
-    let json = serde_json::to_vec(sig)
-        .map_err(|e| ApiError::bad_request(format!("signature: {e}")))?;
+    let json =
+        serde_json::to_vec(sig).map_err(|e| ApiError::bad_request(format!("signature: {e}")))?;
     // Parse first so that a malformed signature is a 400 naming the problem.
-    let _: SigBundle = serde_json::from_slice(&json)
-        .map_err(|e| ApiError::bad_request(format!("signature is not a model-signing bundle: {e}")))?;
+    let _: SigBundle = serde_json::from_slice(&json).map_err(|e| {
+        ApiError::bad_request(format!("signature is not a model-signing bundle: {e}"))
+    })?;
     verify_model_for(policy, kind, path, &json)
         .map_err(|e| ApiError::refused("bad_signature", format!("signature does not verify: {e}")))
 }

@@ -24,8 +24,10 @@ pub async fn health(State(state): State<Arc<AppState>>) -> J<Value> {
 
 /// `GET /v1/whoami`.
 pub async fn whoami(caller: Caller) -> J<Value> {
-    J(json!({ "token": caller.token_id, "subject": caller.subject, "role": caller.role.as_str(),
-              "scope": caller.scope }))
+    J(
+        json!({ "token": caller.token_id, "subject": caller.subject, "role": caller.role.as_str(),
+              "scope": caller.scope }),
+    )
 }
 
 /// `POST /v1/tokens` body.
@@ -78,7 +80,9 @@ pub async fn create_token(
         .ttl_seconds
         .unwrap_or(state.config.default_token_ttl.as_secs());
     if ttl == 0 || ttl > 10 * 365 * 24 * 3600 {
-        return Err(ApiError::bad_request(format!("ttl_seconds {ttl} is outside 1..=315360000")));
+        return Err(ApiError::bad_request(format!(
+            "ttl_seconds {ttl} is outside 1..=315360000"
+        )));
     }
     let expires = crate::db::unix_now() + ttl as i64;
     let t = mint_token().map_err(|e| ApiError::internal(format_args!("randomness: {e}")))?;
@@ -107,13 +111,18 @@ pub async fn create_token(
     state.commit(change).await?;
     Ok((
         StatusCode::CREATED,
-        J(json!({ "id": t.id, "token": t.token, "subject": req.subject, "role": role.as_str(),
-                  "expires_at": expires })),
+        J(
+            json!({ "id": t.id, "token": t.token, "subject": req.subject, "role": role.as_str(),
+                  "expires_at": expires }),
+        ),
     ))
 }
 
 /// `GET /v1/tokens`: ids, subjects, roles, scopes; never secrets or hashes.
-pub async fn list_tokens(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<J<Value>> {
+pub async fn list_tokens(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<J<Value>> {
     caller.require(Permission::Administer)?;
     let rows: Vec<(String, String, String, String, String, Option<i64>, Option<String>)> = sqlx::query_as(
         "SELECT id, subject, role, scope, created_at, expires_at, revoked_at FROM tokens ORDER BY created_at",
@@ -135,7 +144,10 @@ fn check_token_id(id: &str) -> Result<(), ApiError> {
     if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        Err(ApiError::bad_name(format!("token id {} is not 16 hex digits", show(id))))
+        Err(ApiError::bad_name(format!(
+            "token id {} is not 16 hex digits",
+            show(id)
+        )))
     }
 }
 
@@ -166,7 +178,9 @@ pub async fn rotate_token(
         json!({ "change": "rotated", "token": caller.token_id }),
     ));
     state.commit(change).await?;
-    Ok(J(json!({ "id": id, "token": format!("{}{id}_{secret}", crate::access::TOKEN_PREFIX) })))
+    Ok(J(
+        json!({ "id": id, "token": format!("{}{id}_{secret}", crate::access::TOKEN_PREFIX) }),
+    ))
 }
 
 /// `DELETE /v1/tokens/{id}`: revokes at once.
@@ -237,7 +251,10 @@ pub async fn rotate_key(State(state): State<Arc<AppState>>, caller: Caller) -> A
     ));
     state.commit(change).await?;
     {
-        let mut keys = state.keys.write().map_err(|_| ApiError::internal("host key lock"))?;
+        let mut keys = state
+            .keys
+            .write()
+            .map_err(|_| ApiError::internal("host key lock"))?;
         keys.all.insert(key.verifying_key());
         keys.current = key;
     }
@@ -267,7 +284,7 @@ pub async fn put_policy(
         .clone();
     let mut root = airlock_attest::KeySet::new();
     for k in &state.config.trust_root {
-        root.insert(k.clone());
+        root.insert(*k);
     }
     let accepted = airlock_attest::policy::accept_policy(current.as_ref(), &root, &envelope)
         .map_err(|e| ApiError::refused("untrusted", format!("trust policy: {e}")))?;
@@ -295,8 +312,13 @@ pub async fn put_policy(
                 "token": caller.token_id }),
     ));
     state.commit(change).await?;
-    *state.policy.write().map_err(|_| ApiError::internal("policy lock"))? = Some(accepted.clone());
-    Ok(J(serde_json::to_value(&accepted).map_err(ApiError::internal)?))
+    *state
+        .policy
+        .write()
+        .map_err(|_| ApiError::internal("policy lock"))? = Some(accepted.clone());
+    Ok(J(
+        serde_json::to_value(&accepted).map_err(ApiError::internal)?
+    ))
 }
 
 /// `GET /v1/audit` filters.
@@ -329,13 +351,16 @@ pub async fn audit(
     let ts = |what: &str, s: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
         s.as_deref()
             .map(|s| {
-                Timestamp::parse(s).map_err(|e| ApiError::bad_request(format!("{what} {}: {e}", show(s))))
+                Timestamp::parse(s)
+                    .map_err(|e| ApiError::bad_request(format!("{what} {}: {e}", show(s))))
             })
             .transpose()
     };
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
-        return Err(ApiError::bad_request(format!("limit {limit} is outside 1..=1000")));
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} is outside 1..=1000"
+        )));
     }
     let filter = Filter {
         action: q.action.as_deref().map(Action::from_name),
@@ -349,7 +374,9 @@ pub async fn audit(
     };
     let log = state.audit_log.clone();
     let (entries, head) = tokio::task::spawn_blocking(move || {
-        let log = log.lock().map_err(|_| ApiError::internal("audit log lock"))?;
+        let log = log
+            .lock()
+            .map_err(|_| ApiError::internal("audit log lock"))?;
         let entries = log.entries(&filter)?;
         Ok::<_, ApiError>((entries, log.head().cloned()))
     })

@@ -66,17 +66,18 @@ pub async fn upload_blob(
     // channel of a few chunks bounds what is in memory at once.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
     let blobs = state.blobs.clone();
-    let writer = tokio::task::spawn_blocking(move || -> Result<airlock_blobs::BlobInfo, ApiError> {
-        let mut w = blobs.writer(cap)?;
-        while let Some(chunk) = rx.blocking_recv() {
-            match chunk {
-                Chunk::Data(b) => w.write_all(&b).map_err(|e| write_error(e, cap))?,
-                Chunk::Abort(why) => return Err(ApiError::bad_request(why)),
-                Chunk::End => return Ok(w.finish(expected.as_ref())?),
+    let writer =
+        tokio::task::spawn_blocking(move || -> Result<airlock_blobs::BlobInfo, ApiError> {
+            let mut w = blobs.writer(cap)?;
+            while let Some(chunk) = rx.blocking_recv() {
+                match chunk {
+                    Chunk::Data(b) => w.write_all(&b).map_err(|e| write_error(e, cap))?,
+                    Chunk::Abort(why) => return Err(ApiError::bad_request(why)),
+                    Chunk::End => return Ok(w.finish(expected.as_ref())?),
+                }
             }
-        }
-        Err(ApiError::bad_request("the upload ended early"))
-    });
+            Err(ApiError::bad_request("the upload ended early"))
+        });
     let mut stream = body.into_data_stream();
     let mut total: u64 = 0;
     let mut end = Chunk::End;
@@ -110,7 +111,11 @@ pub async fn upload_blob(
     .bind(&caller.subject)
     .execute(&state.db)
     .await?;
-    let status = if info.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if info.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((
         status,
         axum::Json(json!({ "digest": digest, "size": info.size, "created": info.created })),
@@ -277,13 +282,16 @@ pub async fn register_plugin(
 }
 
 /// A plugin by digest.
-pub async fn plugin_by_digest(state: &AppState, digest: &str) -> Result<Option<PluginView>, ApiError> {
-    Ok(
-        sqlx::query_as(&format!("SELECT {PLUGIN_COLUMNS} FROM plugins WHERE digest = $1"))
-            .bind(digest)
-            .fetch_optional(&state.db)
-            .await?,
-    )
+pub async fn plugin_by_digest(
+    state: &AppState,
+    digest: &str,
+) -> Result<Option<PluginView>, ApiError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {PLUGIN_COLUMNS} FROM plugins WHERE digest = $1"
+    ))
+    .bind(digest)
+    .fetch_optional(&state.db)
+    .await?)
 }
 
 /// A plugin by `sha256:<hex>` or `name@version`.
@@ -327,7 +335,9 @@ pub async fn list_plugins(
     .bind(limit + 1)
     .fetch_all(&state.db)
     .await?;
-    Ok(axum::Json(Paged::from_fetched(items, limit, |p| p.digest.clone())))
+    Ok(axum::Json(Paged::from_fetched(items, limit, |p| {
+        p.digest.clone()
+    })))
 }
 
 /// `GET /v1/plugins/{digest}`.

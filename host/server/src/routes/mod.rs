@@ -10,7 +10,7 @@ use crate::access::Permission;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{delete, get, post, put};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -27,7 +27,11 @@ pub struct RouteInfo {
 }
 
 const fn r(method: &'static str, path: &'static str, needs: Option<Permission>) -> RouteInfo {
-    RouteInfo { method, path, needs }
+    RouteInfo {
+        method,
+        path,
+        needs,
+    }
 }
 
 use Permission as P;
@@ -53,8 +57,16 @@ pub const ROUTES: &[RouteInfo] = &[
     r("POST", "/v1/models/{name}/versions", Some(P::Submit)),
     r("GET", "/v1/models/{name}/versions", Some(P::Read)),
     r("GET", "/v1/models/{name}/versions/{version}", Some(P::Read)),
-    r("POST", "/v1/models/{name}/versions/{version}/runs", Some(P::Submit)),
-    r("POST", "/v1/models/{name}/versions/{version}/approvals", Some(P::Approve)),
+    r(
+        "POST",
+        "/v1/models/{name}/versions/{version}/runs",
+        Some(P::Submit),
+    ),
+    r(
+        "POST",
+        "/v1/models/{name}/versions/{version}/approvals",
+        Some(P::Approve),
+    ),
     r("POST", "/v1/models/{name}/promote", Some(P::Deploy)),
     r("POST", "/v1/models/{name}/rollback", Some(P::Deploy)),
     r("GET", "/v1/models/{name}/history", Some(P::Read)),
@@ -84,38 +96,113 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(artifacts::upload_blob).layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/blobs/{digest}", get(artifacts::get_blob))
-        .route("/v1/plugins", post(artifacts::register_plugin).get(artifacts::list_plugins))
+        .route(
+            "/v1/plugins",
+            post(artifacts::register_plugin).get(artifacts::list_plugins),
+        )
         .route("/v1/plugins/{digest}", get(artifacts::get_plugin))
-        .route("/v1/gates", post(models::publish_gate).get(models::list_gates))
+        .route(
+            "/v1/gates",
+            post(models::publish_gate).get(models::list_gates),
+        )
         .route("/v1/gates/{name}", get(models::get_gate))
-        .route("/v1/gates/{name}/versions/{version}", get(models::get_gate_version))
+        .route(
+            "/v1/gates/{name}/versions/{version}",
+            get(models::get_gate_version),
+        )
         .route("/v1/gates/{name}/current", put(models::switch_gate))
         .route("/v1/models", get(models::list_models))
-        .route("/v1/models/{name}", put(models::put_model).get(models::get_model))
+        .route(
+            "/v1/models/{name}",
+            put(models::put_model).get(models::get_model),
+        )
         .route(
             "/v1/models/{name}/versions",
             post(models::submit_version).get(models::list_versions),
         )
-        .route("/v1/models/{name}/versions/{version}", get(models::get_version))
-        .route("/v1/models/{name}/versions/{version}/runs", post(models::rerun))
-        .route("/v1/models/{name}/versions/{version}/approvals", post(models::approve))
+        .route(
+            "/v1/models/{name}/versions/{version}",
+            get(models::get_version),
+        )
+        .route(
+            "/v1/models/{name}/versions/{version}/runs",
+            post(models::rerun),
+        )
+        .route(
+            "/v1/models/{name}/versions/{version}/approvals",
+            post(models::approve),
+        )
         .route("/v1/models/{name}/promote", post(models::promote))
         .route("/v1/models/{name}/rollback", post(models::rollback))
         .route("/v1/models/{name}/history", get(models::history))
         .route("/v1/runs/{id}", get(models::get_run))
         .route("/v1/runs/{id}/attestation", get(models::get_attestation))
         .route("/v1/runs/{id}/cancel", post(models::cancel_run))
-        .route("/v1/tokens", post(admin::create_token).get(admin::list_tokens))
+        .route(
+            "/v1/tokens",
+            post(admin::create_token).get(admin::list_tokens),
+        )
         .route("/v1/tokens/{id}/rotate", post(admin::rotate_token))
         .route("/v1/tokens/{id}", delete(admin::revoke_token))
         .route("/v1/keys", get(admin::list_keys))
         .route("/v1/keys/rotate", post(admin::rotate_key))
-        .route("/v1/trust-policy", get(admin::get_policy).put(admin::put_policy))
+        .route(
+            "/v1/trust-policy",
+            get(admin::get_policy).put(admin::put_policy),
+        )
         .route("/v1/audit", get(admin::audit));
-    api.fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(json_limit))
-        .with_state(state)
+    api.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        authorize,
+    ))
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(DefaultBodyLimit::max(json_limit))
+    .with_state(state)
+}
+
+/// The permission `method path-template` needs, from [`ROUTES`].
+pub fn needs(method: &str, template: &str) -> Option<&'static RouteInfo> {
+    ROUTES
+        .iter()
+        .find(|r| r.method == method && r.path == template)
+}
+
+/// Runs before every matched route, before its body is read: authenticates
+/// the token and checks the role against [`ROUTES`], so that no handler
+/// can forget a check and a refused caller learns nothing from how its
+/// body would have been parsed. Scope (which models, which aliases) is
+/// checked by the handlers, which know the model.
+async fn authorize(
+    State(state): State<Arc<AppState>>,
+    matched: axum::extract::MatchedPath,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    let Some(route) = needs(req.method().as_str(), matched.as_str()) else {
+        return ApiError::internal(format_args!(
+            "route {} {} is not in the access table",
+            req.method(),
+            matched.as_str()
+        ))
+        .into_response();
+    };
+    let Some(permission) = route.needs else {
+        return next.run(req).await;
+    };
+    let (mut parts, body) = req.into_parts();
+    let caller = match crate::auth::Caller::from_request_parts(&mut parts, &state).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = caller.require(permission) {
+        return e.into_response();
+    }
+    parts.extensions.insert(caller);
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -126,7 +213,10 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     ApiError {
         status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
         code: "method_not_allowed",
-        message: format!("{method} is not allowed on {}", crate::names::show(uri.path())),
+        message: format!(
+            "{method} is not allowed on {}",
+            crate::names::show(uri.path())
+        ),
         retry_after: None,
     }
 }
@@ -147,7 +237,9 @@ impl Page {
         match self.limit {
             None => Ok(100),
             Some(n @ 1..=500) => Ok(i64::from(n)),
-            Some(n) => Err(ApiError::bad_request(format!("limit {n} is outside 1..=500"))),
+            Some(n) => Err(ApiError::bad_request(format!(
+                "limit {n} is outside 1..=500"
+            ))),
         }
     }
 

@@ -74,10 +74,11 @@ pub async fn publish_gate(
             def.name, def.version
         )));
     }
-    let (latest,): (Option<i64>,) = sqlx::query_as("SELECT MAX(version) FROM gates WHERE name = $1")
-        .bind(&def.name)
-        .fetch_one(&state.db)
-        .await?;
+    let (latest,): (Option<i64>,) =
+        sqlx::query_as("SELECT MAX(version) FROM gates WHERE name = $1")
+            .bind(&def.name)
+            .fetch_one(&state.db)
+            .await?;
     if let Some(l) = latest
         && def.version as i64 <= l
     {
@@ -119,7 +120,7 @@ pub async fn publish_gate(
     }
     change.record(Event::new(
         &caller.subject,
-        Action::other("gate_change").map_err(|e| ApiError::internal(e))?,
+        Action::other("gate_change").map_err(ApiError::internal)?,
         format!("gate/{}", view.name),
         json!({ "change": "published", "version": view.version, "digest": view.digest,
                 "signer": view.signer, "current": first, "token": caller.token_id }),
@@ -178,7 +179,9 @@ pub async fn get_gate(
     .bind(&name)
     .fetch_all(&state.db)
     .await?;
-    Ok(J(json!({ "name": name, "current": current.0, "digest": current.1, "versions": versions })))
+    Ok(J(
+        json!({ "name": name, "current": current.0, "digest": current.1, "versions": versions }),
+    ))
 }
 
 /// `GET /v1/gates/{name}/versions/{version}`: the definition, its TOML and envelope.
@@ -189,9 +192,9 @@ pub async fn get_gate_version(
 ) -> ApiResult<J<Value>> {
     caller.require(Permission::Read)?;
     check_name("gate", &name)?;
-    let v: i64 = version
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("gate version {} is not a number", show(&version))))?;
+    let v: i64 = version.parse().map_err(|_| {
+        ApiError::bad_request(format!("gate version {} is not a number", show(&version)))
+    })?;
     let row: Option<(String, String, String, String)> = sqlx::query_as(
         "SELECT digest, toml, envelope, signer FROM gates WHERE name = $1 AND version = $2",
     )
@@ -202,8 +205,10 @@ pub async fn get_gate_version(
     let (digest, toml, envelope, signer) =
         row.ok_or_else(|| ApiError::not_found(format!("no gate {name} version {v}")))?;
     let envelope: Value = serde_json::from_str(&envelope).unwrap_or(Value::Null);
-    Ok(J(json!({ "name": name, "version": v, "digest": digest, "signer": signer,
-                 "toml": toml, "envelope": envelope })))
+    Ok(J(
+        json!({ "name": name, "version": v, "digest": digest, "signer": signer,
+                 "toml": toml, "envelope": envelope }),
+    ))
 }
 
 /// `PUT /v1/gates/{name}/current` body.
@@ -240,7 +245,9 @@ pub async fn switch_gate(
                 "token": caller.token_id }),
     ));
     state.commit(change).await?;
-    Ok(J(json!({ "name": name, "current": req.version, "digest": target.digest, "previous": from })))
+    Ok(J(
+        json!({ "name": name, "current": req.version, "digest": target.digest, "previous": from }),
+    ))
 }
 
 // ---------------------------------------------------------------- models
@@ -319,7 +326,11 @@ pub async fn put_model(
                 "approvals_required": req.approvals_required, "token": caller.token_id }),
     ));
     state.commit(change).await?;
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((status, J(model_row(&state, &name).await?)))
 }
 
@@ -353,7 +364,9 @@ pub async fn list_models(
         .into_iter()
         .filter(|m| caller.scope.covers_model(&m.name))
         .collect();
-    Ok(J(Paged::from_fetched(items, limit, |m: &ModelView| m.name.clone())))
+    Ok(J(Paged::from_fetched(items, limit, |m: &ModelView| {
+        m.name.clone()
+    })))
 }
 
 /// `GET /v1/models/{name}`: the model, its aliases and its gate.
@@ -373,7 +386,12 @@ pub async fn get_model(
     .await?;
     let aliases: BTreeMap<String, Value> = aliases
         .into_iter()
-        .map(|(a, v, at, by)| (a, json!({ "version": v, "updated_at": at, "updated_by": by })))
+        .map(|(a, v, at, by)| {
+            (
+                a,
+                json!({ "version": v, "updated_at": at, "updated_by": by }),
+            )
+        })
         .collect();
     Ok(J(json!({ "model": m, "aliases": aliases })))
 }
@@ -447,7 +465,11 @@ pub struct VersionView {
 
 const VERSION_COLUMNS: &str = "model, version, seq, plugin, bundle_archive, bundle_digest, bundle_signer, provenance, submitter, created_at";
 
-async fn version_row(state: &AppState, model: &str, version: &str) -> Result<VersionView, ApiError> {
+async fn version_row(
+    state: &AppState,
+    model: &str,
+    version: &str,
+) -> Result<VersionView, ApiError> {
     sqlx::query_as(&format!(
         "SELECT {VERSION_COLUMNS} FROM versions WHERE model = $1 AND version = $2"
     ))
@@ -473,7 +495,10 @@ pub async fn submit_version(
     if plugin.world != "model" {
         return Err(ApiError::refused(
             "not_a_model",
-            format!("plugin {}@{} is a {}, not a model", plugin.name, plugin.version, plugin.world),
+            format!(
+                "plugin {}@{} is a {}, not a model",
+                plugin.name, plugin.version, plugin.world
+            ),
         ));
     }
     let prov = serde_json::to_string(&req.provenance)
@@ -491,22 +516,28 @@ pub async fn submit_version(
             }
             let st = state.clone();
             let sig = req.bundle_signature.clone();
-            let (digest, signer) =
-                tokio::task::spawn_blocking(move || crate::trust::check_bundle(&st, &archive, sig.as_ref()))
-                    .await
-                    .map_err(|e| ApiError::internal(format_args!("bundle check: {e}")))??;
+            let (digest, signer) = tokio::task::spawn_blocking(move || {
+                crate::trust::check_bundle(&st, &archive, sig.as_ref())
+            })
+            .await
+            .map_err(|e| ApiError::internal(format_args!("bundle check: {e}")))??;
             (Some(archive.to_string()), Some(digest.to_string()), signer)
         }
         None => {
             if req.bundle_signature.is_some() {
-                return Err(ApiError::bad_request("bundle_signature given without a bundle"));
+                return Err(ApiError::bad_request(
+                    "bundle_signature given without a bundle",
+                ));
             }
             (None, None, None)
         }
     };
     if let Ok(existing) = version_row(&state, &name, &req.version).await {
         if existing.plugin == plugin.digest && existing.bundle_digest == bundle_digest {
-            return Ok((StatusCode::OK, J(json!({ "version": existing, "run": Value::Null }))));
+            return Ok((
+                StatusCode::OK,
+                J(json!({ "version": existing, "run": Value::Null })),
+            ));
         }
         return Err(ApiError::conflict(format!(
             "version {} of model {name} already names other bytes (plugin {}, bundle {}); a version number is never reused",
@@ -515,14 +546,16 @@ pub async fn submit_version(
             existing.bundle_digest.as_deref().unwrap_or("none")
         )));
     }
-    let gate = model.gate.clone().ok_or_else(|| {
-        ApiError::refused("no_gate", format!("model {name} has no gate"))
-    })?;
+    let gate = model
+        .gate
+        .clone()
+        .ok_or_else(|| ApiError::refused("no_gate", format!("model {name} has no gate")))?;
     let mut change = state.begin().await?;
-    let (seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE model = $1")
-        .bind(&name)
-        .fetch_one(&mut *change.tx)
-        .await?;
+    let (seq,): (i64,) =
+        sqlx::query_as("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE model = $1")
+            .bind(&name)
+            .fetch_one(&mut *change.tx)
+            .await?;
     sqlx::query(&format!(
         "INSERT INTO versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     ))
@@ -563,7 +596,10 @@ async fn queue_run(
     caller: &Caller,
 ) -> Result<String, ApiError> {
     if !state.runs.has_room() {
-        return Err(ApiError::unavailable("the gate-run queue is full; retry later", 10));
+        return Err(ApiError::unavailable(
+            "the gate-run queue is full; retry later",
+            10,
+        ));
     }
     let (gate_version, gate_digest) = crate::gates::current(state, gate).await?;
     let baseline: Option<(String,)> =
@@ -618,9 +654,9 @@ pub async fn list_versions(
     let after: i64 = if page.after().is_empty() {
         0
     } else {
-        page.after()
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("cursor {} is not a number", show(page.after()))))?
+        page.after().parse().map_err(|_| {
+            ApiError::bad_request(format!("cursor {} is not a number", show(page.after())))
+        })?
     };
     let items: Vec<VersionView> = sqlx::query_as(&format!(
         "SELECT {VERSION_COLUMNS} FROM versions WHERE model = $1 AND seq > $2 ORDER BY seq LIMIT $3"
@@ -697,7 +733,9 @@ pub async fn get_version(
         .map(|(a, c, t)| json!({ "approver": a, "comment": c, "at": t }))
         .collect();
     let provenance: Value = serde_json::from_str(&v.provenance).unwrap_or(Value::Null);
-    Ok(J(json!({ "version": v, "provenance": provenance, "runs": runs, "approvals": approvals })))
+    Ok(J(
+        json!({ "version": v, "provenance": provenance, "runs": runs, "approvals": approvals }),
+    ))
 }
 
 /// `POST /v1/models/{name}/versions/{version}/runs`: runs the current gate again.
@@ -722,8 +760,12 @@ pub async fn rerun(
 }
 
 async fn run_row(state: &AppState, id: &str) -> Result<RunView, ApiError> {
-    if !id.starts_with("run_") || id.len() != 20 || !id[4..].bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::bad_name(format!("run id {} is malformed (run_<16 hex>)", show(id))));
+    if !id.starts_with("run_") || id.len() != 20 || !id[4..].bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(ApiError::bad_name(format!(
+            "run id {} is malformed (run_<16 hex>)",
+            show(id)
+        )));
     }
     sqlx::query_as(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
         .bind(id)
@@ -765,7 +807,10 @@ pub async fn get_attestation(
         .fetch_one(&state.db)
         .await?;
     let att = att.ok_or_else(|| {
-        ApiError::not_found(format!("run {id} has no attestation (status {})", run.status))
+        ApiError::not_found(format!(
+            "run {id} has no attestation (status {})",
+            run.status
+        ))
     })?;
     serde_json::from_str(&att)
         .map(J)
@@ -782,7 +827,10 @@ pub async fn cancel_run(
     let run = run_row(&state, &id).await?;
     caller.require_model(Permission::Submit, &run.model)?;
     if !matches!(run.status.as_str(), "queued" | "running") {
-        return Err(ApiError::conflict(format!("run {id} is already {}", run.status)));
+        return Err(ApiError::conflict(format!(
+            "run {id} is already {}",
+            run.status
+        )));
     }
     state.runs.cancel(&id);
     let mut change = state.begin().await?;
@@ -794,7 +842,11 @@ pub async fn cancel_run(
     .bind(&id)
     .execute(&mut *change.tx)
     .await?;
-    let status = if done.rows_affected() == 1 { "cancelled" } else { "cancelling" };
+    let status = if done.rows_affected() == 1 {
+        "cancelled"
+    } else {
+        "cancelling"
+    };
     change.record(Event::new(
         &caller.subject,
         Action::GateRun,
@@ -849,7 +901,10 @@ pub async fn approve(
     .execute(&mut *change.tx)
     .await?;
     if r.rows_affected() == 0 {
-        return Ok((StatusCode::OK, J(json!({ "approved": true, "already": true }))));
+        return Ok((
+            StatusCode::OK,
+            J(json!({ "approved": true, "already": true })),
+        ));
     }
     change.record(Event::new(
         &caller.subject,
@@ -922,16 +977,26 @@ pub async fn promote(
         )));
     }
     let att = att.ok_or_else(|| refuse(format!("gate run {run_id} has no attestation")))?;
-    let envelope = Envelope::from_json(&att)
-        .map_err(|e| refuse(format!("gate run {run_id}'s attestation does not parse: {e}")))?;
+    let envelope = Envelope::from_json(&att).map_err(|e| {
+        refuse(format!(
+            "gate run {run_id}'s attestation does not parse: {e}"
+        ))
+    })?;
     let expected = ExpectedSubject {
-        model: Digest::parse(&v.plugin).ok_or_else(|| ApiError::internal("stored plugin digest"))?,
+        model: Digest::parse(&v.plugin)
+            .ok_or_else(|| ApiError::internal("stored plugin digest"))?,
         bundle: v.bundle_digest.as_deref().and_then(Digest::parse),
     };
-    let verified = verify_attestation(&envelope, &state.key_set(), Some(&expected))
-        .map_err(|e| refuse(format!("gate run {run_id}'s attestation does not verify: {e}")))?;
+    let verified =
+        verify_attestation(&envelope, &state.key_set(), Some(&expected)).map_err(|e| {
+            refuse(format!(
+                "gate run {run_id}'s attestation does not verify: {e}"
+            ))
+        })?;
     if !verified.passed() {
-        return Err(refuse(format!("gate run {run_id}'s attestation records a refusal")));
+        return Err(refuse(format!(
+            "gate run {run_id}'s attestation records a refusal"
+        )));
     }
     if verified.predicate().gate_digest.to_string() != gate_digest {
         return Err(refuse(format!(
@@ -967,8 +1032,10 @@ pub async fn promote(
         &req.reason,
     )
     .await?;
-    Ok(J(json!({ "model": name, "alias": req.alias, "version": req.version, "previous": from,
-                 "run": run_id, "approvals": approvers.into_iter().map(|a| a.0).collect::<Vec<_>>() })))
+    Ok(J(
+        json!({ "model": name, "alias": req.alias, "version": req.version, "previous": from,
+                 "run": run_id, "approvals": approvers.into_iter().map(|a| a.0).collect::<Vec<_>>() }),
+    ))
 }
 
 /// Moves an alias inside one change, recording history and audit.
@@ -988,11 +1055,12 @@ async fn move_alias(
         return Err(ApiError::bad_request("reason is over 4096 bytes"));
     }
     let mut change = state.begin().await?;
-    let from: Option<(String,)> = sqlx::query_as("SELECT version FROM aliases WHERE model = $1 AND alias = $2")
-        .bind(model)
-        .bind(alias)
-        .fetch_optional(&mut *change.tx)
-        .await?;
+    let from: Option<(String,)> =
+        sqlx::query_as("SELECT version FROM aliases WHERE model = $1 AND alias = $2")
+            .bind(model)
+            .bind(alias)
+            .fetch_optional(&mut *change.tx)
+            .await?;
     let from = from.map(|f| f.0);
     let now = crate::db::now();
     sqlx::query(
@@ -1056,14 +1124,18 @@ pub async fn rollback(
     check_name("alias", &req.alias)?;
     caller.require_alias(&name, &req.alias)?;
     model_row(&state, &name).await?;
-    let current: Option<(String,)> = sqlx::query_as("SELECT version FROM aliases WHERE model = $1 AND alias = $2")
-        .bind(&name)
-        .bind(&req.alias)
-        .fetch_optional(&state.db)
-        .await?;
-    let current = current
-        .map(|c| c.0)
-        .ok_or_else(|| ApiError::refused("rollback_refused", format!("model {name} has no {} version", req.alias)))?;
+    let current: Option<(String,)> =
+        sqlx::query_as("SELECT version FROM aliases WHERE model = $1 AND alias = $2")
+            .bind(&name)
+            .bind(&req.alias)
+            .fetch_optional(&state.db)
+            .await?;
+    let current = current.map(|c| c.0).ok_or_else(|| {
+        ApiError::refused(
+            "rollback_refused",
+            format!("model {name} has no {} version", req.alias),
+        )
+    })?;
     let promoted: Vec<(String,)> = sqlx::query_as(
         "SELECT version FROM history WHERE model = $1 AND alias = $2 AND action = 'promote' ORDER BY seq DESC",
     )
@@ -1090,7 +1162,10 @@ pub async fn rollback(
             .ok_or_else(|| {
                 ApiError::refused(
                     "rollback_refused",
-                    format!("model {name} has no earlier {} version to roll back to", req.alias),
+                    format!(
+                        "model {name} has no earlier {} version to roll back to",
+                        req.alias
+                    ),
                 )
             })?,
     };
@@ -1100,9 +1175,21 @@ pub async fn rollback(
             format!("version {target} is already {}", req.alias),
         ));
     }
-    move_alias(&state, &caller, &name, &req.alias, &target, Action::Rollback, "rollback", None, &req.reason)
-        .await?;
-    Ok(J(json!({ "model": name, "alias": req.alias, "version": target, "previous": current })))
+    move_alias(
+        &state,
+        &caller,
+        &name,
+        &req.alias,
+        &target,
+        Action::Rollback,
+        "rollback",
+        None,
+        &req.reason,
+    )
+    .await?;
+    Ok(J(
+        json!({ "model": name, "alias": req.alias, "version": target, "previous": current }),
+    ))
 }
 
 /// `GET /v1/models/{name}/history`: every alias move, oldest first.
