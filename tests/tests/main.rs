@@ -32,5 +32,7 @@ mod report;
 mod scaffold;
 mod server;
 mod server_cli;
+mod server_crash;
+mod server_tls;
 mod signing;
 mod verdicts;

@@ -1,0 +1,1 @@
+//! SIGKILL at random moments during uploads, gate runs and promotions.

@@ -1,0 +1,1 @@
+//! The server over TLS (rustls) with a generated certificate.
