@@ -124,6 +124,8 @@ struct Server {
     addr: String,
 }
 
+// The child is waited for in `Server`'s `Drop`.
+#[allow(clippy::zombie_processes)]
 fn start(dir: &Path) -> Server {
     let _ = std::fs::remove_file(dir.join("url"));
     let child = Command::new(std::env::current_exe().unwrap())
