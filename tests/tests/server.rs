@@ -1210,3 +1210,102 @@ async fn a_restart_keeps_everything_and_marks_unfinished_runs_interrupted() {
     assert!(log.chain.entries >= 2);
     let _ = Role::Admin;
 }
+
+/// Random requests at every route shape: never a 5xx, always a JSON body,
+/// and every error names its problem. `AIRLOCK_FUZZ_CASES` sets the number
+/// of requests (default 3000; `docs/security.md` records longer runs).
+#[test]
+fn random_requests_never_get_a_server_error() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let h = rt.block_on(async {
+        let h = Harness::new().await;
+        h.deployable(0).await;
+        h
+    });
+    let admin = h.admin.clone();
+    let cases: u32 = std::env::var("AIRLOCK_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000);
+    let segment = prop_oneof![
+        Just("breast-cancer".to_string()),
+        Just("1.0.0".to_string()),
+        Just("..".to_string()),
+        Just("%2e%2e".to_string()),
+        Just("%00".to_string()),
+        Just("%FF".to_string()),
+        Just(format!("sha256:{}", "a".repeat(64))),
+        Just("run_0123456789abcdef".to_string()),
+        "[a-zA-Z0-9._%~-]{0,40}",
+    ];
+    let route = proptest::sample::select(
+        ROUTES
+            .iter()
+            .map(|r| (r.method, r.path))
+            .collect::<Vec<_>>(),
+    );
+    let body = prop_oneof![
+        Just(Vec::new()),
+        Just(b"{}".to_vec()),
+        Just(b"{\"version\":\"1.0.0\",\"plugin\":\"xgboost@1.0.0\"}".to_vec()),
+        Just(b"{\"gate\":\"breast-cancer\",\"approvals_required\":4294967296}".to_vec()),
+        Just(b"{\"payload\":\"!!\",\"payloadType\":\"\",\"signatures\":[{\"keyid\":\"\",\"sig\":\"\"}]}".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..300),
+        "\\PC{0,200}".prop_map(String::into_bytes),
+    ];
+    let strategy = (
+        route,
+        proptest::collection::vec(segment, 3),
+        "[a-z_=&0-9%]{0,30}",
+        body,
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let started = Instant::now();
+    runner
+        .run(
+            &strategy,
+            |((method, template), segs, query, body, as_json)| {
+                let mut path = template.to_string();
+                for (i, key) in ["{name}", "{version}", "{digest}"].iter().enumerate() {
+                    path = path.replace(key, &segs[i]);
+                }
+                path = path.replace("{id}", &segs[2]);
+                if !query.is_empty() {
+                    path = format!("{path}?{query}");
+                }
+                let Ok(uri) = path.parse::<axum::http::Uri>() else {
+                    return Ok(());
+                };
+                let mut b = Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .header("authorization", format!("Bearer {admin}"));
+                if as_json {
+                    b = b.header("content-type", "application/json");
+                }
+                let req = b.body(Body::from(body)).unwrap();
+                let (s, v) = rt.block_on(h.send(req));
+                prop_assert!(!s.is_server_error(), "{method} {path}: {s} {v}");
+                if !s.is_success() {
+                    prop_assert!(!message(&v).is_empty(), "{method} {path}: {s} {v}");
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    eprintln!(
+        "router fuzz: {cases} requests in {:.1} s without a server error",
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -302,4 +302,77 @@ mod tests {
         let dst = tempfile::tempdir().unwrap();
         assert!(unpack(&bytes[..1500], dst.path(), &caps()).is_err());
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A small valid archive to mutate.
+        fn seed_archive() -> Vec<u8> {
+            let src = tempfile::tempdir().unwrap();
+            std::fs::create_dir(src.path().join("d")).unwrap();
+            std::fs::write(src.path().join("model.json"), b"{\"a\": 1}").unwrap();
+            std::fs::write(src.path().join("d/w.bin"), vec![9u8; 700]).unwrap();
+            let mut bytes = Vec::new();
+            pack(src.path(), &mut bytes).unwrap();
+            bytes
+        }
+
+        /// Everything under `dir`, relative.
+        fn tree(dir: &Path) -> Vec<PathBuf> {
+            let mut out = Vec::new();
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+                if p.is_dir() && !p.is_symlink() {
+                    out.extend(
+                        tree(&p)
+                            .into_iter()
+                            .map(|q| p.strip_prefix(dir).unwrap().join(q)),
+                    );
+                }
+            }
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Mutated archives never panic, never write outside the
+            /// destination, and what they write stays under the caps.
+            #[test]
+            fn mutated_archives_never_escape_or_panic(
+                flips in proptest::collection::vec((0usize..4096, any::<u8>()), 0..24),
+                cut in proptest::option::of(0usize..4096),
+            ) {
+                let mut bytes = seed_archive();
+                for (at, b) in flips {
+                    let n = bytes.len();
+                    bytes[at % n] = b;
+                }
+                if let Some(c) = cut {
+                    bytes.truncate(c.min(bytes.len()));
+                }
+                let outer = tempfile::tempdir().unwrap();
+                let dest = outer.path().join("dest");
+                std::fs::create_dir(&dest).unwrap();
+                let _ = unpack(&bytes[..], &dest, &caps());
+                let outside = tree(outer.path());
+                prop_assert!(outside.iter().all(|p| p.starts_with("dest")), "{outside:?}");
+                let inside = tree(&dest);
+                prop_assert!(inside.len() as u64 <= caps().max_entries);
+                for p in inside {
+                    let full = dest.join(&p);
+                    prop_assert!(!full.is_symlink(), "{p:?} is a link");
+                }
+            }
+
+            /// Arbitrary bytes are refused or unpacked, never a panic.
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
+                let dest = tempfile::tempdir().unwrap();
+                let _ = unpack(&bytes[..], dest.path(), &caps());
+            }
+        }
+    }
 }

@@ -157,4 +157,39 @@ mod tests {
         assert_eq!(show("a\nb"), "\"a\\nb\"");
         assert!(show(&"x".repeat(200)).ends_with('…'));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+            /// A name is accepted exactly when it matches the documented
+            /// rule; a refusal is always a `bad_name` that quotes it.
+            #[test]
+            fn names_are_accepted_exactly_by_the_rule(name in "\\PC{0,80}|[a-z0-9._/%-]{0,70}") {
+                let ok = !name.is_empty()
+                    && name.len() <= MAX_NAME
+                    && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                    && name.as_bytes()[0].is_ascii_alphanumeric()
+                    && !name.contains("..");
+                match check_name("model", &name) {
+                    Ok(()) => prop_assert!(ok),
+                    Err(e) => {
+                        prop_assert!(!ok);
+                        prop_assert_eq!(e.code, "bad_name");
+                    }
+                }
+            }
+
+            /// Versions and digests never panic on any input.
+            #[test]
+            fn versions_and_digests_never_panic(s in "\\PC{0,100}") {
+                let _ = check_version(&s);
+                let _ = parse_digest("x", &s);
+                let _ = show(&s);
+            }
+        }
+    }
 }
