@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::OnceLock;
 
+pub mod http;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("AIRLOCK_REPO_ROOT"))

@@ -9,13 +9,11 @@
 //! verifies, and every run that was queued or running marked interrupted
 //! (and re-runnable).
 
-use airlock_attest::policy::GateDefinition;
 use airlock_attest::{Curve, SigningKey, VerifyingKey};
 use airlock_core::digest::Digest;
-use serde_json::{Value, json};
+use airlock_tests::http::{Fixture, call, must, setup, upload};
+use serde_json::json;
 use sha2::Digest as _;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -61,64 +59,6 @@ fn crash_child() {
     });
 }
 
-/// One HTTP/1.1 request over a fresh connection; `None` when the
-/// connection fails (the server was killed).
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<&[u8]>,
-    json_body: bool,
-) -> Option<(u16, Value)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    let body = body.unwrap_or_default();
-    let ctype = if json_body {
-        "Content-Type: application/json\r\n"
-    } else {
-        ""
-    };
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n{ctype}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).ok()?;
-    // Large bodies go in pieces, so that a kill lands mid-upload.
-    for piece in body.chunks(256 * 1024) {
-        s.write_all(piece).ok()?;
-    }
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).ok()?;
-    let text = String::from_utf8_lossy(&resp);
-    let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
-    let split = text.find("\r\n\r\n")?;
-    let v = serde_json::from_str(&text[split + 4..]).unwrap_or(Value::Null);
-    Some((status, v))
-}
-
-fn call(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> Option<(u16, Value)> {
-    let b = body.map(|v| v.to_string().into_bytes());
-    http(addr, method, path, token, b.as_deref(), b.is_some())
-}
-
-fn must(addr: &str, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
-    let (s, v) = call(addr, method, path, token, body).expect("server answers");
-    assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
-    v
-}
-
-fn upload(addr: &str, token: &str, bytes: &[u8]) -> Option<String> {
-    let (s, v) = http(addr, "POST", "/v1/blobs", token, Some(bytes), false)?;
-    ((200..300).contains(&s)).then(|| v["digest"].as_str().unwrap().to_string())
-}
-
 struct Server {
     child: Child,
     addr: String,
@@ -159,110 +99,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Tokens and digests the load uses, made on the first start.
-#[derive(Clone)]
-struct Fixture {
-    admin: String,
-    submitter: String,
-    approver: String,
-    deployer: String,
-    bundle: String,
-}
-
-fn setup(addr: &str, dir: &Path, root: &SigningKey) -> Fixture {
-    let admin = std::fs::read_to_string(dir.join("data/admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let text = std::fs::read_to_string(airlock_tests::example().join("gate.toml")).unwrap();
-    let mut t: toml::Table = toml::from_str(&text).unwrap();
-    t.remove("plugin_dir");
-    let mut steps = t["steps"].as_array().unwrap().clone();
-    for step in &mut steps {
-        let s = step.as_table_mut().unwrap();
-        let name = s["plugin"].as_str().unwrap().to_string();
-        let bytes =
-            std::fs::read(airlock_tests::plugin(&format!("airlock_validator_{name}"))).unwrap();
-        let d = upload(addr, &admin, &bytes).unwrap();
-        must(
-            addr,
-            "POST",
-            "/v1/plugins",
-            &admin,
-            Some(json!({ "name": name, "version": "1.0.0", "component": d })),
-        );
-        s.insert("plugin".into(), toml::Value::String(d));
-        for key in ["dataset", "reference"] {
-            if let Some(p) = s.get(key).and_then(|v| v.as_str()).map(str::to_string) {
-                let d = upload(
-                    addr,
-                    &admin,
-                    &std::fs::read(airlock_tests::example().join(p)).unwrap(),
-                )
-                .unwrap();
-                s.insert(key.into(), toml::Value::String(d));
-            }
-        }
-    }
-    t.insert("steps".into(), toml::Value::Array(steps));
-    let env = GateDefinition {
-        name: "bc".into(),
-        version: 1,
-        gate_toml: toml::to_string(&t).unwrap(),
-    }
-    .sign(root)
-    .unwrap();
-    must(
-        addr,
-        "POST",
-        "/v1/gates",
-        &admin,
-        Some(serde_json::from_str(&env.to_json()).unwrap()),
-    );
-    must(
-        addr,
-        "PUT",
-        "/v1/models/bc",
-        &admin,
-        Some(json!({ "gate": "bc", "approvals_required": 1 })),
-    );
-    let x = upload(
-        addr,
-        &admin,
-        &std::fs::read(airlock_tests::plugin("airlock_model_xgboost")).unwrap(),
-    )
-    .unwrap();
-    must(
-        addr,
-        "POST",
-        "/v1/plugins",
-        &admin,
-        Some(json!({ "name": "xgboost", "version": "1.0.0", "component": x })),
-    );
-    let mut tar = Vec::new();
-    airlock_server::archive::pack(&airlock_tests::example().join("model-v1"), &mut tar).unwrap();
-    let bundle = upload(addr, &admin, &tar).unwrap();
-    let token = |subject: &str, role: &str| {
-        must(
-            addr,
-            "POST",
-            "/v1/tokens",
-            &admin,
-            Some(json!({ "subject": subject, "role": role })),
-        )["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    Fixture {
-        submitter: token("sam", "submitter"),
-        approver: token("ann", "approver"),
-        deployer: token("dee", "deployer"),
-        admin,
-        bundle,
     }
 }
 
@@ -465,7 +301,7 @@ fn sigkill_during_uploads_gate_runs_and_promotions_loses_nothing_and_leaves_noth
         .build()
         .unwrap();
     let mut server = start(dir.path());
-    let fx = setup(&server.addr, dir.path(), &root);
+    let fx = setup(&server.addr, &dir.path().join("data"), &root);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
     let mut counts = (0, 0, 0);
     let t0 = Instant::now();
