@@ -198,12 +198,18 @@ fn execute(state: &Arc<AppState>, rt: &tokio::runtime::Handle, run_id: &str) {
     if let Ok(mut r) = state.runs.running.lock() {
         r.insert(run_id.to_string());
     }
-    let started = rt.block_on(
-        sqlx::query("UPDATE runs SET status = 'running', started_at = $1 WHERE id = $2 AND status = 'queued'")
-            .bind(crate::db::now())
-            .bind(run_id)
-            .execute(&state.db),
-    );
+    let started = rt.block_on(async {
+        let mut change = state.begin().await?;
+        let r = sqlx::query(
+            "UPDATE runs SET status = 'running', started_at = $1 WHERE id = $2 AND status = 'queued'",
+        )
+        .bind(crate::db::now())
+        .bind(run_id)
+        .execute(&mut *change.tx)
+        .await?;
+        state.commit(change).await?;
+        Ok::<_, ApiError>(r)
+    });
     let outcome = match started {
         Ok(r) if r.rows_affected() == 1 => Some(judge(state, rt, &row)),
         _ => None,

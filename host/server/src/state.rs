@@ -106,7 +106,10 @@ impl AppState {
     /// Begins a state change: holds the writer lock and opens a transaction.
     pub async fn begin(&self) -> Result<Change<'_>, ApiError> {
         let guard = self.writer.lock().await;
-        let tx = self.db.begin().await?;
+        // IMMEDIATE takes SQLite's write lock up front: a deferred
+        // transaction that reads and then writes fails with "database is
+        // locked" (no busy wait) when another connection wrote in between.
+        let tx = self.db.begin_with("BEGIN IMMEDIATE").await?;
         Ok(Change {
             _guard: guard,
             tx,

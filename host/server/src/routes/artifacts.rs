@@ -101,6 +101,7 @@ pub async fn upload_blob(
         .await
         .map_err(|e| ApiError::internal(format_args!("upload writer: {e}")))??;
     let digest = info.digest.to_string();
+    let mut change = state.begin().await?;
     sqlx::query(
         "INSERT INTO blobs (digest, size, created_at, created_by) VALUES ($1, $2, $3, $4)
          ON CONFLICT (digest) DO NOTHING",
@@ -109,8 +110,9 @@ pub async fn upload_blob(
     .bind(info.size as i64)
     .bind(crate::db::now())
     .bind(&caller.subject)
-    .execute(&state.db)
+    .execute(&mut *change.tx)
     .await?;
+    state.commit(change).await?;
     let status = if info.created {
         StatusCode::CREATED
     } else {
