@@ -1309,3 +1309,46 @@ fn random_requests_never_get_a_server_error() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn a_graceful_stop_finishes_or_records_every_gate_run() {
+    use airlock_tests::http::{must, setup};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = SigningKey::generate(Curve::P256);
+    let mut c = config(dir.path(), &root);
+    c.workers = 1;
+    c.shutdown_grace = Duration::from_millis(0);
+    let running = rt.block_on(airlock_server::start(c)).unwrap();
+    let addr = running.addr.to_string();
+    let fx = setup(&addr, &dir.path().join("data"), &root);
+    let runs: Vec<String> = (0..4)
+        .map(|i| {
+            let v = must(
+                &addr,
+                "POST",
+                "/v1/models/bc/versions",
+                &fx.submitter,
+                Some(json!({ "version": format!("1.0.{i}"), "plugin": "xgboost@1.0.0", "bundle": fx.bundle })),
+            );
+            v["run"].as_str().unwrap().to_string()
+        })
+        .collect();
+    rt.block_on(running.stop()).unwrap();
+    // After the stop: no run is left queued or running.
+    let state = rt.block_on(AppState::open(config(dir.path(), &root))).unwrap();
+    for run in &runs {
+        let (status,): (String,) = rt
+            .block_on(sqlx::query_as("SELECT status FROM runs WHERE id = $1").bind(run).fetch_one(&state.db))
+            .unwrap();
+        assert!(matches!(status.as_str(), "passed" | "interrupted"), "{run}: {status}");
+    }
+    let (interrupted,): (i64,) = rt
+        .block_on(sqlx::query_as("SELECT COUNT(*) FROM runs WHERE status = 'interrupted'").fetch_one(&state.db))
+        .unwrap();
+    assert!(interrupted >= 1, "four runs on one worker cannot all finish in a zero grace period");
+}

@@ -21,7 +21,7 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
@@ -35,6 +35,7 @@ pub struct RunQueue {
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     waiting: Arc<AtomicUsize>,
     depth: usize,
+    closed: Arc<AtomicBool>,
 }
 
 impl RunQueue {
@@ -49,6 +50,7 @@ impl RunQueue {
             workers: Mutex::new(Vec::new()),
             waiting: Arc::new(AtomicUsize::new(0)),
             depth: depth.max(1),
+            closed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -106,8 +108,10 @@ impl RunQueue {
             .unwrap_or_default()
     }
 
-    /// Stops taking runs; workers finish the run they hold and exit.
+    /// Stops taking runs; workers finish the run they hold and exit, leaving
+    /// queued runs to be recorded as interrupted.
     pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         if let Ok(mut s) = self.sender.lock() {
             s.take();
         }
@@ -141,6 +145,7 @@ pub fn start_workers(state: &Arc<AppState>, n: usize) {
     for i in 0..n.max(1) {
         let rx = state.runs.receiver.clone();
         let waiting = state.runs.waiting.clone();
+        let closed = state.runs.closed.clone();
         let weak: Weak<AppState> = Arc::downgrade(state);
         let handle = handle.clone();
         let spawned = std::thread::Builder::new()
@@ -153,6 +158,9 @@ pub fn start_workers(state: &Arc<AppState>, n: usize) {
                     };
                     let Ok(run_id) = next else { return };
                     waiting.fetch_sub(1, Ordering::SeqCst);
+                    if closed.load(Ordering::SeqCst) {
+                        return; // shutting down: what is left is recorded as interrupted
+                    }
                     let Some(state) = weak.upgrade() else { return };
                     execute(&state, &handle, &run_id);
                 }
