@@ -56,8 +56,19 @@ bad=$(matching "$(direct airlock-attest)" '^airlock-' | grep -v '^airlock-core '
 bad=$(matching "$attest_tree" '^(wasmtime|cranelift|cap-|wasi|wit-|tokio)')
 [ -z "$bad" ] || fail "airlock-attest must not depend on wasmtime and its kin, but links: $(echo $bad)"
 
+# 2c. airlock-blobs (the blob store) links no engine and at most
+#     airlock-core; airlock-server reaches wasmtime only through the runtime
+#     and the gate engine.
+blobs_tree=$(tree airlock-blobs)
+bad=$(matching "$blobs_tree" '^(wasmtime|cranelift|cap-|wasi|wit-|tokio)')
+[ -z "$bad" ] || fail "airlock-blobs must not depend on wasmtime and its kin or tokio, but links: $(echo $bad)"
+bad=$(matching "$blobs_tree" '^airlock-' | grep -Ev '^airlock-(blobs|core) ' || true)
+[ -z "$bad" ] || fail "airlock-blobs may depend on airlock-core only among airlock crates, but links: $(echo $bad)"
+bad=$(matching "$(tree airlock-server)" '^clap')
+[ -z "$bad" ] || fail "only airlock-cli may know clap, but airlock-server links: $(echo $bad)"
+
 # 3. Only airlock-runtime talks to wasmtime directly.
-for c in airlock-gate airlock-cli; do
+for c in airlock-gate airlock-cli airlock-server; do
     bad=$(matching "$(direct $c)" '^(wasmtime|cranelift|cap-std|wit-bindgen)')
     [ -z "$bad" ] || fail "$c must reach wasmtime only through airlock-runtime, but depends directly on: $(echo $bad)"
 done
@@ -76,14 +87,14 @@ bad=$(grep -rlnE 'bindgen!' host --include='*.rs' | grep -v '^host/runtime/' || 
 # 6. Only airlock-runtime has `unsafe`: core, gate, cli, attest and audit
 #    forbid it at the crate root (which the compiler then enforces), and
 #    hold no unsafe block, function, impl or lint override.
-for c in core gate cli attest audit; do
+for c in core gate cli attest audit blobs server; do
     grep -q '^#!\[forbid(unsafe_code)\]' "host/$c/src/lib.rs" ||
         fail "host/$c/src/lib.rs must start with #![forbid(unsafe_code)]"
 done
 grep -q '^#!\[forbid(unsafe_code)\]' host/cli/src/bin/airlock.rs ||
     fail "host/cli/src/bin/airlock.rs must carry #![forbid(unsafe_code)]"
 bad=$(grep -rnE '\bunsafe[[:space:]]*(\{|fn\b|impl\b|trait\b|extern\b)|allow\([^)]*unsafe_code' \
-    host/core host/gate host/cli host/attest host/audit --include='*.rs' || true)
+    host/core host/gate host/cli host/attest host/audit host/blobs host/server --include='*.rs' || true)
 [ -z "$bad" ] || fail "unsafe code outside airlock-runtime: $bad"
 
 if [ "$failed" -ne 0 ]; then
