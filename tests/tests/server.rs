@@ -316,6 +316,26 @@ async fn the_deployment_loop_gates_signs_approves_promotes_refuses_and_rolls_bac
     };
     let verified = verify_attestation(&env, &h.host_keys().await, Some(&expected)).unwrap();
     assert!(verified.passed());
+    // Reproducing the run (same gate version, baseline and seed) gives the
+    // same verdict and metrics, byte for byte.
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/versions/1.0.0/runs",
+            Some(&alice),
+            Some(json!({ "reproduce": run1 })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let again = h.wait(v["run"].as_str().unwrap()).await;
+    assert_eq!(again["run"]["seed"], r1["run"]["seed"]);
+    let verdict = |r: &Value| {
+        let mut v = r["report"].clone();
+        v.as_object_mut().unwrap().remove("run");
+        v
+    };
+    assert_eq!(verdict(&again), verdict(&r1));
+    assert!(r1["report"]["steps"].as_array().unwrap().len() >= 5);
     // Submitting the same bytes again is idempotent; other bytes under the
     // same version are refused.
     let (s, _) = h.submit_as(&alice, "1.0.0", "model-v1").await;
@@ -448,6 +468,31 @@ async fn the_deployment_loop_gates_signs_approves_promotes_refuses_and_rolls_bac
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(message(&v).contains("never promoted"), "{v}");
+    // A refusal sticks: a version refused once under the current gate is
+    // not promoted on a later pass (no grinding seeds with re-runs).
+    let (gate_digest,): (String,) = sqlx::query_as("SELECT gate_digest FROM runs WHERE id = $1")
+        .bind(&run1)
+        .fetch_one(&h.state.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO runs (id, seq, model, version, gate, gate_version, gate_digest, status, requested_by, created_at)
+         VALUES ('run_00000000000000ff', 0, 'breast-cancer', '1.1.0', 'breast-cancer', 1, $1, 'refused', 'alice', 'then')",
+    )
+    .bind(&gate_digest)
+    .execute(&h.state.db)
+    .await
+    .unwrap();
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&carol),
+            Some(json!({ "version": "1.1.0" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(message(&v).contains("does not undo a refusal"), "{v}");
     let hist = h.ok("GET", "/v1/models/breast-cancer/history", None).await;
     let moves: Vec<(String, String, String)> = hist["history"]
         .as_array()
@@ -1340,15 +1385,30 @@ fn a_graceful_stop_finishes_or_records_every_gate_run() {
         .collect();
     rt.block_on(running.stop()).unwrap();
     // After the stop: no run is left queued or running.
-    let state = rt.block_on(AppState::open(config(dir.path(), &root))).unwrap();
+    let state = rt
+        .block_on(AppState::open(config(dir.path(), &root)))
+        .unwrap();
     for run in &runs {
         let (status,): (String,) = rt
-            .block_on(sqlx::query_as("SELECT status FROM runs WHERE id = $1").bind(run).fetch_one(&state.db))
+            .block_on(
+                sqlx::query_as("SELECT status FROM runs WHERE id = $1")
+                    .bind(run)
+                    .fetch_one(&state.db),
+            )
             .unwrap();
-        assert!(matches!(status.as_str(), "passed" | "interrupted"), "{run}: {status}");
+        assert!(
+            matches!(status.as_str(), "passed" | "interrupted"),
+            "{run}: {status}"
+        );
     }
     let (interrupted,): (i64,) = rt
-        .block_on(sqlx::query_as("SELECT COUNT(*) FROM runs WHERE status = 'interrupted'").fetch_one(&state.db))
+        .block_on(
+            sqlx::query_as("SELECT COUNT(*) FROM runs WHERE status = 'interrupted'")
+                .fetch_one(&state.db),
+        )
         .unwrap();
-    assert!(interrupted >= 1, "four runs on one worker cannot all finish in a zero grace period");
+    assert!(
+        interrupted >= 1,
+        "four runs on one worker cannot all finish in a zero grace period"
+    );
 }

@@ -39,6 +39,7 @@ const SCHEMA: &[&str] = &[
         id TEXT PRIMARY KEY, seq INTEGER NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL,
         gate TEXT NOT NULL, gate_version BIGINT NOT NULL, gate_digest TEXT NOT NULL,
         baseline TEXT, status TEXT NOT NULL, reason TEXT, report TEXT, attestation TEXT,
+        seed TEXT, reproduces TEXT,
         key_id TEXT, requested_by TEXT NOT NULL, created_at TEXT NOT NULL,
         started_at TEXT, finished_at TEXT)",
     "CREATE INDEX IF NOT EXISTS runs_by_version ON runs (model, version, seq)",

@@ -181,13 +181,14 @@ struct RunRow {
     gate_version: i64,
     baseline: Option<String>,
     status: String,
+    seed: Option<String>,
 }
 
 /// Runs one queued run to its end and records the outcome.
 fn execute(state: &Arc<AppState>, rt: &tokio::runtime::Handle, run_id: &str) {
     let row: Result<Option<RunRow>, sqlx::Error> = rt.block_on(
         sqlx::query_as(
-            "SELECT model, version, gate, gate_version, baseline, status FROM runs WHERE id = $1",
+            "SELECT model, version, gate, gate_version, baseline, status, seed FROM runs WHERE id = $1",
         )
         .bind(run_id)
         .fetch_optional(&state.db),
@@ -344,7 +345,13 @@ fn judge_inner(
         candidate,
         baseline,
         plugin_dir: None,
-        seed: None,
+        seed: match &row.seed {
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|_| format!("recorded seed {s} is not a number"))?,
+            ),
+            None => None,
+        },
         data_caps: state.config.data_caps,
     };
     let report = job.run().map_err(|e| e.to_string())?;
@@ -456,7 +463,7 @@ async fn record(
         } => {
             let status = if passed { "passed" } else { "refused" };
             sqlx::query(
-                "UPDATE runs SET status = $1, report = $2, attestation = $3, key_id = $4, finished_at = $5 WHERE id = $6",
+                "UPDATE runs SET status = $1, report = $2, attestation = $3, key_id = $4, finished_at = $5, seed = $7 WHERE id = $6",
             )
             .bind(status)
             .bind(report.to_string())
@@ -464,6 +471,7 @@ async fn record(
             .bind(&key_id)
             .bind(&now)
             .bind(run_id)
+            .bind(seed.to_string())
             .execute(&mut *change.tx)
             .await?;
             change.record(Event::new(

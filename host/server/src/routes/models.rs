@@ -578,7 +578,16 @@ pub async fn submit_version(
         json!({ "kind": "model_version", "plugin": plugin.digest, "bundle_archive": archive,
                 "bundle_digest": bundle_digest, "bundle_signer": signer, "token": caller.token_id }),
     ));
-    let run = queue_run(&state, &mut change, &name, &req.version, &gate, &caller).await?;
+    let run = queue_run(
+        &state,
+        &mut change,
+        &name,
+        &req.version,
+        &gate,
+        &caller,
+        None,
+    )
+    .await?;
     state.commit(change).await?;
     state.runs.push(&run)?;
     let v = version_row(&state, &name, &req.version).await?;
@@ -594,6 +603,7 @@ async fn queue_run(
     version: &str,
     gate: &str,
     caller: &Caller,
+    reproduce: Option<&Reproduce>,
 ) -> Result<String, ApiError> {
     if !state.runs.has_room() {
         return Err(ApiError::unavailable(
@@ -601,13 +611,19 @@ async fn queue_run(
             10,
         ));
     }
-    let (gate_version, gate_digest) = crate::gates::current(state, gate).await?;
-    let baseline: Option<(String,)> =
-        sqlx::query_as("SELECT version FROM aliases WHERE model = $1 AND alias = 'production'")
+    let (gate_version, gate_digest, baseline) = match reproduce {
+        Some(r) => (r.gate_version, r.gate_digest.clone(), r.baseline.clone()),
+        None => {
+            let (gv, gd) = crate::gates::current(state, gate).await?;
+            let baseline: Option<(String,)> = sqlx::query_as(
+                "SELECT version FROM aliases WHERE model = $1 AND alias = 'production'",
+            )
             .bind(model)
             .fetch_optional(&mut *change.tx)
             .await?;
-    let baseline = baseline.map(|b| b.0).filter(|b| b != version);
+            (gv, gd, baseline.map(|b| b.0).filter(|b| b != version))
+        }
+    };
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).map_err(|e| ApiError::internal(format_args!("randomness: {e}")))?;
     let id = format!("run_{}", hex::encode(id));
@@ -615,8 +631,8 @@ async fn queue_run(
         .fetch_one(&mut *change.tx)
         .await?;
     sqlx::query(
-        "INSERT INTO runs (id, seq, model, version, gate, gate_version, gate_digest, baseline, status, requested_by, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10)",
+        "INSERT INTO runs (id, seq, model, version, gate, gate_version, gate_digest, baseline, status, requested_by, created_at, seed, reproduces)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $12)",
     )
     .bind(&id)
     .bind(seq)
@@ -628,6 +644,8 @@ async fn queue_run(
     .bind(&baseline)
     .bind(&caller.subject)
     .bind(crate::db::now())
+    .bind(reproduce.map(|r| r.seed.clone()))
+    .bind(reproduce.map(|r| r.id.clone()))
     .execute(&mut *change.tx)
     .await?;
     change.record(Event::new(
@@ -635,7 +653,7 @@ async fn queue_run(
         Action::GateRun,
         format!("{model}/{version}"),
         json!({ "run": id, "status": "queued", "gate": gate, "gate_version": gate_version,
-                "gate_digest": gate_digest, "baseline": baseline }),
+                "gate_digest": gate_digest, "baseline": baseline, "reproduces": reproduce.map(|r| r.id.clone()) }),
     ));
     Ok(id)
 }
@@ -692,6 +710,11 @@ pub struct RunView {
     pub reason: Option<String>,
     /// The key that signed its attestation.
     pub key_id: Option<String>,
+    /// The seed every plugin saw (decimal; set once the run is judged, or
+    /// from the start for a reproduction).
+    pub seed: Option<String>,
+    /// The run this one reproduces.
+    pub reproduces: Option<String>,
     /// Who asked for it.
     pub requested_by: String,
     /// Queued at.
@@ -702,7 +725,7 @@ pub struct RunView {
     pub finished_at: Option<String>,
 }
 
-const RUN_COLUMNS: &str = "id, model, version, gate, gate_version, gate_digest, baseline, status, reason, key_id, requested_by, created_at, started_at, finished_at";
+const RUN_COLUMNS: &str = "id, model, version, gate, gate_version, gate_digest, baseline, status, reason, key_id, seed, reproduces, requested_by, created_at, started_at, finished_at";
 
 /// `GET /v1/models/{name}/versions/{version}`: the version, its runs and approvals.
 pub async fn get_version(
@@ -738,12 +761,40 @@ pub async fn get_version(
     ))
 }
 
-/// `POST /v1/models/{name}/versions/{version}/runs`: runs the current gate again.
+/// What a reproduction repeats of an earlier run.
+struct Reproduce {
+    id: String,
+    seed: String,
+    gate_version: i64,
+    gate_digest: String,
+    baseline: Option<String>,
+}
+
+/// `POST .../runs` body (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rerun {
+    /// Repeat this earlier run exactly: its gate version, baseline and seed.
+    /// A reproduction is evidence, never a second chance: promotion refuses
+    /// a version any of whose runs under the current gate was refused.
+    #[serde(default)]
+    pub reproduce: Option<String>,
+}
+
+/// `POST /v1/models/{name}/versions/{version}/runs`: runs the current gate
+/// again, or reproduces an earlier run.
 pub async fn rerun(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, J<Value>)> {
+    let req: Rerun = if body.is_empty() {
+        Rerun::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?
+    };
     check_name("model", &name)?;
     caller.require_model(Permission::Submit, &name)?;
     check_version(&version)?;
@@ -752,11 +803,52 @@ pub async fn rerun(
     let gate = model
         .gate
         .ok_or_else(|| ApiError::refused("no_gate", format!("model {name} has no gate")))?;
+    let reproduce = match &req.reproduce {
+        Some(id) => {
+            let earlier = run_row(&state, id).await?;
+            if earlier.model != name || earlier.version != version {
+                return Err(ApiError::bad_request(format!(
+                    "run {id} judged {}/{}, not {name}/{version}",
+                    earlier.model, earlier.version
+                )));
+            }
+            let (seed,): (Option<String>,) = sqlx::query_as("SELECT seed FROM runs WHERE id = $1")
+                .bind(id)
+                .fetch_one(&state.db)
+                .await?;
+            let seed = seed.ok_or_else(|| {
+                ApiError::conflict(format!(
+                    "run {id} has no recorded seed (status {})",
+                    earlier.status
+                ))
+            })?;
+            Some(Reproduce {
+                id: id.clone(),
+                seed,
+                gate_version: earlier.gate_version,
+                gate_digest: earlier.gate_digest,
+                baseline: earlier.baseline,
+            })
+        }
+        None => None,
+    };
     let mut change = state.begin().await?;
-    let run = queue_run(&state, &mut change, &name, &version, &gate, &caller).await?;
+    let run = queue_run(
+        &state,
+        &mut change,
+        &name,
+        &version,
+        &gate,
+        &caller,
+        reproduce.as_ref(),
+    )
+    .await?;
     state.commit(change).await?;
     state.runs.push(&run)?;
-    Ok((StatusCode::ACCEPTED, J(json!({ "run": run }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        J(json!({ "run": run, "reproduces": req.reproduce })),
+    ))
 }
 
 async fn run_row(state: &AppState, id: &str) -> Result<RunView, ApiError> {
@@ -973,6 +1065,22 @@ pub async fn promote(
     if status != "passed" {
         return Err(refuse(format!(
             "version {}'s gate run {run_id} under gate {gate} version {gate_version} {status}",
+            req.version
+        )));
+    }
+    // A refusal sticks: re-running until a lucky seed passes buys nothing.
+    let refused: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM runs WHERE model = $1 AND version = $2 AND gate_digest = $3 AND status = 'refused'
+         ORDER BY seq LIMIT 1",
+    )
+    .bind(&name)
+    .bind(&req.version)
+    .bind(&gate_digest)
+    .fetch_optional(&state.db)
+    .await?;
+    if let Some((r,)) = refused {
+        return Err(refuse(format!(
+            "version {} was refused by gate run {r} under gate {gate} version {gate_version}; a later pass does not undo a refusal",
             req.version
         )));
     }
