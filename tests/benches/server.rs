@@ -50,7 +50,7 @@ fn upload_stream(addr: &str, token: &str, total: u64) -> (u16, u64, Duration) {
         s.write_all(&buf[..n]).unwrap();
         sent += n as u64;
         i += 1;
-        if i % 16 == 0 {
+        if i.is_multiple_of(16) {
             peak = peak.max(status_kib("VmRSS:"));
         }
     }
