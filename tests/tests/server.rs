@@ -1412,3 +1412,66 @@ fn a_graceful_stop_finishes_or_records_every_gate_run() {
         "four runs on one worker cannot all finish in a zero grace period"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_keys_rotate_and_the_old_key_can_then_be_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = SigningKey::generate(Curve::P256);
+    let ring_file = dir.path().join("data.keys");
+    let old = airlock_blobs::KeyRing::generate_file(&ring_file).unwrap();
+    let old_id = old.current_id().to_string();
+    let mut c = config(dir.path(), &root);
+    c.key_ring = Some(old);
+    let state = AppState::open(c).await.unwrap();
+    let admin = std::fs::read_to_string(state.admin_token_file.get().unwrap()).unwrap();
+    let router = airlock_server::routes::router(state.clone());
+    let marker = b"a model's weights that must stay secret ".repeat(100);
+    let resp = router
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/v1/blobs")
+                .header("authorization", format!("Bearer {}", admin.trim()))
+                .body(Body::from(marker.clone()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let key_before = state.keys.read().unwrap().current.key_id();
+    drop(state);
+
+    // Add a key (now current), rotate, then drop the old one from the ring.
+    let both = airlock_blobs::KeyRing::add_generated(&ring_file).unwrap();
+    let new_id = both.current_id().to_string();
+    let mut c = config(dir.path(), &root);
+    c.key_ring = Some(both);
+    let done = airlock_server::state::rotate_data_keys(c).await.unwrap();
+    assert_eq!(done.blobs, 1);
+    assert_eq!(done.host_keys, 1);
+    let only_new = airlock_blobs::KeyRing::from_env_value(&format!(
+        "{new_id} {}",
+        key_hex(&ring_file, &new_id)
+    ))
+    .unwrap();
+    assert!(!only_new.contains_id(&old_id));
+    let mut c = config(dir.path(), &root);
+    c.key_ring = Some(only_new);
+    let state = AppState::open(c)
+        .await
+        .expect("opens with only the new key");
+    assert_eq!(state.keys.read().unwrap().current.key_id(), key_before);
+    let d = Digest::of(&marker);
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(&mut state.blobs.open(&d).unwrap(), &mut back).unwrap();
+    assert_eq!(back, marker);
+}
+
+/// The hex of key `id` in a key file (`<id> <hex>` lines).
+fn key_hex(file: &Path, id: &str) -> String {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{id} ")).map(str::to_string))
+        .unwrap()
+}

@@ -350,3 +350,65 @@ async fn bootstrap_admin(state: &Arc<AppState>) -> Result<Option<PathBuf>, Start
         .map_err(|e| StartError::Db(e.message))?;
     Ok(Some(path))
 }
+
+/// What a data-key rotation rewrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotated {
+    /// Blobs re-encrypted under the current key.
+    pub blobs: usize,
+    /// Host private keys re-sealed under the current key.
+    pub host_keys: usize,
+}
+
+/// Re-encrypts every blob and re-seals every host key under the key ring's
+/// current key, so that older keys can then be dropped from the ring. Run it
+/// with the server stopped (it takes the data directory as the server
+/// would); it records a `key_change` audit entry. Each blob is rewritten
+/// crash-safely, so an interrupted rotation can simply be run again.
+pub async fn rotate_data_keys(config: ServerConfig) -> Result<Rotated, StartError> {
+    let ring = config
+        .key_ring
+        .clone()
+        .ok_or_else(|| StartError::Keys("no data key ring is configured".into()))?;
+    let state = AppState::open(config).await?;
+    let blobs = LocalBlobStore::open(&state.config.data_dir.join("blobs"), Some(ring.clone()))
+        .map_err(|e| StartError::Blobs(e.to_string()))?;
+    let rewritten = blobs
+        .rotate()
+        .map_err(|e| StartError::Blobs(e.to_string()))?;
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT key_id, private_key, sealed FROM host_keys")
+            .fetch_all(&state.db)
+            .await
+            .map_err(|e| StartError::Db(e.to_string()))?;
+    let mut change = state.begin().await.map_err(|e| StartError::Db(e.message))?;
+    let mut resealed = 0;
+    for (id, stored, sealed) in rows {
+        let pem =
+            open_private(&state.config, &id, &stored, sealed != 0).map_err(StartError::Keys)?;
+        let again =
+            hex::encode(ring.seal(pem.as_bytes(), format!("airlock host key {id}").as_bytes()));
+        sqlx::query("UPDATE host_keys SET private_key = $1, sealed = 1 WHERE key_id = $2")
+            .bind(again)
+            .bind(&id)
+            .execute(&mut *change.tx)
+            .await
+            .map_err(|e| StartError::Db(e.to_string()))?;
+        resealed += 1;
+    }
+    change.record(Event::new(
+        "server",
+        Action::KeyChange,
+        "data-keys",
+        json!({ "change": "data keys rotated", "current": ring.current_id(),
+                "blobs_rewritten": rewritten, "host_keys_resealed": resealed }),
+    ));
+    state
+        .commit(change)
+        .await
+        .map_err(|e| StartError::Db(e.message))?;
+    Ok(Rotated {
+        blobs: rewritten,
+        host_keys: resealed,
+    })
+}
