@@ -14,7 +14,7 @@
 //! `names` (naming rules), `archive` (bundle tar unpacking), `trust`
 //! (artifact checks, trust policy), `gates` (pinned gate specs), `runs`
 //! (queue and workers), `routes` (handlers), `openapi`, `error` (the one
-//! error → status mapping).
+//! error → status mapping), `tls` (TLS termination).
 #![forbid(unsafe_code)]
 // Database rows are read as tuples next to the query that names their
 // columns; naming a struct for each would only move the column list away.
@@ -33,6 +33,7 @@ pub mod openapi;
 pub mod routes;
 pub mod runs;
 pub mod state;
+pub mod tls;
 pub mod trust;
 
 pub use config::ServerConfig;
@@ -50,11 +51,18 @@ pub struct Running {
     pub state: Arc<AppState>,
     /// Where the first admin token was written, on a fresh data directory.
     pub admin_token_file: Option<std::path::PathBuf>,
+    tls: bool,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), StartError>>,
 }
 
 impl Running {
+    /// `https` when serving over TLS, else `http`: clients (and tests)
+    /// build the base URL from it and `addr`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
     /// Stops gracefully: no new connections, in-flight requests finish, gate
     /// runs get the grace period, and whatever is still running is recorded
     /// as interrupted.
@@ -67,7 +75,14 @@ impl Running {
 }
 
 /// Opens the data directory, binds and serves until `stop` is called.
+/// With `config.tls` set, serves HTTPS only; its certificate and key are
+/// checked first, so a bad one fails before anything else is touched.
 pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
+    let acceptor = match &config.tls {
+        Some((chain, key)) => Some(tls::acceptor(chain, key)?),
+        None => None,
+    };
+    let tls = acceptor.is_some();
     let listen = config.listen;
     let workers = config.workers;
     let state = AppState::open(config).await?;
@@ -86,12 +101,22 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     let app = routes::router(state.clone());
     let st = state.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(|source| StartError::Listen { addr, source })?;
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        match acceptor {
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Some(acceptor) => {
+                axum::serve(tls::TlsListener::new(listener, acceptor), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        }
+        .map_err(|source| StartError::Listen { addr, source })?;
         drain(&st).await;
         Ok(())
     });
@@ -100,6 +125,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         addr,
         state,
         admin_token_file,
+        tls,
         stop,
         task,
     })
