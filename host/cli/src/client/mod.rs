@@ -228,6 +228,8 @@ impl Client {
     ) -> Result<(String, bool), CliError> {
         let io = |e: std::io::Error| CliError::input(format!("reading {what}: {e}"));
         let size = file.metadata().map_err(io)?.len();
+        // From the start, whatever wrote the file last (a packed bundle).
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
         let digest = format!("sha256:{}", sha256_of(&mut file).map_err(io)?);
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         let bar = progress_bar(size, what);
