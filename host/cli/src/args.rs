@@ -3,6 +3,7 @@
 
 use airlock_core::limits::LimitRequest;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Runs untrusted ML plugins in a sandbox and gates deployments on them.
@@ -73,6 +74,358 @@ pub(crate) enum Command {
     /// Check signed gate attestations.
     #[command(subcommand)]
     Attestation(AttestationCmd),
+    /// Run the control plane (HTTP) until SIGINT or SIGTERM.
+    ///
+    /// Every setting comes from, in falling precedence: its flag, its
+    /// environment variable, the `[server]` section of the configuration
+    /// file (--config / $AIRLOCK_CONFIG), the embedded default. An empty
+    /// environment variable counts as unset. Prints the URL, the data
+    /// directory and, on a fresh directory, where the first admin token was
+    /// written; also writes the URL to `<data-dir>/server.url`.
+    Server(ServerArgs),
+    /// Upload a plugin or a model version to a server.
+    #[command(subcommand)]
+    Submit(SubmitCmd),
+    /// List the server's models.
+    Models {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List a model's versions.
+    Versions {
+        /// The model.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show a model (NAME) or one of its versions (NAME@VERSION).
+    Show {
+        /// `NAME` or `NAME@VERSION`.
+        target: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Create or change a model on the server.
+    #[command(subcommand)]
+    Model(ModelCmd),
+    /// Sign a trust policy offline, or push a signed one to a server.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Approve a model version (not your own submission).
+    Approve {
+        /// The model.
+        name: String,
+        /// The version.
+        version: String,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Move an alias (default `production`) to a version that passed its
+    /// gate and has its approvals.
+    Promote {
+        /// The model.
+        name: String,
+        /// The version.
+        version: String,
+        /// The alias to move.
+        #[arg(long)]
+        alias: Option<String>,
+        /// Why (recorded in the history and the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Move an alias back to a version it held before.
+    Rollback {
+        /// The model.
+        name: String,
+        /// The version to go back to (default: the one before the current).
+        #[arg(long)]
+        version: Option<String>,
+        /// The alias to move.
+        #[arg(long)]
+        alias: Option<String>,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Every alias move of a model, oldest first.
+    History {
+        /// The model.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Inspect, wait for and cancel gate runs on a server.
+    #[command(subcommand)]
+    Run(RunCmd),
+    /// Create, list, rotate and revoke API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// List the server's signing keys (and write them as PEM files), or rotate.
+    #[command(args_conflicts_with_subcommands = true)]
+    Keys(KeysArgs),
+}
+
+/// How to reach a server, and how to print its answer.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct Remote {
+    /// The server's URL.
+    #[arg(long, env = "AIRLOCK_SERVER", default_value = "http://127.0.0.1:8470")]
+    pub(crate) server: String,
+    /// The API token (default: --token-file, else $AIRLOCK_TOKEN, else
+    /// the file named by $AIRLOCK_TOKEN_FILE).
+    #[arg(long)]
+    pub(crate) token: Option<String>,
+    /// A file holding the API token (e.g. `<data-dir>/admin.token`).
+    #[arg(long)]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Print the server's JSON as is.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// Where the database, blobs, audit log and keys live [env:
+    /// AIRLOCK_DATA_DIR; file: data_dir; default: $XDG_DATA_HOME/airlock or
+    /// ~/.local/share/airlock].
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The address to listen on; port 0 picks a free one [env:
+    /// AIRLOCK_LISTEN; file: listen; default: 127.0.0.1:8470].
+    #[arg(long)]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Gate runs executed at once [env: AIRLOCK_WORKERS; file: workers;
+    /// default: 2].
+    #[arg(long)]
+    pub(crate) workers: Option<usize>,
+    /// Gate runs that may wait for a worker; beyond, submissions get 503
+    /// [env: AIRLOCK_QUEUE_DEPTH; file: queue_depth; default: 16].
+    #[arg(long)]
+    pub(crate) queue_depth: Option<usize>,
+    /// The largest blob upload in bytes [env: AIRLOCK_MAX_UPLOAD_BYTES;
+    /// file: max_upload_bytes; default: 4 GiB].
+    #[arg(long)]
+    pub(crate) max_upload_bytes: Option<u64>,
+    /// A public key (PEM) that may sign the first trust policy and, until
+    /// one is accepted, gates; repeat for several [env: AIRLOCK_TRUST_ROOT,
+    /// comma-separated paths; file: trust_root = [...]].
+    #[arg(long = "trust-root")]
+    pub(crate) trust_root: Vec<PathBuf>,
+    /// A data key file (0600): blobs and host keys are encrypted at rest
+    /// [env: AIRLOCK_DATA_KEYS (the keys themselves) or
+    /// AIRLOCK_DATA_KEYS_FILE; file: data_keys_file].
+    #[arg(long)]
+    pub(crate) data_keys: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SubmitCmd {
+    /// Upload a component and register it as plugin NAME@VERSION (the same
+    /// bytes again are accepted; other bytes under a used version are not).
+    Plugin {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The plugin's name.
+        #[arg(long)]
+        name: String,
+        /// Its semantic version.
+        #[arg(long)]
+        version: String,
+        /// An OpenSSF model-signing signature over the file (`airlock sign`).
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Submit a model version: uploads its bundle, records the version and
+    /// queues its gate run.
+    Model {
+        /// The model (created with `airlock model create`).
+        name: String,
+        /// The version (semantic versioning).
+        #[arg(long)]
+        version: String,
+        /// The model plugin: `sha256:<hex>` or `name@version`.
+        #[arg(long)]
+        plugin: String,
+        /// The data bundle directory.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// An OpenSSF model-signing signature over the bundle directory.
+        #[arg(long, requires = "bundle")]
+        bundle_signature: Option<PathBuf>,
+        /// Provenance: the training data (a digest or URI).
+        #[arg(long)]
+        training_data: Option<String>,
+        /// Provenance: the code commit that produced the model.
+        #[arg(long)]
+        code_commit: Option<String>,
+        /// Provenance: who trained it.
+        #[arg(long)]
+        author: Option<String>,
+        /// Provenance: a training parameter `KEY=VALUE` (VALUE read as JSON
+        /// when it parses, e.g. `lr=0.1`, else as a string); repeatable.
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// Provenance: a label `KEY=VALUE`; repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Wait for the gate run and print its verdict (exit 0 passed, 1 not).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelCmd {
+    /// Create a model (or change its gate and policy).
+    Create {
+        /// The model's name.
+        name: String,
+        /// The gate its versions must pass.
+        #[arg(long)]
+        gate: String,
+        /// Approvals a promotion needs (none of them the submitter's).
+        #[arg(long, default_value_t = 0)]
+        approvals: u32,
+        /// Free text.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCmd {
+    /// Sign a trust policy (TOML) offline into a DSSE envelope (JSON).
+    Sign {
+        /// The policy (TOML).
+        policy: PathBuf,
+        /// The private key (PEM); a trust-root key, or one the current
+        /// policy allows for policies.
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the envelope (never overwritten).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Push a signed trust policy to a server.
+    Push {
+        /// The envelope `policy sign` wrote.
+        file: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunCmd {
+    /// Show a gate run's status and verdict.
+    Show {
+        /// The run id (`run_<16 hex>`).
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Wait for a gate run to finish and print its verdict (exit 0 passed, 1 not).
+    Wait {
+        /// The run id.
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Cancel a queued or running gate run.
+    Cancel {
+        /// The run id.
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Save a run's signed attestation (DSSE envelope) for `airlock attestation verify`.
+    Attestation {
+        /// The run id.
+        id: String,
+        /// Where to write it (never overwritten).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCmd {
+    /// Create a token; it is printed once and stored only as a hash.
+    Create {
+        /// Who it is for (approvals compare subjects).
+        #[arg(long)]
+        subject: String,
+        /// reader, submitter, approver, deployer, gate-admin or admin.
+        #[arg(long)]
+        role: String,
+        /// Limit it to this model; repeatable (default: all models).
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Limit a deployer to this alias; repeatable (default: all).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// Lifetime in seconds (default: the server's, 90 days).
+        #[arg(long)]
+        ttl: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List tokens (ids, subjects, roles; never secrets).
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Give a token a new secret (printed once); the old one stops working.
+    Rotate {
+        /// The token id (16 hex digits).
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        /// The token id.
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeysArgs {
+    #[command(subcommand)]
+    pub(crate) action: Option<KeysAction>,
+    /// Also write each key as `<DIR>/<key_id>.pub` (PEM), for
+    /// `airlock attestation verify --public-key`.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) remote: Remote,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysAction {
+    /// Make a new current signing key; old attestations stay verifiable.
+    Rotate {
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -211,6 +564,40 @@ pub(crate) enum GateCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Publish a local gate file to a server: uploads and registers each
+    /// validator as plugin `<name>@<validators-version>`, uploads each
+    /// dataset, pins them by digest in the TOML, signs and publishes it.
+    Publish {
+        /// The gate file.
+        gate: PathBuf,
+        /// The gate's name on the server.
+        #[arg(long)]
+        name: String,
+        /// The definition's version (1, 2, ...; above the latest).
+        #[arg(long)]
+        version: u64,
+        /// The gate author's private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where plugin names in the gate file resolve (overrides plugin_dir).
+        #[arg(long)]
+        plugin_dir: Option<PathBuf>,
+        /// The version the validators are registered under.
+        #[arg(long, default_value = "1.0.0")]
+        validators_version: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Make a published gate version the current one (forward or back).
+    Switch {
+        /// The gate.
+        name: String,
+        /// The published version.
+        #[arg(long)]
+        version: i64,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,6 +656,23 @@ pub(crate) enum AuditCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Read a server's audit log, oldest first, optionally filtered.
+    Log {
+        /// Only this action (e.g. `promotion`, `approval`, `token_change`).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this subject (e.g. `mymodel/1.0.0`).
+        #[arg(long)]
+        subject: Option<String>,
+        /// At most this many entries (1..=1000, default 100).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 

@@ -26,6 +26,14 @@
 //! max_depth = 16
 //! [component]                 # what a component may ask the compiler to do
 //! max_function_body_bytes = 262_144
+//! [server]                    # `airlock server`; flags and environment override these
+//! data_dir = "/var/lib/airlock"   # relative paths resolve against this file's directory
+//! listen = "127.0.0.1:8470"
+//! workers = 2                 # gate runs at once
+//! queue_depth = 16            # gate runs that may wait for a worker
+//! max_upload_bytes = 4_294_967_296
+//! trust_root = ["keys/root.pub"]  # public keys that may sign the first policy and gates
+//! data_keys_file = "/etc/airlock/data.keys"   # encrypts blobs at rest (0600)
 //! ```
 
 use airlock_core::error::{ZeroCap, one_line};
@@ -36,8 +44,31 @@ use airlock_runtime::precheck::ComponentCaps;
 use airlock_runtime::sandbox::SandboxConfig;
 use airlock_runtime::sandbox::slots::MIN_SLOTS;
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The `[server]` section: what `airlock server` reads from the file.
+/// Every key is optional; the environment and flags override it (see
+/// `docs/server.md` for the one precedence rule).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Where the server keeps its database, blobs, audit log and keys.
+    pub data_dir: Option<PathBuf>,
+    /// The address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// Gate runs executed at once.
+    pub workers: Option<usize>,
+    /// Gate runs that may wait for a worker.
+    pub queue_depth: Option<usize>,
+    /// The largest blob upload, in bytes.
+    pub max_upload_bytes: Option<u64>,
+    /// Public keys (PEM files) that may sign the first trust policy.
+    pub trust_root: Option<Vec<PathBuf>>,
+    /// A data key file: blobs and host keys are encrypted at rest.
+    pub data_keys_file: Option<PathBuf>,
+}
 
 /// A parsed configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +105,8 @@ pub struct HostConfig {
     pub bundle: BundleCaps,
     /// Caps checked on a component before it is compiled.
     pub component: ComponentCaps,
+    /// `airlock server`'s settings (`[server]`).
+    pub server: ServerSection,
 }
 
 impl Default for HostConfig {
@@ -94,6 +127,7 @@ impl Default for HostConfig {
             data: DataCaps::default(),
             bundle: s.bundle_caps,
             component: s.component_caps,
+            server: ServerSection::default(),
         }
     }
 }
@@ -182,10 +216,22 @@ impl HostConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg: HostConfig = toml::from_str(&text).map_err(|source| ConfigError::Toml {
+        let mut cfg: HostConfig = toml::from_str(&text).map_err(|source| ConfigError::Toml {
             path: path.to_path_buf(),
             source,
         })?;
+        // Paths in `[server]` mean what they say from the file's directory,
+        // wherever the server is started.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let s = &mut cfg.server;
+        for p in s
+            .data_dir
+            .iter_mut()
+            .chain(s.data_keys_file.iter_mut())
+            .chain(s.trust_root.iter_mut().flatten())
+        {
+            *p = base.join(&*p);
+        }
         cfg.check().map_err(|source| ConfigError::Invalid {
             path: path.to_path_buf(),
             source,
@@ -207,6 +253,15 @@ impl HostConfig {
             ("session_max_idle_ms", self.session_max_idle_ms),
             ("bundle.max_entries", self.bundle.max_entries),
             ("bundle.max_depth", u64::from(self.bundle.max_depth)),
+            ("server.workers", self.server.workers.unwrap_or(1) as u64),
+            (
+                "server.queue_depth",
+                self.server.queue_depth.unwrap_or(1) as u64,
+            ),
+            (
+                "server.max_upload_bytes",
+                self.server.max_upload_bytes.unwrap_or(1),
+            ),
         ] {
             if v == 0 {
                 return Err(ZeroCap { key }.into());
@@ -466,6 +521,49 @@ mod tests {
         );
         let e = parse("[data]\nmax_colums = 5\n").unwrap_err();
         assert!(e.contains("unknown field `max_colums`"), "{e}");
+    }
+
+    #[test]
+    fn the_server_section_is_read_checked_and_resolved_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("airlock.toml");
+        std::fs::write(
+            &f,
+            "[server]\ndata_dir = \"data\"\nlisten = \"127.0.0.1:9000\"\nworkers = 3\ntrust_root = [\"root.pub\", \"/abs/other.pub\"]\n",
+        )
+        .unwrap();
+        let c = HostConfig::load(&f).unwrap();
+        assert_eq!(c.server.data_dir, Some(dir.path().join("data")));
+        assert_eq!(c.server.listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(c.server.workers, Some(3));
+        assert_eq!(
+            c.server.trust_root,
+            Some(vec![
+                dir.path().join("root.pub"),
+                PathBuf::from("/abs/other.pub")
+            ])
+        );
+        assert_eq!(c.server.queue_depth, None);
+        assert_eq!(HostConfig::default().server, ServerSection::default());
+        let e = parse("[server]\nworkers = 0\n").unwrap_err();
+        assert!(
+            e.ends_with(": server.workers must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("[server]\nqueue_depth = 0\n").unwrap_err();
+        assert!(
+            e.ends_with(": server.queue_depth must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("[server]\nmax_upload_bytes = 0\n").unwrap_err();
+        assert!(
+            e.ends_with(": server.max_upload_bytes must be greater than 0"),
+            "{e}"
+        );
+        let e = parse("[server]\nlisten = \"localhost\"\n").unwrap_err();
+        assert!(e.contains("listen"), "{e}");
+        let e = parse("[server]\nworker = 2\n").unwrap_err();
+        assert!(e.contains("unknown field `worker`"), "{e}");
     }
 
     #[test]

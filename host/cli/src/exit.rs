@@ -15,6 +15,20 @@
 //!   failed build, an audit log that cannot be read, a malformed `--head`.
 //! * `3` — the host was at capacity (`busy`) and could not finish: nothing
 //!   was judged; retry later.
+//!
+//! Against a server (`airlock submit`, `promote`, ...), the answer's HTTP
+//! status decides, with the server's message printed as is:
+//!
+//! * `1` — the server understood the request and refused it: a rule (422:
+//!   a promotion without its approvals or a passing run, an untrusted
+//!   signature, an invalid gate), a conflict with what is stored (409: a
+//!   version number reused for other bytes), or a role that may not (403);
+//!   also a gate run that `--wait` saw refused, fail or get cancelled.
+//! * `2` — the request itself was wrong (400, 401, 404, 413, ...), the
+//!   server failed (5xx), or it could not be reached (the message names
+//!   the URL).
+//! * `3` — the server was busy (503: the gate-run queue is full, or it is
+//!   shutting down); retry later.
 
 use airlock_gate::GateError;
 use airlock_runtime::error::{FailureKind, PluginFailure, SandboxError};
@@ -33,6 +47,19 @@ pub enum CliError {
     /// An audit log failed verification; the message names the first bad
     /// entry.
     Tampered(String),
+    /// A server answered with an error status; its code decides the exit
+    /// code (see the module doc).
+    Server {
+        /// The HTTP status.
+        status: u16,
+        /// The server's stable error code (`conflict`, `promotion_refused`, ...).
+        code: String,
+        /// The server's message, which names the problem.
+        message: String,
+    },
+    /// A gate run ended without passing (refused, error, cancelled,
+    /// interrupted); the verdict was printed.
+    RunNotPassed,
 }
 
 impl CliError {
@@ -46,7 +73,15 @@ impl CliError {
         match self {
             CliError::Input(_) => 2,
             CliError::Busy(_) => 3,
-            CliError::Plugin(_) | CliError::GateRefused | CliError::Tampered(_) => 1,
+            CliError::Plugin(_)
+            | CliError::GateRefused
+            | CliError::Tampered(_)
+            | CliError::RunNotPassed => 1,
+            CliError::Server { status, .. } => match status {
+                503 => 3,
+                403 | 409 | 422 => 1,
+                _ => 2,
+            },
         }
     }
 
@@ -57,7 +92,12 @@ impl CliError {
             CliError::Input(m) => eprintln!("error: {}", one_line(m)),
             CliError::Plugin(f) => eprintln!("error: plugin failed: {}", one_line(&f.to_string())),
             CliError::Busy(m) | CliError::Tampered(m) => eprintln!("error: {}", one_line(m)),
-            CliError::GateRefused => {}
+            CliError::Server {
+                status,
+                code,
+                message,
+            } => eprintln!("error: server: {} ({status} {code})", one_line(message)),
+            CliError::GateRefused | CliError::RunNotPassed => {}
         }
     }
 }
@@ -112,5 +152,24 @@ mod tests {
         assert_eq!(CliError::from(SandboxError::Plugin(f)).exit_code(), 3);
         assert_eq!(CliError::from(GateError::Busy("x".into())).exit_code(), 3);
         assert_eq!(CliError::Tampered("line 2".into()).exit_code(), 1);
+        let server = |status| CliError::Server {
+            status,
+            code: "x".into(),
+            message: "y".into(),
+        };
+        for (status, code) in [
+            (422, 1),
+            (409, 1),
+            (403, 1),
+            (400, 2),
+            (401, 2),
+            (404, 2),
+            (413, 2),
+            (500, 2),
+            (503, 3),
+        ] {
+            assert_eq!(server(status).exit_code(), code, "status {status}");
+        }
+        assert_eq!(CliError::RunNotPassed.exit_code(), 1);
     }
 }

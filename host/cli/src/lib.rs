@@ -5,6 +5,10 @@
 //! This crate is the only one that knows clap, exit codes and the
 //! operator's configuration file ([`config`], which gathers every crate's
 //! caps); the library crates below it stay usable from a server.
+//!
+//! `airlock server` runs the control plane (`server_cmd`), and the client
+//! commands (`submit`, `models`, `promote`, ...) talk to one over HTTP
+//! (`client`).
 #![forbid(unsafe_code)]
 
 mod args;
@@ -18,8 +22,12 @@ use airlock_core::limits::LimitRequest;
 use airlock_gate::data::{self, DataCaps};
 use airlock_gate::{GateRun, GateSpec, load_model};
 use airlock_runtime::sandbox::{CallOptions, Sandbox};
-use args::{AttestationCmd, AuditCmd, Command, GateCmd, Global, KeyCmd, Kind, PluginCmd};
+use args::{
+    AttestationCmd, AuditCmd, Command, GateCmd, Global, KeyCmd, KeysAction, KeysArgs, Kind,
+    ModelCmd, PluginCmd, PolicyCmd, RunCmd, SubmitCmd, TokenCmd,
+};
 use clap::Parser;
+use client::commands as remote;
 use config::HostConfig;
 use exit::{CliError, one_line};
 use std::path::{Path, PathBuf};
@@ -41,8 +49,10 @@ macro_rules! out_nonl {
     }};
 }
 
-// After the macros, which it uses.
+// After the macros, which they use.
 mod audit;
+mod client;
+mod server_cmd;
 mod signing;
 
 /// Parses the command line, runs it, and returns the process exit code.
@@ -88,6 +98,15 @@ fn host_config(g: &Global) -> Result<HostConfig, CliError> {
 }
 
 fn sandbox_and_data_caps(g: &Global) -> Result<(Sandbox, DataCaps), CliError> {
+    let (cfg, sc) = host_setup(g)?;
+    Ok((Sandbox::new(sc).map_err(CliError::from)?, cfg.data))
+}
+
+/// The operator's configuration and the sandbox setup it describes, with
+/// the command line's cache settings applied.
+fn host_setup(
+    g: &Global,
+) -> Result<(HostConfig, airlock_runtime::sandbox::SandboxConfig), CliError> {
     let cfg = host_config(g)?;
     let mut sc = cfg.sandbox_config();
     sc.cache_dir = if g.no_cache {
@@ -95,10 +114,10 @@ fn sandbox_and_data_caps(g: &Global) -> Result<(Sandbox, DataCaps), CliError> {
     } else {
         g.cache_dir
             .clone()
-            .or(cfg.cache_dir)
+            .or_else(|| cfg.cache_dir.clone())
             .or_else(default_cache_dir)
     };
-    Ok((Sandbox::new(sc).map_err(CliError::from)?, cfg.data))
+    Ok((cfg, sc))
 }
 
 /// Runs a parsed command line.
@@ -107,6 +126,165 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit(AuditCmd::Verify { file, head, json }) => {
             audit::verify(&file, head.as_deref(), json)
         }
+        Command::Audit(AuditCmd::Log {
+            action,
+            actor,
+            subject,
+            limit,
+            remote,
+        }) => remote::audit_log(
+            &remote,
+            action.as_deref(),
+            actor.as_deref(),
+            subject.as_deref(),
+            limit,
+        ),
+        Command::Server(a) => {
+            let (cfg, sc) = host_setup(&cli.global)?;
+            let flags = server_cmd::ServerFlags {
+                data_dir: a.data_dir,
+                listen: a.listen,
+                workers: a.workers,
+                queue_depth: a.queue_depth,
+                max_upload_bytes: a.max_upload_bytes,
+                trust_root: a.trust_root,
+                data_keys: a.data_keys,
+            };
+            server_cmd::run(&cfg, sc, &flags)
+        }
+        Command::Submit(SubmitCmd::Plugin {
+            file,
+            name,
+            version,
+            signature,
+            remote,
+        }) => remote::submit_plugin(&remote, &file, &name, &version, signature.as_deref()),
+        Command::Submit(SubmitCmd::Model {
+            name,
+            version,
+            plugin,
+            bundle,
+            bundle_signature,
+            training_data,
+            code_commit,
+            author,
+            params,
+            labels,
+            wait,
+            remote,
+        }) => remote::submit_model(
+            &remote,
+            &name,
+            &version,
+            &plugin,
+            bundle.as_deref(),
+            bundle_signature.as_deref(),
+            &remote::Provenance {
+                training_data,
+                code_commit,
+                author,
+                params,
+                labels,
+            },
+            wait,
+        ),
+        Command::Models { remote } => remote::models(&remote),
+        Command::Versions { name, remote } => remote::versions(&remote, &name),
+        Command::Show { target, remote } => remote::show(&remote, &target),
+        Command::Model(ModelCmd::Create {
+            name,
+            gate,
+            approvals,
+            description,
+            remote,
+        }) => remote::model_create(&remote, &name, &gate, approvals, description.as_deref()),
+        Command::Gate(GateCmd::Publish {
+            gate,
+            name,
+            version,
+            key,
+            plugin_dir,
+            validators_version,
+            remote,
+        }) => client::gate_publish::publish(
+            &remote,
+            &gate,
+            &name,
+            version,
+            &key,
+            plugin_dir.as_deref(),
+            &validators_version,
+        ),
+        Command::Gate(GateCmd::Switch {
+            name,
+            version,
+            remote,
+        }) => remote::gate_switch(&remote, &name, version),
+        Command::Policy(PolicyCmd::Sign {
+            policy,
+            key,
+            output,
+        }) => remote::policy_sign(&policy, &key, &output),
+        Command::Policy(PolicyCmd::Push { file, remote }) => remote::policy_push(&remote, &file),
+        Command::Approve {
+            name,
+            version,
+            comment,
+            remote,
+        } => remote::approve(&remote, &name, &version, comment.as_deref()),
+        Command::Promote {
+            name,
+            version,
+            alias,
+            reason,
+            remote,
+        } => remote::promote(
+            &remote,
+            &name,
+            &version,
+            alias.as_deref(),
+            reason.as_deref(),
+        ),
+        Command::Rollback {
+            name,
+            version,
+            alias,
+            reason,
+            remote,
+        } => remote::rollback(
+            &remote,
+            &name,
+            version.as_deref(),
+            alias.as_deref(),
+            reason.as_deref(),
+        ),
+        Command::History { name, remote } => remote::history(&remote, &name),
+        Command::Run(RunCmd::Show { id, remote }) => remote::run_show(&remote, &id),
+        Command::Run(RunCmd::Wait { id, remote }) => remote::run_wait(&remote, &id),
+        Command::Run(RunCmd::Cancel { id, remote }) => remote::run_cancel(&remote, &id),
+        Command::Run(RunCmd::Attestation { id, output, remote }) => {
+            remote::run_attestation(&remote, &id, &output)
+        }
+        Command::Token(TokenCmd::Create {
+            subject,
+            role,
+            models,
+            aliases,
+            ttl,
+            remote,
+        }) => remote::token_create(&remote, &subject, &role, &models, &aliases, ttl),
+        Command::Token(TokenCmd::List { remote }) => remote::token_list(&remote),
+        Command::Token(TokenCmd::Rotate { id, remote }) => remote::token_rotate(&remote, &id),
+        Command::Token(TokenCmd::Revoke { id, remote }) => remote::token_revoke(&remote, &id),
+        Command::Keys(KeysArgs {
+            action: Some(KeysAction::Rotate { remote }),
+            ..
+        }) => remote::keys_rotate(&remote),
+        Command::Keys(KeysArgs {
+            action: None,
+            out,
+            remote,
+        }) => remote::keys(&remote, out.as_deref()),
         Command::Plugin(PluginCmd::New {
             kind,
             name,

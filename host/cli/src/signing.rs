@@ -46,7 +46,7 @@ fn load_public_key(path: &Path) -> Result<VerifyingKey, CliError> {
 
 /// Writes `text` to a new file `path` (never over an existing one), with
 /// `mode` on Unix.
-fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), CliError> {
+pub(crate) fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), CliError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

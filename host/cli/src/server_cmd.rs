@@ -1,0 +1,414 @@
+//! `airlock server`: resolves the control plane's settings from flags, the
+//! environment and the configuration file's `[server]` section (one rule:
+//! flags > environment > file > embedded defaults), starts it on a
+//! multi-thread runtime owned by this command, and stops it gracefully on
+//! SIGINT or SIGTERM.
+
+use crate::config::{HostConfig, ServerSection};
+use crate::exit::CliError;
+use airlock_attest::VerifyingKey;
+use airlock_blobs::KeyRing;
+use airlock_runtime::sandbox::SandboxConfig;
+use airlock_server::ServerConfig;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// What the command line said (`None`: not given).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ServerFlags {
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) workers: Option<usize>,
+    pub(crate) queue_depth: Option<usize>,
+    pub(crate) max_upload_bytes: Option<u64>,
+    pub(crate) trust_root: Vec<PathBuf>,
+    pub(crate) data_keys: Option<PathBuf>,
+}
+
+/// Where the data key ring comes from.
+#[derive(Clone, PartialEq)]
+pub(crate) enum DataKeys {
+    /// A key file (`--data-keys`, `AIRLOCK_DATA_KEYS_FILE`, `data_keys_file`).
+    File(PathBuf),
+    /// The key ring itself (`AIRLOCK_DATA_KEYS`).
+    Value(String),
+}
+
+impl std::fmt::Debug for DataKeys {
+    // The value is key material: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataKeys::File(p) => write!(f, "File({})", p.display()),
+            DataKeys::Value(_) => write!(f, "Value(..)"),
+        }
+    }
+}
+
+/// The settings after the precedence rule, before any file is read.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Resolved {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) listen: SocketAddr,
+    pub(crate) workers: usize,
+    pub(crate) queue_depth: usize,
+    pub(crate) max_upload_bytes: u64,
+    pub(crate) trust_root: Vec<PathBuf>,
+    pub(crate) data_keys: Option<DataKeys>,
+}
+
+/// An environment variable, unset when empty.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn env_var(env: Env<'_>, name: &str) -> Option<String> {
+    env(name).filter(|v| !v.is_empty())
+}
+
+/// Parses `name`'s value, naming the variable when it does not parse.
+fn env_parse<T: std::str::FromStr>(
+    env: Env<'_>,
+    name: &str,
+    what: &str,
+) -> Result<Option<T>, CliError> {
+    env_var(env, name)
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| CliError::input(format!("{name}={v:?} is not {what}")))
+        })
+        .transpose()
+}
+
+/// The default data directory: `$XDG_DATA_HOME/airlock`, else
+/// `~/.local/share/airlock`.
+fn default_data_dir(env: Env<'_>) -> Option<PathBuf> {
+    if let Some(d) = env_var(env, "XDG_DATA_HOME") {
+        return Some(PathBuf::from(d).join("airlock"));
+    }
+    env_var(env, "HOME").map(|h| PathBuf::from(h).join(".local/share/airlock"))
+}
+
+/// Applies the one rule, flags > environment > `[server]` > defaults, to
+/// every setting, and checks the counts.
+pub(crate) fn resolve(
+    flags: &ServerFlags,
+    env: Env<'_>,
+    file: &ServerSection,
+) -> Result<Resolved, CliError> {
+    let defaults = ServerConfig::new(PathBuf::new(), SandboxConfig::default(), Default::default());
+    let data_dir = flags
+        .data_dir
+        .clone()
+        .or_else(|| env_var(env, "AIRLOCK_DATA_DIR").map(PathBuf::from))
+        .or_else(|| file.data_dir.clone())
+        .or_else(|| default_data_dir(env))
+        .ok_or_else(|| {
+            CliError::input(
+                "no data directory: pass --data-dir (neither XDG_DATA_HOME nor HOME is set)",
+            )
+        })?;
+    let listen = match flags.listen {
+        Some(l) => l,
+        None => env_parse(env, "AIRLOCK_LISTEN", "an address such as 127.0.0.1:8470")?
+            .or(file.listen)
+            .unwrap_or(defaults.listen),
+    };
+    let count = |flag: Option<usize>, var: &str, key: Option<usize>, default: usize| {
+        Ok::<_, CliError>(match flag {
+            Some(n) => n,
+            None => env_parse(env, var, "a whole number")?
+                .or(key)
+                .unwrap_or(default),
+        })
+    };
+    let workers = count(
+        flags.workers,
+        "AIRLOCK_WORKERS",
+        file.workers,
+        defaults.workers,
+    )?;
+    let queue_depth = count(
+        flags.queue_depth,
+        "AIRLOCK_QUEUE_DEPTH",
+        file.queue_depth,
+        defaults.queue_depth,
+    )?;
+    let max_upload_bytes = match flags.max_upload_bytes {
+        Some(n) => n,
+        None => env_parse(env, "AIRLOCK_MAX_UPLOAD_BYTES", "a whole number")?
+            .or(file.max_upload_bytes)
+            .unwrap_or(defaults.max_upload_bytes),
+    };
+    for (what, v) in [
+        ("workers", workers as u64),
+        ("queue depth", queue_depth as u64),
+        ("max upload bytes", max_upload_bytes),
+    ] {
+        if v == 0 {
+            return Err(CliError::input(format!("the {what} must be at least 1")));
+        }
+    }
+    let trust_root = if !flags.trust_root.is_empty() {
+        flags.trust_root.clone()
+    } else if let Some(v) = env_var(env, "AIRLOCK_TRUST_ROOT") {
+        v.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    } else {
+        file.trust_root.clone().unwrap_or_default()
+    };
+    let data_keys = match &flags.data_keys {
+        Some(f) => Some(DataKeys::File(f.clone())),
+        None => match (
+            env_var(env, "AIRLOCK_DATA_KEYS"),
+            env_var(env, "AIRLOCK_DATA_KEYS_FILE"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(CliError::input(
+                    "both AIRLOCK_DATA_KEYS and AIRLOCK_DATA_KEYS_FILE are set; set one",
+                ));
+            }
+            (Some(v), None) => Some(DataKeys::Value(v)),
+            (None, Some(f)) => Some(DataKeys::File(PathBuf::from(f))),
+            (None, None) => file.data_keys_file.clone().map(DataKeys::File),
+        },
+    };
+    Ok(Resolved {
+        data_dir,
+        listen,
+        workers,
+        queue_depth,
+        max_upload_bytes,
+        trust_root,
+        data_keys,
+    })
+}
+
+fn load_trust_root(paths: &[PathBuf]) -> Result<Vec<VerifyingKey>, CliError> {
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                CliError::input(format!("cannot read trust-root key {}: {e}", p.display()))
+            })?;
+            VerifyingKey::from_pem(&text)
+                .map_err(|e| CliError::input(format!("trust-root key {}: {e}", p.display())))
+        })
+        .collect()
+}
+
+fn load_key_ring(keys: &DataKeys) -> Result<KeyRing, CliError> {
+    match keys {
+        DataKeys::File(p) => KeyRing::from_file(p)
+            .map_err(|e| CliError::input(format!("data keys {}: {e}", p.display()))),
+        DataKeys::Value(v) => {
+            KeyRing::from_env_value(v).map_err(|e| CliError::input(format!("data keys: {e}")))
+        }
+    }
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, so a
+/// reader polling for it never sees half of it.
+fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
+    let tmp = path.with_extension("url.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| CliError::input(format!("writing {}: {e}", path.display())))
+}
+
+/// `airlock server`: runs until SIGINT or SIGTERM.
+pub(crate) fn run(
+    cfg: &HostConfig,
+    sandbox: SandboxConfig,
+    flags: &ServerFlags,
+) -> Result<(), CliError> {
+    let env = |k: &str| std::env::var(k).ok();
+    let r = resolve(flags, &env, &cfg.server)?;
+    let mut config = ServerConfig::new(r.data_dir.clone(), sandbox, cfg.data);
+    config.listen = r.listen;
+    config.workers = r.workers;
+    config.queue_depth = r.queue_depth;
+    config.max_upload_bytes = r.max_upload_bytes;
+    config.trust_root = load_trust_root(&r.trust_root)?;
+    config.key_ring = r.data_keys.as_ref().map(load_key_ring).transpose()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("airlock-server")
+        .build()
+        .map_err(|e| CliError::input(format!("starting the async runtime: {e}")))?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: ServerConfig) -> Result<(), CliError> {
+    let data_dir = config.data_dir.clone();
+    let running = airlock_server::start(config)
+        .await
+        .map_err(|e| CliError::input(format!("the server could not start: {e}")))?;
+    let url = format!("http://{}", running.addr);
+    out!("listening on {url}");
+    out!("data directory: {}", data_dir.display());
+    if let Some(p) = &running.admin_token_file {
+        out!("admin token written to {} (0600)", p.display());
+    }
+    let url_file = data_dir.join("server.url");
+    write_atomically(&url_file, &format!("{url}\n"))?;
+    let signal = wait_for_signal().await;
+    eprintln!("airlock server: {signal}; stopping (running gate runs get the grace period)");
+    let stopped = running.stop().await;
+    let _ = std::fs::remove_file(&url_file);
+    stopped.map_err(|e| CliError::input(format!("stopping the server: {e}")))?;
+    eprintln!("airlock server: stopped");
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM and names the one that came.
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve_with(
+        flags: &ServerFlags,
+        vars: &[(&str, &str)],
+        file: &ServerSection,
+    ) -> Result<Resolved, String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = move |k: &str| map.get(k).cloned();
+        resolve(flags, &env, file).map_err(|e| match e {
+            CliError::Input(m) => m,
+            other => panic!("expected an input error, got {other:?}"),
+        })
+    }
+
+    #[test]
+    fn flags_beat_the_environment_which_beats_the_file_which_beats_defaults() {
+        let file = ServerSection {
+            data_dir: Some("/file/data".into()),
+            listen: Some("127.0.0.3:3".parse().unwrap()),
+            workers: Some(3),
+            queue_depth: Some(33),
+            max_upload_bytes: Some(333),
+            trust_root: Some(vec!["/file/root.pub".into()]),
+            data_keys_file: Some("/file/keys".into()),
+        };
+        let vars = [
+            ("AIRLOCK_DATA_DIR", "/env/data"),
+            ("AIRLOCK_LISTEN", "127.0.0.2:2"),
+            ("AIRLOCK_WORKERS", "2"),
+            ("AIRLOCK_QUEUE_DEPTH", "22"),
+            ("AIRLOCK_MAX_UPLOAD_BYTES", "222"),
+            ("AIRLOCK_TRUST_ROOT", "/env/a.pub, /env/b.pub"),
+            ("AIRLOCK_DATA_KEYS_FILE", "/env/keys"),
+            ("HOME", "/home/x"),
+        ];
+        let flags = ServerFlags {
+            data_dir: Some("/flag/data".into()),
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            workers: Some(1),
+            queue_depth: Some(11),
+            max_upload_bytes: Some(111),
+            trust_root: vec!["/flag/root.pub".into()],
+            data_keys: Some("/flag/keys".into()),
+        };
+        let r = resolve_with(&flags, &vars, &file).unwrap();
+        assert_eq!(r.data_dir, PathBuf::from("/flag/data"));
+        assert_eq!(r.listen.port(), 1);
+        assert_eq!((r.workers, r.queue_depth, r.max_upload_bytes), (1, 11, 111));
+        assert_eq!(r.trust_root, vec![PathBuf::from("/flag/root.pub")]);
+        assert_eq!(r.data_keys, Some(DataKeys::File("/flag/keys".into())));
+
+        let r = resolve_with(&ServerFlags::default(), &vars, &file).unwrap();
+        assert_eq!(r.data_dir, PathBuf::from("/env/data"));
+        assert_eq!(r.listen.port(), 2);
+        assert_eq!((r.workers, r.queue_depth, r.max_upload_bytes), (2, 22, 222));
+        assert_eq!(
+            r.trust_root,
+            vec![PathBuf::from("/env/a.pub"), PathBuf::from("/env/b.pub")]
+        );
+        assert_eq!(r.data_keys, Some(DataKeys::File("/env/keys".into())));
+
+        let r = resolve_with(&ServerFlags::default(), &[("HOME", "/home/x")], &file).unwrap();
+        assert_eq!(r.data_dir, PathBuf::from("/file/data"));
+        assert_eq!(r.listen.port(), 3);
+        assert_eq!((r.workers, r.queue_depth, r.max_upload_bytes), (3, 33, 333));
+        assert_eq!(r.trust_root, vec![PathBuf::from("/file/root.pub")]);
+        assert_eq!(r.data_keys, Some(DataKeys::File("/file/keys".into())));
+
+        let r = resolve_with(
+            &ServerFlags::default(),
+            &[("HOME", "/home/x")],
+            &ServerSection::default(),
+        )
+        .unwrap();
+        let d = ServerConfig::new(PathBuf::new(), SandboxConfig::default(), Default::default());
+        assert_eq!(r.data_dir, PathBuf::from("/home/x/.local/share/airlock"));
+        assert_eq!(r.listen, d.listen);
+        assert_eq!(r.workers, d.workers);
+        assert_eq!(r.trust_root, Vec::<PathBuf>::new());
+        assert_eq!(r.data_keys, None);
+        let r = resolve_with(
+            &ServerFlags::default(),
+            &[("HOME", "/home/x"), ("XDG_DATA_HOME", "/xdg")],
+            &ServerSection::default(),
+        )
+        .unwrap();
+        assert_eq!(r.data_dir, PathBuf::from("/xdg/airlock"));
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let none = ServerSection::default();
+        let flags = ServerFlags {
+            data_dir: Some("/d".into()),
+            ..ServerFlags::default()
+        };
+        let e = resolve_with(&flags, &[("AIRLOCK_WORKERS", "many")], &none).unwrap_err();
+        assert_eq!(e, "AIRLOCK_WORKERS=\"many\" is not a whole number");
+        let e = resolve_with(&flags, &[("AIRLOCK_LISTEN", "localhost")], &none).unwrap_err();
+        assert!(
+            e.starts_with("AIRLOCK_LISTEN=\"localhost\" is not an address"),
+            "{e}"
+        );
+        let e = resolve_with(&flags, &[("AIRLOCK_QUEUE_DEPTH", "0")], &none).unwrap_err();
+        assert_eq!(e, "the queue depth must be at least 1");
+        let e = resolve_with(
+            &flags,
+            &[
+                ("AIRLOCK_DATA_KEYS", "k1 00"),
+                ("AIRLOCK_DATA_KEYS_FILE", "/k"),
+            ],
+            &none,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("AIRLOCK_DATA_KEYS and AIRLOCK_DATA_KEYS_FILE"),
+            "{e}"
+        );
+        let e = resolve_with(&ServerFlags::default(), &[], &none).unwrap_err();
+        assert!(e.contains("--data-dir"), "{e}");
+        // An empty variable counts as unset.
+        let r = resolve_with(&flags, &[("AIRLOCK_WORKERS", "")], &none).unwrap();
+        assert_eq!(r.workers, 2);
+        let r = resolve_with(&flags, &[("AIRLOCK_DATA_KEYS", "k1 00")], &none).unwrap();
+        assert!(matches!(r.data_keys, Some(DataKeys::Value(_))));
+        assert_eq!(format!("{:?}", r.data_keys), "Some(Value(..))");
+    }
+}
