@@ -224,6 +224,18 @@ pub(crate) struct ServerArgs {
     /// AIRLOCK_DATA_KEYS_FILE; file: data_keys_file].
     #[arg(long)]
     pub(crate) data_keys: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key [env:
+    /// AIRLOCK_TLS_CERT; file: tls_cert].
+    #[arg(long)]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM) [env: AIRLOCK_TLS_KEY; file: tls_key].
+    #[arg(long)]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Do not serve: re-encrypt every blob and re-seal the host keys under
+    /// the data key ring's current (last) key, then exit. Run with the
+    /// server stopped; afterwards older keys can leave the key file.
+    #[arg(long)]
+    pub(crate) rotate_data_keys: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -68,6 +68,10 @@ pub struct ServerSection {
     pub trust_root: Option<Vec<PathBuf>>,
     /// A data key file: blobs and host keys are encrypted at rest.
     pub data_keys_file: Option<PathBuf>,
+    /// A TLS certificate chain (PEM): the server speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A parsed configuration file.
@@ -228,6 +232,8 @@ impl HostConfig {
             .data_dir
             .iter_mut()
             .chain(s.data_keys_file.iter_mut())
+            .chain(s.tls_cert.iter_mut())
+            .chain(s.tls_key.iter_mut())
             .chain(s.trust_root.iter_mut().flatten())
         {
             *p = base.join(&*p);

@@ -149,6 +149,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 max_upload_bytes: a.max_upload_bytes,
                 trust_root: a.trust_root,
                 data_keys: a.data_keys,
+                tls_cert: a.tls_cert,
+                tls_key: a.tls_key,
+                rotate_data_keys: a.rotate_data_keys,
             };
             server_cmd::run(&cfg, sc, &flags)
         }

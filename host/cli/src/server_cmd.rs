@@ -23,6 +23,9 @@ pub(crate) struct ServerFlags {
     pub(crate) max_upload_bytes: Option<u64>,
     pub(crate) trust_root: Vec<PathBuf>,
     pub(crate) data_keys: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
+    pub(crate) rotate_data_keys: bool,
 }
 
 /// Where the data key ring comes from.
@@ -54,6 +57,7 @@ pub(crate) struct Resolved {
     pub(crate) max_upload_bytes: u64,
     pub(crate) trust_root: Vec<PathBuf>,
     pub(crate) data_keys: Option<DataKeys>,
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// An environment variable, unset when empty.
@@ -174,6 +178,28 @@ pub(crate) fn resolve(
             (None, None) => file.data_keys_file.clone().map(DataKeys::File),
         },
     };
+    let path = |flag: &Option<PathBuf>, var: &str, key: &Option<PathBuf>| {
+        flag.clone()
+            .or_else(|| env_var(env, var).map(PathBuf::from))
+            .or_else(|| key.clone())
+    };
+    let tls = match (
+        path(&flags.tls_cert, "AIRLOCK_TLS_CERT", &file.tls_cert),
+        path(&flags.tls_key, "AIRLOCK_TLS_KEY", &file.tls_key),
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(CliError::input(
+                "a TLS certificate is set but no key (--tls-key, AIRLOCK_TLS_KEY or tls_key)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(CliError::input(
+                "a TLS key is set but no certificate (--tls-cert, AIRLOCK_TLS_CERT or tls_cert)",
+            ));
+        }
+    };
     Ok(Resolved {
         data_dir,
         listen,
@@ -182,6 +208,7 @@ pub(crate) fn resolve(
         max_upload_bytes,
         trust_root,
         data_keys,
+        tls,
     })
 }
 
@@ -232,12 +259,34 @@ pub(crate) fn run(
     config.max_upload_bytes = r.max_upload_bytes;
     config.trust_root = load_trust_root(&r.trust_root)?;
     config.key_ring = r.data_keys.as_ref().map(load_key_ring).transpose()?;
+    config.tls = r.tls.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("airlock-server")
         .build()
         .map_err(|e| CliError::input(format!("starting the async runtime: {e}")))?;
+    if flags.rotate_data_keys {
+        return runtime.block_on(rotate(config));
+    }
     runtime.block_on(serve(config))
+}
+
+/// `airlock server --rotate-data-keys`.
+async fn rotate(config: ServerConfig) -> Result<(), CliError> {
+    if config.key_ring.is_none() {
+        return Err(CliError::input(
+            "--rotate-data-keys needs the data key ring (--data-keys, AIRLOCK_DATA_KEYS or AIRLOCK_DATA_KEYS_FILE)",
+        ));
+    }
+    let done = airlock_server::state::rotate_data_keys(config)
+        .await
+        .map_err(|e| CliError::input(format!("rotating the data keys: {e}")))?;
+    out!(
+        "re-encrypted {} blobs and re-sealed {} host keys under the current data key",
+        done.blobs,
+        done.host_keys
+    );
+    Ok(())
 }
 
 async fn serve(config: ServerConfig) -> Result<(), CliError> {
@@ -245,7 +294,7 @@ async fn serve(config: ServerConfig) -> Result<(), CliError> {
     let running = airlock_server::start(config)
         .await
         .map_err(|e| CliError::input(format!("the server could not start: {e}")))?;
-    let url = format!("http://{}", running.addr);
+    let url = format!("{}://{}", running.scheme(), running.addr);
     out!("listening on {url}");
     out!("data directory: {}", data_dir.display());
     if let Some(p) = &running.admin_token_file {
@@ -308,8 +357,12 @@ mod tests {
             max_upload_bytes: Some(333),
             trust_root: Some(vec!["/file/root.pub".into()]),
             data_keys_file: Some("/file/keys".into()),
+            tls_cert: Some("/file/cert.pem".into()),
+            tls_key: Some("/file/key.pem".into()),
         };
         let vars = [
+            ("AIRLOCK_TLS_CERT", "/env/cert.pem"),
+            ("AIRLOCK_TLS_KEY", "/env/key.pem"),
             ("AIRLOCK_DATA_DIR", "/env/data"),
             ("AIRLOCK_LISTEN", "127.0.0.2:2"),
             ("AIRLOCK_WORKERS", "2"),
@@ -327,8 +380,15 @@ mod tests {
             max_upload_bytes: Some(111),
             trust_root: vec!["/flag/root.pub".into()],
             data_keys: Some("/flag/keys".into()),
+            tls_cert: Some("/flag/cert.pem".into()),
+            tls_key: Some("/flag/key.pem".into()),
+            rotate_data_keys: false,
         };
         let r = resolve_with(&flags, &vars, &file).unwrap();
+        assert_eq!(
+            r.tls,
+            Some(("/flag/cert.pem".into(), "/flag/key.pem".into()))
+        );
         assert_eq!(r.data_dir, PathBuf::from("/flag/data"));
         assert_eq!(r.listen.port(), 1);
         assert_eq!((r.workers, r.queue_depth, r.max_upload_bytes), (1, 11, 111));
@@ -344,11 +404,22 @@ mod tests {
             vec![PathBuf::from("/env/a.pub"), PathBuf::from("/env/b.pub")]
         );
         assert_eq!(r.data_keys, Some(DataKeys::File("/env/keys".into())));
+        assert_eq!(r.tls, Some(("/env/cert.pem".into(), "/env/key.pem".into())));
 
         let r = resolve_with(&ServerFlags::default(), &[("HOME", "/home/x")], &file).unwrap();
         assert_eq!(r.data_dir, PathBuf::from("/file/data"));
         assert_eq!(r.listen.port(), 3);
         assert_eq!((r.workers, r.queue_depth, r.max_upload_bytes), (3, 33, 333));
+        assert_eq!(
+            r.tls,
+            Some(("/file/cert.pem".into(), "/file/key.pem".into()))
+        );
+        let half = ServerFlags {
+            tls_cert: Some("/c.pem".into()),
+            ..ServerFlags::default()
+        };
+        let e = resolve_with(&half, &[("HOME", "/h")], &ServerSection::default()).unwrap_err();
+        assert!(e.contains("no key"), "{e}");
         assert_eq!(r.trust_root, vec![PathBuf::from("/file/root.pub")]);
         assert_eq!(r.data_keys, Some(DataKeys::File("/file/keys".into())));
 
