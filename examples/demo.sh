@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# airlock's main job, end to end, on embedded defaults:
-#   build the host and every first-party plugin, inspect and run the
-#   XGBoost model plugin, then run the breast-cancer deployment gate twice:
-#   on a good candidate (passes, exit 0; the verdict is signed and the
-#   attestation verified offline for exactly those bytes) and on a degraded
-#   one compared against the good one as baseline (refused, exit 1).
+# airlock's main job, end to end, on embedded defaults: the control plane.
+#
+#   build the host and every first-party plugin; start `airlock server` on a
+#   fresh data directory (SQLite, blobs, audit log; no external service);
+#   publish the breast-cancer gate, signed; submit the XGBoost model and its
+#   good bundle: the gate runs on the server and its verdict is signed; check
+#   the attestation offline; approve (someone other than the submitter) and
+#   promote it; submit the degraded candidate: the gate refuses it against
+#   production, and so does promotion; verify the audit log. Each step is
+#   printed as it happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== building airlock and its plugins"
+step() { printf '\n== %s\n' "$*"; }
+
+step "building airlock and its plugins"
 if [ ! -x target/debug/airlock ]; then
   echo "   First build: cargo compiles wasmtime and Cranelift, then every guest"
   echo "   plugin for wasm32-wasip2 (about 8-10 minutes on 2 cores). Later runs,"
@@ -19,56 +25,104 @@ rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 # guest crate compiled to a component, with the same features the test
 # command uses, so `cargo test --workspace` recompiles nothing it shares.
 cargo build --workspace --quiet
-airlock=target/debug/airlock
+airlock="$PWD/target/debug/airlock"
 built=target/wasm-plugins/wasm32-wasip2/plugin
-out=target/plugins
-mkdir -p "$out"
-cp "$built/airlock_model_xgboost.wasm" "$out/xgboost.wasm"
-cp "$built/airlock_model_linear.wasm" "$out/linear.wasm"
+plugins=target/plugins
+mkdir -p "$plugins"
+cp "$built/airlock_model_xgboost.wasm" "$plugins/xgboost.wasm"
+cp "$built/airlock_model_linear.wasm" "$plugins/linear.wasm"
 for p in schema golden performance drift robustness fairness; do
-  cp "$built/airlock_validator_$p.wasm" "$out/$p.wasm"
+  cp "$built/airlock_validator_$p.wasm" "$plugins/$p.wasm"
 done
-echo "   components in $out (a plugin author builds one with: airlock plugin build <crate> -o <file>.wasm)"
+echo "   components in $plugins"
 
-echo
-echo "== what a security reviewer sees first"
-"$airlock" plugin inspect "$out/xgboost.wasm"
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
-echo
-echo "== the model plugin scoring the first rows of the evaluation set"
-"$airlock" plugin run "$out/xgboost.wasm" --bundle examples/breast-cancer/model-v1 \
-  --data examples/breast-cancer/data/golden.csv | head -6
+step "a gate-signing key for the gate-admin (its public half is the server's trust root)"
+"$airlock" key generate "$work/gate.pem"
 
-echo
-echo "== a signing key for this host (a fresh one per demo run)"
-keys=$(mktemp -d)
-trap 'rm -rf "$keys"' EXIT
-"$airlock" key generate "$keys/host.pem"
+step "starting the server on a fresh data directory (port chosen by the OS)"
+"$airlock" server --data-dir "$work/data" --listen 127.0.0.1:0 --trust-root "$work/gate.pub" \
+  >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 600); do
+  [ -s "$work/data/server.url" ] && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+sed 's/^/   /' "$work/server.log"
+export AIRLOCK_SERVER
+AIRLOCK_SERVER=$(cat "$work/data/server.url")
+admin=(--token-file "$work/data/admin.token")
 
-echo
-echo "== gate on candidate v1 (expected: PASSED, exit 0), verdict signed"
-"$airlock" gate run examples/breast-cancer/gate.toml \
-  --model "$out/xgboost.wasm" --bundle examples/breast-cancer/model-v1 \
-  --sign-key "$keys/host.pem" --attestation "$keys/v1.attestation.json"
-echo "exit code: 0"
+step "tokens: alice submits, bob approves, carol deploys (each shown once)"
+alice=$("$airlock" token create --subject alice --role submitter "${admin[@]}" 2>/dev/null)
+bob=$("$airlock" token create --subject bob --role approver "${admin[@]}" 2>/dev/null)
+carol=$("$airlock" token create --subject carol --role deployer "${admin[@]}" 2>/dev/null)
+"$airlock" token list "${admin[@]}"
 
-echo
-echo "== the signed attestation, checked offline for exactly these bytes"
-"$airlock" attestation verify "$keys/v1.attestation.json" --public-key "$keys/host.pub" \
-  --model "$out/xgboost.wasm" --bundle examples/breast-cancer/model-v1 --require-pass
+step "publishing the breast-cancer gate: validators and datasets uploaded and pinned by digest, signed"
+"$airlock" gate publish examples/breast-cancer/gate.toml --name breast-cancer --version 1 \
+  --key "$work/gate.pem" --plugin-dir "$plugins" "${admin[@]}"
+"$airlock" model create breast-cancer --gate breast-cancer --approvals 1 "${admin[@]}"
 
-echo
-echo "== gate on degraded candidate v2 against v1 as baseline (expected: REFUSED, exit 1)"
+step "alice submits the XGBoost plugin and model v1.0.0; the gate runs on the server (expected: PASSED)"
+"$airlock" submit plugin "$plugins/xgboost.wasm" --name xgboost --version 1.0.0 --token "$alice"
+"$airlock" submit model breast-cancer --version 1.0.0 --plugin xgboost@1.0.0 \
+  --bundle examples/breast-cancer/model-v1 --author alice --label team=oncology --wait \
+  --token "$alice" | tee "$work/v1.txt"
+run1=$(awk '/gate run/ {print $NF; exit}' "$work/v1.txt")
+
+step "the signed attestation of run $run1, checked offline for exactly these bytes"
+"$airlock" run attestation "$run1" -o "$work/v1.attestation.json" --token "$alice"
+"$airlock" keys --out "$work/host-keys" --token "$alice"
+"$airlock" attestation verify "$work/v1.attestation.json" --public-key "$work"/host-keys/*.pub \
+  --model "$plugins/xgboost.wasm" --bundle examples/breast-cancer/model-v1 --require-pass
+
+step "carol tries to promote v1.0.0 before anyone approved it (expected: refused, naming the approvals)"
+if "$airlock" promote breast-cancer 1.0.0 --token "$carol"; then
+  echo "demo: promotion without approval should have been refused" >&2; exit 1
+fi
+
+step "bob approves, carol promotes v1.0.0 to production"
+"$airlock" approve breast-cancer 1.0.0 --comment "metrics reviewed" --token "$bob"
+"$airlock" promote breast-cancer 1.0.0 --reason "first release" --token "$carol"
+
+step "alice submits the degraded candidate v2.0.0; judged against v1.0.0 in production (expected: REFUSED)"
 set +e
-"$airlock" gate run examples/breast-cancer/gate.toml \
-  --model "$out/xgboost.wasm" --bundle examples/breast-cancer/model-v2-degraded \
-  --baseline "$out/xgboost.wasm" --baseline-bundle examples/breast-cancer/model-v1
+"$airlock" submit model breast-cancer --version 2.0.0 --plugin xgboost@1.0.0 \
+  --bundle examples/breast-cancer/model-v2-degraded --author alice --wait --token "$alice"
 code=$?
 set -e
-echo "exit code: $code"
+echo "   exit code: $code"
 if [ "$code" -ne 1 ]; then
   echo "demo: expected the degraded candidate to be refused with exit code 1" >&2
   exit 1
 fi
+
+step "bob approves v2.0.0 anyway; promotion still refuses it (expected: refused, naming the gate run)"
+"$airlock" approve breast-cancer 2.0.0 --token "$bob"
+if "$airlock" promote breast-cancer 2.0.0 --token "$carol"; then
+  echo "demo: the refused candidate must not be promoted" >&2; exit 1
+fi
+
+step "production history and the model"
+"$airlock" history breast-cancer --token "$alice"
+"$airlock" show breast-cancer --token "$alice"
+
+step "the audit log: every change, hash-chained; verified offline"
+"$airlock" audit log --limit 100 "${admin[@]}" | tail -n 12
+"$airlock" audit verify "$work/data/audit.jsonl"
+
+step "stopping the server"
+kill -TERM "$server_pid"
+wait "$server_pid" || true
+server_pid=
 echo
-echo "demo: both outcomes as expected"
+echo "demo: the good model is in production with a signed, verified attestation; the degraded one was refused"
