@@ -1475,3 +1475,50 @@ fn key_hex(file: &Path, id: &str) -> String {
         .find_map(|l| l.strip_prefix(&format!("{id} ")).map(str::to_string))
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_and_running_gate_runs_can_be_cancelled_and_a_full_queue_answers_503() {
+    let h = Harness::with(|c| {
+        c.workers = 1;
+        c.queue_depth = 2;
+    })
+    .await;
+    h.deployable(0).await;
+    let alice = h.token("alice", "submitter").await;
+    let bundle = h.bundle("model-v1").await;
+    let mut runs = Vec::new();
+    let mut full = None;
+    for i in 0..8 {
+        let (s, v) = h
+            .call(
+                "POST",
+                "/v1/models/breast-cancer/versions",
+                Some(&alice),
+                Some(json!({ "version": format!("1.0.{i}"), "plugin": "xgboost@1.0.0", "bundle": bundle })),
+            )
+            .await;
+        if s == StatusCode::SERVICE_UNAVAILABLE {
+            full = Some(v);
+            break;
+        }
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        runs.push(v["run"].as_str().unwrap().to_string());
+    }
+    let full = full.expect("a queue of 2 behind 1 worker fills within 8 quick submissions");
+    assert!(message(&full).contains("queue is full"), "{full}");
+    // Cancel the last queued run: it never runs.
+    let last = runs.last().unwrap().clone();
+    let v = h.ok("POST", &format!("/v1/runs/{last}/cancel"), None).await;
+    assert!(matches!(v["status"].as_str(), Some("cancelled" | "cancelling")), "{v}");
+    let done = h.wait(&last).await;
+    assert_eq!(done["run"]["status"], "cancelled", "{done}");
+    assert!(done["run"]["reason"].as_str().unwrap().contains("cancel"), "{done}");
+    assert_eq!(done["report"], Value::Null);
+    let (s, v) = h.call("POST", &format!("/v1/runs/{last}/cancel"), Some(&alice), None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    // The others finish.
+    for r in &runs[..runs.len() - 1] {
+        let d = h.wait(r).await;
+        assert_eq!(d["run"]["status"], "passed", "{d}");
+    }
+}
