@@ -493,6 +493,30 @@ async fn the_deployment_loop_gates_signs_approves_promotes_refuses_and_rolls_bac
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(message(&v).contains("does not undo a refusal"), "{v}");
+    // ... and to the bytes: the same component and bundle under a fresh
+    // version number cannot be promoted either.
+    let (_, r4) = h.submit_and_wait(&alice, "1.1.1", "model-v1").await;
+    assert_eq!(r4["run"]["status"], "passed", "{r4}");
+    h.call(
+        "POST",
+        "/v1/models/breast-cancer/versions/1.1.1/approvals",
+        Some(&bob),
+        Some(json!({})),
+    )
+    .await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&carol),
+            Some(json!({ "version": "1.1.1" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        message(&v).contains("these bytes") && message(&v).contains("1.1.0"),
+        "{v}"
+    );
     let hist = h.ok("GET", "/v1/models/breast-cancer/history", None).await;
     let moves: Vec<(String, String, String)> = hist["history"]
         .as_array()
@@ -1509,12 +1533,25 @@ async fn queued_and_running_gate_runs_can_be_cancelled_and_a_full_queue_answers_
     // Cancel the last queued run: it never runs.
     let last = runs.last().unwrap().clone();
     let v = h.ok("POST", &format!("/v1/runs/{last}/cancel"), None).await;
-    assert!(matches!(v["status"].as_str(), Some("cancelled" | "cancelling")), "{v}");
+    assert!(
+        matches!(v["status"].as_str(), Some("cancelled" | "cancelling")),
+        "{v}"
+    );
     let done = h.wait(&last).await;
     assert_eq!(done["run"]["status"], "cancelled", "{done}");
-    assert!(done["run"]["reason"].as_str().unwrap().contains("cancel"), "{done}");
+    assert!(
+        done["run"]["reason"].as_str().unwrap().contains("cancel"),
+        "{done}"
+    );
     assert_eq!(done["report"], Value::Null);
-    let (s, v) = h.call("POST", &format!("/v1/runs/{last}/cancel"), Some(&alice), None).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            &format!("/v1/runs/{last}/cancel"),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     // The others finish.
     for r in &runs[..runs.len() - 1] {

@@ -1068,20 +1068,25 @@ pub async fn promote(
             req.version
         )));
     }
-    // A refusal sticks: re-running until a lucky seed passes buys nothing.
-    let refused: Option<(String,)> = sqlx::query_as(
-        "SELECT id FROM runs WHERE model = $1 AND version = $2 AND gate_digest = $3 AND status = 'refused'
-         ORDER BY seq LIMIT 1",
+    // A refusal sticks to the bytes: re-running, or re-submitting the same
+    // component and bundle under a new version number, until a lucky seed
+    // passes buys nothing.
+    let refused: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT r.id, r.model, r.version FROM runs r JOIN versions v ON v.model = r.model AND v.version = r.version
+         WHERE r.gate_digest = $1 AND r.status = 'refused' AND v.plugin = $2
+         AND COALESCE(v.bundle_digest, '') = COALESCE($3, '')
+         ORDER BY r.seq LIMIT 1",
     )
-    .bind(&name)
-    .bind(&req.version)
     .bind(&gate_digest)
+    .bind(&v.plugin)
+    .bind(&v.bundle_digest)
     .fetch_optional(&state.db)
     .await?;
-    if let Some((r,)) = refused {
+    if let Some((r, m, rv)) = refused {
         return Err(refuse(format!(
-            "version {} was refused by gate run {r} under gate {gate} version {gate_version}; a later pass does not undo a refusal",
-            req.version
+            "these bytes (component {}, bundle {}) were refused by gate run {r} ({m} {rv}) under gate {gate} version {gate_version}; a later pass does not undo a refusal",
+            v.plugin,
+            v.bundle_digest.as_deref().unwrap_or("none")
         )));
     }
     let att = att.ok_or_else(|| refuse(format!("gate run {run_id} has no attestation")))?;
