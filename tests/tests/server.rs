@@ -40,7 +40,106 @@ fn config(dir: &Path, root: &SigningKey) -> ServerConfig {
     );
     c.trust_root = vec![root.verifying_key()];
     c.listen = "127.0.0.1:0".parse().unwrap();
+    c.database_url = test_database(dir);
     c
+}
+
+/// The metadata database for the test directory `dir`: `None` (SQLite in
+/// the data directory) unless `AIRLOCK_TEST_DATABASE_URL` names a
+/// PostgreSQL server, e.g. `postgres://airlock:airlock@127.0.0.1:5432/postgres`.
+/// Then a database of the test's own on that server, `airlock_test_<hash
+/// of the (random) temporary directory>`, created through the URL's
+/// database on first use; calling again for the same directory (a restart)
+/// gives the same database.
+fn test_database(dir: &Path) -> Option<String> {
+    use std::hash::{Hash, Hasher};
+    let base = std::env::var("AIRLOCK_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut hasher);
+    std::process::id().hash(&mut hasher);
+    let name = format!("airlock_test_{:016x}", hasher.finish());
+    let maintenance = base.clone();
+    let create = name.clone();
+    on_own_runtime(async move {
+        use sqlx::{Connection, Executor};
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&maintenance)
+            .await
+            .expect("connect to AIRLOCK_TEST_DATABASE_URL");
+        let exists: Option<(String,)> =
+            sqlx::query_as("SELECT datname::TEXT FROM pg_database WHERE datname = $1")
+                .bind(&create)
+                .fetch_optional(&mut conn)
+                .await
+                .unwrap();
+        if exists.is_none() {
+            conn.execute(format!("CREATE DATABASE {create}").as_str())
+                .await
+                .unwrap();
+        }
+    });
+    Some(with_database(&base, &name))
+}
+
+/// `url` with its database (path) replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let (scheme, rest) = url.split_at(start);
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let query = rest.find('?').map_or("", |q| &rest[q..]);
+    format!("{scheme}{authority}/{db}{query}")
+}
+
+/// Drops a database [`test_database`] created (connections and all).
+fn drop_test_database(url: &str) {
+    let Ok(base) = std::env::var("AIRLOCK_TEST_DATABASE_URL") else {
+        return;
+    };
+    let name = url
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if !name.starts_with("airlock_test_") {
+        return;
+    }
+    on_own_runtime(async move {
+        use sqlx::{Connection, Executor};
+        if let Ok(mut conn) = sqlx::AnyConnection::connect(&base).await {
+            let _ = conn
+                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await;
+        }
+    });
+}
+
+/// Runs `f` to completion on a runtime of its own, on a thread of its own
+/// (so that it works from inside a test's runtime as well as outside one).
+fn on_own_runtime<T: Send + 'static>(
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    })
+    .join()
+    .unwrap()
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(url) = &self.state.config.database_url {
+            drop_test_database(url);
+        }
+    }
 }
 
 impl Harness {

@@ -11,7 +11,7 @@
 use crate::error::ApiError;
 use airlock_audit::{Action, AuditLog, Filter};
 use serde_json::{Value, json};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 use std::sync::{Arc, Mutex};
 
 /// One state change to record.
@@ -41,7 +41,7 @@ impl Event {
 }
 
 /// Stages `events` in the transaction's outbox (they commit with it).
-pub async fn stage(tx: &mut Transaction<'_, Sqlite>, events: &[Event]) -> Result<(), ApiError> {
+pub async fn stage(tx: &mut Transaction<'_, Any>, events: &[Event]) -> Result<(), ApiError> {
     for e in events {
         let mut op = [0u8; 12];
         getrandom::fill(&mut op)
@@ -72,7 +72,7 @@ pub async fn stage(tx: &mut Transaction<'_, Sqlite>, events: &[Event]) -> Result
 /// Appends every staged entry to the log, oldest first, removing each from
 /// the outbox once it is durable. Entries already in the log (a crash after
 /// the append, before the removal) are not appended twice.
-pub async fn flush(db: &SqlitePool, log: &Arc<Mutex<AuditLog>>) -> Result<usize, ApiError> {
+pub async fn flush(db: &AnyPool, log: &Arc<Mutex<AuditLog>>) -> Result<usize, ApiError> {
     let rows: Vec<(String, String, String, String, String, String)> = sqlx::query_as(
         "SELECT op, actor, action, subject, details, time FROM audit_outbox ORDER BY seq",
     )

@@ -17,6 +17,10 @@ pub struct ServerConfig {
     /// Where everything is kept: `airlock.db`, `blobs/`, `audit.jsonl`,
     /// `admin.token`.
     pub data_dir: PathBuf,
+    /// The metadata database: `None` is SQLite in `<data_dir>/airlock.db`;
+    /// a `postgres://user:password@host/db` URL puts it on PostgreSQL
+    /// (blobs, the audit log and the admin token stay in `data_dir`).
+    pub database_url: Option<String>,
     /// The address to listen on (port 0 picks a free one).
     pub listen: SocketAddr,
     /// Gate runs executed at once, each on its own worker thread.
@@ -56,6 +60,7 @@ impl ServerConfig {
     pub fn new(data_dir: PathBuf, sandbox: SandboxConfig, data_caps: DataCaps) -> ServerConfig {
         ServerConfig {
             data_dir,
+            database_url: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
             workers: 2,
             queue_depth: 16,

@@ -5,6 +5,7 @@
 use crate::access::{Role, Scope, mint_token};
 use crate::audit::{self, Event};
 use crate::config::ServerConfig;
+use crate::db::Dialect;
 use crate::error::ApiError;
 use crate::runs::RunQueue;
 use airlock_attest::policy::TrustPolicy;
@@ -13,7 +14,7 @@ use airlock_audit::{Action, AuditLog};
 use airlock_blobs::{BlobStore, LocalBlobStore};
 use airlock_runtime::sandbox::Sandbox;
 use serde_json::json;
-use sqlx::SqlitePool;
+use sqlx::{AnyPool, Executor};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -22,7 +23,9 @@ use std::sync::{Arc, Mutex, RwLock};
 /// Everything a handler or worker reaches.
 pub struct AppState {
     /// The metadata database.
-    pub db: SqlitePool,
+    pub db: AnyPool,
+    /// Which database that is.
+    pub dialect: Dialect,
     /// Uploaded bytes, by digest.
     pub blobs: Arc<dyn BlobStore>,
     /// The hash-chained audit log (appended from blocking threads).
@@ -61,7 +64,11 @@ impl AppState {
         std::fs::create_dir_all(dir).map_err(|e| StartError::io(dir, e))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| StartError::io(dir, e))?;
-        let db = crate::db::open(&dir.join("airlock.db"))
+        let url = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| crate::db::sqlite_url(dir));
+        let (db, dialect) = crate::db::open(&url)
             .await
             .map_err(|e| StartError::Db(e.to_string()))?;
         let blobs = LocalBlobStore::open(&dir.join("blobs"), config.key_ring.clone())
@@ -84,6 +91,7 @@ impl AppState {
         let policy = load_policy(&db).await?;
         let state = Arc::new(AppState {
             db,
+            dialect,
             blobs: Arc::new(blobs),
             audit_log,
             writer: tokio::sync::Mutex::new(()),
@@ -106,10 +114,12 @@ impl AppState {
     /// Begins a state change: holds the writer lock and opens a transaction.
     pub async fn begin(&self) -> Result<Change<'_>, ApiError> {
         let guard = self.writer.lock().await;
-        // IMMEDIATE takes SQLite's write lock up front: a deferred
-        // transaction that reads and then writes fails with "database is
-        // locked" (no busy wait) when another connection wrote in between.
-        let tx = self.db.begin_with("BEGIN IMMEDIATE").await?;
+        // See `Dialect::begin_write`: SQLite's write lock up front; on
+        // PostgreSQL, an advisory lock serialising writers across servers.
+        let mut tx = self.db.begin_with(self.dialect.begin_write()).await?;
+        if let Some(lock) = self.dialect.write_lock() {
+            (&mut *tx).execute(lock.as_str()).await?;
+        }
         Ok(Change {
             _guard: guard,
             tx,
@@ -137,7 +147,7 @@ impl AppState {
 pub struct Change<'a> {
     _guard: tokio::sync::MutexGuard<'a, ()>,
     /// The transaction.
-    pub tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    pub tx: sqlx::Transaction<'static, sqlx::Any>,
     events: Vec<Event>,
 }
 
@@ -197,7 +207,7 @@ impl StartError {
 }
 
 /// Loads the host keys, creating the first one on a fresh data directory.
-async fn load_host_keys(db: &SqlitePool, config: &ServerConfig) -> Result<HostKeys, StartError> {
+async fn load_host_keys(db: &AnyPool, config: &ServerConfig) -> Result<HostKeys, StartError> {
     let keyerr = |e: String| StartError::Keys(e);
     let rows: Vec<(String, String, i64, i64)> =
         sqlx::query_as("SELECT key_id, private_key, sealed, current FROM host_keys")
@@ -256,7 +266,7 @@ fn open_private(
 
 /// Stores a host key (sealed under the key ring when one is configured).
 pub async fn insert_host_key(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     config: &ServerConfig,
     key: &SigningKey,
     current: bool,
@@ -266,7 +276,7 @@ pub async fn insert_host_key(
     let (stored, sealed) = match &config.key_ring {
         Some(ring) => (
             hex::encode(ring.seal(pem.as_bytes(), format!("airlock host key {id}").as_bytes())),
-            1,
+            1_i64,
         ),
         None => (pem.to_string(), 0),
     };
@@ -287,7 +297,7 @@ pub async fn insert_host_key(
 
 /// The newest accepted trust policy, read back from its stored envelope
 /// (its signature chain was checked when it was accepted).
-async fn load_policy(db: &SqlitePool) -> Result<Option<TrustPolicy>, StartError> {
+async fn load_policy(db: &AnyPool) -> Result<Option<TrustPolicy>, StartError> {
     let row: Option<(String,)> =
         sqlx::query_as("SELECT envelope FROM trust_policies ORDER BY version DESC LIMIT 1")
             .fetch_optional(db)

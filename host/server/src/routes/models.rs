@@ -1188,7 +1188,8 @@ async fn move_alias(
     .execute(&mut *change.tx)
     .await?;
     sqlx::query(
-        "INSERT INTO history (model, alias, version, action, run_id, actor, reason, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO history (seq, model, alias, version, action, run_id, actor, reason, at)
+         VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM history), $1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(model)
     .bind(alias)
