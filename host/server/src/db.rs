@@ -24,7 +24,7 @@ pub enum Dialect {
 /// The key of the PostgreSQL advisory lock every write transaction takes
 /// (and the schema set-up), so that two servers on one database serialise
 /// their writers as the in-process writer lock does within one.
-pub const WRITE_LOCK_KEY: i64 = 0x6169_726c_6f63_6b; // "airlock"
+pub const WRITE_LOCK_KEY: i64 = 0x0061_6972_6c6f_636b; // "airlock"
 
 impl Dialect {
     /// The dialect a database URL names.
