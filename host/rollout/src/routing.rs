@@ -202,7 +202,9 @@ mod tests {
     #[test]
     fn construction_errors_name_the_problem() {
         assert_eq!(
-            Split::new("v1", Some("v2"), 101, None).unwrap_err().to_string(),
+            Split::new("v1", Some("v2"), 101, None)
+                .unwrap_err()
+                .to_string(),
             "canary percent 101 is over 100"
         );
         assert_eq!(
@@ -210,7 +212,9 @@ mod tests {
             "canary percent 5 given but there is no canary version"
         );
         assert_eq!(
-            Split::new("v1", Some("v1"), 5, None).unwrap_err().to_string(),
+            Split::new("v1", Some("v1"), 5, None)
+                .unwrap_err()
+                .to_string(),
             "the canary version \"v1\" is the stable version"
         );
         assert_eq!(

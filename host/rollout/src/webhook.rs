@@ -33,7 +33,9 @@ pub enum SignatureError {
         tolerance_s: u64,
     },
     /// The timestamp lies further in the future than the tolerance allows.
-    #[error("signature timestamp is {ahead_s} s in the future, over the tolerance of {tolerance_s} s")]
+    #[error(
+        "signature timestamp is {ahead_s} s in the future, over the tolerance of {tolerance_s} s"
+    )]
     FromTheFuture {
         /// Seconds the timestamp is ahead of now.
         ahead_s: u64,
@@ -118,10 +120,7 @@ pub fn verify(
         });
     }
     let m = mac(secret, timestamp, body);
-    if signatures
-        .iter()
-        .any(|s| m.clone().verify_slice(s).is_ok())
-    {
+    if signatures.iter().any(|s| m.clone().verify_slice(s).is_ok()) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
@@ -168,7 +167,9 @@ impl Backoff {
         let span = d - half; // d/2 rounded up, so [half, d] is covered
         let extra = (u128::from(random) * (span + 1)) >> 64;
         let nanos = half + extra;
-        Some(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
+        Some(Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+        ))
     }
 }
 
@@ -216,7 +217,10 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         let e = verify(b"whsec_test", &h, BODY, now + 301, 300).unwrap_err();
-        assert_eq!(e.to_string(), "signature is 301 s old, over the tolerance of 300 s");
+        assert_eq!(
+            e.to_string(),
+            "signature is 301 s old, over the tolerance of 300 s"
+        );
         let e = verify(b"whsec_test", &h, BODY, now - 400, 300).unwrap_err();
         assert_eq!(
             e,
@@ -240,8 +244,14 @@ mod tests {
             v("t=10,v1=zz"),
             "malformed signature header: v1 signature \"zz\" is not hex"
         );
-        assert_eq!(v("garbage"), "malformed signature header: \"garbage\" is not key=value");
-        assert_eq!(v("t=1,t=2,v1=00"), "malformed signature header: two timestamps");
+        assert_eq!(
+            v("garbage"),
+            "malformed signature header: \"garbage\" is not key=value"
+        );
+        assert_eq!(
+            v("t=1,t=2,v1=00"),
+            "malformed signature header: two timestamps"
+        );
     }
 
     fn backoff() -> Backoff {
@@ -277,7 +287,10 @@ mod tests {
         for _ in 0..1000 {
             r = r.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             let d = b.delay(3, r).unwrap();
-            assert!(d >= Duration::from_secs(2) && d <= Duration::from_secs(4), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(2) && d <= Duration::from_secs(4),
+                "{d:?}"
+            );
             seen.insert(d.as_millis() / 250);
         }
         // All eight quarter-second slices of [2 s, 4 s) are hit.
