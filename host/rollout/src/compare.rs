@@ -69,7 +69,7 @@ impl Agreement {
         };
         let well_formed = |p: &Predictions| {
             p.width > 0
-                && p.values.len() % p.width as usize == 0
+                && p.values.len().is_multiple_of(p.width as usize)
                 && (task != Task::Regression || p.width == 1)
         };
         if stable.width != shadow.width

@@ -780,7 +780,8 @@ mod tests {
             let j = (splitmix64(&mut s) % (i as u64 + 1)) as usize;
             perm.swap(i, j);
         }
-        let orders: [(&str, Box<dyn Fn(u64) -> u64>); 3] = [
+        type Order = Box<dyn Fn(u64) -> u64>;
+        let orders: [(&str, Order); 3] = [
             ("sorted", Box::new(|i| i)),
             ("reversed", Box::new(move |i| n - 1 - i)),
             ("shuffled", Box::new(move |i| perm[i as usize])),
