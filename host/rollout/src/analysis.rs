@@ -162,7 +162,7 @@ pub enum Measurement {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
     /// The metric ("error_rate", "p99_ms", "accuracy", "accuracy_drop",
-    /// "disagreement", or "validator:<name>").
+    /// "disagreement", or `validator:<name>`).
     pub name: String,
     /// Whether it passed.
     pub passed: bool,
