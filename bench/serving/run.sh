@@ -156,7 +156,7 @@ run_fastapi() {
     skip fastapi "workers=$workers" "did not start"
     return
   fi
-  bench fastapi "workers=$workers" "http://127.0.0.1:$port/predict" "@$work/rows.json"
+  bench fastapi "workers=$workers" "http://127.0.0.1:$port/predict" "$work/rows.json"
   stop_server
 }
 
@@ -181,7 +181,7 @@ JSON
     return
   fi
   bench mlserver "parallel_workers=$pw" \
-    "http://127.0.0.1:$http/v2/models/breast-cancer/infer" "@$work/mlserver.json"
+    "http://127.0.0.1:$http/v2/models/breast-cancer/infer" "$work/mlserver.json"
   stop_server
 }
 
@@ -269,14 +269,15 @@ run_airlock() {
     log "airlock: no predictor role ($(head -n1 "$a/token.err")); using the admin token"
     token=$(cat "$a/data/admin.token")
   fi
+  cp "$a/setup.log" "$out/airlock-setup.log"
   local v1=$url/v1/models/breast-cancer/predict v2=$url/v2/models/breast-cancer/infer
   local auth="Authorization: Bearer $token" code
   code=$(curl -s -o "$a/probe.json" -w '%{http_code}' -X POST -H "$auth" \
     -H 'content-type: application/json' --data-binary "@$work/rows.json" "$v1" || true)
   if [ "$code" = 200 ]; then
     log "airlock /v1 predict answers: $(head -c 300 "$a/probe.json")"
-    bench airlock "$config, /v1 predict (arrays)" "$v1" "@$work/rows.json" "$auth"
-    bench airlock "$config, /v1 predict (named)" "$v1" "@$work/named.json" "$auth"
+    bench airlock "$config, /v1 predict (arrays)" "$v1" "$work/rows.json" "$auth"
+    bench airlock "$config, /v1 predict (named)" "$v1" "$work/named.json" "$auth"
   else
     skip airlock "$config, /v1 predict" "POST $v1 answered HTTP $code: $(head -c 200 "$a/probe.json")"
   fi
@@ -284,11 +285,12 @@ run_airlock() {
     -H 'content-type: application/json' --data-binary "@$work/v2.json" "$v2" || true)
   if [ "$code" = 200 ]; then
     log "airlock /v2 infer answers: $(head -c 300 "$a/probe.json")"
-    bench airlock "$config, /v2 infer" "$v2" "@$work/v2.json" "$auth"
+    bench airlock "$config, /v2 infer" "$v2" "$work/v2.json" "$auth"
   else
     skip airlock "$config, /v2 infer" "POST $v2 answered HTTP $code: $(head -c 200 "$a/probe.json")"
   fi
   stop_server
+  cp "$a/server.log" "$out/airlock-server.log"
 }
 
 # --- main ---------------------------------------------------------------------
