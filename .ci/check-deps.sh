@@ -67,6 +67,15 @@ bad=$(matching "$blobs_tree" '^airlock-' | grep -Ev '^airlock-(blobs|core) ' || 
 bad=$(matching "$(tree airlock-server)" '^clap')
 [ -z "$bad" ] || fail "only airlock-cli may know clap, but airlock-server links: $(echo $bad)"
 
+# 2d. airlock-rollout (canary state machine, analysis, routing, sketches,
+#     webhook signing) is pure: no engine, no async runtime, no HTTP, no
+#     database; among airlock crates only airlock-core and airlock-stats.
+rollout_tree=$(tree airlock-rollout)
+bad=$(matching "$rollout_tree" '^(wasmtime|cranelift|cap-|wasi|wit-|tokio|hyper|axum|sqlx|ureq|reqwest)')
+[ -z "$bad" ] || fail "airlock-rollout must stay free of I/O crates, but links: $(echo $bad)"
+bad=$(matching "$rollout_tree" '^airlock-' | grep -Ev '^airlock-(rollout|core|stats) ' || true)
+[ -z "$bad" ] || fail "airlock-rollout may depend on airlock-core and airlock-stats only, but links: $(echo $bad)"
+
 # 3. Only airlock-runtime talks to wasmtime directly.
 for c in airlock-gate airlock-cli airlock-server; do
     bad=$(matching "$(direct $c)" '^(wasmtime|cranelift|cap-std|wit-bindgen)')
@@ -87,14 +96,14 @@ bad=$(grep -rlnE 'bindgen!' host --include='*.rs' | grep -v '^host/runtime/' || 
 # 6. Only airlock-runtime has `unsafe`: core, gate, cli, attest and audit
 #    forbid it at the crate root (which the compiler then enforces), and
 #    hold no unsafe block, function, impl or lint override.
-for c in core gate cli attest audit blobs server; do
+for c in core gate cli attest audit blobs server rollout; do
     grep -q '^#!\[forbid(unsafe_code)\]' "host/$c/src/lib.rs" ||
         fail "host/$c/src/lib.rs must start with #![forbid(unsafe_code)]"
 done
 grep -q '^#!\[forbid(unsafe_code)\]' host/cli/src/bin/airlock.rs ||
     fail "host/cli/src/bin/airlock.rs must carry #![forbid(unsafe_code)]"
 bad=$(grep -rnE '\bunsafe[[:space:]]*(\{|fn\b|impl\b|trait\b|extern\b)|allow\([^)]*unsafe_code' \
-    host/core host/gate host/cli host/attest host/audit host/blobs host/server --include='*.rs' || true)
+    host/core host/gate host/cli host/attest host/audit host/blobs host/server host/rollout --include='*.rs' || true)
 [ -z "$bad" ] || fail "unsafe code outside airlock-runtime: $bad"
 
 if [ "$failed" -ne 0 ]; then

@@ -7,7 +7,12 @@
 #   good bundle: the gate runs on the server and its verdict is signed; check
 #   the attestation offline; approve (someone other than the submitter) and
 #   promote it; submit the degraded candidate: the gate refuses it against
-#   production, and so does promotion; verify the audit log. Each step is
+#   production, and so does promotion. Then serving: a client's predictions
+#   from production; a candidate that passes the gate but has learned to
+#   tell gate batches from live traffic is canaried under generated traffic
+#   with delayed labels; the analysis sees the breach and the canary is
+#   rolled back automatically, with the latency and the rollback time
+#   measured; a manual rollback drill; verify the audit log. Each step is
 #   printed as it happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +39,8 @@ cp "$built/airlock_model_linear.wasm" "$plugins/linear.wasm"
 for p in schema golden performance drift robustness fairness; do
   cp "$built/airlock_validator_$p.wasm" "$plugins/$p.wasm"
 done
+# The attacker's model for the serving part (tests/hostile/sleeper).
+cp "$built/hostile_sleeper.wasm" "$plugins/sleeper.wasm"
 echo "   components in $plugins"
 
 work=$(mktemp -d)
@@ -112,6 +119,55 @@ if "$airlock" promote breast-cancer 2.0.0 --token "$carol"; then
   echo "demo: the refused candidate must not be promoted" >&2; exit 1
 fi
 
+step "serving: dave's application predicts with a predictor token (one-row requests, labels sent back)"
+dave=$("$airlock" token create --subject dave --role predictor "${admin[@]}" 2>/dev/null)
+"$airlock" traffic breast-cancer --data examples/breast-cancer/data/eval.csv --label target \
+  --seconds 2 --concurrency 2 --feedback --token "$dave"
+
+step "alice submits v3.0.0: the same trees, in a plugin that flips its answers on batches under 8 rows"
+echo "   (a model that learned when it is being evaluated: gates send batches, live traffic sends one row)"
+"$airlock" submit plugin "$plugins/sleeper.wasm" --name sleeper --version 1.0.0 --token "$alice"
+"$airlock" submit model breast-cancer --version 3.0.0 --plugin sleeper@1.0.0 \
+  --bundle examples/breast-cancer/model-v1 --author alice --wait --token "$alice"
+"$airlock" approve breast-cancer 3.0.0 --comment "gate passed" --token "$bob"
+
+step "the serving policy: canary 10% -> 50% -> 100%, one-second analysis, accuracy on delayed labels"
+cat >"$work/policy.json" <<'JSON'
+{ "steps": [10, 50, 100], "interval_s": 1, "failure_limit": 0,
+  "thresholds": { "min_requests": 15, "max_error_rate": 0.01, "min_labels": 15, "min_accuracy": 0.9 } }
+JSON
+"$airlock" serving policy breast-cancer "$work/policy.json" "${admin[@]}"
+
+step "carol starts the canary of v3.0.0; dave's traffic keeps flowing with labels"
+"$airlock" canary start breast-cancer 3.0.0 --reason "passed gate and review" --token "$carol"
+"$airlock" traffic breast-cancer --data examples/breast-cancer/data/eval.csv --label target \
+  --seconds 5 --concurrency 2 --feedback --token "$dave"
+
+step "what the analysis saw and did (breach -> automatic rollback, timed)"
+"$airlock" serving status breast-cancer "${admin[@]}"
+"$airlock" serving status breast-cancer --json "${admin[@]}" >"$work/status.json"
+python3 - "$work/status.json" <<'PY' || true
+import json, sys
+s = json.load(open(sys.argv[1]))
+for r in s.get("analysis", []):
+    if r.get("breach_to_rollback_ms") is not None:
+        print(f"   breach window opened -> traffic back on {s['deployment']['stable']}: {r['breach_to_rollback_ms']:.0f} ms "
+              f"(analysis decision -> switch: {r['decision_to_switch_ms']:.2f} ms)")
+        print(f"   why: {r['actions'][0]}")
+        break
+PY
+phase=$(python3 -c 'import json,sys; print(list(json.load(open(sys.argv[1]))["rollout"]["phase"])[0])' "$work/status.json" 2>/dev/null || echo unknown)
+if [ "$phase" != "aborted" ]; then
+  echo "demo: expected the canary of the sleeper to be aborted (phase: $phase)" >&2; exit 1
+fi
+
+step "a manual rollback drill: promote, then roll back; each switch is one atomic store of a warm version"
+"$airlock" submit model breast-cancer --version 1.1.0 --plugin xgboost@1.0.0 \
+  --bundle examples/breast-cancer/model-v1 --author alice --wait --token "$alice" >/dev/null
+"$airlock" approve breast-cancer 1.1.0 --token "$bob"
+"$airlock" promote breast-cancer 1.1.0 --reason "refresh" --token "$carol" --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print("   promoted %s: switch %s ns" % (v["version"], v["switch_ns"]))'
+"$airlock" rollback breast-cancer --reason "drill" --token "$carol" --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print("   rolled back to %s: switch %s ns" % (v["version"], v["switch_ns"]))'
+
 step "production history and the model"
 "$airlock" history breast-cancer --token "$alice"
 "$airlock" show breast-cancer --token "$alice"
@@ -125,4 +181,5 @@ kill -TERM "$server_pid"
 wait "$server_pid" || true
 server_pid=
 echo
-echo "demo: the good model is in production with a signed, verified attestation; the degraded one was refused"
+echo "demo: the good model is in production with a signed, verified attestation; the degraded one was refused;"
+echo "      the sleeper passed the gate, was caught by the canary analysis on live traffic and rolled back automatically"

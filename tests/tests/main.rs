@@ -34,5 +34,6 @@ mod server;
 mod server_cli;
 mod server_crash;
 mod server_tls;
+mod serving;
 mod signing;
 mod verdicts;

@@ -20,16 +20,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
-/// One server in process, with its own data directory.
-struct Harness {
-    router: Router,
-    state: Arc<AppState>,
-    admin: String,
-    root: SigningKey,
-    dir: tempfile::TempDir,
+/// One server in process, with its own data directory (shared with the
+/// serving tests).
+pub(crate) struct Harness {
+    pub(crate) router: Router,
+    pub(crate) state: Arc<AppState>,
+    pub(crate) admin: String,
+    pub(crate) root: SigningKey,
+    pub(crate) dir: tempfile::TempDir,
+    /// Stops the serving controller when dropped.
+    _controller: tokio::sync::watch::Sender<bool>,
 }
 
-fn config(dir: &Path, root: &SigningKey) -> ServerConfig {
+pub(crate) fn config(dir: &Path, root: &SigningKey) -> ServerConfig {
     let mut c = ServerConfig::new(
         dir.join("data"),
         airlock_runtime::sandbox::SandboxConfig {
@@ -143,11 +146,11 @@ impl Drop for Harness {
 }
 
 impl Harness {
-    async fn new() -> Harness {
+    pub(crate) async fn new() -> Harness {
         Harness::with(|_| {}).await
     }
 
-    async fn with(tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
+    pub(crate) async fn with(tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let root = SigningKey::generate(Curve::P256);
         let mut c = config(dir.path(), &root);
@@ -164,23 +167,42 @@ impl Harness {
             .trim()
             .to_string();
         let router = airlock_server::routes::router(state.clone());
+        state
+            .serving_ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        let (controller, stopped) = tokio::sync::watch::channel(false);
+        airlock_server::serving::control::start(state.clone(), stopped);
         Harness {
             router,
             state,
             admin,
             root,
             dir,
+            _controller: controller,
         }
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
-    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+    pub(crate) async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
+        let text_answer = status.is_success()
+            && resp
+                .headers()
+                .get("content-type")
+                .and_then(|c| c.to_str().ok())
+                .is_some_and(|c| c.contains("text"));
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        if text_answer {
+            // The Prometheus exposition: text by design.
+            return (
+                status,
+                Value::String(String::from_utf8_lossy(&bytes).into()),
+            );
+        }
         let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
             panic!(
                 "non-JSON answer ({status}): {}",
@@ -190,7 +212,7 @@ impl Harness {
         (status, v)
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -212,7 +234,7 @@ impl Harness {
     }
 
     /// Calls as admin and insists on a 2xx.
-    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (s, v) = self
             .call(method, path, Some(&self.admin.clone()), body)
             .await;
@@ -220,7 +242,7 @@ impl Harness {
         v
     }
 
-    async fn upload_as(&self, token: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    pub(crate) async fn upload_as(&self, token: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
         let req = Request::builder()
             .method("POST")
             .uri("/v1/blobs")
@@ -230,13 +252,13 @@ impl Harness {
         self.send(req).await
     }
 
-    async fn upload(&self, bytes: Vec<u8>) -> String {
+    pub(crate) async fn upload(&self, bytes: Vec<u8>) -> String {
         let (s, v) = self.upload_as(&self.admin.clone(), bytes).await;
         assert!(s.is_success(), "upload: {s} {v}");
         v["digest"].as_str().unwrap().to_string()
     }
 
-    async fn token(&self, subject: &str, role: &str) -> String {
+    pub(crate) async fn token(&self, subject: &str, role: &str) -> String {
         let v = self
             .ok(
                 "POST",
@@ -247,7 +269,7 @@ impl Harness {
         v["token"].as_str().unwrap().to_string()
     }
 
-    async fn register(&self, file: &Path, name: &str, version: &str) -> String {
+    pub(crate) async fn register(&self, file: &Path, name: &str, version: &str) -> String {
         let digest = self.upload(std::fs::read(file).unwrap()).await;
         self.ok(
             "POST",
@@ -260,7 +282,7 @@ impl Harness {
 
     /// Pins the breast-cancer example gate to uploaded validators and
     /// datasets; returns the TOML.
-    async fn pinned_gate(&self, tweak: impl FnOnce(&mut toml::Table)) -> String {
+    pub(crate) async fn pinned_gate(&self, tweak: impl FnOnce(&mut toml::Table)) -> String {
         let text = std::fs::read_to_string(airlock_tests::example().join("gate.toml")).unwrap();
         let mut t: toml::Table = toml::from_str(&text).unwrap();
         t.remove("plugin_dir");
@@ -291,7 +313,7 @@ impl Harness {
         toml::to_string(&t).unwrap()
     }
 
-    async fn publish_gate(
+    pub(crate) async fn publish_gate(
         &self,
         version: u64,
         gate_toml: String,
@@ -309,14 +331,14 @@ impl Harness {
             .await
     }
 
-    async fn bundle(&self, dir: &str) -> String {
+    pub(crate) async fn bundle(&self, dir: &str) -> String {
         let mut bytes = Vec::new();
         airlock_server::archive::pack(&airlock_tests::example().join(dir), &mut bytes).unwrap();
         self.upload(bytes).await
     }
 
     /// Gate, model and the XGBoost plugin: ready for submissions.
-    async fn deployable(&self, approvals: u32) {
+    pub(crate) async fn deployable(&self, approvals: u32) {
         let gate = self.pinned_gate(|_| {}).await;
         let (s, v) = self.publish_gate(1, gate, &self.root.clone()).await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -334,7 +356,12 @@ impl Harness {
         .await;
     }
 
-    async fn submit_as(&self, token: &str, version: &str, bundle_dir: &str) -> (StatusCode, Value) {
+    pub(crate) async fn submit_as(
+        &self,
+        token: &str,
+        version: &str,
+        bundle_dir: &str,
+    ) -> (StatusCode, Value) {
         let bundle = self.bundle(bundle_dir).await;
         self.call(
             "POST",
@@ -348,7 +375,7 @@ impl Harness {
         .await
     }
 
-    async fn wait(&self, run: &str) -> Value {
+    pub(crate) async fn wait(&self, run: &str) -> Value {
         let start = Instant::now();
         loop {
             let v = self.ok("GET", &format!("/v1/runs/{run}"), None).await;
@@ -364,7 +391,7 @@ impl Harness {
         }
     }
 
-    async fn submit_and_wait(
+    pub(crate) async fn submit_and_wait(
         &self,
         token: &str,
         version: &str,
@@ -377,7 +404,7 @@ impl Harness {
         (run, r)
     }
 
-    async fn host_keys(&self) -> KeySet {
+    pub(crate) async fn host_keys(&self) -> KeySet {
         let v = self.ok("GET", "/v1/keys", None).await;
         let mut ks = KeySet::new();
         for k in v["items"].as_array().unwrap() {
@@ -387,8 +414,13 @@ impl Harness {
     }
 }
 
-fn message(v: &Value) -> &str {
-    v["error"]["message"].as_str().unwrap_or_default()
+/// The message of an error answer (`/v1`'s `{"error": {"message"}}` or the
+/// inference protocol's `{"error": "..."}`).
+pub(crate) fn message(v: &Value) -> &str {
+    v["error"]["message"]
+        .as_str()
+        .or(v["error"].as_str())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,6 +171,99 @@ pub(crate) enum Command {
     /// List the server's signing keys (and write them as PEM files), or rotate.
     #[command(args_conflicts_with_subcommands = true)]
     Keys(KeysArgs),
+    /// Canary rollouts of a served model: start, resume, abort.
+    #[command(subcommand)]
+    Canary(CanaryCmd),
+    /// A served model's serving policy, status and shadow traffic.
+    #[command(subcommand)]
+    Serving(ServingCmd),
+    /// Send one-row predictions from a CSV file to a served model (labels
+    /// too, with --feedback) and print, second by second, which version
+    /// answered and how accurate each was.
+    Traffic {
+        /// The model.
+        name: String,
+        /// A CSV file with a header naming the model's inputs.
+        #[arg(long)]
+        data: PathBuf,
+        /// The label column (kept out of the request).
+        #[arg(long)]
+        label: Option<String>,
+        /// How long to send, in seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Requests in flight at once (one thread each).
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Send each answer's label to `/feedback`.
+        #[arg(long)]
+        feedback: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CanaryCmd {
+    /// Start a canary of VERSION (it must meet every promotion rule), or
+    /// restart the analysis with a new candidate.
+    Start {
+        /// The model.
+        name: String,
+        /// The candidate version.
+        version: String,
+        /// Why (audited).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Continue a canary paused by an inconclusive analysis.
+    Resume {
+        /// The model.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Stop a canary: stable answers everything again.
+    Abort {
+        /// The model.
+        name: String,
+        /// Why (audited, alerted).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServingCmd {
+    /// Set the serving policy from a JSON file (docs/serving.md).
+    Policy {
+        /// The model.
+        name: String,
+        /// The policy (JSON).
+        file: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The deployment, warm versions, rollout and recent analyses.
+    Status {
+        /// The model.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Mirror production traffic to VERSION (none: stop).
+    Shadow {
+        /// The model.
+        name: String,
+        /// The version (omit to stop shadowing).
+        version: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 /// How to reach a server, and how to print its answer.

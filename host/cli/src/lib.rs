@@ -23,8 +23,8 @@ use airlock_gate::data::{self, DataCaps};
 use airlock_gate::{GateRun, GateSpec, load_model};
 use airlock_runtime::sandbox::{CallOptions, Sandbox};
 use args::{
-    AttestationCmd, AuditCmd, Command, GateCmd, Global, KeyCmd, KeysAction, KeysArgs, Kind,
-    ModelCmd, PluginCmd, PolicyCmd, RunCmd, SubmitCmd, TokenCmd,
+    AttestationCmd, AuditCmd, CanaryCmd, Command, GateCmd, Global, KeyCmd, KeysAction, KeysArgs,
+    Kind, ModelCmd, PluginCmd, PolicyCmd, RunCmd, ServingCmd, SubmitCmd, TokenCmd,
 };
 use clap::Parser;
 use client::commands as remote;
@@ -262,6 +262,48 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             reason.as_deref(),
         ),
         Command::History { name, remote } => remote::history(&remote, &name),
+        Command::Canary(CanaryCmd::Start {
+            name,
+            version,
+            reason,
+            remote,
+        }) => client::serving::canary_start(&remote, &name, &version, reason.as_deref()),
+        Command::Canary(CanaryCmd::Resume { name, remote }) => {
+            client::serving::canary_command(&remote, &name, None)
+        }
+        Command::Canary(CanaryCmd::Abort {
+            name,
+            reason,
+            remote,
+        }) => client::serving::canary_command(&remote, &name, Some(reason.as_deref())),
+        Command::Serving(ServingCmd::Policy { name, file, remote }) => {
+            client::serving::set_policy(&remote, &name, &file)
+        }
+        Command::Serving(ServingCmd::Status { name, remote }) => {
+            client::serving::status(&remote, &name)
+        }
+        Command::Serving(ServingCmd::Shadow {
+            name,
+            version,
+            remote,
+        }) => client::serving::shadow(&remote, &name, version.as_deref()),
+        Command::Traffic {
+            name,
+            data,
+            label,
+            seconds,
+            concurrency,
+            feedback,
+            remote,
+        } => client::serving::traffic(
+            &remote,
+            &name,
+            &data,
+            label.as_deref(),
+            std::time::Duration::from_secs(seconds),
+            concurrency,
+            feedback,
+        ),
         Command::Run(RunCmd::Show { id, remote }) => remote::run_show(&remote, &id),
         Command::Run(RunCmd::Wait { id, remote }) => remote::run_wait(&remote, &id),
         Command::Run(RunCmd::Cancel { id, remote }) => remote::run_cancel(&remote, &id),

@@ -26,8 +26,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The limits one interval is held to.
+/// The limits one interval is held to. Omitted fields take their
+/// [`Default`] (a policy names only what it changes); unknown ones are
+/// refused, so a misspelt limit is never silently ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// Requests needed before the interval says anything.
     pub min_requests: u64,
@@ -43,6 +46,22 @@ pub struct Thresholds {
     pub max_disagreement: Option<f64>,
     /// Labels needed before accuracy is judged.
     pub min_labels: u64,
+}
+
+impl Default for Thresholds {
+    /// At least 20 requests and 20 labels per interval, at most 1 % errors,
+    /// nothing else judged.
+    fn default() -> Thresholds {
+        Thresholds {
+            min_requests: 20,
+            max_error_rate: 0.01,
+            max_p99_ms: None,
+            min_accuracy: None,
+            max_accuracy_drop: None,
+            max_disagreement: None,
+            min_labels: 20,
+        }
+    }
 }
 
 /// Why thresholds are unusable.

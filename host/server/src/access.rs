@@ -26,10 +26,14 @@ pub enum Role {
     GateAdmin,
     /// Everything, including tokens, keys and the trust policy.
     Admin,
+    /// Asks served models for predictions and sends their delayed labels;
+    /// reads nothing else (a client application's token).
+    Predictor,
 }
 
 /// Every role, in the order the docs print them.
-pub const ROLES: [Role; 6] = [
+pub const ROLES: [Role; 7] = [
+    Role::Predictor,
     Role::Reader,
     Role::Submitter,
     Role::Approver,
@@ -53,10 +57,14 @@ pub enum Permission {
     ManageGates,
     /// Tokens, host keys, trust policy, the audit log.
     Administer,
+    /// Call a served model (predict, infer, its serving metadata) and send
+    /// delayed labels for its answers.
+    Predict,
 }
 
 /// Every permission, in the order the docs print them.
-pub const PERMISSIONS: [Permission; 6] = [
+pub const PERMISSIONS: [Permission; 7] = [
+    Permission::Predict,
     Permission::Read,
     Permission::Submit,
     Permission::Approve,
@@ -66,12 +74,14 @@ pub const PERMISSIONS: [Permission; 6] = [
 ];
 
 impl Role {
-    /// Whether this role holds `p`. Reading is every role's; each other
-    /// power belongs to one role and to `admin`.
+    /// Whether this role holds `p`. Reading is every role's but the
+    /// predictor's (a client application's token sees only the models it
+    /// calls); each other power belongs to one role and to `admin`.
     pub fn allows(self, p: Permission) -> bool {
         use Permission as P;
         match self {
             Role::Admin => true,
+            Role::Predictor => p == P::Predict,
             Role::Reader => p == P::Read,
             Role::Submitter => matches!(p, P::Read | P::Submit),
             Role::Approver => matches!(p, P::Read | P::Approve),
@@ -89,6 +99,7 @@ impl Role {
             Role::Deployer => "deployer",
             Role::GateAdmin => "gate-admin",
             Role::Admin => "admin",
+            Role::Predictor => "predictor",
         }
     }
 
@@ -108,6 +119,7 @@ impl Permission {
             Permission::Deploy => "deploy",
             Permission::ManageGates => "manage-gates",
             Permission::Administer => "administer",
+            Permission::Predict => "predict",
         }
     }
 }
@@ -193,10 +205,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_admin_administers_and_every_role_reads() {
+    fn only_admin_administers_and_every_role_but_the_predictor_reads() {
         for r in ROLES {
-            assert!(r.allows(Permission::Read));
+            assert_eq!(r.allows(Permission::Read), r != Role::Predictor);
             assert_eq!(r.allows(Permission::Administer), r == Role::Admin);
+            assert_eq!(
+                r.allows(Permission::Predict),
+                matches!(r, Role::Predictor | Role::Admin)
+            );
         }
         assert!(!Role::Submitter.allows(Permission::Approve));
         assert!(!Role::Approver.allows(Permission::Deploy));

@@ -10,6 +10,58 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use std::sync::Arc;
 
+/// A token's stored row: subject, role, scope, hash, expiry, revocation.
+pub type TokenRow = (String, String, String, String, Option<i64>, Option<String>);
+
+/// Token rows recently read, so that a prediction does not pay a database
+/// round trip for its token. An entry lives at most [`TokenCache::TTL`];
+/// rotating or revoking a token on this server drops its entry at once
+/// (another server sharing the database sees the change within the TTL).
+/// The secret is still hashed and compared on every request.
+pub struct TokenCache {
+    rows: std::sync::Mutex<std::collections::HashMap<String, (TokenRow, std::time::Instant)>>,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache {
+            rows: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl TokenCache {
+    /// How long a cached row is trusted.
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+    const CAP: usize = 4096;
+
+    fn get(&self, id: &str) -> Option<TokenRow> {
+        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        rows.get(id)
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(r, _)| r.clone())
+    }
+
+    fn put(&self, id: &str, row: TokenRow) {
+        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        if rows.len() >= Self::CAP {
+            rows.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+            if rows.len() >= Self::CAP {
+                rows.clear();
+            }
+        }
+        rows.insert(id.to_string(), (row, std::time::Instant::now()));
+    }
+
+    /// Forgets a token (rotated or revoked here).
+    pub fn forget(&self, id: &str) {
+        self.rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -91,13 +143,21 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let (id, secret) = split_token(token).ok_or_else(|| {
             ApiError::unauthorized("the token is malformed (expected alk_<id>_<secret>)")
         })?;
-        let row: Option<(String, String, String, String, Option<i64>, Option<String>)> =
-            sqlx::query_as(
-                "SELECT subject, role, scope, hash, expires_at, revoked_at FROM tokens WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&state.db)
-            .await?;
+        let row = match state.tokens.get(id) {
+            Some(row) => Some(row),
+            None => {
+                let row: Option<TokenRow> = sqlx::query_as(
+                    "SELECT subject, role, scope, hash, expires_at, revoked_at FROM tokens WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&state.db)
+                .await?;
+                if let Some(r) = &row {
+                    state.tokens.put(id, r.clone());
+                }
+                row
+            }
+        };
         // One message for unknown ids and wrong secrets: an attacker learns
         // nothing about which ids exist.
         let invalid = || ApiError::unauthorized("the token is not valid");

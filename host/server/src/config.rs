@@ -48,6 +48,59 @@ pub struct ServerConfig {
     pub data_caps: DataCaps,
     /// A TLS certificate chain and private key (PEM); plain HTTP when absent.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How models are served: limits per request, warm versions, monitoring.
+    pub serving: ServingConfig,
+}
+
+/// Serving limits and switches. Every limit answers at once when reached
+/// (a 4xx naming it, or 503 with `Retry-After`), never by queueing.
+#[derive(Debug, Clone)]
+pub struct ServingConfig {
+    /// Promoted versions kept compiled and pre-instantiated besides the
+    /// production one, for instant rollback.
+    pub warm_versions: usize,
+    /// The largest predict or infer body.
+    pub max_body_bytes: usize,
+    /// The most rows in one request.
+    pub max_rows: usize,
+    /// Fuel for one prediction call (lowered further by the model's manifest).
+    pub call_fuel: u64,
+    /// Wall-clock budget of one prediction call, in milliseconds.
+    pub call_timeout_ms: u64,
+    /// Prediction requests queued or running at once; one more is a 503.
+    pub max_in_flight: usize,
+    /// Threads that run model calls (never the async runtime's).
+    pub threads: usize,
+    /// Request ids remembered for delayed labels (`/feedback`); the oldest
+    /// are forgotten first.
+    pub label_book: usize,
+    /// Keep sketches, data-quality counts, labels and latency histograms
+    /// per version (the cost is measured in `docs/benchmarks.md`).
+    pub monitoring: bool,
+    /// Rows of live traffic kept in memory per version for continuous
+    /// validation (only when the model's policy names monitor steps).
+    pub window_rows: usize,
+    /// Shadow calls waiting for the shadow worker; more are dropped and
+    /// counted, never queued without bound.
+    pub shadow_queue: usize,
+}
+
+impl Default for ServingConfig {
+    fn default() -> ServingConfig {
+        ServingConfig {
+            warm_versions: 3,
+            max_body_bytes: 1 << 20,
+            max_rows: 1024,
+            call_fuel: 1_000_000_000,
+            call_timeout_ms: 1_000,
+            max_in_flight: 256,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            label_book: 100_000,
+            monitoring: true,
+            window_rows: 1_000,
+            shadow_queue: 1_024,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -73,6 +126,7 @@ impl ServerConfig {
             sandbox,
             data_caps,
             tls: None,
+            serving: ServingConfig::default(),
         }
     }
 }

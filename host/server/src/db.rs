@@ -174,6 +174,9 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS trust_policies (
         version BIGINT PRIMARY KEY, envelope TEXT NOT NULL, signer TEXT NOT NULL,
         accepted_at TEXT NOT NULL, accepted_by TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS serving_policies (
+        model TEXT PRIMARY KEY, policy TEXT NOT NULL, secrets TEXT,
+        updated_at TEXT NOT NULL, updated_by TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS audit_outbox (
         op TEXT PRIMARY KEY, seq BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
         subject TEXT NOT NULL, details TEXT NOT NULL, time TEXT NOT NULL)",

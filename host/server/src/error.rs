@@ -86,6 +86,35 @@ impl ApiError {
         }
     }
 
+    /// A served model failed this request (only this one): 422
+    /// `model_refused` when the model returned its own error for the input,
+    /// else 502 `model_failed` naming the failure kind (trap, fuel, time,
+    /// memory, invalid output, ...).
+    pub fn model_failed(
+        model: &str,
+        version: &str,
+        f: &airlock_runtime::PluginFailure,
+    ) -> ApiError {
+        if f.kind == airlock_runtime::FailureKind::GuestError {
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "model_refused",
+                format!(
+                    "model {model} version {version} refused the input: {}",
+                    f.message
+                ),
+            );
+        }
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "model_failed",
+            format!(
+                "model {model} version {version} failed on this request: {}: {}",
+                f.kind, f.message
+            ),
+        )
+    }
+
     /// 500: the server failed. `what` says which operation, never a host path.
     pub fn internal(what: impl std::fmt::Display) -> ApiError {
         let message = format!("internal error: {what}");

@@ -13,8 +13,10 @@
 //! `access` (roles, scopes, tokens; pure), `auth` (the bearer extractor),
 //! `names` (naming rules), `archive` (bundle tar unpacking), `trust`
 //! (artifact checks, trust policy), `gates` (pinned gate specs), `runs`
-//! (queue and workers), `routes` (handlers), `openapi`, `error` (the one
-//! error → status mapping), `tls` (TLS termination).
+//! (queue and workers), `routes` (handlers), `serving` (warm versions,
+//! predictions, the inference protocol, monitoring, canaries, automatic
+//! rollback), `openapi`, `error` (the one error → status mapping), `tls`
+//! (TLS termination).
 #![forbid(unsafe_code)]
 // Database rows are read as tuples next to the query that names their
 // columns; naming a struct for each would only move the column list away.
@@ -32,6 +34,7 @@ pub mod names;
 pub mod openapi;
 pub mod routes;
 pub mod runs;
+pub mod serving;
 pub mod state;
 pub mod tls;
 pub mod trust;
@@ -54,6 +57,8 @@ pub struct Running {
     tls: bool,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), StartError>>,
+    controller_stop: tokio::sync::watch::Sender<bool>,
+    controller: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -68,9 +73,13 @@ impl Running {
     /// as interrupted.
     pub async fn stop(self) -> Result<(), StartError> {
         let _ = self.stop.send(());
-        self.task
+        let served = self
+            .task
             .await
-            .map_err(|e| StartError::Sandbox(format!("server task: {e}")))?
+            .map_err(|e| StartError::Sandbox(format!("server task: {e}")))?;
+        let _ = self.controller_stop.send(true);
+        let _ = self.controller.await;
+        served
     }
 }
 
@@ -87,6 +96,14 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     let workers = config.workers;
     let state = AppState::open(config).await?;
     runs::start_workers(&state, workers);
+    // Production versions are compiled and pre-initialised before the
+    // listener opens; `/v2/health/ready` says so.
+    serving::warm_up(&state).await;
+    state
+        .serving_ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    let (controller_stop, controller_stopped) = tokio::sync::watch::channel(false);
+    let controller = serving::control::start(state.clone(), controller_stopped);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -128,6 +145,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         tls,
         stop,
         task,
+        controller_stop,
+        controller,
     })
 }
 

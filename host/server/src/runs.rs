@@ -279,10 +279,7 @@ fn judge_inner(
                 .fetch_one(&state.db),
         )
         .map_err(|e| format!("gate record: {e}"))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("airlock-run-")
-        .tempdir()
-        .map_err(|e| format!("scratch directory: {e}"))?;
+    let scratch = crate::state::scratch_dir(state, "run").map_err(|e| e.message)?;
     let candidate = load_model(
         state,
         scratch.path(),

@@ -46,6 +46,26 @@ pub struct AppState {
     /// The accepted trust policy (`None` until one is: see
     /// [`crate::trust::effective_policy`]).
     pub policy: RwLock<Option<TrustPolicy>>,
+    /// Served models: warm versions, deployments, monitoring.
+    pub serving: crate::serving::Serving,
+    /// Set once every production version is warm (`/v2/health/ready`).
+    pub serving_ready: std::sync::atomic::AtomicBool,
+    /// Token rows recently read (see [`crate::auth::TokenCache`]).
+    pub tokens: crate::auth::TokenCache,
+}
+
+/// A scratch directory under `<data>/tmp`, removed when dropped; whatever
+/// a crash leaves there is removed at the next start. Plaintext copies of
+/// blobs (bundles being unpacked, validators, datasets) live only here,
+/// inside the 0700 data directory, never in the system's shared `/tmp`.
+pub fn scratch_dir(state: &AppState, prefix: &str) -> Result<tempfile::TempDir, ApiError> {
+    let root = state.config.data_dir.join("tmp");
+    std::fs::create_dir_all(&root)
+        .map_err(|e| ApiError::internal(format_args!("scratch directory: {e}")))?;
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}-"))
+        .tempdir_in(&root)
+        .map_err(|e| ApiError::internal(format_args!("scratch directory: {e}")))
 }
 
 /// The host's keys: the current one signs attestations; every key it ever
@@ -88,6 +108,13 @@ impl AppState {
         let sandbox =
             Sandbox::new(config.sandbox.clone()).map_err(|e| StartError::Sandbox(e.to_string()))?;
         let runs = RunQueue::new(config.queue_depth);
+        // Scratch left by a crash (plaintext copies of blobs) goes first.
+        let scratch = dir.join("tmp");
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch).map_err(|e| StartError::io(&scratch, e))?;
+        }
+        let serving = crate::serving::Serving::new(&config.serving)
+            .map_err(|e| StartError::Sandbox(format!("starting prediction threads: {e}")))?;
         let policy = load_policy(&db).await?;
         let state = Arc::new(AppState {
             db,
@@ -100,6 +127,9 @@ impl AppState {
             runs,
             admin_token_file: std::sync::OnceLock::new(),
             policy: RwLock::new(policy),
+            serving,
+            serving_ready: std::sync::atomic::AtomicBool::new(false),
+            tokens: crate::auth::TokenCache::default(),
             config,
         });
         if let Some(path) = bootstrap_admin(&state).await? {

@@ -6,6 +6,7 @@
 
 pub(crate) mod commands;
 pub(crate) mod gate_publish;
+pub(crate) mod serving;
 
 use crate::args::Remote;
 use crate::exit::CliError;

@@ -178,6 +178,7 @@ pub async fn rotate_token(
         json!({ "change": "rotated", "token": caller.token_id }),
     ));
     state.commit(change).await?;
+    state.tokens.forget(&id);
     Ok(J(
         json!({ "id": id, "token": format!("{}{id}_{secret}", crate::access::TOKEN_PREFIX) }),
     ))
@@ -207,6 +208,7 @@ pub async fn revoke_token(
         json!({ "change": "revoked", "token": caller.token_id }),
     ));
     state.commit(change).await?;
+    state.tokens.forget(&id);
     Ok(J(json!({ "id": id, "revoked": true })))
 }
 

@@ -5,9 +5,11 @@
 pub mod admin;
 pub mod artifacts;
 pub mod models;
+pub mod serving;
 
 use crate::access::Permission;
 use crate::error::ApiError;
+use crate::serving::oip;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -82,6 +84,35 @@ pub const ROUTES: &[RouteInfo] = &[
     r("GET", "/v1/trust-policy", Some(P::Read)),
     r("PUT", "/v1/trust-policy", Some(P::Administer)),
     r("GET", "/v1/audit", Some(P::Administer)),
+    r("POST", "/v1/models/{name}/predict", Some(P::Predict)),
+    r("POST", "/v1/models/{name}/feedback", Some(P::Predict)),
+    r("PUT", "/v1/models/{name}/serving", Some(P::ManageGates)),
+    r("GET", "/v1/models/{name}/serving", Some(P::Read)),
+    r("POST", "/v1/models/{name}/canary", Some(P::Deploy)),
+    r("POST", "/v1/models/{name}/canary/resume", Some(P::Deploy)),
+    r("POST", "/v1/models/{name}/canary/abort", Some(P::Deploy)),
+    r("PUT", "/v1/models/{name}/shadow", Some(P::Deploy)),
+    r("GET", "/metrics", Some(P::Read)),
+    r("GET", "/v2/health/live", None),
+    r("GET", "/v2/health/ready", None),
+    r("GET", "/v2/models/{name}", Some(P::Predict)),
+    r("GET", "/v2/models/{name}/ready", Some(P::Predict)),
+    r(
+        "GET",
+        "/v2/models/{name}/versions/{version}",
+        Some(P::Predict),
+    ),
+    r(
+        "GET",
+        "/v2/models/{name}/versions/{version}/ready",
+        Some(P::Predict),
+    ),
+    r("POST", "/v2/models/{name}/infer", Some(P::Predict)),
+    r(
+        "POST",
+        "/v2/models/{name}/versions/{version}/infer",
+        Some(P::Predict),
+    ),
 ];
 
 /// Builds the router.
@@ -150,7 +181,54 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/trust-policy",
             get(admin::get_policy).put(admin::put_policy),
         )
-        .route("/v1/audit", get(admin::audit));
+        .route("/v1/audit", get(admin::audit))
+        .route(
+            "/v1/models/{name}/serving",
+            put(serving::put_policy).get(serving::status),
+        )
+        .route("/v1/models/{name}/canary", post(serving::start_canary))
+        .route(
+            "/v1/models/{name}/canary/resume",
+            post(serving::resume_canary),
+        )
+        .route(
+            "/v1/models/{name}/canary/abort",
+            post(serving::abort_canary),
+        )
+        .route("/v1/models/{name}/shadow", put(serving::set_shadow))
+        .route("/metrics", get(crate::serving::metrics::metrics))
+        .route("/v2/health/live", get(oip::live))
+        .route("/v2/health/ready", get(oip::ready))
+        .route("/v2/models/{name}", get(oip::model_metadata))
+        .route("/v2/models/{name}/ready", get(oip::model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(oip::version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(oip::version_ready),
+        );
+    // Prediction bodies have their own cap (`serving.max_body_bytes`) and
+    // are read whatever their content type (OIP clients send none).
+    let body_limit = DefaultBodyLimit::max(state.config.serving.max_body_bytes);
+    let api = api
+        .route(
+            "/v1/models/{name}/predict",
+            post(crate::serving::predict::predict).layer(body_limit),
+        )
+        .route(
+            "/v1/models/{name}/feedback",
+            post(crate::serving::predict::feedback).layer(body_limit),
+        )
+        .route(
+            "/v2/models/{name}/infer",
+            post(oip::infer).layer(body_limit),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(oip::infer_version).layer(body_limit),
+        );
     api.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         authorize,
@@ -192,21 +270,36 @@ async fn authorize(
     let Some(permission) = route.needs else {
         return next.run(req).await;
     };
+    // The inference protocol's errors are `{"error": "..."}`.
+    let oip = matched.as_str().starts_with("/v2/");
+    let refuse = |e: ApiError| {
+        if oip {
+            oip::OipError(e).into_response()
+        } else {
+            e.into_response()
+        }
+    };
     let (mut parts, body) = req.into_parts();
     let caller = match crate::auth::Caller::from_request_parts(&mut parts, &state).await {
         Ok(c) => c,
-        Err(e) => return e.into_response(),
+        Err(e) => return refuse(e),
     };
     if let Err(e) = caller.require(permission) {
-        return e.into_response();
+        return refuse(e);
     }
     parts.extensions.insert(caller);
     next.run(axum::extract::Request::from_parts(parts, body))
         .await
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {}", crate::names::show(uri.path())))
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let e = ApiError::not_found(format!("no route for {}", crate::names::show(uri.path())));
+    if uri.path().starts_with("/v2/") {
+        oip::OipError(e).into_response()
+    } else {
+        e.into_response()
+    }
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {

@@ -1038,34 +1038,79 @@ pub async fn promote(
     check_name("alias", &req.alias)?;
     caller.require_alias(&name, &req.alias)?;
     check_version(&req.version)?;
-    let model = model_row(&state, &name).await?;
-    let v = version_row(&state, &name, &req.version).await?;
+    let (run_id, approvers) = check_promotable(&state, &name, &req.version, true).await?;
+    // The production alias is what is served: the version is made warm
+    // (compiled, pre-initialised, checked) before the alias moves, so the
+    // switch after the commit is one atomic store.
+    let warm = if req.alias == "production" {
+        Some(crate::serving::prepare(&state, &name, &req.version).await?)
+    } else {
+        None
+    };
+    let from = move_alias(
+        &state,
+        &caller,
+        &name,
+        &req.alias,
+        &req.version,
+        Action::Promotion,
+        "promote",
+        Some(&run_id),
+        &req.reason,
+    )
+    .await?;
+    let switch_ns = match warm {
+        Some(w) => Some(go_live(&state, &name, w).await),
+        None => None,
+    };
+    Ok(J(
+        json!({ "model": name, "alias": req.alias, "version": req.version, "previous": from,
+                 "run": run_id, "approvals": approvers.into_iter().map(|a| a.0).collect::<Vec<_>>(),
+                 "switch_ns": switch_ns }),
+    ))
+}
+
+/// Every rule a version must meet to take production traffic (promotion,
+/// a canary; a shadow needs all but the approvals): the newest finished run
+/// under the gate's current digest passed; the same bytes were never
+/// refused under that digest; the attestation verifies for exactly these
+/// digests and that gate digest; enough approvals by someone other than the
+/// submitter. Returns the run and the approvers.
+pub async fn check_promotable(
+    state: &AppState,
+    name: &str,
+    version: &str,
+    approvals: bool,
+) -> Result<(String, Vec<(String,)>), ApiError> {
+    let name = name.to_string();
+    let model = model_row(state, &name).await?;
+    let v = version_row(state, &name, version).await?;
     let refuse = |why: String| ApiError::refused("promotion_refused", why);
     let gate = model
         .gate
         .clone()
         .ok_or_else(|| refuse(format!("model {name} has no gate")))?;
-    let (gate_version, gate_digest) = crate::gates::current(&state, &gate).await?;
+    let (gate_version, gate_digest) = crate::gates::current(state, &gate).await?;
     // The newest finished run of this version under the gate's current digest.
     let run: Option<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT id, status, attestation FROM runs WHERE model = $1 AND version = $2 AND gate_digest = $3
          AND status IN ('passed', 'refused', 'error') ORDER BY seq DESC LIMIT 1",
     )
     .bind(&name)
-    .bind(&req.version)
+    .bind(version)
     .bind(&gate_digest)
     .fetch_optional(&state.db)
     .await?;
     let (run_id, status, att) = run.ok_or_else(|| {
         refuse(format!(
             "version {} has no finished gate run under gate {gate} version {gate_version} ({gate_digest})",
-            req.version
+            version
         ))
     })?;
     if status != "passed" {
         return Err(refuse(format!(
             "version {}'s gate run {run_id} under gate {gate} version {gate_version} {status}",
-            req.version
+            version
         )));
     }
     // A refusal sticks to the bytes: re-running, or re-submitting the same
@@ -1121,34 +1166,38 @@ pub async fn promote(
         "SELECT approver FROM approvals WHERE model = $1 AND version = $2 AND approver <> $3",
     )
     .bind(&name)
-    .bind(&req.version)
+    .bind(version)
     .bind(&v.submitter)
     .fetch_all(&state.db)
     .await?;
-    if (approvers.len() as i64) < model.approvals_required {
+    if approvals && (approvers.len() as i64) < model.approvals_required {
         return Err(refuse(format!(
             "version {} has {} of the {} approvals model {name} requires (the submitter's own does not count)",
-            req.version,
+            version,
             approvers.len(),
             model.approvals_required
         )));
     }
-    let from = move_alias(
-        &state,
-        &caller,
-        &name,
-        &req.alias,
-        &req.version,
-        Action::Promotion,
-        "promote",
-        Some(&run_id),
-        &req.reason,
-    )
-    .await?;
-    Ok(J(
-        json!({ "model": name, "alias": req.alias, "version": req.version, "previous": from,
-                 "run": run_id, "approvals": approvers.into_iter().map(|a| a.0).collect::<Vec<_>>() }),
-    ))
+    Ok((run_id, approvers))
+}
+
+/// Serves `warm` as `model`'s production version (one atomic store; a
+/// canary in progress ends, since production moved under it) and loads
+/// the model's serving policy when it is served for the first time.
+/// Returns the switch's duration in nanoseconds.
+pub async fn go_live(
+    state: &Arc<AppState>,
+    model: &str,
+    warm: Arc<crate::serving::WarmVersion>,
+) -> u64 {
+    let first = state.serving.model(model).is_none();
+    let took = state.serving.set_stable(state, model, warm);
+    if first {
+        crate::serving::control::load_policy(state, model).await;
+    } else if let Some(ms) = state.serving.model(model) {
+        ms.control.lock().await.rollout = None;
+    }
+    took.as_nanos() as u64
 }
 
 /// Moves an alias inside one change, recording history and audit.
@@ -1156,6 +1205,36 @@ pub async fn promote(
 async fn move_alias(
     state: &AppState,
     caller: &Caller,
+    model: &str,
+    alias: &str,
+    version: &str,
+    action: Action,
+    verb: &str,
+    run: Option<&str>,
+    reason: &str,
+) -> Result<Option<String>, ApiError> {
+    move_alias_as(
+        state,
+        &caller.subject,
+        Some(&caller.token_id),
+        model,
+        alias,
+        version,
+        action,
+        verb,
+        run,
+        reason,
+    )
+    .await
+}
+
+/// [`move_alias`] by an actor that may not hold a token (the server's own
+/// canary analysis and automatic rollback).
+#[allow(clippy::too_many_arguments)]
+pub async fn move_alias_as(
+    state: &AppState,
+    actor: &str,
+    token: Option<&str>,
     model: &str,
     alias: &str,
     version: &str,
@@ -1184,7 +1263,7 @@ async fn move_alias(
     .bind(alias)
     .bind(version)
     .bind(&now)
-    .bind(&caller.subject)
+    .bind(actor)
     .execute(&mut *change.tx)
     .await?;
     sqlx::query(
@@ -1196,16 +1275,16 @@ async fn move_alias(
     .bind(version)
     .bind(verb)
     .bind(run)
-    .bind(&caller.subject)
+    .bind(actor)
     .bind(reason)
     .bind(&now)
     .execute(&mut *change.tx)
     .await?;
     change.record(Event::new(
-        &caller.subject,
+        actor,
         action,
         format!("{model}/{version}"),
-        json!({ "alias": alias, "from": from, "run": run, "reason": reason, "token": caller.token_id }),
+        json!({ "alias": alias, "from": from, "run": run, "reason": reason, "token": token }),
     ));
     state.commit(change).await?;
     Ok(from)
@@ -1289,6 +1368,13 @@ pub async fn rollback(
             format!("version {target} is already {}", req.alias),
         ));
     }
+    // Warm already when it was promoted recently (the usual case): the
+    // switch after the commit is then one atomic store.
+    let warm = if req.alias == "production" {
+        Some(crate::serving::prepare(&state, &name, &target).await?)
+    } else {
+        None
+    };
     move_alias(
         &state,
         &caller,
@@ -1301,8 +1387,16 @@ pub async fn rollback(
         &req.reason,
     )
     .await?;
+    let switch_ns = match warm {
+        Some(w) => {
+            state.serving.metrics.rollback(&name, "manual");
+            Some(go_live(&state, &name, w).await)
+        }
+        None => None,
+    };
     Ok(J(
-        json!({ "model": name, "alias": req.alias, "version": target, "previous": current }),
+        json!({ "model": name, "alias": req.alias, "version": target, "previous": current,
+                 "switch_ns": switch_ns }),
     ))
 }
 

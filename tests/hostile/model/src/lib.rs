@@ -26,9 +26,12 @@
 //! | `clock`        | the monotonic clock's reading in nanoseconds, then sleeps an |
 //! |                | hour: a warm session's next call must see the clock reset   |
 //! | `ok`           | behaves: one value per row, the row count                   |
-//! | `x`            | the declared input, as a validator's probe sends it (probes |
-//! |                | carry only declared columns): spins forever when the first  |
-//! |                | value is -1, otherwise behaves like `ok`                    |
+//! | `x`            | the declared input, as a validator's probe and a served     |
+//! |                | request send it: spins forever when the first value is -1,  |
+//! |                | panics when it is -3, answers (per row) the largest value   |
+//! |                | any earlier call of this instance sent when it is -2 (a     |
+//! |                | model snooping on other clients); otherwise remembers the   |
+//! |                | values and behaves like `ok`                                |
 //! | `stat-bundle`  | modified, accessed, created (seconds since the epoch, -1 when unavailable) of `/bundle/model.json` by path, of it through an open handle, and of `/bundle`; then WASI `metadata-hash` of `model.json` and of `/bundle`, each as four 32-bit halves |
 
 use airlock_guest::{
@@ -107,6 +110,16 @@ impl Model for Hostile {
             "ok" => Ok(values(vec![f64::from(batch.rows); batch.rows as usize])),
             "x" => match &batch.columns[0].values {
                 airlock_guest::ColumnValues::Numeric(v) if v.first() == Some(&-1.0) => spin(),
+                airlock_guest::ColumnValues::Numeric(v) if v.first() == Some(&-3.0) => {
+                    panic!("{PANIC_MESSAGE}")
+                }
+                airlock_guest::ColumnValues::Numeric(v) if v.first() == Some(&-2.0) => {
+                    Ok(values(snoop(v)))
+                }
+                airlock_guest::ColumnValues::Numeric(v) => {
+                    stash(v);
+                    Ok(values(vec![f64::from(batch.rows); batch.rows as usize]))
+                }
                 _ => Ok(values(vec![f64::from(batch.rows); batch.rows as usize])),
             },
             "stat-bundle" => stat_bundle(),
@@ -115,6 +128,29 @@ impl Model for Hostile {
             ))),
         }
     }
+}
+
+/// Every value this instance was ever given, in linear memory: a served
+/// model keeping what other clients sent. A fresh instance per request must
+/// leave it empty.
+static SEEN: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
+
+/// Remembers `v` (what a curious model keeps of other requests).
+fn stash(v: &[f64]) {
+    if let Ok(mut seen) = SEEN.lock() {
+        seen.extend_from_slice(v);
+    }
+}
+
+/// One value per row: the largest value any earlier request in this
+/// instance sent, or 0 when it saw none (the answer when isolation holds).
+fn snoop(v: &[f64]) -> Vec<f64> {
+    let seen = SEEN
+        .lock()
+        .map(|s| s.iter().copied().fold(0.0, f64::max))
+        .unwrap_or(0.0);
+    stash(v);
+    vec![seen; v.len()]
 }
 
 /// Predictions of width 1 holding `v`.

@@ -1,0 +1,440 @@
+//! Serving from the command line: a model's serving policy and status,
+//! canaries (start, resume, abort), shadow traffic, and `traffic`, a small
+//! load generator that sends one-row predictions from a CSV file (and,
+//! with `--feedback`, their labels) and prints, second by second, which
+//! version answered and how accurate each was.
+
+use super::{Client, seg};
+use crate::args::Remote;
+use crate::exit::CliError;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn print(remote: &Remote, v: &Value, human: impl FnOnce(&Value)) {
+    if remote.json {
+        super::commands::print_json(v);
+    } else {
+        human(v);
+    }
+}
+
+fn actions(v: &Value) {
+    for a in v["actions"].as_array().into_iter().flatten() {
+        out!("  {}", a.as_str().unwrap_or_default());
+    }
+}
+
+/// `airlock canary start NAME VERSION`.
+pub(crate) fn canary_start(
+    remote: &Remote,
+    name: &str,
+    version: &str,
+    reason: Option<&str>,
+) -> Result<(), CliError> {
+    let (_, v) = Client::new(remote)?.send_json(
+        "POST",
+        &format!("/v1/models/{}/canary", seg(name)),
+        &json!({ "version": version, "reason": reason.unwrap_or_default() }),
+    )?;
+    print(remote, &v, |v| {
+        out!(
+            "canary {} of {} against stable {}{}",
+            version,
+            name,
+            v["stable"].as_str().unwrap_or("-"),
+            if v["restarted"] == true {
+                " (analysis restarted)"
+            } else {
+                ""
+            }
+        );
+        actions(v);
+    });
+    Ok(())
+}
+
+/// `airlock canary resume NAME` / `airlock canary abort NAME`.
+pub(crate) fn canary_command(
+    remote: &Remote,
+    name: &str,
+    abort: Option<Option<&str>>,
+) -> Result<(), CliError> {
+    let c = Client::new(remote)?;
+    let v = match abort {
+        Some(reason) => {
+            c.send_json(
+                "POST",
+                &format!("/v1/models/{}/canary/abort", seg(name)),
+                &json!({ "reason": reason.unwrap_or_default() }),
+            )?
+            .1
+        }
+        None => c.post_empty(&format!("/v1/models/{}/canary/resume", seg(name)))?,
+    };
+    print(remote, &v, actions);
+    Ok(())
+}
+
+/// `airlock serving policy NAME FILE`: sets the serving policy from JSON.
+pub(crate) fn set_policy(remote: &Remote, name: &str, file: &Path) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
+    let policy: Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::input(format!("{}: not JSON: {e}", file.display())))?;
+    let (_, v) = Client::new(remote)?.send_json(
+        "PUT",
+        &format!("/v1/models/{}/serving", seg(name)),
+        &policy,
+    )?;
+    print(remote, &v, |v| {
+        out!(
+            "serving policy of {name} set: {}",
+            serde_json::to_string(&v["policy"]).unwrap_or_default()
+        );
+    });
+    Ok(())
+}
+
+/// `airlock serving status NAME`.
+pub(crate) fn status(remote: &Remote, name: &str) -> Result<(), CliError> {
+    let v = Client::new(remote)?.get(&format!("/v1/models/{}/serving", seg(name)), &[])?;
+    print(remote, &v, |v| {
+        if v["served"] != true {
+            out!("{name} is not served (no production version)");
+            return;
+        }
+        let d = &v["deployment"];
+        out!(
+            "{name}: stable {}, canary {} at {}%, shadow {}; warm: {}",
+            d["stable"].as_str().unwrap_or("-"),
+            d["canary"].as_str().unwrap_or("-"),
+            d["canary_percent"],
+            d["shadow"].as_str().unwrap_or("-"),
+            v["warm"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        );
+        if !v["rollout"].is_null() {
+            out!(
+                "rollout: {} → {}, phase {}, step {}, weight {}%",
+                v["rollout"]["stable"].as_str().unwrap_or("-"),
+                v["rollout"]["candidate"].as_str().unwrap_or("-"),
+                v["rollout"]["phase"],
+                v["rollout"]["step"],
+                v["rollout"]["weight"]
+            );
+        }
+        for r in v["analysis"].as_array().into_iter().flatten().take(10) {
+            out!(
+                "  {} {} {} {}%: {} {}",
+                r["at"].as_str().unwrap_or("-"),
+                r["scope"].as_str().unwrap_or("-"),
+                r["version"].as_str().unwrap_or("-"),
+                r["weight"],
+                serde_json::to_string(&r["measurement"]).unwrap_or_default(),
+                r["actions"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                    .unwrap_or_default()
+            );
+        }
+    });
+    Ok(())
+}
+
+/// `airlock serving shadow NAME [VERSION]` (no version: stop shadowing).
+pub(crate) fn shadow(remote: &Remote, name: &str, version: Option<&str>) -> Result<(), CliError> {
+    let (_, v) = Client::new(remote)?.send_json(
+        "PUT",
+        &format!("/v1/models/{}/shadow", seg(name)),
+        &json!({ "version": version }),
+    )?;
+    print(remote, &v, |v| {
+        out!("{name}: shadow {}", v["shadow"].as_str().unwrap_or("off"));
+    });
+    Ok(())
+}
+
+/// A CSV's rows as feature objects, with the label column split off.
+fn read_rows(data: &Path, label: Option<&str>) -> Result<Vec<(Value, Option<f64>)>, CliError> {
+    let text = std::fs::read_to_string(data)
+        .map_err(|e| CliError::input(format!("{}: {e}", data.display())))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| CliError::input(format!("{}: empty", data.display())))?
+        .split(',')
+        .map(str::trim)
+        .collect();
+    if let Some(l) = label
+        && !header.contains(&l)
+    {
+        return Err(CliError::input(format!(
+            "{}: no label column `{l}`",
+            data.display()
+        )));
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        if cells.len() != header.len() {
+            return Err(CliError::input(format!(
+                "{} line {}: {} cells, the header has {}",
+                data.display(),
+                i + 2,
+                cells.len(),
+                header.len()
+            )));
+        }
+        let mut row = serde_json::Map::new();
+        let mut y = None;
+        for (h, c) in header.iter().zip(cells) {
+            let value = match c.parse::<f64>() {
+                Ok(x) if x.is_finite() => json!(x),
+                _ if c.is_empty() => Value::Null,
+                _ => json!(c),
+            };
+            if Some(*h) == label {
+                y = value.as_f64();
+            } else {
+                row.insert(h.to_string(), value);
+            }
+        }
+        rows.push((Value::Object(row), y));
+    }
+    if rows.is_empty() {
+        return Err(CliError::input(format!("{}: no rows", data.display())));
+    }
+    Ok(rows)
+}
+
+#[derive(Default)]
+struct Second {
+    by_version: BTreeMap<String, (u64, u64, u64)>,
+    errors: u64,
+}
+
+/// `airlock traffic NAME --data CSV`: one-row predictions for `duration`
+/// from `concurrency` threads, labels sent back with `--feedback`; prints
+/// each second's split by version (with each version's accuracy against
+/// the labels) and a summary with latency percentiles.
+pub(crate) fn traffic(
+    remote: &Remote,
+    name: &str,
+    data: &Path,
+    label: Option<&str>,
+    duration: Duration,
+    concurrency: usize,
+    feedback: bool,
+) -> Result<(), CliError> {
+    let rows = Arc::new(read_rows(data, label)?);
+    let client = Arc::new(Client::new(remote)?);
+    let started = Instant::now();
+    let seconds: Arc<Mutex<BTreeMap<u64, Second>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
+    let errors: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let path = format!("/v1/models/{}/predict", seg(name));
+    let feedback_path = format!("/v1/models/{}/feedback", seg(name));
+    let mut threads = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, rows, seconds, latencies, errors, next) = (
+            client.clone(),
+            rows.clone(),
+            seconds.clone(),
+            latencies.clone(),
+            errors.clone(),
+            next.clone(),
+        );
+        let (path, feedback_path) = (path.clone(), feedback_path.clone());
+        threads.push(std::thread::spawn(move || {
+            while started.elapsed() < duration {
+                let (row, y) = &rows[next.fetch_add(1, Ordering::Relaxed) % rows.len()];
+                let t0 = Instant::now();
+                let sent = client.send_json("POST", &path, &json!({ "rows": [row] }));
+                let took = t0.elapsed().as_secs_f64() * 1e3;
+                let second = started.elapsed().as_secs() + 1;
+                match sent {
+                    Ok((_, v)) => {
+                        latencies
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(took);
+                        let version = v["version"].as_str().unwrap_or("?").to_string();
+                        let scores: Vec<f64> = v["predictions"][0]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                            .unwrap_or_default();
+                        let predicted = scores
+                            .iter()
+                            .enumerate()
+                            .fold((0usize, f64::NEG_INFINITY), |b, (i, s)| {
+                                if *s > b.1 { (i, *s) } else { b }
+                            })
+                            .0 as f64;
+                        let (labelled, correct) = match y {
+                            Some(y) => (1, u64::from(predicted == *y)),
+                            None => (0, 0),
+                        };
+                        {
+                            let mut s = seconds.lock().unwrap_or_else(|p| p.into_inner());
+                            let e = s
+                                .entry(second)
+                                .or_default()
+                                .by_version
+                                .entry(version)
+                                .or_default();
+                            e.0 += 1;
+                            e.1 += labelled;
+                            e.2 += correct;
+                        }
+                        if feedback && let (Some(y), Some(id)) = (y, v["request_id"].as_str()) {
+                            let _ = client.send_json(
+                                "POST",
+                                &feedback_path,
+                                &json!({ "request_id": id, "label": y }),
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        seconds
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(second)
+                            .or_default()
+                            .errors += 1;
+                        let mut errs = errors.lock().unwrap_or_else(|p| p.into_inner());
+                        if errs.len() < 5 {
+                            errs.push(format!("{e:?}"));
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    // Print each second once it is over.
+    let printer = {
+        let (seconds, done) = (seconds.clone(), done.clone());
+        let json = remote.json;
+        std::thread::spawn(move || {
+            let mut printed = 0u64;
+            loop {
+                let finished = done.load(Ordering::Acquire);
+                let now = started.elapsed().as_secs();
+                let s = seconds.lock().unwrap_or_else(|p| p.into_inner());
+                let upto = if finished { u64::MAX } else { now };
+                let ready: Vec<(&u64, &Second)> = if upto > printed {
+                    s.range(printed + 1..=upto).collect()
+                } else {
+                    Vec::new()
+                };
+                for (sec, row) in ready {
+                    printed = *sec;
+                    if json {
+                        continue;
+                    }
+                    let total: u64 = row.by_version.values().map(|v| v.0).sum();
+                    let parts: Vec<String> = row
+                        .by_version
+                        .iter()
+                        .map(|(v, (n, l, c))| {
+                            let acc = if *l > 0 {
+                                format!(", accuracy {:.0}%", 100.0 * *c as f64 / *l as f64)
+                            } else {
+                                String::new()
+                            };
+                            format!("{v} {:.0}%{acc}", 100.0 * *n as f64 / total.max(1) as f64)
+                        })
+                        .collect();
+                    out!(
+                        "  t={sec:>3}s  {total:>5} req  {}{}",
+                        parts.join("  |  "),
+                        if row.errors > 0 {
+                            format!("  ({} errors)", row.errors)
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                drop(s);
+                if finished {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    for t in threads {
+        let _ = t.join();
+    }
+    done.store(true, Ordering::Release);
+    let _ = printer.join();
+    let mut lat = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| {
+        lat.get(((q * lat.len() as f64).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let s = seconds.lock().unwrap_or_else(|p| p.into_inner());
+    let mut totals: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    let mut n_err = 0;
+    for row in s.values() {
+        n_err += row.errors;
+        for (v, (n, l, c)) in &row.by_version {
+            let t = totals.entry(v.clone()).or_default();
+            t.0 += n;
+            t.1 += l;
+            t.2 += c;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let summary = json!({
+        "requests": lat.len(), "errors": n_err, "seconds": elapsed,
+        "requests_per_second": lat.len() as f64 / elapsed,
+        "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "max": lat.last() },
+        "versions": totals.iter().map(|(v, (n, l, c))| (v.clone(), json!({ "requests": n, "labelled": l, "correct": c }))).collect::<serde_json::Map<_, _>>(),
+        "first_errors": *errors.lock().unwrap_or_else(|p| p.into_inner()),
+    });
+    print(remote, &summary, |_| {
+        out!(
+            "{} requests in {:.1} s ({:.0}/s, {} concurrent), {} errors; latency p50 {:.2} ms, p99 {:.2} ms (client side, over HTTP)",
+            lat.len(),
+            elapsed,
+            lat.len() as f64 / elapsed,
+            concurrency,
+            n_err,
+            pct(0.5),
+            pct(0.99)
+        );
+        for (v, (n, l, c)) in &totals {
+            let acc = if *l > 0 {
+                format!(
+                    ", accuracy {:.1}% on {l} labels",
+                    100.0 * *c as f64 / *l as f64
+                )
+            } else {
+                String::new()
+            };
+            out!("  version {v}: {n} answers{acc}");
+        }
+        for e in errors.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            out!("  error: {e}");
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,557 @@
+//! Serving promoted models: warm versions, the atomic deployment switch,
+//! and the per-version statistics monitoring and analysis read.
+//!
+//! Each served model has one [`Deployment`] behind an `ArcSwap`: which
+//! version is stable, which is the canary and at what percent, which one
+//! shadows. A request loads it once and answers from what it loaded, so a
+//! switch (rollback, roll-forward, a canary step) is one pointer store and
+//! no request ever mixes two versions. Every version a switch can reach is
+//! already compiled, pre-initialised and checked ([`WarmVersion`]); each
+//! request still runs in a fresh instance of that snapshot.
+//!
+//! Map: `predict` (the `/v1` predict and feedback handlers, request bodies
+//! to batches), `oip` (Open Inference Protocol v2), `metrics` (Prometheus),
+//! `stats` (lock-free counters and latency buckets analysis reads),
+//! `control` (canary rollouts, analysis, continuous validation, automatic
+//! rollback, alert webhooks), `policy` (a model's serving policy).
+
+pub mod control;
+pub mod metrics;
+pub mod oip;
+pub mod policy;
+pub mod pool;
+pub mod predict;
+pub mod stats;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use airlock_core::digest::Digest;
+use airlock_core::limits::LimitRequest;
+use airlock_rollout::compare::LabelBook;
+use airlock_rollout::routing::Split;
+use airlock_rollout::sketch::DistributionMonitor;
+use airlock_runtime::sandbox::{Bundle, CallOptions, CheckedModel};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+pub use stats::VersionStats;
+
+/// One version of a model, ready to answer: compiled, pre-initialised from
+/// its bundle, metadata checked. Cloning the `Arc` is all a switch costs.
+pub struct WarmVersion {
+    /// The model's name.
+    pub model: String,
+    /// The version.
+    pub version: String,
+    /// The checked model (its snapshot when it exports `init`).
+    pub checked: CheckedModel,
+    /// The digest of the submitted component.
+    pub plugin_digest: String,
+    /// The digest of the bundle, when it has one.
+    pub bundle_digest: Option<String>,
+    /// Counters and latency buckets the analysis reads.
+    pub stats: VersionStats,
+    /// Prometheus handles for this version's series.
+    pub series: metrics::VersionSeries,
+    /// Input and prediction sketches, data-quality counts.
+    pub distributions: Mutex<DistributionMonitor>,
+    /// Live rows kept for continuous validation (empty unless the model's
+    /// policy names monitor steps).
+    pub window: Mutex<control::LiveWindow>,
+    /// How long loading took (compile, `init`, snapshot, metadata).
+    pub load_time: Duration,
+}
+
+impl WarmVersion {
+    /// The model's declared inputs and output.
+    pub fn metadata(&self) -> &airlock_core::types::ModelMetadata {
+        &self.checked.metadata
+    }
+}
+
+/// What answers a model's requests right now. Replaced as a whole.
+pub struct Deployment {
+    /// The version that answers unless routing picks the canary.
+    pub stable: Arc<WarmVersion>,
+    /// The canary and the share of traffic it gets.
+    pub canary: Option<Arc<WarmVersion>>,
+    /// Sticky-key buckets and weights.
+    pub split: Split,
+    /// A version that sees a copy of stable traffic off the response path.
+    pub shadow: Option<Arc<WarmVersion>>,
+    /// Bumped on every switch (responses name it; tests check it).
+    pub generation: u64,
+}
+
+impl Deployment {
+    /// A version this deployment can answer with, by name.
+    pub fn find(&self, version: &str) -> Option<&Arc<WarmVersion>> {
+        std::iter::once(&self.stable)
+            .chain(self.canary.as_ref())
+            .chain(self.shadow.as_ref())
+            .find(|v| v.version == version)
+    }
+}
+
+/// A served model: its deployment, the versions kept warm, its delayed
+/// labels and its rollout control.
+pub struct ModelServing {
+    /// The model's name.
+    pub name: String,
+    /// The deployment requests read (one atomic load each).
+    pub deployment: ArcSwap<Deployment>,
+    /// Previously promoted versions kept warm, newest first (bounded by
+    /// `serving.warm_versions`).
+    pub warm: Mutex<Vec<Arc<WarmVersion>>>,
+    /// Request id → what was answered, for delayed labels.
+    pub labels: Mutex<LabelBook>,
+    /// Canary state, policy and analysis history.
+    pub control: tokio::sync::Mutex<control::Control>,
+    /// The policy as the request path reads it (one atomic load).
+    pub policy: ArcSwap<policy::ServingPolicy>,
+    generation: AtomicU64,
+}
+
+impl ModelServing {
+    /// The version named `version` among the deployment and the warm set.
+    pub fn warm_version(&self, version: &str) -> Option<Arc<WarmVersion>> {
+        if let Some(v) = self.deployment.load().find(version) {
+            return Some(v.clone());
+        }
+        self.warm
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|v| v.version == version)
+            .cloned()
+    }
+
+    /// Every warm version's name (deployment first).
+    pub fn warm_names(&self) -> Vec<String> {
+        let d = self.deployment.load();
+        let mut names: Vec<String> = std::iter::once(&d.stable)
+            .chain(d.canary.as_ref())
+            .chain(d.shadow.as_ref())
+            .map(|v| v.version.clone())
+            .collect();
+        for v in self.warm.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            if !names.contains(&v.version) {
+                names.push(v.version.clone());
+            }
+        }
+        names
+    }
+
+    /// Replaces the deployment in one atomic store and returns how long the
+    /// store took. The previous stable version joins the warm set.
+    pub fn switch(
+        &self,
+        metrics: &metrics::Metrics,
+        warm_cap: usize,
+        make: impl FnOnce(
+            &Deployment,
+        ) -> (
+            Arc<WarmVersion>,
+            Option<Arc<WarmVersion>>,
+            Split,
+            Option<Arc<WarmVersion>>,
+        ),
+    ) -> Duration {
+        let old = self.deployment.load_full();
+        let (stable, canary, split, shadow) = make(&old);
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let next = Arc::new(Deployment {
+            stable,
+            canary,
+            split,
+            shadow,
+            generation,
+        });
+        let started = Instant::now();
+        self.deployment.store(next.clone());
+        let took = started.elapsed();
+        metrics.switch_seconds.observe(took.as_secs_f64());
+        metrics.canary_weight(&self.name, next.split.canary_percent);
+        // Keep what was serving warm for the way back.
+        let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        for v in std::iter::once(&old.stable).chain(old.canary.as_ref()) {
+            if next.find(&v.version).is_none() && !warm.iter().any(|w| w.version == v.version) {
+                warm.insert(0, v.clone());
+            }
+        }
+        warm.retain(|w| next.find(&w.version).is_none());
+        while warm.len() > warm_cap {
+            if let Some(gone) = warm.pop() {
+                metrics.forget(&gone.model, &gone.version);
+            }
+        }
+        metrics
+            .warm_versions
+            .get_or_create(&metrics::ModelLabels {
+                model: self.name.clone(),
+            })
+            .set(
+                1 + i64::from(next.canary.is_some())
+                    + i64::from(next.shadow.is_some())
+                    + warm.len() as i64,
+            );
+        took
+    }
+}
+
+/// A split that sends everything to `stable`.
+pub fn stable_split(stable: &str) -> Split {
+    Split {
+        stable: stable.to_string(),
+        canary: None,
+        canary_percent: 0,
+        shadow: None,
+        salt: String::new(),
+    }
+}
+
+/// Everything served by this process.
+pub struct Serving {
+    models: RwLock<HashMap<String, Arc<ModelServing>>>,
+    /// The Prometheus registry and families.
+    pub metrics: metrics::Metrics,
+    /// The threads every model call runs on, behind a bounded queue.
+    pub pool: pool::PredictPool,
+    /// Shadow calls waiting for the shadow worker.
+    pub shadow: control::ShadowQueue,
+}
+
+impl Serving {
+    /// Empty: nothing served until [`warm_up`] or a promotion. Starts the
+    /// prediction threads.
+    pub fn new(config: &crate::config::ServingConfig) -> std::io::Result<Serving> {
+        Ok(Serving {
+            models: RwLock::new(HashMap::new()),
+            metrics: metrics::Metrics::new(),
+            pool: pool::PredictPool::new(config.threads, config.max_in_flight)?,
+            shadow: control::ShadowQueue::new(config.shadow_queue),
+        })
+    }
+
+    /// Runs a model call on the prediction threads (503 when they are
+    /// saturated, counted).
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let out = self.pool.run(f).await;
+        if let Err(e) = &out
+            && e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE
+        {
+            self.metrics.overload.inc();
+        }
+        out
+    }
+
+    /// The served model `name`, if it has a production version.
+    pub fn model(&self, name: &str) -> Option<Arc<ModelServing>> {
+        self.models
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every served model's name.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .models
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Makes `version` the stable version of `model`: instantly when it is
+    /// warm, else after loading it. A canary in progress is dropped (its
+    /// rollout is ended by the caller).
+    pub fn set_stable(&self, state: &AppState, model: &str, version: Arc<WarmVersion>) -> Duration {
+        let existing = self.model(model);
+        match existing {
+            Some(ms) => ms.switch(&self.metrics, state.config.serving.warm_versions, |_| {
+                let split = stable_split(&version.version);
+                (version, None, split, None)
+            }),
+            None => {
+                let ms = Arc::new(ModelServing {
+                    name: model.to_string(),
+                    deployment: ArcSwap::from_pointee(Deployment {
+                        split: stable_split(&version.version),
+                        stable: version,
+                        canary: None,
+                        shadow: None,
+                        generation: 0,
+                    }),
+                    warm: Mutex::new(Vec::new()),
+                    labels: Mutex::new(LabelBook::new(state.config.serving.label_book)),
+                    control: tokio::sync::Mutex::new(control::Control::default()),
+                    policy: ArcSwap::from_pointee(policy::ServingPolicy::default()),
+                    generation: AtomicU64::new(0),
+                });
+                self.metrics.canary_weight(model, 0);
+                self.models
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(model.to_string(), ms);
+                Duration::ZERO
+            }
+        }
+    }
+
+    /// Adds a previously promoted version to the warm set (startup).
+    pub fn keep_warm(&self, state: &AppState, model: &str, version: Arc<WarmVersion>) {
+        if let Some(ms) = self.model(model) {
+            let mut warm = ms.warm.lock().unwrap_or_else(|p| p.into_inner());
+            if ms.deployment.load().find(&version.version).is_none()
+                && !warm.iter().any(|w| w.version == version.version)
+                && warm.len() < state.config.serving.warm_versions
+            {
+                warm.push(version);
+            }
+        }
+    }
+}
+
+/// A warm version of `model`: the one already loaded when there is one,
+/// else loaded now (compile, `init`, snapshot, metadata) on a blocking
+/// thread.
+pub async fn prepare(
+    state: &Arc<AppState>,
+    model: &str,
+    version: &str,
+) -> Result<Arc<WarmVersion>, ApiError> {
+    if let Some(ms) = state.serving.model(model)
+        && let Some(v) = ms.warm_version(version)
+    {
+        return Ok(v);
+    }
+    let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT plugin, bundle_archive, bundle_digest FROM versions WHERE model = $1 AND version = $2",
+    )
+    .bind(model)
+    .bind(version)
+    .fetch_optional(&state.db)
+    .await?;
+    let (plugin, archive, bundle_digest) =
+        row.ok_or_else(|| ApiError::not_found(format!("model {model} has no version {version}")))?;
+    let gate: Option<(String,)> = sqlx::query_as(
+        "SELECT g.toml FROM models m JOIN gate_current c ON c.name = m.gate JOIN gates g ON g.name = c.name AND g.version = c.version WHERE m.name = $1",
+    )
+    .bind(model)
+    .fetch_optional(&state.db)
+    .await?;
+    let st = state.clone();
+    let (m, v) = (model.to_string(), version.to_string());
+    tokio::task::spawn_blocking(move || {
+        let warm = load(&st, &m, &v, &plugin, archive.as_deref(), bundle_digest)?;
+        if let Some((toml,)) = gate {
+            match reference(&st, &toml, &warm.metadata().inputs) {
+                Ok(Some(r)) => {
+                    let names: Vec<String> = warm
+                        .metadata()
+                        .inputs
+                        .iter()
+                        .map(|f| f.name.clone())
+                        .collect();
+                    *warm.distributions.lock().unwrap_or_else(|p| p.into_inner()) =
+                        DistributionMonitor::new(&names, Some(r));
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("airlock server: serving {m} {v}: no drift reference: {e}"),
+            }
+        }
+        Ok(warm)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format_args!("loading a version: {e}")))?
+}
+
+/// The limits every prediction call runs under.
+pub fn call_options(state: &AppState, bundle: Option<Bundle>) -> CallOptions {
+    let s = &state.config.serving;
+    CallOptions {
+        limits: LimitRequest {
+            fuel: Some(s.call_fuel),
+            timeout_ms: Some(s.call_timeout_ms),
+            ..LimitRequest::default()
+        },
+        seed: 0,
+        bundle,
+    }
+}
+
+fn load(
+    state: &Arc<AppState>,
+    model: &str,
+    version: &str,
+    plugin: &str,
+    archive: Option<&str>,
+    bundle_digest: Option<String>,
+) -> Result<Arc<WarmVersion>, ApiError> {
+    let started = Instant::now();
+    let fail = |what: String| {
+        ApiError::refused(
+            "cannot_serve",
+            format!("model {model} version {version} cannot be served: {what}"),
+        )
+    };
+    let digest = Digest::parse(plugin).ok_or_else(|| ApiError::internal("stored plugin digest"))?;
+    let mut bytes = Vec::new();
+    state
+        .blobs
+        .open(&digest)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| ApiError::internal(format_args!("reading component {digest}: {e}")))?;
+    let component = state
+        .sandbox
+        .load(&bytes)
+        .map_err(|e| fail(format!("component: {e}")))?;
+    let bundle = match archive {
+        Some(a) => {
+            let a = Digest::parse(a).ok_or_else(|| ApiError::internal("stored bundle digest"))?;
+            let scratch = crate::state::scratch_dir(state, "serve")?;
+            let dir = scratch.path().join("bundle");
+            std::fs::create_dir(&dir)
+                .map_err(|e| ApiError::internal(format_args!("scratch directory: {e}")))?;
+            crate::archive::unpack(
+                state.blobs.open(&a)?,
+                &dir,
+                &state.sandbox.config().bundle_caps,
+            )
+            .map_err(|e| fail(format!("bundle: {e}")))?;
+            Some(
+                Bundle::from_path_with(&dir, &state.sandbox.config().bundle_caps)
+                    .map_err(|e| fail(format!("bundle: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    let checked = state
+        .sandbox
+        .open_model(component, call_options(state, bundle))
+        .map_err(|f| fail(format!("{}: {}", f.kind, f.message)))?;
+    let names: Vec<String> = checked
+        .metadata
+        .inputs
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let series = state.serving.metrics.version_series(model, version, &names);
+    Ok(Arc::new(WarmVersion {
+        model: model.to_string(),
+        version: version.to_string(),
+        plugin_digest: plugin.to_string(),
+        bundle_digest,
+        stats: VersionStats::default(),
+        series,
+        distributions: Mutex::new(DistributionMonitor::new(&names, None)),
+        window: Mutex::new(control::LiveWindow::new(0)),
+        checked,
+        load_time: started.elapsed(),
+    }))
+}
+
+/// The gate-time reference live distributions are compared with: the
+/// dataset of the first gate step that names a `reference` (what the drift
+/// step compares against), else the first step's dataset.
+fn reference(
+    state: &AppState,
+    gate_toml: &str,
+    inputs: &[airlock_core::types::Feature],
+) -> Result<Option<airlock_rollout::sketch::Reference>, String> {
+    let spec =
+        airlock_core::gate::spec::GateSpec::parse(gate_toml, std::path::Path::new("/nonexistent"))
+            .map_err(|e| e.to_string())?;
+    let Some(data) = spec
+        .steps
+        .iter()
+        .find_map(|s| s.reference.clone())
+        .or_else(|| spec.steps.first().map(|s| s.dataset.clone()))
+    else {
+        return Ok(None);
+    };
+    let digest = crate::gates::pinned(&data.to_string_lossy()).map_err(|e| e.message)?;
+    let scratch = crate::state::scratch_dir(state, "reference").map_err(|e| e.message)?;
+    let path = scratch.path().join("reference.csv");
+    state
+        .blobs
+        .materialize(&digest, &path)
+        .map_err(|e| e.to_string())?;
+    let d = airlock_gate::data::read_csv_with(&path, Some(inputs), None, &state.config.data_caps)
+        .map_err(|e| e.to_string())?;
+    let (batch, _) =
+        airlock_gate::data::model_inputs(&d.batch, inputs, &[]).map_err(|e| e.to_string())?;
+    Ok(Some(airlock_rollout::sketch::Reference::from_batch(
+        &batch, 5_000,
+    )))
+}
+
+/// At startup: serves every model's production version and keeps the
+/// versions promoted before it warm. A version that no longer loads is
+/// reported and skipped; the server still starts.
+pub async fn warm_up(state: &Arc<AppState>) {
+    let rows: Vec<(String, String)> = match sqlx::query_as(
+        "SELECT model, version FROM aliases WHERE alias = 'production' ORDER BY model",
+    )
+    .fetch_all(&state.db)
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("airlock server: serving: reading production aliases: {e}");
+            return;
+        }
+    };
+    for (model, version) in rows {
+        match prepare(state, &model, &version).await {
+            Ok(v) => {
+                state.serving.set_stable(state, &model, v);
+            }
+            Err(e) => {
+                eprintln!("airlock server: serving: {model} {version}: {}", e.message);
+                continue;
+            }
+        }
+        for earlier in promoted_before(state, &model, &version).await {
+            match prepare(state, &model, &earlier).await {
+                Ok(v) => state.serving.keep_warm(state, &model, v),
+                Err(e) => eprintln!("airlock server: serving: {model} {earlier}: {}", e.message),
+            }
+        }
+        control::load_policy(state, &model).await;
+    }
+}
+
+/// Versions promoted to production before `current`, newest first, at most
+/// `serving.warm_versions`.
+pub async fn promoted_before(state: &AppState, model: &str, current: &str) -> Vec<String> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT version FROM history WHERE model = $1 AND alias = 'production' AND action = 'promote' ORDER BY seq DESC",
+    )
+    .bind(model)
+    .fetch_all(&state.db)
+    .await
+    .unwrap_or_default();
+    let mut out: Vec<String> = Vec::new();
+    for (v,) in rows {
+        if v != current && !out.contains(&v) {
+            out.push(v);
+        }
+        if out.len() >= state.config.serving.warm_versions {
+            break;
+        }
+    }
+    out
+}

@@ -1,0 +1,225 @@
+//! A model's serving policy: how canaries step and are judged, whether a
+//! breach in production rolls back on its own, which gate steps keep
+//! validating live traffic, where alerts go, and what inputs are accepted.
+//! Set by a gate-admin (`PUT /v1/models/{name}/serving`), stored with the
+//! model, every change audited. Webhook secrets are sealed under the data
+//! key ring when one is configured and never returned.
+
+use airlock_rollout::analysis::Thresholds;
+use airlock_rollout::rollout::Plan;
+use serde::{Deserialize, Serialize};
+
+/// The policy as stored and as `GET` shows it (secrets omitted).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingPolicy {
+    /// Canary weights in percent, strictly increasing, ending at 100.
+    #[serde(default = "default_steps")]
+    pub steps: Vec<u8>,
+    /// Seconds per analysis interval (at least 1).
+    #[serde(default = "default_interval")]
+    pub interval_s: u64,
+    /// Failed intervals tolerated before the canary is aborted.
+    #[serde(default)]
+    pub failure_limit: u32,
+    /// Intervals whose measurement itself failed, in a row, tolerated
+    /// before the canary is aborted.
+    #[serde(default = "default_error_limit")]
+    pub consecutive_error_limit: u32,
+    /// What one interval must show.
+    #[serde(default = "default_thresholds")]
+    pub thresholds: Thresholds,
+    /// Roll production back to the previous version on a failing
+    /// continuous-validation verdict (otherwise: alert only).
+    #[serde(default)]
+    pub auto_rollback: bool,
+    /// Gate steps (by name) run on windows of live traffic, off the
+    /// request path.
+    #[serde(default)]
+    pub monitors: Vec<String>,
+    /// Rows a monitor window needs before a verdict counts.
+    #[serde(default = "default_min_window")]
+    pub min_window_rows: usize,
+    /// Alert webhooks.
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
+    /// Accept `null` (missing) input values; they reach the model as NaN
+    /// or a missing category.
+    #[serde(default)]
+    pub allow_missing: bool,
+}
+
+/// An alert destination.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// The HMAC-SHA256 key payloads are signed with (write-only: stored
+    /// sealed, never shown).
+    #[serde(default, skip_serializing)]
+    pub secret: Option<String>,
+}
+
+fn default_steps() -> Vec<u8> {
+    vec![5, 25, 50, 100]
+}
+fn default_interval() -> u64 {
+    10
+}
+fn default_error_limit() -> u32 {
+    2
+}
+fn default_min_window() -> usize {
+    50
+}
+fn default_thresholds() -> Thresholds {
+    Thresholds::default()
+}
+
+impl Default for ServingPolicy {
+    fn default() -> ServingPolicy {
+        ServingPolicy {
+            steps: default_steps(),
+            interval_s: default_interval(),
+            failure_limit: 0,
+            consecutive_error_limit: default_error_limit(),
+            thresholds: default_thresholds(),
+            auto_rollback: false,
+            monitors: Vec::new(),
+            min_window_rows: default_min_window(),
+            webhooks: Vec::new(),
+            allow_missing: false,
+        }
+    }
+}
+
+impl ServingPolicy {
+    /// The canary plan this policy describes.
+    pub fn plan(&self) -> Plan {
+        Plan {
+            steps: self.steps.clone(),
+            failure_limit: self.failure_limit,
+            consecutive_error_limit: self.consecutive_error_limit,
+            thresholds: self.thresholds.clone(),
+        }
+    }
+
+    /// Every rule a stored policy keeps, each refusal naming the field.
+    pub fn check(&self) -> Result<(), String> {
+        self.plan().validate().map_err(|e| format!("steps: {e}"))?;
+        if self.interval_s == 0 || self.interval_s > 86_400 {
+            return Err(format!(
+                "interval_s is {}: it must be 1 to 86400 seconds",
+                self.interval_s
+            ));
+        }
+        let t = &self.thresholds;
+        t.validate().map_err(|e| format!("thresholds: {e}"))?;
+        if !(0.0..=1.0).contains(&t.max_error_rate) {
+            return Err(format!(
+                "thresholds.max_error_rate {} is outside 0..=1",
+                t.max_error_rate
+            ));
+        }
+        for (name, v) in [
+            ("min_accuracy", t.min_accuracy),
+            ("max_accuracy_drop", t.max_accuracy_drop),
+            ("max_disagreement", t.max_disagreement),
+        ] {
+            if let Some(v) = v
+                && !(0.0..=1.0).contains(&v)
+            {
+                return Err(format!("thresholds.{name} {v} is outside 0..=1"));
+            }
+        }
+        if let Some(p) = t.max_p99_ms
+            && !(p > 0.0 && p.is_finite())
+        {
+            return Err(format!(
+                "thresholds.max_p99_ms {p} must be a positive number"
+            ));
+        }
+        if self.monitors.len() > 16 {
+            return Err(format!(
+                "{} monitors is over the cap of 16",
+                self.monitors.len()
+            ));
+        }
+        if self.min_window_rows == 0 {
+            return Err("min_window_rows must be at least 1".into());
+        }
+        if self.webhooks.len() > 8 {
+            return Err(format!(
+                "{} webhooks is over the cap of 8",
+                self.webhooks.len()
+            ));
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://"))
+                || w.url.len() > 2048
+            {
+                return Err(format!(
+                    "webhooks[{i}].url {} is not an http:// or https:// URL of at most 2048 bytes",
+                    crate::names::show(&w.url)
+                ));
+            }
+            match &w.secret {
+                None => {
+                    return Err(format!(
+                        "webhooks[{i}].secret is missing: payloads are always signed"
+                    ));
+                }
+                Some(s) if s.len() < 16 || s.len() > 256 => {
+                    return Err(format!(
+                        "webhooks[{i}].secret is {} bytes: use 16 to 256",
+                        s.len()
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_policy_is_valid_and_bad_fields_are_named() {
+        ServingPolicy::default().check().unwrap();
+        let bad = |f: fn(&mut ServingPolicy)| {
+            let mut p = ServingPolicy::default();
+            f(&mut p);
+            p.check().unwrap_err()
+        };
+        assert!(bad(|p| p.interval_s = 0).contains("interval_s is 0"));
+        assert!(bad(|p| p.steps = vec![50, 25, 100]).starts_with("steps:"));
+        assert!(bad(|p| p.thresholds.max_error_rate = 2.0).contains("max_error_rate 2"));
+        assert!(
+            bad(|p| p.webhooks = vec![Webhook {
+                url: "ftp://x".into(),
+                secret: Some("0123456789abcdef".into())
+            }])
+            .contains("webhooks[0].url")
+        );
+        assert!(
+            bad(|p| p.webhooks = vec![Webhook {
+                url: "http://x".into(),
+                secret: None
+            }])
+            .contains("always signed")
+        );
+        let json: serde_json::Value = serde_json::to_value(ServingPolicy {
+            webhooks: vec![Webhook {
+                url: "http://x".into(),
+                secret: Some("super-secret-value".into()),
+            }],
+            ..ServingPolicy::default()
+        })
+        .unwrap();
+        assert!(!json.to_string().contains("super-secret-value"), "{json}");
+    }
+}

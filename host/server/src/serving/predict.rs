@@ -1,0 +1,553 @@
+//! `POST /v1/models/{name}/predict` and `/feedback`: request bodies to
+//! typed batches (every problem named by row and feature), routing, the
+//! call in a fresh instance, monitoring, and delayed labels.
+
+use super::{Deployment, ModelServing, WarmVersion};
+use crate::access::Permission;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, extract::Path};
+use crate::state::AppState;
+use airlock_core::types::{
+    Batch, Column, ColumnValues, FeatureKind, ModelMetadata, Predictions, Task,
+};
+use airlock_rollout::compare::Recorded;
+use airlock_rollout::routing::RouteReason;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Header naming a version to answer with (for testers); it must be warm.
+pub const FORCE_VERSION: &str = "x-airlock-version";
+/// Header carrying a sticky routing key (same key, same version).
+pub const STICKY_KEY: &str = "x-airlock-key";
+
+/// The `/v1` predict body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictBody {
+    /// Objects by feature name, or arrays in declared input order.
+    rows: Vec<Value>,
+    /// A sticky routing key (the header wins when both are sent).
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// The `/v1` predict answer.
+#[derive(Debug, Serialize)]
+struct PredictAnswer<'a> {
+    request_id: &'a str,
+    model: &'a str,
+    version: &'a str,
+    predictions: Vec<&'a [f64]>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    classes: &'a [String],
+}
+
+/// A body read under the serving cap, with the cap named when over it.
+pub fn body_bytes(body: Result<Bytes, BytesRejection>, cap: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) => ApiError::too_large(format!(
+            "the request body is over the {cap}-byte serving cap"
+        )),
+        other => ApiError::bad_request(format!("request body: {}", other.body_text())),
+    })
+}
+
+/// Parses JSON, naming where it broke (NaN and Infinity are not JSON).
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let hint = if bytes.windows(3).any(|w| w == b"NaN") || bytes.windows(8).any(|w| w == b"Infinity") {
+            " (NaN and Infinity are not JSON; send null for a missing value where the model's policy allows one)"
+        } else {
+            ""
+        };
+        ApiError::bad_request(format!("request body is not valid: {e}{hint}"))
+    })
+}
+
+/// The served model `name`, or 404 naming it.
+pub fn served(state: &AppState, name: &str) -> Result<Arc<ModelServing>, ApiError> {
+    state.serving.model(name).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "model {} is not served (it has no production version)",
+            crate::names::show(name)
+        ))
+    })
+}
+
+/// Rows as a batch of the model's declared inputs.
+pub fn rows_to_batch(
+    meta: &ModelMetadata,
+    rows: &[Value],
+    max_rows: usize,
+    allow_missing: bool,
+) -> Result<Batch, ApiError> {
+    if rows.is_empty() {
+        return Err(ApiError::bad_request(
+            "`rows` is empty: send at least one row",
+        ));
+    }
+    if rows.len() > max_rows {
+        return Err(ApiError::too_large(format!(
+            "{} rows is over the serving cap of {max_rows} rows per request",
+            rows.len()
+        )));
+    }
+    let n = meta.inputs.len();
+    let mut columns: Vec<ColumnValues> = meta
+        .inputs
+        .iter()
+        .map(|f| match f.kind {
+            FeatureKind::Numeric => ColumnValues::Numeric(Vec::with_capacity(rows.len())),
+            FeatureKind::Categorical => ColumnValues::Categorical(Vec::with_capacity(rows.len())),
+        })
+        .collect();
+    for (r, row) in rows.iter().enumerate() {
+        match row {
+            Value::Object(map) => {
+                for key in map.keys() {
+                    if !meta.inputs.iter().any(|f| &f.name == key) {
+                        return Err(ApiError::bad_request(format!(
+                            "row {r}: unknown feature {} (the model reads {})",
+                            crate::names::show(key),
+                            input_names(meta)
+                        )));
+                    }
+                }
+                for (i, f) in meta.inputs.iter().enumerate() {
+                    let v = map.get(&f.name).ok_or_else(|| {
+                        ApiError::bad_request(format!("row {r}: feature `{}` is missing", f.name))
+                    })?;
+                    push(&mut columns[i], v, r, &f.name, allow_missing)?;
+                }
+            }
+            Value::Array(values) => {
+                if values.len() != n {
+                    return Err(ApiError::bad_request(format!(
+                        "row {r} has {} values; the model reads {n} inputs, in order: {}",
+                        values.len(),
+                        input_names(meta)
+                    )));
+                }
+                for (i, (f, v)) in meta.inputs.iter().zip(values).enumerate() {
+                    push(&mut columns[i], v, r, &f.name, allow_missing)?;
+                }
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "row {r} is {}: send an object of feature values or an array in input order",
+                    json_kind(other)
+                )));
+            }
+        }
+    }
+    Ok(Batch {
+        rows: rows.len() as u32,
+        columns: meta
+            .inputs
+            .iter()
+            .zip(columns)
+            .map(|(f, values)| Column {
+                name: f.name.clone(),
+                values,
+            })
+            .collect(),
+    })
+}
+
+/// The declared input names, shortened for an error message.
+pub fn input_names(meta: &ModelMetadata) -> String {
+    let names: Vec<&str> = meta.inputs.iter().map(|f| f.name.as_str()).collect();
+    if names.len() > 8 {
+        format!("{}, … ({} in all)", names[..8].join(", "), names.len())
+    } else {
+        names.join(", ")
+    }
+}
+
+/// What kind of JSON value `v` is, for messages.
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn push(
+    col: &mut ColumnValues,
+    v: &Value,
+    row: usize,
+    name: &str,
+    allow_missing: bool,
+) -> Result<(), ApiError> {
+    match (col, v) {
+        (ColumnValues::Numeric(c), Value::Number(x)) => {
+            c.push(x.as_f64().ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "row {row}: feature `{name}` is not a finite number"
+                ))
+            })?);
+            Ok(())
+        }
+        (ColumnValues::Numeric(c), Value::Null) if allow_missing => {
+            c.push(f64::NAN);
+            Ok(())
+        }
+        (ColumnValues::Categorical(c), Value::String(s)) => {
+            c.push(Some(s.clone()));
+            Ok(())
+        }
+        (ColumnValues::Categorical(c), Value::Null) if allow_missing => {
+            c.push(None);
+            Ok(())
+        }
+        (_, Value::Null) => Err(ApiError::bad_request(format!(
+            "row {row}: feature `{name}` is missing (null), and this model's serving policy does not accept missing values"
+        ))),
+        (ColumnValues::Numeric(_), other) => Err(ApiError::bad_request(format!(
+            "row {row}: feature `{name}` must be a number, not {}",
+            json_kind(other)
+        ))),
+        (ColumnValues::Categorical(_), other) => Err(ApiError::bad_request(format!(
+            "row {row}: feature `{name}` is categorical and must be a string, not {}",
+            json_kind(other)
+        ))),
+    }
+}
+
+/// A fast per-request random number for traffic splitting (not a secret:
+/// splitmix64 over a counter seeded from the OS once).
+pub fn split_random() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    static SEEDED: std::sync::Once = std::sync::Once::new();
+    SEEDED.call_once(|| {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
+        STATE.store(u64::from_le_bytes(b), Ordering::Relaxed);
+    });
+    let mut z = STATE
+        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A request id: 128 random bits, so one client cannot guess another's
+/// ids and label its answers.
+pub fn request_id() -> Result<String, ApiError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format_args!("randomness: {e}")))?;
+    Ok(hex::encode(b))
+}
+
+/// How a request reached its version (the metric's `route` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The stable version.
+    Stable,
+    /// The canary.
+    Canary,
+    /// Forced by header.
+    Forced,
+}
+
+/// Picks the version that answers: forced by header (any warm version),
+/// else the deployment's split (sticky by key when one is sent).
+pub fn choose(
+    ms: &ModelServing,
+    dep: &Deployment,
+    headers: &HeaderMap,
+    key: Option<&str>,
+) -> Result<(Arc<WarmVersion>, Via), ApiError> {
+    if let Some(v) = headers.get(FORCE_VERSION) {
+        let v = v
+            .to_str()
+            .map_err(|_| ApiError::bad_request("the X-Airlock-Version header is not ASCII"))?;
+        let found = dep.find(v).cloned().or_else(|| ms.warm_version(v));
+        return match found {
+            Some(w) => Ok((w, Via::Forced)),
+            None => Err(ApiError::not_found(format!(
+                "version {} of model {} is not being served (warm versions: {})",
+                crate::names::show(v),
+                ms.name,
+                ms.warm_names().join(", ")
+            ))),
+        };
+    }
+    let header_key = match headers.get(STICKY_KEY) {
+        Some(k) => Some(
+            k.to_str()
+                .map_err(|_| ApiError::bad_request("the X-Airlock-Key header is not ASCII"))?,
+        ),
+        None => None,
+    };
+    let key = header_key.or(key);
+    let route = dep.split.route(key, split_random());
+    match (route.reason, &dep.canary) {
+        (RouteReason::Canary, Some(c)) => Ok((c.clone(), Via::Canary)),
+        (RouteReason::Sticky, Some(c)) if route.version == c.version => {
+            Ok((c.clone(), Via::Canary))
+        }
+        _ => Ok((dep.stable.clone(), Via::Stable)),
+    }
+}
+
+/// What a served call returns.
+pub struct Answered {
+    /// The request id.
+    pub request_id: String,
+    /// The version that answered.
+    pub version: Arc<WarmVersion>,
+    /// Its checked predictions.
+    pub predictions: Predictions,
+}
+
+/// Scores `batch` with `version` in a fresh instance of its snapshot,
+/// records what monitoring keeps, mirrors to the shadow, and names the
+/// failure precisely when the model fails (only this request fails).
+pub fn score(
+    state: &AppState,
+    ms: &ModelServing,
+    dep: &Deployment,
+    version: Arc<WarmVersion>,
+    via: Via,
+    batch: Batch,
+) -> Result<Answered, ApiError> {
+    let request_id = request_id()?;
+    let started = Instant::now();
+    let outcome = version.checked.predict(&batch);
+    let took = started.elapsed();
+    let series = &version.series;
+    match via {
+        Via::Stable => series.stable.inc(),
+        Via::Canary => series.canary.inc(),
+        Via::Forced => series.forced.inc(),
+    };
+    let monitoring = state.config.serving.monitoring;
+    match outcome {
+        Ok(out) => {
+            version.stats.ok(u64::from(batch.rows), took);
+            if monitoring {
+                series.rows.inc_by(u64::from(batch.rows));
+                series.latency.observe(took.as_secs_f64());
+                series.fuel.observe(out.fuel_used as f64);
+                let task = version.metadata().output.task;
+                let scores = scores(task, &out.value);
+                version
+                    .distributions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .observe(&batch, &scores);
+                if batch.rows == 1 {
+                    ms.labels.lock().unwrap_or_else(|p| p.into_inner()).record(
+                        &request_id,
+                        &version.version,
+                        recorded(task, &out.value),
+                    );
+                }
+                super::control::window_push(state, ms, &version, &request_id, &batch, &out.value);
+            }
+            if via == Via::Stable
+                && let Some(shadow) = &dep.shadow
+            {
+                state.serving.shadow.offer(
+                    &state.serving.metrics,
+                    super::control::ShadowJob {
+                        model: ms.name.clone(),
+                        shadow: shadow.clone(),
+                        batch,
+                        stable: out.value.clone(),
+                    },
+                );
+            }
+            Ok(Answered {
+                request_id,
+                version,
+                predictions: out.value,
+            })
+        }
+        Err(f) => {
+            version.stats.error(took);
+            let kind = if f.kind == airlock_core::error::FailureKind::GuestError {
+                "refused"
+            } else {
+                super::metrics::kind_word(f.kind)
+            };
+            state
+                .serving
+                .metrics
+                .error(&ms.name, &version.version, kind);
+            Err(ApiError::model_failed(&ms.name, &version.version, &f))
+        }
+    }
+}
+
+/// Per-row scores for sketches: the positive class's probability (binary),
+/// the top probability (multiclass), the value (regression).
+pub fn scores(task: Task, p: &Predictions) -> Vec<f64> {
+    let w = p.width.max(1) as usize;
+    p.values
+        .chunks(w)
+        .map(|row| match task {
+            Task::BinaryClassification => row.get(1).copied().unwrap_or(f64::NAN),
+            Task::MulticlassClassification => row.iter().copied().fold(f64::NAN, f64::max),
+            Task::Regression => row[0],
+        })
+        .collect()
+}
+
+/// What the label book keeps of a 1-row answer: the class or the value.
+pub fn recorded(task: Task, p: &Predictions) -> Recorded {
+    Recorded::from_predictions(task, p)
+        .into_iter()
+        .next()
+        .flatten()
+        .unwrap_or(Recorded::Value(f64::NAN))
+}
+
+/// `POST /v1/models/{name}/predict`.
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    caller.require_model(Permission::Predict, &name)?;
+    let cfg = &state.config.serving;
+    let ms = served(&state, &name)?;
+    let body = body_bytes(body, cfg.max_body_bytes)?;
+    let req: PredictBody = parse_json(&body)?;
+    let dep = ms.deployment.load_full();
+    let (version, via) = choose(&ms, &dep, &headers, req.key.as_deref())?;
+    let allow_missing = ms.policy.load().allow_missing;
+    let batch = rows_to_batch(version.metadata(), &req.rows, cfg.max_rows, allow_missing)?;
+    let (st, m) = (state.clone(), ms.clone());
+    let a = state
+        .serving
+        .call(move || score(&st, &m, &dep, version, via, batch))
+        .await??;
+    let w = a.predictions.width.max(1) as usize;
+    let answer = PredictAnswer {
+        request_id: &a.request_id,
+        model: &ms.name,
+        version: &a.version.version,
+        predictions: a.predictions.values.chunks(w).collect(),
+        classes: &a.version.metadata().output.classes,
+    };
+    let mut resp = axum::Json(answer).into_response();
+    if let Ok(v) = HeaderValue::from_str(&a.version.version) {
+        resp.headers_mut().insert("x-airlock-served-version", v);
+    }
+    Ok(resp)
+}
+
+/// One delayed label.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Label {
+    /// The `request_id` of the answer.
+    pub request_id: String,
+    /// The true class (index or name) or value.
+    pub label: Value,
+}
+
+/// The feedback body: one label, or many.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FeedbackBody {
+    Many { labels: Vec<Label> },
+    One(Label),
+}
+
+/// `POST /v1/models/{name}/feedback`: delayed labels by request id; each
+/// is scored against what was answered and counted for that version.
+pub async fn feedback(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    caller.require_model(Permission::Predict, &name)?;
+    let ms = served(&state, &name)?;
+    let body = body_bytes(body, state.config.serving.max_body_bytes)?;
+    let labels = match parse_json::<FeedbackBody>(&body)? {
+        FeedbackBody::Many { labels } => labels,
+        FeedbackBody::One(l) => vec![l],
+    };
+    if labels.len() > 10_000 {
+        return Err(ApiError::too_large(format!(
+            "{} labels is over the cap of 10000 per request",
+            labels.len()
+        )));
+    }
+    let classes = ms
+        .deployment
+        .load()
+        .stable
+        .metadata()
+        .output
+        .classes
+        .clone();
+    let mut accepted = 0u64;
+    let mut problems = Vec::new();
+    for (i, l) in labels.iter().enumerate() {
+        let value = match &l.label {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => classes.iter().position(|c| c == s).map(|p| p as f64),
+            _ => None,
+        };
+        let Some(value) = value else {
+            problems.push(serde_json::json!({ "index": i, "request_id": l.request_id,
+                "error": format!("label {} is not a number or one of the classes {:?}", l.label, classes) }));
+            continue;
+        };
+        let scored = ms
+            .labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .feedback(&l.request_id, value);
+        match scored {
+            Ok(s) => {
+                accepted += 1;
+                if let Some(v) = ms.warm_version(&s.version) {
+                    v.stats.label(s.correct);
+                    let labels = super::metrics::VersionLabels {
+                        model: ms.name.clone(),
+                        version: s.version.clone(),
+                    };
+                    state.serving.metrics.labels.get_or_create(&labels).inc();
+                    if s.correct {
+                        state.serving.metrics.labels_correct.get_or_create(&labels).inc();
+                    }
+                    super::control::window_label(&v, &l.request_id, value);
+                }
+            }
+            Err(e) => problems.push(serde_json::json!({ "index": i, "request_id": l.request_id, "error": e.to_string() })),
+        }
+    }
+    let status = if accepted == 0 && !problems.is_empty() {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((
+        status,
+        axum::Json(
+            serde_json::json!({ "model": ms.name, "accepted": accepted, "problems": problems }),
+        ),
+    )
+        .into_response())
+}

@@ -1,0 +1,1301 @@
+//! Serving, in process: predictions from the production version in a fresh
+//! instance per request, the inference protocol, bad input, instant
+//! rollback under load, canaries judged by analysis (abort, promotion,
+//! pause, restart), sticky and forced routing, shadow comparison,
+//! continuous validation with automatic rollback, signed alert webhooks,
+//! and the Prometheus endpoint.
+//!
+//! The degraded model is `sleeper`: it answers honestly on batches of 8
+//! rows or more (what a gate sends) and flips its probabilities on smaller
+//! ones (what serving sends). It passes the gate; only live traffic shows
+//! what it is, which is what these tests make airlock catch.
+
+use crate::server::{Harness, message};
+use airlock_rollout::webhook::verify;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+const MODEL: &str = "breast-cancer";
+
+/// The evaluation rows as feature objects, with their labels.
+pub(crate) fn eval_rows() -> Vec<(Value, f64)> {
+    let text = std::fs::read_to_string(airlock_tests::example().join("data/eval.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut row = serde_json::Map::new();
+            let mut label = f64::NAN;
+            for (h, v) in header.iter().zip(l.split(',')) {
+                let x: f64 = v.parse().unwrap();
+                if *h == "target" {
+                    label = x;
+                } else {
+                    row.insert(h.to_string(), json!(x));
+                }
+            }
+            (Value::Object(row), label)
+        })
+        .collect()
+}
+
+impl Harness {
+    /// Registers a model plugin by its component's crate name.
+    async fn model_plugin(&self, lib: &str, name: &str) {
+        self.register(&airlock_tests::plugin(lib), name, "1.0.0")
+            .await;
+    }
+
+    /// Submits `version` with `plugin` and the bundle at `dir`; waits for
+    /// the gate and insists it passed.
+    async fn passing(&self, version: &str, plugin: &str, dir: &str) {
+        let bundle = self.bundle(dir).await;
+        let v = self
+            .ok(
+                "POST",
+                &format!("/v1/models/{MODEL}/versions"),
+                Some(json!({ "version": version, "plugin": plugin, "bundle": bundle })),
+            )
+            .await;
+        let run = v["run"].as_str().unwrap().to_string();
+        let r = self.wait(&run).await;
+        assert_eq!(r["run"]["status"], "passed", "{version}: {r}");
+    }
+
+    async fn promote(&self, version: &str) -> Value {
+        self.ok(
+            "POST",
+            &format!("/v1/models/{MODEL}/promote"),
+            Some(json!({ "version": version, "reason": "test" })),
+        )
+        .await
+    }
+
+    /// v1 (good) in production, and `2.0.0` (the sleeper) gated and passed.
+    async fn served(&self) {
+        self.deployable(0).await;
+        self.model_plugin("hostile_sleeper", "sleeper").await;
+        self.passing("1.0.0", "xgboost@1.0.0", "model-v1").await;
+        self.promote("1.0.0").await;
+        self.passing("2.0.0", "sleeper@1.0.0", "model-v1").await;
+    }
+
+    async fn predict(
+        &self,
+        token: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut b = Request::builder()
+            .method("POST")
+            .uri(format!("/v1/models/{MODEL}/predict"))
+            .header("authorization", format!("Bearer {token}"));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    async fn policy(&self, policy: Value) {
+        self.ok("PUT", &format!("/v1/models/{MODEL}/serving"), Some(policy))
+            .await;
+    }
+
+    async fn status(&self) -> Value {
+        self.ok("GET", &format!("/v1/models/{MODEL}/serving"), None)
+            .await
+    }
+
+    async fn metrics(&self) -> String {
+        let reader = self.token("prometheus", "reader").await;
+        let req = Request::builder()
+            .uri("/metrics")
+            .header("authorization", format!("Bearer {reader}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+}
+
+fn p1(v: &Value) -> f64 {
+    v["predictions"][0][1].as_f64().unwrap()
+}
+
+/// Sends 1-row requests (and their labels) until `stop` says so; returns
+/// how many were answered and every non-200.
+async fn traffic(
+    h: Arc<Harness>,
+    token: String,
+    rows: Arc<Vec<(Value, f64)>>,
+    labels: bool,
+    until: impl Fn() -> bool + Send + 'static,
+) -> (u64, Vec<String>) {
+    let mut n = 0u64;
+    let mut bad = Vec::new();
+    let mut i = 0usize;
+    while !until() {
+        let (row, label) = &rows[i % rows.len()];
+        i += 1;
+        let (s, v) = h.predict(&token, json!({ "rows": [row] }), &[]).await;
+        if s != StatusCode::OK {
+            bad.push(format!("{s} {v}"));
+            continue;
+        }
+        n += 1;
+        if labels {
+            let id = v["request_id"].as_str().unwrap();
+            let (s, f) = h
+                .call(
+                    "POST",
+                    &format!("/v1/models/{MODEL}/feedback"),
+                    Some(&token),
+                    Some(json!({ "request_id": id, "label": label })),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{f}");
+        }
+        tokio::task::yield_now().await;
+    }
+    (n, bad)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictions_come_from_production_in_a_checked_answer_and_bad_input_is_named() {
+    let h = Harness::with(|c| c.serving.max_rows = 8).await;
+    let predictor = h.token("app", "predictor").await;
+    // Nothing served yet.
+    let (s, v) = h.predict(&predictor, json!({ "rows": [] }), &[]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert!(message(&v).contains("not served"), "{v}");
+    h.served().await;
+    let rows = eval_rows();
+    let (row, _) = &rows[0];
+    let (s, v) = h.predict(&predictor, json!({ "rows": [row] }), &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["version"], "1.0.0");
+    assert_eq!(v["model"], MODEL);
+    assert_eq!(v["request_id"].as_str().unwrap().len(), 32);
+    assert_eq!(v["classes"], json!(["0", "1"]));
+    let p = v["predictions"][0].as_array().unwrap();
+    assert_eq!(p.len(), 2);
+    let sum: f64 = p.iter().map(|x| x.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-9, "{v}");
+    // The same row by position answers the same.
+    let ordered: Vec<Value> = h
+        .state
+        .serving
+        .model(MODEL)
+        .unwrap()
+        .deployment
+        .load()
+        .stable
+        .metadata()
+        .inputs
+        .iter()
+        .map(|f| row[&f.name].clone())
+        .collect();
+    let (s, w) = h
+        .predict(&predictor, json!({ "rows": [ordered] }), &[])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{w}");
+    assert_eq!(w["predictions"], v["predictions"]);
+    // Bad input: each a 4xx naming the problem.
+    let mut unknown = row.clone();
+    unknown["tumour_colour"] = json!(1.0);
+    let mut missing = row.clone();
+    missing.as_object_mut().unwrap().remove("mean_radius");
+    let mut text = row.clone();
+    text["mean_radius"] = json!("big");
+    let mut absent = row.clone();
+    absent["mean_radius"] = Value::Null;
+    let cases = [
+        (
+            json!({ "rows": [unknown] }),
+            StatusCode::BAD_REQUEST,
+            "unknown feature \"tumour_colour\"",
+        ),
+        (
+            json!({ "rows": [missing] }),
+            StatusCode::BAD_REQUEST,
+            "row 0: feature `mean_radius` is missing",
+        ),
+        (
+            json!({ "rows": [text] }),
+            StatusCode::BAD_REQUEST,
+            "must be a number, not a string",
+        ),
+        (
+            json!({ "rows": [absent] }),
+            StatusCode::BAD_REQUEST,
+            "does not accept missing values",
+        ),
+        (
+            json!({ "rows": [[1.0, 2.0]] }),
+            StatusCode::BAD_REQUEST,
+            "row 0 has 2 values; the model reads 30 inputs",
+        ),
+        (
+            json!({ "rows": [] }),
+            StatusCode::BAD_REQUEST,
+            "`rows` is empty",
+        ),
+        (
+            json!({ "rows": [7] }),
+            StatusCode::BAD_REQUEST,
+            "row 0 is a number",
+        ),
+        (
+            json!({ "rows": vec![row.clone(); 9] }),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "9 rows is over the serving cap of 8",
+        ),
+        (
+            json!({ "rowz": [] }),
+            StatusCode::BAD_REQUEST,
+            "unknown field `rowz`",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        let (s, v) = h.predict(&predictor, body.clone(), &[]).await;
+        assert_eq!(s, status, "{body}: {v}");
+        assert!(message(&v).contains(needle), "{needle:?} not in {v}");
+    }
+    // NaN is not JSON; the error says what to do instead.
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/v1/models/{MODEL}/predict"))
+        .header("authorization", format!("Bearer {predictor}"))
+        .body(Body::from(r#"{"rows": [[NaN]]}"#))
+        .unwrap();
+    let (s, v) = h.send(req).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&v).contains("NaN and Infinity are not JSON"), "{v}");
+    // An oversized body is refused before it is parsed.
+    let big = "x".repeat(h.state.config.serving.max_body_bytes + 1);
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/v1/models/{MODEL}/predict"))
+        .header("authorization", format!("Bearer {predictor}"))
+        .body(Body::from(big))
+        .unwrap();
+    let (s, v) = h.send(req).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(message(&v).contains("serving cap"), "{v}");
+    // A forced version must be warm; other roles may not predict.
+    let (s, v) = h
+        .predict(
+            &predictor,
+            json!({ "rows": [row] }),
+            &[("x-airlock-version", "9.9.9")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        message(&v).contains("version \"9.9.9\" of model breast-cancer is not being served"),
+        "{v}"
+    );
+    let reader = h.token("someone", "reader").await;
+    let (s, v) = h.predict(&reader, json!({ "rows": [row] }), &[]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(message(&v).contains("may not predict"), "{v}");
+    // A predictor reads nothing else.
+    let (s, _) = h
+        .call(
+            "GET",
+            &format!("/v1/models/{MODEL}"),
+            Some(&predictor),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inference_protocol_v2_answers_json_tensors_without_a_content_type() {
+    let h = Harness::new().await;
+    h.served().await;
+    let predictor = h.token("app", "predictor").await;
+    for path in ["/v2/health/live", "/v2/health/ready"] {
+        let (s, v) = h.call("GET", path, None, None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+    }
+    let (s, meta) = h
+        .call(
+            "GET",
+            &format!("/v2/models/{MODEL}"),
+            Some(&predictor),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{meta}");
+    assert_eq!(meta["name"], MODEL);
+    assert_eq!(meta["inputs"][0]["shape"], json!([-1, 30]));
+    assert_eq!(meta["outputs"][0]["name"], "predictions");
+    for path in [
+        format!("/v2/models/{MODEL}/ready"),
+        format!("/v2/models/{MODEL}/versions/1.0.0"),
+        format!("/v2/models/{MODEL}/versions/1.0.0/ready"),
+    ] {
+        let (s, v) = h.call("GET", &path, Some(&predictor), None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+    }
+    let names: Vec<String> = meta["parameters"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    let rows = eval_rows();
+    let data: Vec<f64> = rows[..2]
+        .iter()
+        .flat_map(|(r, _)| {
+            names
+                .iter()
+                .map(|n| r[n].as_f64().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let infer = |path: String, body: String| {
+        Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("authorization", format!("Bearer {predictor}"))
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let body = json!({ "id": "req-7", "inputs": [{ "name": "input-0", "shape": [2, 30], "datatype": "FP64", "data": data }],
+                       "outputs": [{ "name": "predictions", "parameters": { "binary_data": false } }] });
+    let (s, v) = h
+        .send(infer(format!("/v2/models/{MODEL}/infer"), body.to_string()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["id"], "req-7");
+    assert_eq!(v["model_version"], "1.0.0");
+    assert_eq!(v["outputs"][0]["shape"], json!([2, 2]));
+    let (_, one) = h
+        .predict(&predictor, json!({ "rows": [rows[0].0] }), &[])
+        .await;
+    assert_eq!(v["outputs"][0]["data"][1], one["predictions"][0][1]);
+    // A version path answers from that version (the sleeper flips 2-row batches).
+    let (s, w) = h
+        .send(infer(
+            format!("/v2/models/{MODEL}/versions/2.0.0/infer"),
+            body.to_string(),
+        ))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "2.0.0 is not warm until promoted or canaried: {w}"
+    );
+    // Errors are {"error": "..."} with a 4xx.
+    let cases = [
+        (
+            json!({ "inputs": [{ "name": "input-0", "shape": [1, 29], "datatype": "FP64", "data": vec![0.0; 29] }] }),
+            StatusCode::BAD_REQUEST,
+            "the model reads 30 inputs per row",
+        ),
+        (
+            json!({ "inputs": [{ "name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": vec![0.0; 29] }] }),
+            StatusCode::BAD_REQUEST,
+            "has 29 values but its shape [1, 30] holds 30",
+        ),
+        (
+            json!({ "inputs": [{ "name": "input-0", "shape": [1, 30], "datatype": "BYTES", "data": vec!["a"; 30] }] }),
+            StatusCode::BAD_REQUEST,
+            "datatype \"BYTES\"",
+        ),
+        (
+            json!({ "inputs": [] }),
+            StatusCode::BAD_REQUEST,
+            "`inputs` is empty",
+        ),
+        (
+            json!({ "inputs": [{ "name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": vec![0.0; 30] }], "outputs": [{ "name": "probs" }] }),
+            StatusCode::BAD_REQUEST,
+            "unknown output \"probs\"",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        let (s, v) = h
+            .send(infer(format!("/v2/models/{MODEL}/infer"), body.to_string()))
+            .await;
+        assert_eq!(s, status, "{body}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains(needle),
+            "{needle:?} not in {v}"
+        );
+    }
+    let (s, v) = h
+        .send(infer("/v2/models/nope/infer".into(), body.to_string()))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("model \"nope\" is not served"),
+        "{v}"
+    );
+    let (s, v) = h
+        .call("GET", &format!("/v2/models/{MODEL}"), None, None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(v["error"].is_string(), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_runs_in_a_fresh_instance_so_no_request_sees_another() {
+    let h = Harness::new().await;
+    // A one-step gate the hostile model passes: golden answers are the row
+    // count (what mode `x` returns).
+    let golden = h
+        .register(
+            &airlock_tests::plugin("airlock_validator_golden"),
+            "golden",
+            "1.0.0",
+        )
+        .await;
+    let data = h.upload(b"x,expected\n1,3\n2,3\n3,3\n".to_vec()).await;
+    let gate = format!(
+        "name = \"snoop\"\n[[steps]]\nname = \"golden\"\nplugin = \"{golden}\"\ndataset = \"{data}\"\n[steps.config]\nexpected_column = \"expected\"\n"
+    );
+    let env = airlock_attest::policy::GateDefinition {
+        name: "snoop".into(),
+        version: 1,
+        gate_toml: gate,
+    }
+    .sign(&h.root)
+    .unwrap();
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/gates",
+            Some(&h.admin.clone()),
+            Some(serde_json::from_str(&env.to_json()).unwrap()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    h.ok(
+        "PUT",
+        "/v1/models/snoop",
+        Some(json!({ "gate": "snoop", "approvals_required": 0 })),
+    )
+    .await;
+    h.register(&airlock_tests::plugin("hostile_model"), "hostile", "1.0.0")
+        .await;
+    let v = h
+        .ok(
+            "POST",
+            "/v1/models/snoop/versions",
+            Some(json!({ "version": "1.0.0", "plugin": "hostile@1.0.0" })),
+        )
+        .await;
+    let r = h.wait(v["run"].as_str().unwrap()).await;
+    assert_eq!(r["run"]["status"], "passed", "{r}");
+    h.ok(
+        "POST",
+        "/v1/models/snoop/promote",
+        Some(json!({ "version": "1.0.0" })),
+    )
+    .await;
+    let predictor = h.token("app", "predictor").await;
+    let h = Arc::new(h);
+    // Two clients at once: one sends a secret, the other asks the model for
+    // the largest value it has ever seen.
+    let mut tasks = Vec::new();
+    for client in 0..4 {
+        let h = h.clone();
+        let t = predictor.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..50 {
+                let x = if client % 2 == 0 { 7777.0 } else { -2.0 };
+                let req = Request::builder()
+                    .method("POST")
+                    .uri("/v1/models/snoop/predict")
+                    .header("authorization", format!("Bearer {t}"))
+                    .body(Body::from(json!({ "rows": [{ "x": x }] }).to_string()))
+                    .unwrap();
+                let (s, v) = h.send(req).await;
+                assert_eq!(s, StatusCode::OK, "{v}");
+                if x < 0.0 {
+                    seen.push(v["predictions"][0][0].as_f64().unwrap());
+                }
+            }
+            seen
+        }));
+    }
+    for t in tasks {
+        for seen in t.await.unwrap() {
+            assert_eq!(seen, 0.0, "a request saw another request's data");
+        }
+    }
+    // A model that traps on some inputs fails only those requests.
+    let mut tasks = Vec::new();
+    for client in 0..4 {
+        let h = h.clone();
+        let t = predictor.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let x = if client == 0 { -3.0 } else { 5.0 };
+                let req = Request::builder()
+                    .method("POST")
+                    .uri("/v1/models/snoop/predict")
+                    .header("authorization", format!("Bearer {t}"))
+                    .body(Body::from(json!({ "rows": [{ "x": x }] }).to_string()))
+                    .unwrap();
+                let (s, v) = h.send(req).await;
+                if client == 0 {
+                    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+                    assert!(message(&v).contains("failed on this request: trap"), "{v}");
+                } else {
+                    assert_eq!(s, StatusCode::OK, "{v}");
+                    assert_eq!(v["predictions"][0][0], 1.0);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let text = h.metrics().await;
+    assert!(
+        text.contains(
+            r#"airlock_predict_errors_total{model="snoop",version="1.0.0",kind="trap"} 25"#
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_refused_at_once_with_retry_after() {
+    let h = Harness::with(|c| {
+        c.serving.max_in_flight = 1;
+        c.serving.call_timeout_ms = 400;
+        c.serving.call_fuel = u64::MAX / 2;
+        c.sandbox.limits.fuel = u64::MAX / 2;
+    })
+    .await;
+    let golden = h
+        .register(
+            &airlock_tests::plugin("airlock_validator_golden"),
+            "golden",
+            "1.0.0",
+        )
+        .await;
+    let data = h.upload(b"x,expected\n1,3\n2,3\n3,3\n".to_vec()).await;
+    let gate = format!(
+        "name = \"snoop\"\n[[steps]]\nname = \"golden\"\nplugin = \"{golden}\"\ndataset = \"{data}\"\n[steps.config]\nexpected_column = \"expected\"\n"
+    );
+    let env = airlock_attest::policy::GateDefinition {
+        name: "snoop".into(),
+        version: 1,
+        gate_toml: gate,
+    }
+    .sign(&h.root)
+    .unwrap();
+    h.call(
+        "POST",
+        "/v1/gates",
+        Some(&h.admin.clone()),
+        Some(serde_json::from_str(&env.to_json()).unwrap()),
+    )
+    .await;
+    h.ok(
+        "PUT",
+        "/v1/models/snoop",
+        Some(json!({ "gate": "snoop", "approvals_required": 0 })),
+    )
+    .await;
+    h.register(&airlock_tests::plugin("hostile_model"), "hostile", "1.0.0")
+        .await;
+    let v = h
+        .ok(
+            "POST",
+            "/v1/models/snoop/versions",
+            Some(json!({ "version": "1.0.0", "plugin": "hostile@1.0.0" })),
+        )
+        .await;
+    h.wait(v["run"].as_str().unwrap()).await;
+    h.ok(
+        "POST",
+        "/v1/models/snoop/promote",
+        Some(json!({ "version": "1.0.0" })),
+    )
+    .await;
+    let predictor = h.token("app", "predictor").await;
+    let h = Arc::new(h);
+    let slow = {
+        let h = h.clone();
+        let t = predictor.clone();
+        tokio::spawn(async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/v1/models/snoop/predict")
+                .header("authorization", format!("Bearer {t}"))
+                .body(Body::from(json!({ "rows": [{ "x": -1.0 }] }).to_string()))
+                .unwrap();
+            h.send(req).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/models/snoop/predict")
+        .header("authorization", format!("Bearer {predictor}"))
+        .body(Body::from(json!({ "rows": [{ "x": 1.0 }] }).to_string()))
+        .unwrap();
+    let started = Instant::now();
+    let resp = h.router.clone().oneshot(req).await.unwrap();
+    if slow.is_finished() {
+        panic!("the slow request finished early: {:?}", slow.await.unwrap());
+    }
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "refused at once, not queued"
+    );
+    // The spinning request ends at its own limit (time or fuel, whichever
+    // the machine reaches first), as a 502 naming it.
+    let (s, v) = slow.await.unwrap();
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert!(
+        message(&v).contains("timeout") || message(&v).contains("fuel_exhausted"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_back_and_forward_100_times_under_load_loses_no_request_and_never_mixes_versions() {
+    let h = Harness::new().await;
+    h.served().await;
+    h.promote("2.0.0").await;
+    let predictor = h.token("app", "predictor").await;
+    let rows = eval_rows();
+    // What each version answers for each row (1-row requests: the sleeper flips).
+    let mut answers = std::collections::HashMap::new();
+    for v in ["1.0.0", "2.0.0"] {
+        let mut list = Vec::new();
+        for (row, _) in &rows[..20] {
+            let (s, a) = h
+                .predict(
+                    &predictor,
+                    json!({ "rows": [row] }),
+                    &[("x-airlock-version", v)],
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{a}");
+            list.push(p1(&a));
+        }
+        answers.insert(v.to_string(), list);
+    }
+    assert!((answers["1.0.0"][0] - (1.0 - answers["2.0.0"][0])).abs() < 1e-9);
+    let h = Arc::new(h);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answers = Arc::new(answers);
+    let rows = Arc::new(rows);
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (h, t, stop, answers, rows) = (
+            h.clone(),
+            predictor.clone(),
+            stop.clone(),
+            answers.clone(),
+            rows.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut seen = std::collections::HashSet::new();
+            let mut i = c;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (s, v) = h
+                    .predict(&t, json!({ "rows": [rows[i % 20].0] }), &[])
+                    .await;
+                assert_eq!(s, StatusCode::OK, "request lost during a switch: {v}");
+                let version = v["version"].as_str().unwrap().to_string();
+                assert_eq!(
+                    p1(&v),
+                    answers[&version][i % 20],
+                    "the answer is not {version}'s: versions mixed within a request"
+                );
+                seen.insert(version);
+                n += 1;
+                i += 1;
+            }
+            (n, seen)
+        }));
+    }
+    let mut switch_ns = Vec::new();
+    for k in 0..100 {
+        let target = if k % 2 == 0 { "1.0.0" } else { "2.0.0" };
+        let v = h
+            .ok(
+                "POST",
+                &format!("/v1/models/{MODEL}/rollback"),
+                Some(json!({ "version": target, "reason": "drill" })),
+            )
+            .await;
+        switch_ns.push(v["switch_ns"].as_u64().unwrap());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for c in clients {
+        let (n, seen) = c.await.unwrap();
+        total += n;
+        assert_eq!(seen.len(), 2, "each client saw both versions");
+    }
+    assert!(total > 200, "{total} requests");
+    switch_ns.sort_unstable();
+    let median = switch_ns[50];
+    let max = switch_ns[99];
+    eprintln!(
+        "100 switches under load ({total} requests): switch median {median} ns, max {max} ns"
+    );
+    assert!(max < 1_000_000, "a switch took {max} ns");
+    let text = h.metrics().await;
+    assert!(
+        text.contains(r#"airlock_rollbacks_total{model="breast-cancer",trigger="manual"} 100"#),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_breaches_is_aborted_traffic_returns_to_stable_and_a_signed_alert_goes_out() {
+    let h = Harness::new().await;
+    h.served().await;
+    let (hook_url, received) = webhook_receiver().await;
+    let secret = "webhook-secret-0123456789";
+    h.policy(json!({
+        "steps": [50, 100], "interval_s": 1, "failure_limit": 0,
+        "thresholds": { "min_requests": 10, "max_error_rate": 0.01, "min_labels": 10, "min_accuracy": 0.8 },
+        "webhooks": [{ "url": hook_url, "secret": secret }],
+    }))
+    .await;
+    let predictor = h.token("app", "predictor").await;
+    let v = h
+        .ok(
+            "POST",
+            &format!("/v1/models/{MODEL}/canary"),
+            Some(json!({ "version": "2.0.0" })),
+        )
+        .await;
+    assert_eq!(v["actions"][0], "canary weight 50%", "{v}");
+    let h = Arc::new(h);
+    let started = Instant::now();
+    let hh = h.clone();
+    let load = tokio::spawn(traffic(
+        h.clone(),
+        predictor.clone(),
+        Arc::new(eval_rows()),
+        true,
+        move || {
+            let dep = hh
+                .state
+                .serving
+                .model(MODEL)
+                .unwrap()
+                .deployment
+                .load_full();
+            dep.canary.is_none() || started.elapsed() > Duration::from_secs(20)
+        },
+    ));
+    let (n, bad) = load.await.unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    assert!(n > 10);
+    let st = h.status().await;
+    assert_eq!(st["deployment"]["canary"], Value::Null, "{st}");
+    assert_eq!(st["deployment"]["stable"], "1.0.0");
+    let phase = &st["rollout"]["phase"];
+    let reason = phase["aborted"]["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{st}"));
+    assert!(reason.contains("accuracy"), "{reason}");
+    let last = &st["analysis"][0];
+    assert_eq!(last["scope"], "canary");
+    let breach_ms = last["breach_to_rollback_ms"].as_f64().unwrap();
+    assert!(
+        breach_ms < 2_000.0,
+        "rollback {breach_ms} ms after the window opened"
+    );
+    eprintln!(
+        "canary abort: {breach_ms:.1} ms from window start, decision→switch {} ms",
+        last["decision_to_switch_ms"]
+    );
+    // Every request after the abort is answered by stable.
+    let rows = eval_rows();
+    for (row, _) in &rows[..20] {
+        let (s, v) = h.predict(&predictor, json!({ "rows": [row] }), &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["version"], "1.0.0");
+    }
+    // Audit, metric, signed webhook.
+    let audit = h.ok("GET", "/v1/audit?action=canary_abort", None).await;
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 1, "{audit}");
+    assert!(
+        audit["entries"][0]["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("accuracy")
+    );
+    let text = h.metrics().await;
+    assert!(
+        text.contains(r#"airlock_rollout_aborts_total{model="breast-cancer",reason="analysis"} 1"#),
+        "{text}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = received.lock().unwrap().clone();
+        if let Some((sig, body)) = got.iter().find(|(_, b)| b.contains("canary_aborted")) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            verify(secret.as_bytes(), sig, body.as_bytes(), now, 300).expect("a valid signature");
+            assert!(verify(b"another-secret-entirely", sig, body.as_bytes(), now, 300).is_err());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no canary_aborted webhook: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_canary_steps_through_and_is_promoted_a_quiet_one_pauses_and_a_new_candidate_restarts()
+ {
+    let h = Harness::new().await;
+    h.served().await;
+    h.passing("1.1.0", "xgboost@1.0.0", "model-v1").await;
+    h.policy(json!({
+        "steps": [20, 60, 100], "interval_s": 1,
+        "thresholds": { "min_requests": 5, "max_error_rate": 0.01 },
+    }))
+    .await;
+    let predictor = h.token("app", "predictor").await;
+    // No traffic: the first window is inconclusive, which pauses.
+    h.ok(
+        "POST",
+        &format!("/v1/models/{MODEL}/canary"),
+        Some(json!({ "version": "1.1.0" })),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = h.status().await;
+        if st["rollout"]["phase"]["paused"].is_object() {
+            assert!(
+                st["rollout"]["phase"]["paused"]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("requests"),
+                "{st}"
+            );
+            assert_eq!(st["deployment"]["canary_percent"], 20);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never paused: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A new candidate mid-canary restarts the analysis at the first step.
+    let v = h
+        .ok(
+            "POST",
+            &format!("/v1/models/{MODEL}/canary"),
+            Some(json!({ "version": "1.1.0" })),
+        )
+        .await;
+    assert_eq!(v["restarted"], true, "{v}");
+    let st = h.status().await;
+    assert_eq!(st["rollout"]["step"], 0, "{st}");
+    assert_eq!(st["rollout"]["phase"], "progressing", "{st}");
+    // With traffic it steps 20 → 60 → 100 and is promoted.
+    let h = Arc::new(h);
+    let hh = h.clone();
+    let started = Instant::now();
+    let (_, bad) = traffic(
+        h.clone(),
+        predictor.clone(),
+        Arc::new(eval_rows()),
+        false,
+        move || {
+            hh.state
+                .serving
+                .model(MODEL)
+                .unwrap()
+                .deployment
+                .load()
+                .stable
+                .version
+                == "1.1.0"
+                || started.elapsed() > Duration::from_secs(30)
+        },
+    )
+    .await;
+    assert!(bad.is_empty(), "{bad:?}");
+    let st = h.status().await;
+    assert_eq!(st["deployment"]["stable"], "1.1.0", "{st}");
+    assert_eq!(st["rollout"]["phase"], "promoted", "{st}");
+    let hist = h
+        .ok("GET", &format!("/v1/models/{MODEL}/history"), None)
+        .await;
+    let last = hist["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["version"], "1.1.0");
+    assert_eq!(last["by"], "airlock (canary analysis)");
+    let steps = h.ok("GET", "/v1/audit?action=canary_step", None).await;
+    let weights: Vec<i64> = steps["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["details"]["weight"].as_i64().unwrap())
+        .collect();
+    assert_eq!(weights, vec![20, 20, 60, 100], "{steps}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_keys_keep_their_version_and_a_header_forces_one() {
+    let h = Harness::new().await;
+    h.served().await;
+    h.policy(json!({ "steps": [50, 100], "interval_s": 3600 }))
+        .await;
+    h.ok(
+        "POST",
+        &format!("/v1/models/{MODEL}/canary"),
+        Some(json!({ "version": "2.0.0" })),
+    )
+    .await;
+    let predictor = h.token("app", "predictor").await;
+    let rows = eval_rows();
+    let row = json!({ "rows": [rows[0].0] });
+    let mut per_key = std::collections::HashMap::new();
+    for k in 0..40 {
+        let key = format!("user-{k}");
+        for _ in 0..5 {
+            let (s, v) = h
+                .predict(&predictor, row.clone(), &[("x-airlock-key", &key)])
+                .await;
+            assert_eq!(s, StatusCode::OK);
+            let prev = per_key.insert(key.clone(), v["version"].as_str().unwrap().to_string());
+            if let Some(p) = prev {
+                assert_eq!(p, v["version"], "key {key} moved");
+            }
+        }
+    }
+    let canary = per_key.values().filter(|v| *v == "2.0.0").count();
+    assert!(
+        (5..=35).contains(&canary),
+        "{canary} of 40 keys on the 50% canary"
+    );
+    for forced in ["1.0.0", "2.0.0"] {
+        for _ in 0..10 {
+            let (_, v) = h
+                .predict(&predictor, row.clone(), &[("x-airlock-version", forced)])
+                .await;
+            assert_eq!(v["version"], forced);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_traffic_is_compared_off_the_response_path_and_judged() {
+    let h = Harness::new().await;
+    h.served().await;
+    h.policy(json!({ "interval_s": 3600, "thresholds": { "min_requests": 20, "max_error_rate": 0.01, "max_disagreement": 0.1 } })).await;
+    let predictor = h.token("app", "predictor").await;
+    let v = h
+        .ok(
+            "PUT",
+            &format!("/v1/models/{MODEL}/shadow"),
+            Some(json!({ "version": "2.0.0" })),
+        )
+        .await;
+    assert_eq!(v["shadow"], "2.0.0");
+    let rows = eval_rows();
+    for (row, _) in &rows[..60] {
+        let (s, v) = h.predict(&predictor, json!({ "rows": [row] }), &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["version"], "1.0.0", "the shadow never answers");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        let st = h.status().await;
+        if st["shadow"]["compared"].as_u64().unwrap() == 60 {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "{st}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The sleeper flips every 1-row answer.
+    assert_eq!(st["shadow"]["disagreed"], 60, "{st}");
+    assert_eq!(st["shadow"]["verdict"]["result"], "fail", "{st}");
+    assert!(st["shadow"]["mean_abs_difference"].as_f64().unwrap() > 0.5);
+    let text = h.metrics().await;
+    assert!(
+        text.contains(
+            r#"airlock_shadow_disagreements_total{model="breast-cancer",version="2.0.0"} 60"#
+        ),
+        "{text}"
+    );
+    // A shadow must have passed the gate.
+    h.passing("3.0.0", "xgboost@1.0.0", "model-v1").await;
+    let (s, v) = h
+        .call(
+            "PUT",
+            &format!("/v1/models/{MODEL}/shadow"),
+            Some(&h.admin.clone()),
+            Some(json!({ "version": "4.0.0" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_validation_rolls_production_back_when_the_policy_says_so() {
+    let h = Harness::new().await;
+    h.served().await;
+    let (hook_url, received) = webhook_receiver().await;
+    // The sleeper passed the gate, so a person promotes it.
+    h.promote("2.0.0").await;
+    h.policy(json!({
+        "interval_s": 1, "auto_rollback": true, "monitors": ["performance"], "min_window_rows": 40,
+        "thresholds": { "min_requests": 10, "max_error_rate": 0.01 },
+        "webhooks": [{ "url": hook_url, "secret": "another-webhook-secret" }],
+    }))
+    .await;
+    let predictor = h.token("app", "predictor").await;
+    let h = Arc::new(h);
+    let hh = h.clone();
+    let started = Instant::now();
+    let (_, bad) = traffic(
+        h.clone(),
+        predictor.clone(),
+        Arc::new(eval_rows()),
+        true,
+        move || {
+            hh.state
+                .serving
+                .model(MODEL)
+                .unwrap()
+                .deployment
+                .load()
+                .stable
+                .version
+                == "1.0.0"
+                || started.elapsed() > Duration::from_secs(30)
+        },
+    )
+    .await;
+    assert!(bad.is_empty(), "{bad:?}");
+    let st = h.status().await;
+    assert_eq!(st["deployment"]["stable"], "1.0.0", "{st}");
+    let rec = st["analysis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["actions"].to_string().contains("rolled back"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{st}"));
+    assert_eq!(rec["scope"], "production");
+    assert_eq!(rec["window"]["validators"][0]["name"], "performance");
+    assert_eq!(rec["window"]["validators"][0]["passed"], false);
+    let hist = h
+        .ok("GET", &format!("/v1/models/{MODEL}/history"), None)
+        .await;
+    let last = hist["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "rollback");
+    assert_eq!(last["by"], "airlock (automatic rollback)");
+    assert!(
+        last["reason"].as_str().unwrap().contains("performance"),
+        "{last}"
+    );
+    let text = h.metrics().await;
+    assert!(
+        text.contains(r#"airlock_rollbacks_total{model="breast-cancer",trigger="automatic"} 1"#),
+        "{text}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !received
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, b)| b.contains("\"event\":\"rollback\""))
+    {
+        assert!(Instant::now() < deadline, "no rollback webhook");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_prometheus_naming_with_bounded_labels() {
+    let h = Harness::new().await;
+    h.served().await;
+    let predictor = h.token("app", "predictor").await;
+    let rows = eval_rows();
+    for (row, label) in &rows[..50] {
+        let (_, v) = h.predict(&predictor, json!({ "rows": [row] }), &[]).await;
+        h.call(
+            "POST",
+            &format!("/v1/models/{MODEL}/feedback"),
+            Some(&predictor),
+            Some(json!({ "request_id": v["request_id"], "label": label })),
+        )
+        .await;
+    }
+    // Feedback for an unknown id, twice for one id.
+    let (s, v) = h
+        .call(
+            "POST",
+            &format!("/v1/models/{MODEL}/feedback"),
+            Some(&predictor),
+            Some(json!({ "request_id": "0".repeat(32), "label": 1 })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let text = h.metrics().await;
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(line.starts_with("airlock_"), "{line}");
+    }
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with("# TYPE") && l.ends_with(" counter"))
+    {
+        let name = l.split_whitespace().nth(2).unwrap();
+        assert!(
+            !name.ends_with("_total"),
+            "the exposition adds _total itself: {l}"
+        );
+    }
+    assert!(text.contains(r#"airlock_predict_requests_total{model="breast-cancer",version="1.0.0",route="stable"} 50"#), "{text}");
+    assert!(
+        text.contains(r#"airlock_feedback_labels_total{model="breast-cancer",version="1.0.0"} 50"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("airlock_predict_duration_seconds_bucket{"),
+        "{text}"
+    );
+    // Drift against the gate's reference (train.csv): live rows from the
+    // same population do not drift.
+    assert!(text.contains(r#"airlock_drift_detected{model="breast-cancer",version="1.0.0",feature="mean_radius"} 0"#), "{text}");
+    // A predictor token may not scrape.
+    let req = Request::builder()
+        .uri("/metrics")
+        .header("authorization", format!("Bearer {predictor}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        h.router.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+/// A local webhook receiver: (URL, what it received as (signature, body)).
+async fn webhook_receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let g = g.clone();
+            async move {
+                let sig = headers
+                    .get("x-airlock-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                g.lock().unwrap().push((sig, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tritonclient_http_client_works_against_the_v2_endpoints() {
+    let h = Harness::new().await;
+    h.served().await;
+    let predictor = h.token("triton", "predictor").await;
+    // The same server over TCP, as a client sees it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = airlock_server::routes::router(h.state.clone());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let root = airlock_tests::repo_root();
+    let setup = std::process::Command::new(root.join("tests/interop/setup-venv.sh"))
+        .output()
+        .expect("run tests/interop/setup-venv.sh");
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let python = String::from_utf8(setup.stdout).unwrap().trim().to_string();
+    let ms = h.state.serving.model(MODEL).unwrap();
+    let inputs = ms.deployment.load().stable.metadata().inputs.clone();
+    let (row, _) = &eval_rows()[3];
+    let ordered: Vec<f64> = inputs
+        .iter()
+        .map(|f| row[&f.name].as_f64().unwrap())
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(root.join("tests/interop/oip_client.py"))
+            .arg(format!("127.0.0.1:{}", addr.port()))
+            .arg(MODEL)
+            .arg(&predictor)
+            .arg(serde_json::to_string(&ordered).unwrap())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "tritonclient failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["is_server_live"], true, "{v}");
+    assert_eq!(v["is_server_ready"], true, "{v}");
+    assert_eq!(v["is_model_ready"], true, "{v}");
+    assert_eq!(v["metadata"]["name"], MODEL, "{v}");
+    let admin = h.admin.clone();
+    let (_, ours) = h.predict(&admin, json!({ "rows": [row] }), &[]).await;
+    assert_eq!(v["infer"]["output"]["data"], ours["predictions"][0], "{v}");
+    assert!(
+        v["unknown_model_error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is not served"),
+        "{v}"
+    );
+    server.abort();
+}
