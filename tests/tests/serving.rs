@@ -836,6 +836,20 @@ async fn a_canary_that_breaches_is_aborted_traffic_returns_to_stable_and_a_signe
         "canary abort: {breach_ms:.1} ms from window start, decision→switch {} ms",
         last["decision_to_switch_ms"]
     );
+    // The aborted version is gone: no header can route to it.
+    let rows0 = eval_rows();
+    let (s, v) = h
+        .predict(
+            &predictor,
+            json!({ "rows": [rows0[0].0] }),
+            &[("x-airlock-version", "2.0.0")],
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "an aborted canary answered a forced request: {v}"
+    );
     // Every request after the abort is answered by stable.
     let rows = eval_rows();
     for (row, _) in &rows[..20] {
@@ -1063,6 +1077,20 @@ async fn shadow_traffic_is_compared_off_the_response_path_and_judged() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    // The shadow answers no one, even when asked by name: it passed the
+    // gate but was never approved for traffic.
+    let (s, v) = h
+        .predict(
+            &predictor,
+            json!({ "rows": [rows[0].0] }),
+            &[("x-airlock-version", "2.0.0")],
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "the shadow answered a forced request: {v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

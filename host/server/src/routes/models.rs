@@ -1047,6 +1047,7 @@ pub async fn promote(
     } else {
         None
     };
+    let order = state.serving.alias_lock.lock().await;
     let from = move_alias(
         &state,
         &caller,
@@ -1063,6 +1064,7 @@ pub async fn promote(
         Some(w) => Some(go_live(&state, &name, w).await),
         None => None,
     };
+    drop(order);
     Ok(J(
         json!({ "model": name, "alias": req.alias, "version": req.version, "previous": from,
                  "run": run_id, "approvals": approvers.into_iter().map(|a| a.0).collect::<Vec<_>>(),
@@ -1375,6 +1377,7 @@ pub async fn rollback(
     } else {
         None
     };
+    let order = state.serving.alias_lock.lock().await;
     move_alias(
         &state,
         &caller,
@@ -1394,6 +1397,7 @@ pub async fn rollback(
         }
         None => None,
     };
+    drop(order);
     Ok(J(
         json!({ "model": name, "alias": req.alias, "version": target, "previous": current,
                  "switch_ns": switch_ns }),

@@ -345,7 +345,7 @@ pub fn refresh_gauges(state: &AppState) {
                 ("out_of_range", &q.out_of_range),
                 ("unseen_category", &q.unseen_category),
             ] {
-                for (feature, n) in list {
+                for (feature, n) in list.iter().take(super::metrics::MAX_FEATURE_SERIES) {
                     m.quality_rows
                         .get_or_create(&super::metrics::QualityLabels {
                             model: name.clone(),
@@ -357,7 +357,7 @@ pub fn refresh_gauges(state: &AppState) {
                 }
             }
             if let Ok(drift) = d.drift(30) {
-                for f in drift {
+                for f in drift.into_iter().take(super::metrics::MAX_FEATURE_SERIES) {
                     let l = super::metrics::FeatureLabels {
                         model: name.clone(),
                         version: v.version.clone(),
@@ -729,6 +729,7 @@ pub async fn apply(
             let Some(cv) = dep.canary.clone() else {
                 return Err(ApiError::internal("promote without a canary"));
             };
+            let order = state.serving.alias_lock.lock().await;
             crate::routes::models::move_alias_as(
                 state,
                 actor,
@@ -750,6 +751,7 @@ pub async fn apply(
                     d.shadow.clone(),
                 )
             });
+            drop(order);
             alert(
                 state,
                 ms,
@@ -879,6 +881,7 @@ async fn automatic_rollback(
         )
     })?;
     let warm = super::prepare(state, &ms.name, &target).await?;
+    let order = state.serving.alias_lock.lock().await;
     crate::routes::models::move_alias_as(
         state,
         "airlock (automatic rollback)",
@@ -896,6 +899,7 @@ async fn automatic_rollback(
     // a crash in between restarts serving the version the alias names.
     state.serving.set_stable(state, &ms.name, warm);
     let at = Instant::now();
+    drop(order);
     let _ = cause;
     Ok((target, at))
 }

@@ -139,6 +139,11 @@ impl MetricConstructor<Histogram> for FuelBuckets {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// Features per version that get drift and data-quality series (a model
+/// declaring more inputs gets the first ones only: a hostile model must not
+/// blow up the label set).
+pub const MAX_FEATURE_SERIES: usize = 256;
+
 /// Every family, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -389,7 +394,10 @@ impl Metrics {
         self.features
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((model.to_string(), version.to_string()), features.to_vec());
+            .insert(
+                (model.to_string(), version.to_string()),
+                features.iter().take(MAX_FEATURE_SERIES).cloned().collect(),
+            );
         VersionSeries {
             stable: route("stable"),
             canary: route("canary"),

@@ -117,7 +117,28 @@ pub struct ModelServing {
 }
 
 impl ModelServing {
-    /// The version named `version` among the deployment and the warm set.
+    /// A version that may answer a request that names it: the stable one,
+    /// the canary, or a previous production version kept warm. Never the
+    /// shadow (it passed the gate but was not approved for traffic) nor an
+    /// aborted canary (dropped when it was aborted).
+    pub fn servable(&self, version: &str) -> Option<Arc<WarmVersion>> {
+        let d = self.deployment.load();
+        if d.stable.version == version {
+            return Some(d.stable.clone());
+        }
+        if let Some(c) = d.canary.as_ref().filter(|c| c.version == version) {
+            return Some(c.clone());
+        }
+        self.warm
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|v| v.version == version)
+            .cloned()
+    }
+
+    /// The version named `version` among the deployment (shadow included)
+    /// and the warm set: what a switch can reuse without loading.
     pub fn warm_version(&self, version: &str) -> Option<Arc<WarmVersion>> {
         if let Some(v) = self.deployment.load().find(version) {
             return Some(v.clone());
@@ -176,11 +197,21 @@ impl ModelServing {
         let took = started.elapsed();
         metrics.switch_seconds.observe(took.as_secs_f64());
         metrics.canary_weight(&self.name, next.split.canary_percent);
-        // Keep what was serving warm for the way back.
+        // Keep the previous production version warm for the way back (an
+        // aborted canary or a dropped shadow is not kept: nothing may route
+        // to it any more).
         let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
-        for v in std::iter::once(&old.stable).chain(old.canary.as_ref()) {
-            if next.find(&v.version).is_none() && !warm.iter().any(|w| w.version == v.version) {
-                warm.insert(0, v.clone());
+        let v = &old.stable;
+        if next.find(&v.version).is_none() && !warm.iter().any(|w| w.version == v.version) {
+            warm.insert(0, v.clone());
+        }
+        for gone in std::iter::once(&old.canary)
+            .chain(std::iter::once(&old.shadow))
+            .flatten()
+        {
+            if next.find(&gone.version).is_none() && !warm.iter().any(|w| w.version == gone.version)
+            {
+                metrics.forget(&gone.model, &gone.version);
             }
         }
         warm.retain(|w| next.find(&w.version).is_none());
@@ -223,6 +254,9 @@ pub struct Serving {
     pub pool: pool::PredictPool,
     /// Shadow calls waiting for the shadow worker.
     pub shadow: control::ShadowQueue,
+    /// Held from an alias move's commit to the switch that follows it, so
+    /// two concurrent moves switch traffic in the order they committed.
+    pub alias_lock: tokio::sync::Mutex<()>,
 }
 
 impl Serving {
@@ -234,6 +268,7 @@ impl Serving {
             metrics: metrics::Metrics::new(),
             pool: pool::PredictPool::new(config.threads, config.max_in_flight)?,
             shadow: control::ShadowQueue::new(config.shadow_queue),
+            alias_lock: tokio::sync::Mutex::new(()),
         })
     }
 

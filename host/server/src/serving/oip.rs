@@ -116,7 +116,7 @@ fn metadata_doc(ms: &ModelServing, v: &WarmVersion, versions: Vec<String>) -> Va
 fn version_of(ms: &ModelServing, version: Option<&str>) -> Result<Arc<WarmVersion>, ApiError> {
     match version {
         None => Ok(ms.deployment.load().stable.clone()),
-        Some(v) => ms.warm_version(v).ok_or_else(|| {
+        Some(v) => ms.servable(v).ok_or_else(|| {
             ApiError::not_found(format!(
                 "version {} of model {} is not being served (warm versions: {})",
                 crate::names::show(v),

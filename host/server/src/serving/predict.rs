@@ -275,7 +275,7 @@ pub fn choose(
         let v = v
             .to_str()
             .map_err(|_| ApiError::bad_request("the X-Airlock-Version header is not ASCII"))?;
-        let found = dep.find(v).cloned().or_else(|| ms.warm_version(v));
+        let found = ms.servable(v);
         return match found {
             Some(w) => Ok((w, Via::Forced)),
             None => Err(ApiError::not_found(format!(
