@@ -204,14 +204,60 @@ airlock_plugins() {
   echo "$dir"
 }
 
+# run_airlock on|off: with monitoring (sketches, label book, histograms)
+# on, or with --no-monitoring, to measure what monitoring costs.
+# rollback_drill BIN URL DIR PREDICT_URL AUTH: a second production version,
+# then 100 rollbacks alternating between the two while oha keeps 16
+# connections busy; every answer must be a 200. Prints the switch times.
+rollback_drill() {
+  local bin=$1 url=$2 a=$3 v1=$4 auth=$5
+  local -a admin=(--token-file "$a/data/admin.token")
+  (
+    set -e
+    export AIRLOCK_SERVER=$url
+    "$bin" submit model breast-cancer --version 1.1.0 --plugin xgboost@1.0.0 \
+      --bundle examples/breast-cancer/model-v1 --wait "${admin[@]}"
+    bob=$("$bin" token create --subject bob2 --role approver "${admin[@]}" 2>/dev/null)
+    "$bin" approve breast-cancer 1.1.0 --token "$bob"
+    "$bin" promote breast-cancer 1.1.0 --reason drill "${admin[@]}"
+  ) >>"$a/setup.log" 2>&1 || { log "rollback drill: setting up 1.1.0 failed"; return; }
+  log "rollback drill: 100 switches under 16 connections of load"
+  "$tools/bin/oha" --no-tui --output-format json -z 20s -w -c 16 -m POST \
+    -H "content-type: application/json" -H "$auth" -D "$work/rows.json" "$v1" >"$out/rollback-drill-oha.json" &
+  local oha_pid=$!
+  sleep 3
+  : >"$out/rollback-drill-switch-ns.txt"
+  for k in $(seq 1 100); do
+    local target=1.0.0
+    [ $((k % 2)) -eq 0 ] && target=1.1.0
+    AIRLOCK_SERVER=$url "$bin" rollback breast-cancer --version "$target" --reason drill --json \
+      "${admin[@]}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["switch_ns"])' \
+      >>"$out/rollback-drill-switch-ns.txt"
+  done
+  wait "$oha_pid"
+  python3 - "$out/rollback-drill-oha.json" "$out/rollback-drill-switch-ns.txt" <<'PY' | tee -a "$out/rollback-drill.md" >&2
+import json, sys
+r = json.load(open(sys.argv[1]))
+ns = sorted(int(x) for x in open(sys.argv[2]).read().split())
+codes = r.get("statusCodeDistribution", {})
+errors = sum(r.get("errorDistribution", {}).values())
+print(f"rollback drill: {len(ns)} switches during {r['summary']['total']:.0f} s of load at 16 connections; "
+      f"answers by status {codes}, transport errors {errors}; "
+      f"switch median {ns[len(ns)//2]} ns, p90 {ns[int(len(ns)*0.9)]} ns, max {ns[-1]} ns")
+PY
+}
+
 run_airlock() {
+  local monitoring=${1:-on}
   local bin=${AIRLOCK_BIN:-}
   if [ -z "$bin" ]; then
     bin=$root/target/release/airlock
     [ -x "$bin" ] || bin=$root/target/debug/airlock
   fi
   local config
-  config=$(basename "$(dirname "$bin")")
+  config="$(basename "$(dirname "$bin")"), monitoring $monitoring"
+  local -a server_flags=()
+  [ "$monitoring" = off ] && server_flags+=(--no-monitoring)
   if [ ! -x "$bin" ]; then
     skip airlock "$config" "no airlock binary at $bin (cargo build --release -p airlock-cli)"
     return
@@ -221,12 +267,12 @@ run_airlock() {
     skip airlock "$config" "no plugin components (run examples/demo.sh or cargo build --workspace)"
     return
   fi
-  local a=$work/airlock
+  local a=$work/airlock-$monitoring
   mkdir -p "$a"
   log "airlock ($config): standing up the server as examples/demo.sh does ($bin)"
   "$bin" key generate "$a/gate.pem" >/dev/null
   "$bin" server --data-dir "$a/data" --listen 127.0.0.1:0 --trust-root "$a/gate.pub" \
-    >"$a/server.log" 2>&1 &
+    "${server_flags[@]}" >"$a/server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 600); do
     [ -s "$a/data/server.url" ] && break
@@ -277,20 +323,23 @@ run_airlock() {
   if [ "$code" = 200 ]; then
     log "airlock /v1 predict answers: $(head -c 300 "$a/probe.json")"
     bench airlock "$config, /v1 predict (arrays)" "$v1" "$work/rows.json" "$auth"
-    bench airlock "$config, /v1 predict (named)" "$v1" "$work/named.json" "$auth"
+    [ "$monitoring" = off ] || bench airlock "$config, /v1 predict (named)" "$v1" "$work/named.json" "$auth"
   else
     skip airlock "$config, /v1 predict" "POST $v1 answered HTTP $code: $(head -c 200 "$a/probe.json")"
   fi
   code=$(curl -s -o "$a/probe.json" -w '%{http_code}' -X POST -H "$auth" \
     -H 'content-type: application/json' --data-binary "@$work/v2.json" "$v2" || true)
-  if [ "$code" = 200 ]; then
+  if [ "$monitoring" = off ]; then
+    :
+  elif [ "$code" = 200 ]; then
     log "airlock /v2 infer answers: $(head -c 300 "$a/probe.json")"
     bench airlock "$config, /v2 infer" "$v2" "$work/v2.json" "$auth"
   else
     skip airlock "$config, /v2 infer" "POST $v2 answered HTTP $code: $(head -c 200 "$a/probe.json")"
   fi
+  [ "$monitoring" = on ] && rollback_drill "$bin" "$url" "$a" "$v1" "$auth"
   stop_server
-  cp "$a/server.log" "$out/airlock-server.log"
+  cp "$a/server.log" "$out/airlock-server-monitoring-$monitoring.log"
 }
 
 # --- main ---------------------------------------------------------------------
@@ -299,7 +348,7 @@ setup_oha
 case " $parts " in *" mlserver "* | *" fastapi "*) setup_venv ;; esac
 for part in $parts; do
   case $part in
-    airlock) run_airlock ;;
+    airlock) run_airlock on; run_airlock off ;;
     mlserver) for pw in 0 1 2; do run_mlserver "$pw"; done ;;
     fastapi) for w in 1 2; do run_fastapi "$w"; done ;;
     *) echo "run.sh: unknown part '$part' in BENCH_PARTS (airlock, mlserver, fastapi)" >&2; exit 2 ;;

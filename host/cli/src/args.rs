@@ -329,6 +329,18 @@ pub(crate) struct ServerArgs {
     /// server stopped; afterwards older keys can leave the key file.
     #[arg(long)]
     pub(crate) rotate_data_keys: bool,
+    /// Serve without per-version sketches, label book and latency
+    /// histograms (counters, analysis and alerts stay on); for measuring
+    /// what monitoring costs.
+    #[arg(long)]
+    pub(crate) no_monitoring: bool,
+    /// Threads that run model calls [default: the number of CPUs].
+    #[arg(long)]
+    pub(crate) predict_threads: Option<usize>,
+    /// Prediction requests queued or running at once; beyond, 503 with
+    /// Retry-After [default: 256].
+    #[arg(long)]
+    pub(crate) max_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -152,6 +152,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 tls_cert: a.tls_cert,
                 tls_key: a.tls_key,
                 rotate_data_keys: a.rotate_data_keys,
+                no_monitoring: a.no_monitoring,
+                predict_threads: a.predict_threads,
+                max_in_flight: a.max_in_flight,
             };
             server_cmd::run(&cfg, sc, &flags)
         }

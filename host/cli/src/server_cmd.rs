@@ -26,6 +26,9 @@ pub(crate) struct ServerFlags {
     pub(crate) tls_cert: Option<PathBuf>,
     pub(crate) tls_key: Option<PathBuf>,
     pub(crate) rotate_data_keys: bool,
+    pub(crate) no_monitoring: bool,
+    pub(crate) predict_threads: Option<usize>,
+    pub(crate) max_in_flight: Option<usize>,
 }
 
 /// Where the data key ring comes from.
@@ -260,6 +263,19 @@ pub(crate) fn run(
     config.trust_root = load_trust_root(&r.trust_root)?;
     config.key_ring = r.data_keys.as_ref().map(load_key_ring).transpose()?;
     config.tls = r.tls.clone();
+    config.serving.monitoring = !flags.no_monitoring;
+    if let Some(n) = flags.predict_threads {
+        if n == 0 {
+            return Err(CliError::input("--predict-threads must be at least 1"));
+        }
+        config.serving.threads = n;
+    }
+    if let Some(n) = flags.max_in_flight {
+        if n == 0 {
+            return Err(CliError::input("--max-in-flight must be at least 1"));
+        }
+        config.serving.max_in_flight = n;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("airlock-server")
@@ -383,6 +399,9 @@ mod tests {
             tls_cert: Some("/flag/cert.pem".into()),
             tls_key: Some("/flag/key.pem".into()),
             rotate_data_keys: false,
+            no_monitoring: false,
+            predict_threads: None,
+            max_in_flight: None,
         };
         let r = resolve_with(&flags, &vars, &file).unwrap();
         assert_eq!(
