@@ -107,6 +107,9 @@ impl ServingPolicy {
 
     /// Every rule a stored policy keeps, each refusal naming the field.
     pub fn check(&self) -> Result<(), String> {
+        self.thresholds
+            .validate()
+            .map_err(|e| format!("thresholds: {e}"))?;
         self.plan().validate().map_err(|e| format!("steps: {e}"))?;
         if self.interval_s == 0 || self.interval_s > 86_400 {
             return Err(format!(
@@ -115,7 +118,6 @@ impl ServingPolicy {
             ));
         }
         let t = &self.thresholds;
-        t.validate().map_err(|e| format!("thresholds: {e}"))?;
         if !(0.0..=1.0).contains(&t.max_error_rate) {
             return Err(format!(
                 "thresholds.max_error_rate {} is outside 0..=1",
@@ -197,7 +199,11 @@ mod tests {
         };
         assert!(bad(|p| p.interval_s = 0).contains("interval_s is 0"));
         assert!(bad(|p| p.steps = vec![50, 25, 100]).starts_with("steps:"));
-        assert!(bad(|p| p.thresholds.max_error_rate = 2.0).contains("max_error_rate 2"));
+        let e = bad(|p| p.thresholds.max_error_rate = 2.0);
+        assert!(
+            e.starts_with("thresholds:") && e.contains("max_error_rate"),
+            "{e}"
+        );
         assert!(
             bad(|p| p.webhooks = vec![Webhook {
                 url: "ftp://x".into(),

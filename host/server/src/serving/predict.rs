@@ -379,10 +379,11 @@ pub fn score(
             })
         }
         Err(f) => {
-            version.stats.error(took);
             let kind = if f.kind == airlock_core::error::FailureKind::GuestError {
+                version.stats.refused(took);
                 "refused"
             } else {
+                version.stats.error(took);
                 super::metrics::kind_word(f.kind)
             };
             state

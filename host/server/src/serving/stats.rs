@@ -55,6 +55,15 @@ impl VersionStats {
         self.latency[bucket(took)].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One request the model refused on purpose (its own error for that
+    /// input): counted as a request, not as an error, so that clients
+    /// sending bad input cannot make a healthy version look broken (and
+    /// trigger a rollback).
+    pub fn refused(&self, took: Duration) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.latency[bucket(took)].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// One request the model failed.
     pub fn error(&self, took: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -160,13 +169,14 @@ mod tests {
         }
         s.ok(1, Duration::from_millis(40));
         s.error(Duration::from_millis(2));
+        s.refused(Duration::from_micros(30));
         s.label(true);
         s.label(false);
         let w = s.snapshot().since(&a);
-        assert_eq!((w.requests, w.errors, w.rows), (100, 1, 197));
+        assert_eq!((w.requests, w.errors, w.rows), (101, 1, 197));
         assert_eq!(w.accuracy(), Some(0.5));
         // p50 is the 30 µs bucket (upper bound within 19 %), p99 is 2 ms's
-        // bucket, the max is 40 ms's.
+        // bucket, the max is 40 ms's; the refusal is a request, not an error.
         let p50 = w.latency_quantile_ms(0.5).unwrap();
         assert!((0.030..0.036).contains(&p50), "{p50}");
         let p99 = w.latency_quantile_ms(0.99).unwrap();
