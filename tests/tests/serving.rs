@@ -1327,3 +1327,43 @@ async fn the_tritonclient_http_client_works_against_the_v2_endpoints() {
     );
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_serves_production_at_once_and_keeps_earlier_versions_warm() {
+    let h = Harness::new().await;
+    h.served().await;
+    h.passing("1.1.0", "xgboost@1.0.0", "model-v1").await;
+    h.promote("1.1.0").await;
+    h.policy(json!({ "steps": [10, 100], "interval_s": 7 }))
+        .await;
+    // A second server on the same data directory, started the way
+    // `airlock server` starts: everything in production warm before it
+    // listens, the versions promoted before kept warm, the policy loaded.
+    let state = airlock_server::AppState::open(crate::server::config(h.dir.path(), &h.root))
+        .await
+        .expect("second state");
+    airlock_server::serving::warm_up(&state).await;
+    let ms = state
+        .serving
+        .model(MODEL)
+        .expect("served after the restart");
+    assert_eq!(ms.deployment.load().stable.version, "1.1.0");
+    assert_eq!(
+        ms.warm_names(),
+        vec!["1.1.0".to_string(), "1.0.0".to_string()]
+    );
+    assert_eq!(ms.policy.load().interval_s, 7);
+    assert!(ms.servable("2.0.0").is_none(), "never promoted: not warm");
+    // And it answers.
+    let router = airlock_server::routes::router(state.clone());
+    let predictor = h.token("app", "predictor").await;
+    let (row, _) = &eval_rows()[0];
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/v1/models/{MODEL}/predict"))
+        .header("authorization", format!("Bearer {predictor}"))
+        .body(Body::from(json!({ "rows": [row] }).to_string()))
+        .unwrap();
+    let resp = router.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}

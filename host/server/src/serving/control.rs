@@ -32,8 +32,9 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often the controller looks for due analyses.
-const TICK: Duration = Duration::from_millis(100);
+/// How often the controller looks for due analyses (so an interval ends at
+/// most this late).
+const TICK: Duration = Duration::from_millis(20);
 /// Analysis records kept per model.
 const HISTORY: usize = 200;
 /// Webhook deliveries in progress at once; more are dropped and counted.
@@ -503,7 +504,10 @@ pub fn start(
                         c.next_due = Some(now + interval);
                     }
                     Some(due) if now >= due => {
-                        c.next_due = Some(now + interval);
+                        // Intervals keep their length instead of drifting
+                        // by a tick each time (unless far behind).
+                        let next = due + interval;
+                        c.next_due = Some(if next > now { next } else { now + interval });
                         if let Err(e) = analyze(&state, &ms, &mut c).await {
                             eprintln!("airlock server: analysis of {name}: {}", e.message);
                         }
