@@ -339,7 +339,13 @@ pub fn refresh_gauges(state: &AppState) {
             .chain(dep.canary.as_ref())
             .chain(dep.shadow.as_ref())
         {
-            let d = v.distributions.lock().unwrap_or_else(|p| p.into_inner());
+            // A copy, so that drift tests never hold up the version's
+            // predictions (they lock the same monitor).
+            let d = v
+                .distributions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             let q = d.quality();
             for (problem, list) in [
                 ("missing", &q.missing),

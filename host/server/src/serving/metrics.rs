@@ -527,12 +527,16 @@ impl Metrics {
 
 /// `GET /metrics`: the Prometheus text format.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
-    crate::serving::control::refresh_gauges(&state);
-    let text = state
-        .serving
-        .metrics
-        .encode()
-        .map_err(|e| crate::error::ApiError::internal(format_args!("encoding metrics: {e}")))?;
+    // Drift tests over every served version's sketches: CPU work, done on
+    // a blocking thread rather than an async worker.
+    let st = state.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        crate::serving::control::refresh_gauges(&st);
+        st.serving.metrics.encode()
+    })
+    .await
+    .map_err(|e| crate::error::ApiError::internal(format_args!("metrics thread: {e}")))?
+    .map_err(|e| crate::error::ApiError::internal(format_args!("encoding metrics: {e}")))?;
     Ok((
         [(
             header::CONTENT_TYPE,
