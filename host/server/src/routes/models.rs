@@ -1195,7 +1195,7 @@ pub async fn go_live(
     let first = state.serving.model(model).is_none();
     let took = state.serving.set_stable(state, model, warm);
     if first {
-        crate::serving::control::load_policy(state, model).await;
+        crate::serving::policy::load_policy(state, model).await;
     } else if let Some(ms) = state.serving.model(model) {
         ms.control.lock().await.rollout = None;
     }

@@ -9,8 +9,9 @@ use crate::error::{
     extract::{Json, Path},
 };
 use crate::names::{check_name, check_version};
-use crate::serving::control::{self, install_policy, seal_secrets};
+use crate::serving::control;
 use crate::serving::policy::ServingPolicy;
+use crate::serving::policy::{install_policy, seal_secrets};
 use crate::state::AppState;
 use airlock_rollout::rollout::{Action as Step, Rollout};
 use airlock_rollout::routing::Split;

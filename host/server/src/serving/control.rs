@@ -1,6 +1,7 @@
-//! Everything serving does off the request path: canary rollouts judged
-//! interval by interval, shadow comparison, continuous validation of live
-//! windows in the sandbox, automatic rollback, and signed alert webhooks.
+//! The controller: canary rollouts judged interval by interval, automatic
+//! rollback in production, and the audit, history and alerts of every
+//! automatic action (monitors, shadows, windows and webhooks have their
+//! own modules).
 //!
 //! One controller task ticks for every served model; when a model's
 //! interval is due it takes the window since the last analysis (counter
@@ -16,20 +17,14 @@ use crate::audit::Event;
 use crate::error::ApiError;
 use crate::state::AppState;
 use airlock_audit::Action;
-use airlock_core::types::{
-    Batch, Column, ColumnValues, Context, FeatureKind, ModelInfo, Predictions, Reference,
-};
-use airlock_rollout::analysis::{Measurement, ValidatorResult, WindowStats, measure};
+use airlock_rollout::analysis::{Measurement, WindowStats, measure};
 use airlock_rollout::compare::Agreement;
 use airlock_rollout::rollout::{Action as Step, Phase, Rollout};
 use airlock_rollout::routing::Split;
-use airlock_rollout::webhook::{Backoff, sign};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the controller looks for due analyses (so an interval ends at
@@ -37,8 +32,6 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(20);
 /// Analysis records kept per model.
 const HISTORY: usize = 200;
-/// Webhook deliveries in progress at once; more are dropped and counted.
-const MAX_DELIVERIES: usize = 64;
 
 /// A model's control state.
 #[derive(Default)]
@@ -56,8 +49,8 @@ pub struct Control {
     last: HashMap<String, Snapshot>,
     last_agreement: HashMap<String, Agreement>,
     window_started: Option<Instant>,
-    next_due: Option<Instant>,
-    monitors: HashMap<String, LoadedMonitor>,
+    pub(crate) next_due: Option<Instant>,
+    pub(crate) monitors: HashMap<String, super::monitors::LoadedMonitor>,
     /// When the last automatic switch completed (for the timing records).
     switched_at: Option<Instant>,
 }
@@ -94,393 +87,6 @@ pub struct AnalysisRecord {
     /// the completed switch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision_to_switch_ms: Option<f64>,
-}
-
-/// Live rows kept for continuous validation: bounded, in memory only.
-pub struct LiveWindow {
-    cap: usize,
-    rows: VecDeque<LiveRow>,
-}
-
-struct LiveRow {
-    request_id: String,
-    values: Vec<Cell>,
-    prediction: Vec<f64>,
-    label: Option<f64>,
-}
-
-#[derive(Clone)]
-enum Cell {
-    Num(f64),
-    Cat(Option<String>),
-}
-
-impl LiveWindow {
-    /// A window of at most `cap` rows (0 keeps nothing).
-    pub fn new(cap: usize) -> LiveWindow {
-        LiveWindow {
-            cap,
-            rows: VecDeque::new(),
-        }
-    }
-
-    /// Rows held.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// Whether it holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    fn set_cap(&mut self, cap: usize) {
-        self.cap = cap;
-        while self.rows.len() > cap {
-            self.rows.pop_front();
-        }
-    }
-}
-
-/// Keeps a scored request's rows for monitors (only when the model's
-/// policy names some).
-pub fn window_push(
-    state: &AppState,
-    ms: &ModelServing,
-    version: &WarmVersion,
-    request_id: &str,
-    batch: &Batch,
-    predictions: &Predictions,
-) {
-    if ms.policy.load().monitors.is_empty() {
-        return;
-    }
-    let cap = state.config.serving.window_rows;
-    let mut w = version.window.lock().unwrap_or_else(|p| p.into_inner());
-    if w.cap != cap {
-        w.set_cap(cap);
-    }
-    if cap == 0 {
-        return;
-    }
-    let width = predictions.width.max(1) as usize;
-    for r in 0..batch.rows as usize {
-        let values = batch
-            .columns
-            .iter()
-            .map(|c| match &c.values {
-                ColumnValues::Numeric(v) => Cell::Num(v[r]),
-                ColumnValues::Categorical(v) => Cell::Cat(v[r].clone()),
-            })
-            .collect();
-        if w.rows.len() == cap {
-            w.rows.pop_front();
-        }
-        w.rows.push_back(LiveRow {
-            request_id: request_id.to_string(),
-            values,
-            prediction: predictions.values[r * width..(r + 1) * width].to_vec(),
-            label: None,
-        });
-    }
-}
-
-/// Attaches a delayed label to the window's row for `request_id`.
-pub fn window_label(version: &WarmVersion, request_id: &str, label: f64) {
-    let mut w = version.window.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(row) = w.rows.iter_mut().rev().find(|r| r.request_id == request_id) {
-        row.label = Some(label);
-    }
-}
-
-/// A window as a batch, predictions and (when asked) labels. With
-/// `labelled`, only rows that have a label.
-fn window_batch(version: &WarmVersion, labelled: bool) -> (Batch, Predictions, Option<Vec<f64>>) {
-    let meta = version.metadata();
-    let w = version.window.lock().unwrap_or_else(|p| p.into_inner());
-    let rows: Vec<&LiveRow> = w
-        .rows
-        .iter()
-        .filter(|r| !labelled || r.label.is_some())
-        .collect();
-    let width = rows.first().map_or(1, |r| r.prediction.len()) as u32;
-    let columns = meta
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, f)| Column {
-            name: f.name.clone(),
-            values: match f.kind {
-                FeatureKind::Numeric => ColumnValues::Numeric(
-                    rows.iter()
-                        .map(|r| match &r.values[i] {
-                            Cell::Num(x) => *x,
-                            Cell::Cat(_) => f64::NAN,
-                        })
-                        .collect(),
-                ),
-                FeatureKind::Categorical => ColumnValues::Categorical(
-                    rows.iter()
-                        .map(|r| match &r.values[i] {
-                            Cell::Cat(x) => x.clone(),
-                            Cell::Num(_) => None,
-                        })
-                        .collect(),
-                ),
-            },
-        })
-        .collect();
-    let predictions = Predictions {
-        width,
-        values: rows
-            .iter()
-            .flat_map(|r| r.prediction.iter().copied())
-            .collect(),
-    };
-    let labels = labelled.then(|| rows.iter().filter_map(|r| r.label).collect());
-    (
-        Batch {
-            rows: rows.len() as u32,
-            columns,
-        },
-        predictions,
-        labels,
-    )
-}
-
-/// A shadow call waiting for the shadow worker.
-pub struct ShadowJob {
-    /// The model.
-    pub model: String,
-    /// The shadow version.
-    pub shadow: Arc<WarmVersion>,
-    /// What stable scored.
-    pub batch: Batch,
-    /// What stable answered.
-    pub stable: Predictions,
-}
-
-/// The bounded queue in front of the shadow worker thread, and the
-/// agreement it has measured per shadow version.
-pub struct ShadowQueue {
-    tx: Mutex<Option<SyncSender<ShadowJob>>>,
-    cap: usize,
-    /// Agreement so far, by (model, shadow version).
-    pub agreement: Arc<Mutex<HashMap<(String, String), Agreement>>>,
-}
-
-impl ShadowQueue {
-    /// A queue of `cap` jobs; the worker starts with the first offer.
-    pub fn new(cap: usize) -> ShadowQueue {
-        ShadowQueue {
-            tx: Mutex::new(None),
-            cap,
-            agreement: Arc::new(Mutex::new(HashMap::new())),
-        }
-    }
-
-    /// Hands a job to the worker, or drops and counts it when the queue is
-    /// full: shadow traffic never slows or queues the response path.
-    pub fn offer(&self, metrics: &super::metrics::Metrics, job: ShadowJob) {
-        let mut tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        if tx.is_none() {
-            let (s, r) = std::sync::mpsc::sync_channel::<ShadowJob>(self.cap.max(1));
-            let agreement = self.agreement.clone();
-            let spawned = std::thread::Builder::new()
-                .name("airlock-shadow".into())
-                .spawn(move || shadow_worker(r, agreement));
-            if spawned.is_err() {
-                return;
-            }
-            *tx = Some(s);
-        }
-        let model = job.model.clone();
-        if let Some(s) = tx.as_ref() {
-            match s.try_send(job) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    metrics
-                        .shadow_dropped
-                        .get_or_create(&super::metrics::ModelLabels { model })
-                        .inc();
-                }
-            }
-        }
-    }
-}
-
-fn shadow_worker(
-    rx: std::sync::mpsc::Receiver<ShadowJob>,
-    agreement: Arc<Mutex<HashMap<(String, String), Agreement>>>,
-) {
-    while let Ok(job) = rx.recv() {
-        let task = job.shadow.metadata().output.task;
-        let key = (job.model.clone(), job.shadow.version.clone());
-        match job.shadow.checked.predict(&job.batch) {
-            Ok(out) => {
-                job.shadow.stats.ok(u64::from(job.batch.rows), out.duration);
-                let mut a = agreement.lock().unwrap_or_else(|p| p.into_inner());
-                a.entry(key).or_default().add(task, &job.stable, &out.value);
-            }
-            Err(_) => job.shadow.stats.error(Duration::ZERO),
-        }
-    }
-}
-
-/// Publishes the gauges computed from sketches and agreement (on scrape).
-pub fn refresh_gauges(state: &AppState) {
-    let m = &state.serving.metrics;
-    for name in state.serving.model_names() {
-        let Some(ms) = state.serving.model(&name) else {
-            continue;
-        };
-        let dep = ms.deployment.load_full();
-        for v in std::iter::once(&dep.stable)
-            .chain(dep.canary.as_ref())
-            .chain(dep.shadow.as_ref())
-        {
-            // A copy, so that drift tests never hold up the version's
-            // predictions (they lock the same monitor).
-            let d = v
-                .distributions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let q = d.quality();
-            for (problem, list) in [
-                ("missing", &q.missing),
-                ("out_of_range", &q.out_of_range),
-                ("unseen_category", &q.unseen_category),
-            ] {
-                for (feature, n) in list.iter().take(super::metrics::MAX_FEATURE_SERIES) {
-                    m.quality_rows
-                        .get_or_create(&super::metrics::QualityLabels {
-                            model: name.clone(),
-                            version: v.version.clone(),
-                            feature: feature.clone(),
-                            problem,
-                        })
-                        .set(*n as i64);
-                }
-            }
-            if let Ok(drift) = d.drift(30) {
-                for f in drift.into_iter().take(super::metrics::MAX_FEATURE_SERIES) {
-                    let l = super::metrics::FeatureLabels {
-                        model: name.clone(),
-                        version: v.version.clone(),
-                        feature: f.feature.clone(),
-                    };
-                    m.drift_score.get_or_create(&l).set(f.score);
-                    m.drift_detected.get_or_create(&l).set(i64::from(f.drifted));
-                }
-            }
-        }
-        if let Some(s) = &dep.shadow {
-            let a = state
-                .serving
-                .shadow
-                .agreement
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some(a) = a.get(&(name.clone(), s.version.clone())) {
-                let l = super::metrics::VersionLabels {
-                    model: name.clone(),
-                    version: s.version.clone(),
-                };
-                let c = m.shadow_compared.get_or_create(&l);
-                let seen = c.get();
-                c.inc_by(a.compared.saturating_sub(seen));
-                let d = m.shadow_disagreed.get_or_create(&l);
-                let seen = d.get();
-                d.inc_by(a.disagreed.saturating_sub(seen));
-                if let Some(mad) = a.mean_abs_diff() {
-                    m.shadow_mean_abs_difference.get_or_create(&l).set(mad);
-                }
-            }
-        }
-    }
-}
-
-/// Reads a model's stored serving policy into its control state and the
-/// hot path (startup, and after `PUT .../serving`).
-pub async fn load_policy(state: &Arc<AppState>, model: &str) {
-    let Some(ms) = state.serving.model(model) else {
-        return;
-    };
-    let row: Option<(String, Option<String>)> =
-        sqlx::query_as("SELECT policy, secrets FROM serving_policies WHERE model = $1")
-            .bind(model)
-            .fetch_optional(&state.db)
-            .await
-            .unwrap_or(None);
-    let (policy, secrets) = match row {
-        Some((p, s)) => {
-            let policy: ServingPolicy = match serde_json::from_str(&p) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("airlock server: serving policy of {model}: {e}");
-                    return;
-                }
-            };
-            let secrets = match s.as_deref().map(|s| open_secrets(state, model, s)) {
-                Some(Ok(v)) => v,
-                Some(Err(e)) => {
-                    eprintln!("airlock server: webhook secrets of {model}: {e}");
-                    Vec::new()
-                }
-                None => Vec::new(),
-            };
-            (policy, secrets)
-        }
-        None => (ServingPolicy::default(), Vec::new()),
-    };
-    install_policy(&ms, policy, secrets).await;
-}
-
-/// Makes `policy` the one in force.
-pub async fn install_policy(ms: &ModelServing, policy: ServingPolicy, secrets: Vec<Vec<u8>>) {
-    ms.policy.store(Arc::new(policy.clone()));
-    let mut c = ms.control.lock().await;
-    c.next_due = None;
-    c.policy = policy;
-    c.secrets = secrets;
-    c.monitors.clear();
-}
-
-/// Seals webhook secrets for storage (plain hex without a key ring).
-pub fn seal_secrets(state: &AppState, model: &str, secrets: &[String]) -> String {
-    let joined = serde_json::to_vec(secrets).unwrap_or_default();
-    match &state.config.key_ring {
-        Some(ring) => format!(
-            "sealed:{}",
-            hex::encode(ring.seal(
-                &joined,
-                format!("airlock webhook secrets {model}").as_bytes()
-            ))
-        ),
-        None => format!("plain:{}", hex::encode(joined)),
-    }
-}
-
-fn open_secrets(state: &AppState, model: &str, stored: &str) -> Result<Vec<Vec<u8>>, String> {
-    let bytes = if let Some(h) = stored.strip_prefix("sealed:") {
-        let ring = state
-            .config
-            .key_ring
-            .as_ref()
-            .ok_or("sealed under a key ring this server was not given")?;
-        ring.open_sealed(
-            &hex::decode(h).map_err(|e| e.to_string())?,
-            format!("airlock webhook secrets {model}").as_bytes(),
-        )
-        .map_err(|e| e.to_string())?
-    } else if let Some(h) = stored.strip_prefix("plain:") {
-        hex::decode(h).map_err(|e| e.to_string())?
-    } else {
-        return Err("unknown format".into());
-    };
-    let list: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-    Ok(list.into_iter().map(String::into_bytes).collect())
 }
 
 /// Starts the controller task; it ends when `stop` fires.
@@ -569,7 +175,8 @@ async fn analyze(
     } else {
         sw.clone()
     };
-    let (validators, measurement_error) = run_monitors(state, ms, c, &judged).await;
+    let (validators, measurement_error) =
+        super::monitors::run_monitors(state, ms, c, &judged).await;
     let (compared, disagreed) = match &dep.shadow {
         Some(s) if s.version == judged.version || scope == "production" => {
             let now = state
@@ -645,7 +252,7 @@ async fn analyze(
         let cause =
             json!({ "measurement": &m, "window": &record.window, "version": judged.version });
         let summary = reasons.join("; ");
-        alert(
+        super::alerts::alert(
             state,
             ms,
             c,
@@ -664,7 +271,7 @@ async fn analyze(
                     record.decision_to_switch_ms =
                         Some(at.duration_since(decided).as_secs_f64() * 1e3);
                     record.actions.push(format!("rolled back to {to}"));
-                    alert(state, ms, c, "rollback", &to, &summary, &cause);
+                    super::alerts::alert(state, ms, c, "rollback", &to, &summary, &cause);
                     reset_window(ms, c);
                 }
                 Err(e) => record
@@ -762,7 +369,7 @@ pub async fn apply(
                 )
             });
             drop(order);
-            alert(
+            super::alerts::alert(
                 state,
                 ms,
                 c,
@@ -794,7 +401,7 @@ pub async fn apply(
             )
             .await?;
             history_row(state, &ms.name, &candidate, "canary-abort", actor, reason).await?;
-            alert(state, ms, c, "canary_aborted", &candidate, reason, cause);
+            super::alerts::alert(state, ms, c, "canary_aborted", &candidate, reason, cause);
             Ok(format!(
                 "aborted the canary ({reason}); stable {} serves everything (switch {:.1} µs)",
                 dep.stable.version,
@@ -811,7 +418,7 @@ pub async fn apply(
                 json!({ "reason": reason, "cause": cause }),
             )
             .await?;
-            alert(state, ms, c, "canary_paused", &candidate, reason, cause);
+            super::alerts::alert(state, ms, c, "canary_paused", &candidate, reason, cause);
             Ok(format!("paused for a person: {reason}"))
         }
     }
@@ -912,329 +519,4 @@ async fn automatic_rollback(
     drop(order);
     let _ = cause;
     Ok((target, at))
-}
-
-/// A monitor step, loaded once per policy.
-struct LoadedMonitor {
-    plugin: Arc<airlock_runtime::sandbox::Plugin>,
-    step: airlock_core::gate::spec::StepSpec,
-    reference: Option<airlock_gate::data::Dataset>,
-    /// The reference scored by each version (cached).
-    reference_predictions: HashMap<String, Predictions>,
-}
-
-/// Runs the policy's monitor steps on `version`'s live window, in the
-/// sandbox, on a blocking thread. A step whose window is too small is
-/// skipped (it says nothing); a validator that fails to run is a
-/// measurement error.
-async fn run_monitors(
-    state: &Arc<AppState>,
-    ms: &Arc<ModelServing>,
-    c: &mut Control,
-    version: &Arc<WarmVersion>,
-) -> (Vec<ValidatorResult>, Option<String>) {
-    if c.policy.monitors.is_empty() {
-        return (Vec::new(), None);
-    }
-    if c.monitors.len() != c.policy.monitors.len() {
-        match load_monitors(
-            state,
-            &ms.name,
-            &c.policy.monitors,
-            &version.metadata().inputs,
-        )
-        .await
-        {
-            Ok(m) => c.monitors = m,
-            Err(e) => return (Vec::new(), Some(format!("loading monitors: {}", e.message))),
-        }
-    }
-    let min_rows = c.policy.min_window_rows;
-    let mut monitors = std::mem::take(&mut c.monitors);
-    let v = version.clone();
-    let joined = tokio::task::spawn_blocking(move || {
-        let mut results = Vec::new();
-        let mut error = None;
-        for (name, m) in monitors.iter_mut() {
-            match run_monitor(name, m, &v, min_rows) {
-                Ok(Some(r)) => results.push(r),
-                Ok(None) => {}
-                Err(e) => error = Some(format!("monitor `{name}`: {e}")),
-            }
-        }
-        (monitors, results, error)
-    })
-    .await;
-    match joined {
-        Ok((monitors, results, error)) => {
-            c.monitors = monitors;
-            (results, error)
-        }
-        Err(e) => (Vec::new(), Some(format!("monitor thread: {e}"))),
-    }
-}
-
-fn run_monitor(
-    name: &str,
-    m: &mut LoadedMonitor,
-    v: &WarmVersion,
-    min_rows: usize,
-) -> Result<Option<ValidatorResult>, String> {
-    let labelled = m.step.label.is_some();
-    let (data, predictions, labels) = window_batch(v, labelled);
-    if (data.rows as usize) < min_rows {
-        return Ok(None);
-    }
-    let reference = match &m.reference {
-        None => None,
-        Some(r) => {
-            let preds = match m.reference_predictions.get(&v.version) {
-                Some(p) => p.clone(),
-                None => {
-                    let (batch, _) =
-                        airlock_gate::data::model_inputs(&r.batch, &v.metadata().inputs, &[])
-                            .map_err(|e| format!("reference: {e}"))?;
-                    let p = v
-                        .checked
-                        .predict(&batch)
-                        .map_err(|f| format!("scoring the reference: {}: {}", f.kind, f.message))?
-                        .value;
-                    m.reference_predictions.insert(v.version.clone(), p.clone());
-                    p
-                }
-            };
-            Some(Reference {
-                data: r.batch.clone(),
-                labels: r.labels.clone(),
-                candidate_predictions: preds,
-                baseline_predictions: None,
-            })
-        }
-    };
-    let ctx = Context {
-        step: name.to_string(),
-        config: m.step.config_json(),
-        seed: 0,
-        candidate: ModelInfo {
-            metadata: v.metadata().clone(),
-            digest: v.plugin_digest.clone(),
-            bundle_digest: v.bundle_digest.clone(),
-        },
-        baseline: None,
-        data,
-        labels,
-        candidate_predictions: predictions,
-        baseline_predictions: None,
-        reference,
-    };
-    let options = airlock_runtime::sandbox::CallOptions {
-        limits: m.step.limits,
-        seed: 0,
-        bundle: None,
-    };
-    let out = m
-        .plugin
-        .validate(&options, &ctx, None)
-        .map_err(|f| format!("{}: {}", f.kind, f.message))?;
-    let summary = out
-        .value
-        .findings
-        .iter()
-        .find(|f| matches!(f.severity, airlock_core::types::Severity::Error))
-        .or(out.value.findings.first())
-        .map(|f| f.message.clone())
-        .unwrap_or_else(|| {
-            if out.value.passed {
-                "passed".into()
-            } else {
-                "failed".into()
-            }
-        });
-    Ok(Some(ValidatorResult {
-        name: name.to_string(),
-        passed: out.value.passed,
-        summary: format!("on {} live rows: {summary}", ctx.data.rows),
-    }))
-}
-
-async fn load_monitors(
-    state: &Arc<AppState>,
-    model: &str,
-    names: &[String],
-    inputs: &[airlock_core::types::Feature],
-) -> Result<HashMap<String, LoadedMonitor>, ApiError> {
-    let gate: Option<(String,)> = sqlx::query_as(
-        "SELECT g.toml FROM models m JOIN gate_current c ON c.name = m.gate JOIN gates g ON g.name = c.name AND g.version = c.version WHERE m.name = $1",
-    )
-    .bind(model)
-    .fetch_optional(&state.db)
-    .await?;
-    let (toml,) = gate.ok_or_else(|| {
-        ApiError::refused(
-            "invalid_policy",
-            format!("model {model} has no current gate to take monitor steps from"),
-        )
-    })?;
-    let st = state.clone();
-    let names = names.to_vec();
-    let inputs = inputs.to_vec();
-    let model = model.to_string();
-    tokio::task::spawn_blocking(move || {
-        let scratch = crate::state::scratch_dir(&st, "monitor")?;
-        let spec = airlock_core::gate::spec::GateSpec::parse(&toml, scratch.path())
-            .map_err(|e| ApiError::internal(format_args!("stored gate: {e}")))?;
-        let mut out = HashMap::new();
-        for name in names {
-            let step = spec
-                .steps
-                .iter()
-                .find(|s| s.name == name)
-                .cloned()
-                .ok_or_else(|| {
-                    ApiError::refused(
-                        "invalid_policy",
-                        format!("monitor `{name}` is not a step of model {model}'s gate"),
-                    )
-                })?;
-            let digest = crate::gates::pinned(&step.plugin)?;
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut st.blobs.open(&digest)?, &mut bytes)
-                .map_err(|e| ApiError::internal(format_args!("reading validator: {e}")))?;
-            let plugin = st.sandbox.load(&bytes).map_err(|e| {
-                ApiError::refused("invalid_policy", format!("monitor `{name}`: {e}"))
-            })?;
-            let reference = match &step.reference {
-                None => None,
-                Some(r) => {
-                    let d = crate::gates::pinned(&r.to_string_lossy())?;
-                    let path = scratch.path().join("reference.csv");
-                    st.blobs.materialize(&d, &path)?;
-                    Some(
-                        airlock_gate::data::read_csv_with(
-                            &path,
-                            Some(&inputs),
-                            step.label.as_deref(),
-                            &st.config.data_caps,
-                        )
-                        .map_err(|e| {
-                            ApiError::refused(
-                                "invalid_policy",
-                                format!("monitor `{name}`: reference: {e}"),
-                            )
-                        })?,
-                    )
-                }
-            };
-            out.insert(
-                name,
-                LoadedMonitor {
-                    plugin,
-                    step,
-                    reference,
-                    reference_predictions: HashMap::new(),
-                },
-            );
-        }
-        Ok(out)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format_args!("loading monitors: {e}")))?
-}
-
-static DELIVERIES: AtomicUsize = AtomicUsize::new(0);
-
-/// Sends an alert to every webhook of the model's policy, signed, with
-/// bounded retries and backoff, on its own thread (never the request path).
-pub fn alert(
-    state: &Arc<AppState>,
-    ms: &ModelServing,
-    c: &Control,
-    event: &str,
-    version: &str,
-    reason: &str,
-    cause: &Value,
-) {
-    if c.policy.webhooks.is_empty() {
-        return;
-    }
-    let body = json!({
-        "event": event,
-        "model": ms.name,
-        "version": version,
-        "reason": reason,
-        "at": crate::db::now(),
-        "details": cause,
-    });
-    let body = serde_json::to_vec(&body).unwrap_or_default();
-    for (i, hook) in c.policy.webhooks.iter().enumerate() {
-        let Some(secret) = c.secrets.get(i).cloned() else {
-            continue;
-        };
-        if DELIVERIES.fetch_add(1, Ordering::AcqRel) >= MAX_DELIVERIES {
-            DELIVERIES.fetch_sub(1, Ordering::AcqRel);
-            state
-                .serving
-                .metrics
-                .webhooks
-                .get_or_create(&super::metrics::OutcomeLabels { outcome: "dropped" })
-                .inc();
-            continue;
-        }
-        let url = hook.url.clone();
-        let body = body.clone();
-        let st = state.clone();
-        let spawned = std::thread::Builder::new()
-            .name("airlock-webhook".into())
-            .spawn(move || {
-                let ok = deliver(&url, &secret, &body);
-                st.serving
-                    .metrics
-                    .webhooks
-                    .get_or_create(&super::metrics::OutcomeLabels {
-                        outcome: if ok { "delivered" } else { "failed" },
-                    })
-                    .inc();
-                DELIVERIES.fetch_sub(1, Ordering::AcqRel);
-            });
-        if spawned.is_err() {
-            DELIVERIES.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-/// The retry schedule of alert deliveries.
-pub const WEBHOOK_BACKOFF: Backoff = Backoff {
-    first: Duration::from_millis(200),
-    factor: 2,
-    max_delay: Duration::from_secs(5),
-    max_attempts: 5,
-};
-
-fn deliver(url: &str, secret: &[u8], body: &[u8]) -> bool {
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
-    let mut attempt = 0u32;
-    loop {
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let sent = agent
-            .post(url)
-            .header("Content-Type", "application/json")
-            .header("X-Airlock-Signature", sign(secret, ts, body))
-            .send(body);
-        if let Ok(resp) = sent
-            && resp.status().is_success()
-        {
-            return true;
-        }
-        attempt += 1;
-        match WEBHOOK_BACKOFF.delay(attempt, super::predict::split_random()) {
-            Some(d) => std::thread::sleep(d),
-            None => return false,
-        }
-    }
 }

@@ -12,16 +12,22 @@
 //! Map: `predict` (the `/v1` predict and feedback handlers, request bodies
 //! to batches), `oip` (Open Inference Protocol v2), `metrics` (Prometheus),
 //! `stats` (lock-free counters and latency buckets analysis reads),
-//! `control` (canary rollouts, analysis, continuous validation, automatic
-//! rollback, alert webhooks), `policy` (a model's serving policy).
+//! `pool` (the prediction threads), `control` (canary rollouts, analysis,
+//! automatic rollback), `monitors` (continuous validation), `window` (live
+//! rows for monitors), `shadow` (mirrored traffic), `alerts` (signed
+//! webhooks), `policy` (a model's serving policy, stored and installed).
 
+pub mod alerts;
 pub mod control;
 pub mod metrics;
+pub mod monitors;
 pub mod oip;
 pub mod policy;
 pub mod pool;
 pub mod predict;
+pub mod shadow;
 pub mod stats;
+pub mod window;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -61,7 +67,7 @@ pub struct WarmVersion {
     pub distributions: Mutex<DistributionMonitor>,
     /// Live rows kept for continuous validation (empty unless the model's
     /// policy names monitor steps).
-    pub window: Mutex<control::LiveWindow>,
+    pub window: Mutex<window::LiveWindow>,
     /// How long loading took (compile, `init`, snapshot, metadata).
     pub load_time: Duration,
 }
@@ -253,7 +259,7 @@ pub struct Serving {
     /// The threads every model call runs on, behind a bounded queue.
     pub pool: pool::PredictPool,
     /// Shadow calls waiting for the shadow worker.
-    pub shadow: control::ShadowQueue,
+    pub shadow: shadow::ShadowQueue,
     /// Held from an alias move's commit to the switch that follows it, so
     /// two concurrent moves switch traffic in the order they committed.
     pub alias_lock: tokio::sync::Mutex<()>,
@@ -267,7 +273,7 @@ impl Serving {
             models: RwLock::new(HashMap::new()),
             metrics: metrics::Metrics::new(),
             pool: pool::PredictPool::new(config.threads, config.max_in_flight)?,
-            shadow: control::ShadowQueue::new(config.shadow_queue),
+            shadow: shadow::ShadowQueue::new(config.shadow_queue),
             alias_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -492,7 +498,7 @@ fn load(
         stats: VersionStats::default(),
         series,
         distributions: Mutex::new(DistributionMonitor::new(&names, None)),
-        window: Mutex::new(control::LiveWindow::new(0)),
+        window: Mutex::new(window::LiveWindow::new(0)),
         checked,
         load_time: started.elapsed(),
     }))
@@ -565,7 +571,7 @@ pub async fn warm_up(state: &Arc<AppState>) {
                 Err(e) => eprintln!("airlock server: serving: {model} {earlier}: {}", e.message),
             }
         }
-        control::load_policy(state, &model).await;
+        policy::load_policy(state, &model).await;
     }
 }
 

@@ -5,9 +5,12 @@
 //! model, every change audited. Webhook secrets are sealed under the data
 //! key ring when one is configured and never returned.
 
+use super::ModelServing;
+use crate::state::AppState;
 use airlock_rollout::analysis::Thresholds;
 use airlock_rollout::rollout::Plan;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The policy as stored and as `GET` shows it (secrets omitted).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,6 +186,88 @@ impl ServingPolicy {
         }
         Ok(())
     }
+}
+
+/// Reads a model's stored serving policy into its control state and the
+/// hot path (startup, and after `PUT .../serving`).
+pub async fn load_policy(state: &Arc<AppState>, model: &str) {
+    let Some(ms) = state.serving.model(model) else {
+        return;
+    };
+    let row: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT policy, secrets FROM serving_policies WHERE model = $1")
+            .bind(model)
+            .fetch_optional(&state.db)
+            .await
+            .unwrap_or(None);
+    let (policy, secrets) = match row {
+        Some((p, s)) => {
+            let policy: ServingPolicy = match serde_json::from_str(&p) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("airlock server: serving policy of {model}: {e}");
+                    return;
+                }
+            };
+            let secrets = match s.as_deref().map(|s| open_secrets(state, model, s)) {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => {
+                    eprintln!("airlock server: webhook secrets of {model}: {e}");
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            (policy, secrets)
+        }
+        None => (ServingPolicy::default(), Vec::new()),
+    };
+    install_policy(&ms, policy, secrets).await;
+}
+
+/// Makes `policy` the one in force.
+pub async fn install_policy(ms: &ModelServing, policy: ServingPolicy, secrets: Vec<Vec<u8>>) {
+    ms.policy.store(Arc::new(policy.clone()));
+    let mut c = ms.control.lock().await;
+    c.next_due = None;
+    c.policy = policy;
+    c.secrets = secrets;
+    c.monitors.clear();
+}
+
+/// Seals webhook secrets for storage (plain hex without a key ring).
+pub fn seal_secrets(state: &AppState, model: &str, secrets: &[String]) -> String {
+    let joined = serde_json::to_vec(secrets).unwrap_or_default();
+    match &state.config.key_ring {
+        Some(ring) => format!(
+            "sealed:{}",
+            hex::encode(ring.seal(
+                &joined,
+                format!("airlock webhook secrets {model}").as_bytes()
+            ))
+        ),
+        None => format!("plain:{}", hex::encode(joined)),
+    }
+}
+
+fn open_secrets(state: &AppState, model: &str, stored: &str) -> Result<Vec<Vec<u8>>, String> {
+    let bytes = if let Some(h) = stored.strip_prefix("sealed:") {
+        let ring = state
+            .config
+            .key_ring
+            .as_ref()
+            .ok_or("sealed under a key ring this server was not given")?;
+        ring.open_sealed(
+            &hex::decode(h).map_err(|e| e.to_string())?,
+            format!("airlock webhook secrets {model}").as_bytes(),
+        )
+        .map_err(|e| e.to_string())?
+    } else if let Some(h) = stored.strip_prefix("plain:") {
+        hex::decode(h).map_err(|e| e.to_string())?
+    } else {
+        return Err("unknown format".into());
+    };
+    let list: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    Ok(list.into_iter().map(String::into_bytes).collect())
 }
 
 #[cfg(test)]

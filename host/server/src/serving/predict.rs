@@ -357,14 +357,14 @@ pub fn score(
                         recorded(task, &out.value),
                     );
                 }
-                super::control::window_push(state, ms, &version, &request_id, &batch, &out.value);
+                super::window::window_push(state, ms, &version, &request_id, &batch, &out.value);
             }
             if via == Via::Stable
                 && let Some(shadow) = &dep.shadow
             {
                 state.serving.shadow.offer(
                     &state.serving.metrics,
-                    super::control::ShadowJob {
+                    super::shadow::ShadowJob {
                         model: ms.name.clone(),
                         shadow: shadow.clone(),
                         batch,
@@ -533,7 +533,7 @@ pub async fn feedback(
                     if s.correct {
                         state.serving.metrics.labels_correct.get_or_create(&labels).inc();
                     }
-                    super::control::window_label(&v, &l.request_id, value);
+                    super::window::window_label(&v, &l.request_id, value);
                 }
             }
             Err(e) => problems.push(serde_json::json!({ "index": i, "request_id": l.request_id, "error": e.to_string() })),
