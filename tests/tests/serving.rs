@@ -1381,3 +1381,60 @@ async fn a_restart_serves_production_at_once_and_keeps_earlier_versions_warm() {
     let resp = router.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sampled_prediction_log_is_off_by_default_and_redacts_sensitive_fields() {
+    let h = Harness::new().await;
+    h.served().await;
+    let predictor = h.token("app", "predictor").await;
+    let log = h.data_dir().join("prediction-logs/breast-cancer.jsonl");
+    let rows = eval_rows();
+    let mut row = rows[0].0.clone();
+    row["mean_radius"] = json!(12.34567);
+    row["worst_area"] = json!(765.4321);
+    let (s, _) = h.predict(&predictor, json!({ "rows": [row] }), &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!log.exists(), "no log unless the policy asks for one");
+    h.policy(json!({ "prediction_log": { "sample_percent": 100, "sensitive": ["mean_radius", "worst_area"] } }))
+        .await;
+    for _ in 0..5 {
+        let (s, _) = h.predict(&predictor, json!({ "rows": [row] }), &[]).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    for l in &lines {
+        assert_eq!(l["inputs"]["mean_radius"], "[redacted]");
+        assert_eq!(l["inputs"]["worst_area"], "[redacted]");
+        assert_eq!(l["inputs"]["mean_texture"], row["mean_texture"]);
+        assert_eq!(l["version"], "1.0.0");
+        assert_eq!(l["prediction"].as_array().unwrap().len(), 2);
+    }
+    assert!(
+        !text.contains("12.34567") && !text.contains("765.4321"),
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // A bad sample rate is refused, naming the field.
+    let (s, v) = h
+        .call(
+            "PUT",
+            &format!("/v1/models/{MODEL}/serving"),
+            Some(&h.admin.clone()),
+            Some(json!({ "prediction_log": { "sample_percent": 0 } })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        message(&v).contains("prediction_log.sample_percent 0"),
+        "{v}"
+    );
+}

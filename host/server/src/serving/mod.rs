@@ -15,7 +15,8 @@
 //! `pool` (the prediction threads), `control` (canary rollouts, analysis,
 //! automatic rollback), `monitors` (continuous validation), `window` (live
 //! rows for monitors), `shadow` (mirrored traffic), `alerts` (signed
-//! webhooks), `policy` (a model's serving policy, stored and installed).
+//! webhooks), `policy` (a model's serving policy, stored and installed),
+//! `predlog` (the optional sampled, redacted prediction log).
 
 pub mod alerts;
 pub mod control;
@@ -25,6 +26,7 @@ pub mod oip;
 pub mod policy;
 pub mod pool;
 pub mod predict;
+pub mod predlog;
 pub mod shadow;
 pub mod stats;
 pub mod window;
@@ -260,6 +262,8 @@ pub struct Serving {
     pub pool: pool::PredictPool,
     /// Shadow calls waiting for the shadow worker.
     pub shadow: shadow::ShadowQueue,
+    /// The open sampled prediction logs (when a policy asks for one).
+    pub prediction_logs: predlog::PredictionLogs,
     /// Held from an alias move's commit to the switch that follows it, so
     /// two concurrent moves switch traffic in the order they committed.
     pub alias_lock: tokio::sync::Mutex<()>,
@@ -275,6 +279,7 @@ impl Serving {
             pool: pool::PredictPool::new(config.threads, config.max_in_flight)?,
             shadow: shadow::ShadowQueue::new(config.shadow_queue),
             alias_lock: tokio::sync::Mutex::new(()),
+            prediction_logs: predlog::PredictionLogs::default(),
         })
     }
 

@@ -50,6 +50,21 @@ pub struct ServingPolicy {
     /// or a missing category.
     #[serde(default)]
     pub allow_missing: bool,
+    /// An optional sampled log of predictions (inputs with the sensitive
+    /// fields redacted, and the answer); off unless set.
+    #[serde(default)]
+    pub prediction_log: Option<PredictionLogPolicy>,
+}
+
+/// What the sampled prediction log keeps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionLogPolicy {
+    /// Share of answered rows written, in percent (more than 0, at most 100).
+    pub sample_percent: f64,
+    /// Input features written as `"[redacted]"`, never with their value.
+    #[serde(default)]
+    pub sensitive: Vec<String>,
 }
 
 /// An alert destination.
@@ -93,6 +108,7 @@ impl Default for ServingPolicy {
             min_window_rows: default_min_window(),
             webhooks: Vec::new(),
             allow_missing: false,
+            prediction_log: None,
         }
     }
 }
@@ -150,6 +166,20 @@ impl ServingPolicy {
                 "{} monitors is over the cap of 16",
                 self.monitors.len()
             ));
+        }
+        if let Some(l) = &self.prediction_log {
+            if !(l.sample_percent > 0.0 && l.sample_percent <= 100.0) {
+                return Err(format!(
+                    "prediction_log.sample_percent {} is outside (0, 100]",
+                    l.sample_percent
+                ));
+            }
+            if l.sensitive.len() > 1024 {
+                return Err(format!(
+                    "prediction_log.sensitive names {} features, over the cap of 1024",
+                    l.sensitive.len()
+                ));
+            }
         }
         if self.min_window_rows == 0 {
             return Err("min_window_rows must be at least 1".into());

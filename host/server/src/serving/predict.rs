@@ -359,6 +359,7 @@ pub fn score(
                 }
                 super::window::window_push(state, ms, &version, &request_id, &batch, &out.value);
             }
+            super::predlog::maybe_log(state, ms, &version.version, &request_id, &batch, &out.value);
             if via == Via::Stable
                 && let Some(shadow) = &dep.shadow
             {
