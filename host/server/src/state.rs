@@ -54,6 +54,33 @@ pub struct AppState {
     pub tokens: crate::auth::TokenCache,
 }
 
+/// Removes what earlier runs left in `<data>/tmp`. The directory is first
+/// renamed aside, so that a straggler still writing into it (a gate run
+/// interrupted by a stop in the same process, or a process being killed)
+/// cannot refill what is being removed; then removed best-effort, with
+/// earlier asides: scratch holds only copies, so a failure is reported and
+/// never stops the start.
+fn sweep_scratch(dir: &Path) {
+    let scratch = dir.join("tmp");
+    if scratch.exists() {
+        let mut tag = [0u8; 8];
+        let _ = getrandom::fill(&mut tag);
+        let aside = dir.join(format!("tmp.sweep-{}", hex::encode(tag)));
+        if let Err(e) = std::fs::rename(&scratch, &aside) {
+            eprintln!("airlock server: moving aside {}: {e}", scratch.display());
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("tmp.sweep-")
+                && let Err(err) = std::fs::remove_dir_all(e.path())
+            {
+                eprintln!("airlock server: removing {}: {err}", e.path().display());
+            }
+        }
+    }
+}
+
 /// A scratch directory under `<data>/tmp`, removed when dropped; whatever
 /// a crash leaves there is removed at the next start. Plaintext copies of
 /// blobs (bundles being unpacked, validators, datasets) live only here,
@@ -109,10 +136,7 @@ impl AppState {
             Sandbox::new(config.sandbox.clone()).map_err(|e| StartError::Sandbox(e.to_string()))?;
         let runs = RunQueue::new(config.queue_depth);
         // Scratch left by a crash (plaintext copies of blobs) goes first.
-        let scratch = dir.join("tmp");
-        if scratch.exists() {
-            std::fs::remove_dir_all(&scratch).map_err(|e| StartError::io(&scratch, e))?;
-        }
+        sweep_scratch(dir);
         let serving = crate::serving::Serving::new(&config.serving)
             .map_err(|e| StartError::Sandbox(format!("starting prediction threads: {e}")))?;
         let policy = load_policy(&db).await?;
@@ -451,4 +475,28 @@ pub async fn rotate_data_keys(config: ServerConfig) -> Result<Rotated, StartErro
         blobs: rewritten,
         host_keys: resealed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_left_by_a_crash_is_swept_and_a_failed_sweep_never_stops_a_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("tmp/run-1/bundle")).unwrap();
+        std::fs::write(d.join("tmp/run-1/bundle/model.json"), b"plaintext").unwrap();
+        std::fs::create_dir_all(d.join("tmp.sweep-0123/x")).unwrap();
+        std::fs::write(d.join("keep.db"), b"db").unwrap();
+        sweep_scratch(d);
+        let left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec!["keep.db".to_string()]);
+        // Nothing to sweep: nothing happens.
+        sweep_scratch(d);
+        assert!(d.join("keep.db").exists());
+    }
 }
