@@ -119,10 +119,11 @@ if "$airlock" promote breast-cancer 2.0.0 --token "$carol"; then
   echo "demo: the refused candidate must not be promoted" >&2; exit 1
 fi
 
-step "serving: dave's application predicts with a predictor token (one-row requests, labels sent back)"
+step "serving: dave's application predicts with a predictor token; erin's labelling service sends the true labels"
 dave=$("$airlock" token create --subject dave --role predictor "${admin[@]}" 2>/dev/null)
+erin=$("$airlock" token create --subject erin --role labeler "${admin[@]}" 2>/dev/null)
 "$airlock" traffic breast-cancer --data examples/breast-cancer/data/eval.csv --label target \
-  --seconds 2 --concurrency 2 --feedback --token "$dave"
+  --seconds 2 --concurrency 2 --feedback-token "$erin" --token "$dave"
 
 step "alice submits v3.0.0: the same trees, in a plugin that flips its answers on batches under 8 rows"
 echo "   (a model that learned when it is being evaluated: gates send batches, live traffic sends one row)"
@@ -141,7 +142,7 @@ JSON
 step "carol starts the canary of v3.0.0; dave's traffic keeps flowing with labels"
 "$airlock" canary start breast-cancer 3.0.0 --reason "passed gate and review" --token "$carol"
 "$airlock" traffic breast-cancer --data examples/breast-cancer/data/eval.csv --label target \
-  --seconds 5 --concurrency 2 --feedback --token "$dave"
+  --seconds 5 --concurrency 2 --feedback-token "$erin" --token "$dave"
 
 step "what the analysis saw and did (breach -> automatic rollback, timed)"
 "$airlock" serving status breast-cancer "${admin[@]}"

@@ -780,9 +780,18 @@ async fn every_route_against_every_role_allows_exactly_the_access_table() {
     let doc = std::fs::read_to_string(airlock_tests::repo_root().join("docs/security.md")).unwrap();
     for route in ROUTES {
         let needs = route.needs.map_or("none", |p| p.as_str());
-        let row = format!("| `{} {}` | {needs} |", route.method, route.path);
+        let mut row = format!("| `{} {}` | {needs} |", route.method, route.path);
+        for role in ROLES {
+            let allowed = route.needs.is_none_or(|p| role.allows(p));
+            row.push_str(if allowed { " allow |" } else { " deny |" });
+        }
         assert!(doc.contains(&row), "docs/security.md lacks the row {row}");
     }
+    let header: String = ROLES.iter().map(|r| format!(" {} |", r.as_str())).collect();
+    assert!(
+        doc.contains(&format!("| route | permission |{header}")),
+        "docs/security.md's access table has other role columns than {header}"
+    );
     // Every permission guards at least one route: none is dead in the table.
     for p in PERMISSIONS {
         assert!(

@@ -102,6 +102,17 @@ impl Harness {
             .await
     }
 
+    /// Sends delayed labels with `token`.
+    async fn feedback(&self, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            "POST",
+            &format!("/v1/models/{MODEL}/feedback"),
+            Some(token),
+            Some(body),
+        )
+        .await
+    }
+
     async fn policy(&self, policy: Value) {
         self.ok("PUT", &format!("/v1/models/{MODEL}/serving"), Some(policy))
             .await;
@@ -133,13 +144,14 @@ fn p1(v: &Value) -> f64 {
     v["predictions"][0][1].as_f64().unwrap()
 }
 
-/// Sends 1-row requests (and their labels) until `stop` says so; returns
-/// how many were answered and every non-200.
+/// Sends 1-row requests until `stop` says so, and their labels with the
+/// labeler's token when one is given; returns how many were answered and
+/// every non-200.
 async fn traffic(
     h: Arc<Harness>,
     token: String,
     rows: Arc<Vec<(Value, f64)>>,
-    labels: bool,
+    labeler: Option<String>,
     until: impl Fn() -> bool + Send + 'static,
 ) -> (u64, Vec<String>) {
     let mut n = 0u64;
@@ -154,15 +166,10 @@ async fn traffic(
             continue;
         }
         n += 1;
-        if labels {
+        if let Some(labeler) = &labeler {
             let id = v["request_id"].as_str().unwrap();
             let (s, f) = h
-                .call(
-                    "POST",
-                    &format!("/v1/models/{MODEL}/feedback"),
-                    Some(&token),
-                    Some(json!({ "request_id": id, "label": label })),
-                )
+                .feedback(labeler, json!({ "request_id": id, "label": label }))
                 .await;
             assert_eq!(s, StatusCode::OK, "{f}");
         }
@@ -790,6 +797,7 @@ async fn a_canary_that_breaches_is_aborted_traffic_returns_to_stable_and_a_signe
     }))
     .await;
     let predictor = h.token("app", "predictor").await;
+    let labeler = h.token("labels", "labeler").await;
     let v = h
         .ok(
             "POST",
@@ -805,7 +813,7 @@ async fn a_canary_that_breaches_is_aborted_traffic_returns_to_stable_and_a_signe
         h.clone(),
         predictor.clone(),
         Arc::new(eval_rows()),
-        true,
+        Some(labeler.clone()),
         move || {
             let dep = hh
                 .state
@@ -961,7 +969,7 @@ async fn a_good_canary_steps_through_and_is_promoted_a_quiet_one_pauses_and_a_ne
         h.clone(),
         predictor.clone(),
         Arc::new(eval_rows()),
-        false,
+        None,
         move || {
             hh.state
                 .serving
@@ -1030,14 +1038,44 @@ async fn sticky_keys_keep_their_version_and_a_header_forces_one() {
         (5..=35).contains(&canary),
         "{canary} of 40 keys on the 50% canary"
     );
+    // Forced answers are the caller's pick, not the split's: a predictor
+    // flooding the canary with requests it chose must not move the
+    // canary's analysis (requests, errors, labels) at all.
+    let counted = |v: &str| {
+        let ms = h.state.serving.model(MODEL).unwrap();
+        ms.warm_version(v).unwrap().stats.snapshot()
+    };
+    let before = (counted("1.0.0"), counted("2.0.0"));
+    let labeler = h.token("labels", "labeler").await;
     for forced in ["1.0.0", "2.0.0"] {
         for _ in 0..10 {
             let (_, v) = h
                 .predict(&predictor, row.clone(), &[("x-airlock-version", forced)])
                 .await;
             assert_eq!(v["version"], forced);
+            let (s, f) = h
+                .feedback(
+                    &labeler,
+                    json!({ "request_id": v["request_id"], "label": 1 }),
+                )
+                .await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{f}");
+            assert!(f.to_string().contains("forced by header"), "{f}");
         }
     }
+    let after = (counted("1.0.0"), counted("2.0.0"));
+    for (b, a) in [(&before.0, &after.0), (&before.1, &after.1)] {
+        assert_eq!(
+            (a.requests, a.errors, a.labelled),
+            (b.requests, b.errors, b.labelled)
+        );
+    }
+    // They still show in the operational metrics, as forced.
+    let text = h.metrics().await;
+    assert!(
+        text.contains(r#"airlock_predict_requests_total{model="breast-cancer",version="2.0.0",route="forced"} 10"#),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1121,6 +1159,7 @@ async fn continuous_validation_rolls_production_back_when_the_policy_says_so() {
     }))
     .await;
     let predictor = h.token("app", "predictor").await;
+    let labeler = h.token("labels", "labeler").await;
     let h = Arc::new(h);
     let hh = h.clone();
     let started = Instant::now();
@@ -1128,7 +1167,7 @@ async fn continuous_validation_rolls_production_back_when_the_policy_says_so() {
         h.clone(),
         predictor.clone(),
         Arc::new(eval_rows()),
-        true,
+        Some(labeler.clone()),
         move || {
             hh.state
                 .serving
@@ -1188,24 +1227,24 @@ async fn metrics_follow_prometheus_naming_with_bounded_labels() {
     let h = Harness::new().await;
     h.served().await;
     let predictor = h.token("app", "predictor").await;
+    let labeler = h.token("labels", "labeler").await;
     let rows = eval_rows();
-    for (row, label) in &rows[..50] {
+    for (i, (row, label)) in rows[..50].iter().enumerate() {
         let (_, v) = h.predict(&predictor, json!({ "rows": [row] }), &[]).await;
-        h.call(
-            "POST",
-            &format!("/v1/models/{MODEL}/feedback"),
-            Some(&predictor),
-            Some(json!({ "request_id": v["request_id"], "label": label })),
-        )
-        .await;
+        let body = json!({ "request_id": v["request_id"], "label": label });
+        if i == 0 {
+            // The client that saw the answer may not grade it.
+            let (s, f) = h.feedback(&predictor, body.clone()).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{f}");
+        }
+        let (s, f) = h.feedback(&labeler, body).await;
+        assert_eq!(s, StatusCode::OK, "{f}");
     }
     // Feedback for an unknown id, twice for one id.
     let (s, v) = h
-        .call(
-            "POST",
-            &format!("/v1/models/{MODEL}/feedback"),
-            Some(&predictor),
-            Some(json!({ "request_id": "0".repeat(32), "label": 1 })),
+        .feedback(
+            &labeler,
+            json!({ "request_id": "0".repeat(32), "label": 1 }),
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");

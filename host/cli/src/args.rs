@@ -178,7 +178,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Serving(ServingCmd),
     /// Send one-row predictions from a CSV file to a served model (labels
-    /// too, with --feedback) and print, second by second, which version
+    /// too, with --feedback or --feedback-token) and print, second by second, which version
     /// answered and how accurate each was.
     Traffic {
         /// The model.
@@ -195,9 +195,14 @@ pub(crate) enum Command {
         /// Requests in flight at once (one thread each).
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
-        /// Send each answer's label to `/feedback`.
+        /// Send each answer's label to `/feedback` with --token (which
+        /// then needs the labeler's permission, e.g. an admin's).
         #[arg(long)]
         feedback: bool,
+        /// Send each answer's label to `/feedback` with this token instead
+        /// (a `labeler` token: predictor tokens may not send labels).
+        #[arg(long, env = "AIRLOCK_FEEDBACK_TOKEN")]
+        feedback_token: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -488,7 +493,8 @@ pub(crate) enum TokenCmd {
         /// Who it is for (approvals compare subjects).
         #[arg(long)]
         subject: String,
-        /// reader, submitter, approver, deployer, gate-admin or admin.
+        /// predictor, labeler, reader, submitter, approver, deployer, gate-admin
+        /// or admin.
         #[arg(long)]
         role: String,
         /// Limit it to this model; repeatable (default: all models).

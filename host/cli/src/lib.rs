@@ -297,16 +297,29 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             seconds,
             concurrency,
             feedback,
+            feedback_token,
             remote,
-        } => client::serving::traffic(
-            &remote,
-            &name,
-            &data,
-            label.as_deref(),
-            std::time::Duration::from_secs(seconds),
-            concurrency,
-            feedback,
-        ),
+        } => {
+            // Labels go with the labeler's token when one is given, else
+            // with the caller's own.
+            let labels = match feedback_token {
+                Some(token) => Some(args::Remote {
+                    token: Some(token),
+                    token_file: None,
+                    ..remote.clone()
+                }),
+                None => feedback.then(|| remote.clone()),
+            };
+            client::serving::traffic(
+                &remote,
+                &name,
+                &data,
+                label.as_deref(),
+                std::time::Duration::from_secs(seconds),
+                concurrency,
+                labels.as_ref(),
+            )
+        }
         Command::Run(RunCmd::Show { id, remote }) => remote::run_show(&remote, &id),
         Command::Run(RunCmd::Wait { id, remote }) => remote::run_wait(&remote, &id),
         Command::Run(RunCmd::Cancel { id, remote }) => remote::run_cancel(&remote, &id),

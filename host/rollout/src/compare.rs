@@ -160,8 +160,11 @@ pub struct Scored {
 /// Why a label was not scored.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FeedbackError {
-    /// The request id was never recorded, or was evicted to stay bounded.
-    #[error("unknown request id {0:?} (never seen, or evicted from the label book)")]
+    /// The request id was never recorded (only one-row answers that the
+    /// traffic split routed are), or was evicted to stay bounded.
+    #[error(
+        "unknown request id {0:?} (only one-row answers routed by the traffic split are scored, not ones forced by header; or it was evicted from the label book)"
+    )]
     Unknown(String),
     /// The request already has a label.
     #[error("request id {0:?} already has a label")]
@@ -418,9 +421,11 @@ mod tests {
         let mut none = LabelBook::new(0);
         none.record("r", "v", Recorded::Class(0));
         assert!(none.is_empty());
-        assert_eq!(
-            none.feedback("r", 0.0).unwrap_err().to_string(),
-            "unknown request id \"r\" (never seen, or evicted from the label book)"
+        let said = none.feedback("r", 0.0).unwrap_err().to_string();
+        assert!(said.starts_with("unknown request id \"r\""), "{said}");
+        assert!(
+            said.contains("forced by header") && said.contains("evicted"),
+            "{said}"
         );
     }
 

@@ -26,14 +26,20 @@ pub enum Role {
     GateAdmin,
     /// Everything, including tokens, keys and the trust policy.
     Admin,
-    /// Asks served models for predictions and sends their delayed labels;
-    /// reads nothing else (a client application's token).
+    /// Asks served models for predictions; reads nothing else (a client
+    /// application's token).
     Predictor,
+    /// Sends the delayed ground-truth labels that canary analysis and
+    /// accuracy monitoring score versions by; reads nothing else. Kept apart
+    /// from the predictor so that a client application, which sees the
+    /// request ids, cannot also decide whether an answer was right.
+    Labeler,
 }
 
 /// Every role, in the order the docs print them.
-pub const ROLES: [Role; 7] = [
+pub const ROLES: [Role; 8] = [
     Role::Predictor,
+    Role::Labeler,
     Role::Reader,
     Role::Submitter,
     Role::Approver,
@@ -57,14 +63,16 @@ pub enum Permission {
     ManageGates,
     /// Tokens, host keys, trust policy, the audit log.
     Administer,
-    /// Call a served model (predict, infer, its serving metadata) and send
-    /// delayed labels for its answers.
+    /// Call a served model (predict, infer, its serving metadata).
     Predict,
+    /// Send delayed labels for a served model's answers.
+    Label,
 }
 
 /// Every permission, in the order the docs print them.
-pub const PERMISSIONS: [Permission; 7] = [
+pub const PERMISSIONS: [Permission; 8] = [
     Permission::Predict,
+    Permission::Label,
     Permission::Read,
     Permission::Submit,
     Permission::Approve,
@@ -75,13 +83,14 @@ pub const PERMISSIONS: [Permission; 7] = [
 
 impl Role {
     /// Whether this role holds `p`. Reading is every role's but the
-    /// predictor's (a client application's token sees only the models it
-    /// calls); each other power belongs to one role and to `admin`.
+    /// predictor's and the labeler's (services' tokens see only the models
+    /// they call); each other power belongs to one role and to `admin`.
     pub fn allows(self, p: Permission) -> bool {
         use Permission as P;
         match self {
             Role::Admin => true,
             Role::Predictor => p == P::Predict,
+            Role::Labeler => p == P::Label,
             Role::Reader => p == P::Read,
             Role::Submitter => matches!(p, P::Read | P::Submit),
             Role::Approver => matches!(p, P::Read | P::Approve),
@@ -100,6 +109,7 @@ impl Role {
             Role::GateAdmin => "gate-admin",
             Role::Admin => "admin",
             Role::Predictor => "predictor",
+            Role::Labeler => "labeler",
         }
     }
 
@@ -120,6 +130,7 @@ impl Permission {
             Permission::ManageGates => "manage-gates",
             Permission::Administer => "administer",
             Permission::Predict => "predict",
+            Permission::Label => "label",
         }
     }
 }
@@ -205,13 +216,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_admin_administers_and_every_role_but_the_predictor_reads() {
+    fn only_admin_administers_and_every_role_but_the_services_reads() {
         for r in ROLES {
-            assert_eq!(r.allows(Permission::Read), r != Role::Predictor);
+            assert_eq!(
+                r.allows(Permission::Read),
+                !matches!(r, Role::Predictor | Role::Labeler)
+            );
             assert_eq!(r.allows(Permission::Administer), r == Role::Admin);
             assert_eq!(
                 r.allows(Permission::Predict),
                 matches!(r, Role::Predictor | Role::Admin)
+            );
+            // Whoever sees the answers does not grade them.
+            assert_eq!(
+                r.allows(Permission::Label),
+                matches!(r, Role::Labeler | Role::Admin)
             );
         }
         assert!(!Role::Submitter.allows(Permission::Approve));

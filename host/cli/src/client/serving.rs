@@ -1,7 +1,7 @@
 //! Serving from the command line: a model's serving policy and status,
 //! canaries (start, resume, abort), shadow traffic, and `traffic`, a small
 //! load generator that sends one-row predictions from a CSV file (and,
-//! with `--feedback`, their labels) and prints, second by second, which
+//! with `--feedback` or `--feedback-token`, their labels) and prints, second by second, which
 //! version answered and how accurate each was.
 
 use super::{Client, seg};
@@ -228,9 +228,11 @@ struct Second {
 }
 
 /// `airlock traffic NAME --data CSV`: one-row predictions for `duration`
-/// from `concurrency` threads, labels sent back with `--feedback`; prints
-/// each second's split by version (with each version's accuracy against
-/// the labels) and a summary with latency percentiles.
+/// from `concurrency` threads, labels sent back through `feedback` (the
+/// labeler's connection) when given; prints each second's split by version
+/// (with each version's accuracy against the labels) and a summary with
+/// latency percentiles. A refused label is counted and reported, not
+/// dropped quietly.
 pub(crate) fn traffic(
     remote: &Remote,
     name: &str,
@@ -238,10 +240,15 @@ pub(crate) fn traffic(
     label: Option<&str>,
     duration: Duration,
     concurrency: usize,
-    feedback: bool,
+    feedback: Option<&Remote>,
 ) -> Result<(), CliError> {
     let rows = Arc::new(read_rows(data, label)?);
     let client = Arc::new(Client::new(remote)?);
+    let labeler = match feedback {
+        Some(r) => Some(Arc::new(Client::new(r)?)),
+        None => None,
+    };
+    let label_failures = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let seconds: Arc<Mutex<BTreeMap<u64, Second>>> = Arc::new(Mutex::new(BTreeMap::new()));
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
@@ -252,6 +259,7 @@ pub(crate) fn traffic(
     let feedback_path = format!("/v1/models/{}/feedback", seg(name));
     let mut threads = Vec::new();
     for _ in 0..concurrency.max(1) {
+        let (labeler, label_failures) = (labeler.clone(), label_failures.clone());
         let (client, rows, seconds, latencies, errors, next) = (
             client.clone(),
             rows.clone(),
@@ -302,12 +310,17 @@ pub(crate) fn traffic(
                             e.1 += labelled;
                             e.2 += correct;
                         }
-                        if feedback && let (Some(y), Some(id)) = (y, v["request_id"].as_str()) {
-                            let _ = client.send_json(
+                        if let (Some(labeler), Some(y), Some(id)) =
+                            (&labeler, y, v["request_id"].as_str())
+                            && let Err(e) = labeler.send_json(
                                 "POST",
                                 &feedback_path,
                                 &json!({ "request_id": id, "label": y }),
-                            );
+                            )
+                            && label_failures.fetch_add(1, Ordering::Relaxed) == 0
+                        {
+                            let mut errs = errors.lock().unwrap_or_else(|p| p.into_inner());
+                            errs.push(format!("label refused: {e:?}"));
                         }
                     }
                     Err(e) => {
@@ -405,6 +418,7 @@ pub(crate) fn traffic(
     let elapsed = started.elapsed().as_secs_f64();
     let summary = json!({
         "requests": lat.len(), "errors": n_err, "seconds": elapsed,
+        "labels_refused": label_failures.load(Ordering::Relaxed),
         "requests_per_second": lat.len() as f64 / elapsed,
         "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "max": lat.last() },
         "versions": totals.iter().map(|(v, (n, l, c))| (v.clone(), json!({ "requests": n, "labelled": l, "correct": c }))).collect::<serde_json::Map<_, _>>(),
@@ -431,6 +445,10 @@ pub(crate) fn traffic(
                 String::new()
             };
             out!("  version {v}: {n} answers{acc}");
+        }
+        let refused = label_failures.load(Ordering::Relaxed);
+        if refused > 0 {
+            out!("  {refused} labels were refused");
         }
         for e in errors.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             out!("  error: {e}");

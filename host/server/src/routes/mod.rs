@@ -85,7 +85,7 @@ pub const ROUTES: &[RouteInfo] = &[
     r("PUT", "/v1/trust-policy", Some(P::Administer)),
     r("GET", "/v1/audit", Some(P::Administer)),
     r("POST", "/v1/models/{name}/predict", Some(P::Predict)),
-    r("POST", "/v1/models/{name}/feedback", Some(P::Predict)),
+    r("POST", "/v1/models/{name}/feedback", Some(P::Label)),
     r("PUT", "/v1/models/{name}/serving", Some(P::ManageGates)),
     r("GET", "/v1/models/{name}/serving", Some(P::Read)),
     r("POST", "/v1/models/{name}/canary", Some(P::Deploy)),

@@ -336,13 +336,22 @@ pub fn score(
         Via::Forced => series.forced.inc(),
     };
     let monitoring = state.config.serving.monitoring;
+    // Requests that chose their version by header are the caller's sample,
+    // not the split's: counting them would let any predictor pick which
+    // answers a canary's analysis, drift and live windows see. They show in
+    // the operational metrics only.
+    let analysed = via != Via::Forced;
     match outcome {
         Ok(out) => {
-            version.stats.ok(u64::from(batch.rows), took);
+            if analysed {
+                version.stats.ok(u64::from(batch.rows), took);
+            }
             if monitoring {
                 series.rows.inc_by(u64::from(batch.rows));
                 series.latency.observe(took.as_secs_f64());
                 series.fuel.observe(out.fuel_used as f64);
+            }
+            if monitoring && analysed {
                 let task = version.metadata().output.task;
                 let scores = scores(task, &out.value);
                 version
@@ -381,10 +390,14 @@ pub fn score(
         }
         Err(f) => {
             let kind = if f.kind == airlock_core::error::FailureKind::GuestError {
-                version.stats.refused(took);
+                if analysed {
+                    version.stats.refused(took);
+                }
                 "refused"
             } else {
-                version.stats.error(took);
+                if analysed {
+                    version.stats.error(took);
+                }
                 super::metrics::kind_word(f.kind)
             };
             state
@@ -482,7 +495,7 @@ pub async fn feedback(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    caller.require_model(Permission::Predict, &name)?;
+    caller.require_model(Permission::Label, &name)?;
     let ms = served(&state, &name)?;
     let body = body_bytes(body, state.config.serving.max_body_bytes)?;
     let labels = match parse_json::<FeedbackBody>(&body)? {
