@@ -17,6 +17,7 @@
 //! `f32`. That keeps predictions within about 1e-6 of XGBoost's own.
 #![forbid(unsafe_code)]
 
+use crate::dense::{BLOCK, Dense, PASS_SLOT, SLOTS};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -107,22 +108,23 @@ enum Link {
 
 /// One node of a flattened tree. Leaves have `left == LEAF`.
 #[derive(Debug, Clone, Copy)]
-struct Node {
-    left: u32,
-    right: u32,
-    feature: u32,
+pub(crate) struct Node {
+    pub(crate) left: u32,
+    pub(crate) right: u32,
+    pub(crate) feature: u32,
     /// Split threshold for inner nodes, leaf value for leaves (as XGBoost stores it).
-    value: f32,
-    default_left: bool,
+    pub(crate) value: f32,
+    pub(crate) default_left: bool,
 }
 
-const LEAF: u32 = u32::MAX;
+/// The child index that marks a leaf.
+pub(crate) const LEAF: u32 = u32::MAX;
 
 /// One regression tree plus the output group (class) it contributes to.
 #[derive(Debug, Clone)]
-struct Tree {
-    nodes: Vec<Node>,
-    group: usize,
+pub(crate) struct Tree {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) group: usize,
 }
 
 impl Tree {
@@ -130,7 +132,7 @@ impl Tree {
     ///
     /// Parse-time validation guarantees every reachable path ends at a leaf
     /// within `nodes.len()` steps; the step bound is a second line of defence.
-    fn leaf_value(&self, row: &[f32]) -> f32 {
+    pub(crate) fn leaf_value(&self, row: &[f32]) -> f32 {
         let mut idx = 0usize;
         for _ in 0..self.nodes.len() {
             let node = self.nodes[idx];
@@ -161,6 +163,9 @@ pub struct Ensemble {
     objective: String,
     link: Link,
     version: Option<String>,
+    /// The same trees laid out for the branch-free descent, when every tree
+    /// is shallow enough (see [`crate::dense`]).
+    dense: Option<Dense>,
 }
 
 // --- serde mirror of the parts of the JSON format we read -------------------
@@ -642,7 +647,9 @@ impl Ensemble {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        let dense = Dense::build(&trees, num_features, groups);
         Ok(Ensemble {
+            dense,
             trees,
             base_margin,
             num_features,
@@ -698,6 +705,22 @@ impl Ensemble {
         self.trees.len()
     }
 
+    /// Whether predictions take the branch-free dense descent.
+    #[cfg(test)]
+    pub(crate) fn is_dense(&self) -> bool {
+        self.dense.is_some()
+    }
+
+    /// The same ensemble scored by the pointer walk only (for comparing the
+    /// two evaluators).
+    #[cfg(test)]
+    pub(crate) fn pointer_walk_only(&self) -> Ensemble {
+        Ensemble {
+            dense: None,
+            ..self.clone()
+        }
+    }
+
     /// Map the columns of an input batch to the model's features.
     ///
     /// Returns, for each model feature in order, the index of the column that
@@ -745,27 +768,63 @@ impl Ensemble {
         let groups = self.base_margin.len();
         let mut out = Vec::with_capacity(n_rows * self.output_width());
         let mut features = vec![0f32; self.num_features];
+        let mut dense_row = [0f32; SLOTS];
+        dense_row[PASS_SLOT] = f32::NEG_INFINITY;
         let mut margin = vec![0f32; groups];
-        for row in rows.chunks_exact(n_features) {
-            for (f, &x) in features.iter_mut().zip(row) {
-                *f = x as f32;
-            }
-            margin.copy_from_slice(&self.base_margin);
-            for tree in &self.trees {
-                margin[tree.group] += tree.leaf_value(&features);
-            }
-            match self.link {
-                Link::Identity => out.push(f64::from(margin[0])),
-                Link::SigmoidRegression => out.push(f64::from(sigmoid(margin[0]))),
-                Link::SigmoidBinary => {
-                    let p = f64::from(sigmoid(margin[0]));
-                    out.push(1.0 - p);
-                    out.push(p);
+        // One-group models score whole blocks of rows side by side first.
+        let mut rest = rows;
+        if let Some(dense) = self.dense.as_ref().filter(|d| d.single_group()) {
+            let mut block = [dense_row; BLOCK];
+            let (blocks, tail) = rows.split_at(n_rows / BLOCK * BLOCK * n_features);
+            for chunk in blocks.chunks_exact(BLOCK * n_features) {
+                for (slots, row) in block.iter_mut().zip(chunk.chunks_exact(n_features)) {
+                    for (f, &x) in slots[..self.num_features].iter_mut().zip(row) {
+                        *f = x as f32;
+                    }
                 }
-                Link::Softmax => softmax_into(&margin, &mut out),
+                let mut margins = [self.base_margin[0]; BLOCK];
+                dense.add_leaves_block(&block, &mut margins);
+                for m in margins {
+                    self.push_outputs(&[m], &mut out);
+                }
             }
+            rest = tail;
+        }
+        for row in rest.chunks_exact(n_features) {
+            margin.copy_from_slice(&self.base_margin);
+            match &self.dense {
+                Some(dense) => {
+                    for (f, &x) in dense_row[..self.num_features].iter_mut().zip(row) {
+                        *f = x as f32;
+                    }
+                    dense.add_leaves(&dense_row, &mut margin);
+                }
+                None => {
+                    for (f, &x) in features.iter_mut().zip(row) {
+                        *f = x as f32;
+                    }
+                    for tree in &self.trees {
+                        margin[tree.group] += tree.leaf_value(&features);
+                    }
+                }
+            }
+            self.push_outputs(&margin, &mut out);
         }
         Ok(out)
+    }
+
+    /// Appends one row's outputs, from its margins, to `out`.
+    fn push_outputs(&self, margin: &[f32], out: &mut Vec<f64>) {
+        match self.link {
+            Link::Identity => out.push(f64::from(margin[0])),
+            Link::SigmoidRegression => out.push(f64::from(sigmoid(margin[0]))),
+            Link::SigmoidBinary => {
+                let p = f64::from(sigmoid(margin[0]));
+                out.push(1.0 - p);
+                out.push(p);
+            }
+            Link::Softmax => softmax_into(margin, out),
+        }
     }
 }
 

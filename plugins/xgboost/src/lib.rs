@@ -3,9 +3,11 @@
 //! The plugin reads an XGBoost JSON model from its bundle and scores batches
 //! inside the sandbox, so the host never parses the untrusted model file. The
 //! evaluator lives in [`ensemble`] and is plain Rust with no I/O, so it can be
-//! tested natively against XGBoost's own predictions; [`plugin`] is the thin
+//! tested natively against XGBoost's own predictions (its hot loop on shallow
+//! trees is the branch-free layout in `dense`); [`plugin`] is the thin
 //! glue to the `model` world of `wit/airlock.wit`.
 
+mod dense;
 pub mod ensemble;
 pub mod plugin;
 

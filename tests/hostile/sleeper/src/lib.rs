@@ -22,6 +22,9 @@
 #[path = "../../../../plugins/xgboost/src/ensemble.rs"]
 pub mod ensemble;
 
+#[path = "../../../../plugins/xgboost/src/dense.rs"]
+mod dense;
+
 /// `plugins/xgboost`'s component glue (bundle parsing, metadata, scoring),
 /// reused as-is; the sleeper wraps its scoring in [`Sleeper`].
 #[path = "../../../../plugins/xgboost/src/plugin.rs"]
