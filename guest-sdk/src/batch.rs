@@ -60,6 +60,13 @@ impl Batch {
     /// `columns`, e.g. from matching a model's features), checking that each
     /// is numeric and has one value per row.
     pub fn matrix_at(&self, positions: &[usize]) -> Result<Vec<f64>, PluginError> {
+        Ok(row_major(&self.columns_at(positions)?, self.len()))
+    }
+
+    /// The numeric columns at `positions` (indices into `columns`), each
+    /// checked to be numeric with one value per row: for models that score
+    /// column by column instead of copying into a row-major matrix.
+    pub fn columns_at(&self, positions: &[usize]) -> Result<Vec<&[f64]>, PluginError> {
         let rows = self.len();
         let mut cols = Vec::with_capacity(positions.len());
         for &p in positions {
@@ -77,7 +84,7 @@ impl Batch {
             }
             cols.push(values);
         }
-        Ok(row_major(&cols, rows))
+        Ok(cols)
     }
 
     /// Row-major numeric matrix of every column, in batch order.

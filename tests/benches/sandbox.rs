@@ -377,8 +377,8 @@ fn native_xgb(model_file: &Path, batch: &Batch) -> Vec<f64> {
     native_predict(&model, batch)
 }
 
-/// The predict half of [`native_xgb`]: column mapping, row-major matrix,
-/// tree walk (the same steps as the plugin's `predict_batch`).
+/// The predict half of [`native_xgb`]: column mapping, then scoring the
+/// columns in place (the same steps as the plugin's `predict_batch`).
 fn native_predict(model: &Ensemble, batch: &Batch) -> Vec<f64> {
     let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
     let positions = model.map_columns(&names).expect("mapping columns");
@@ -389,12 +389,7 @@ fn native_predict(model: &Ensemble, batch: &Batch) -> Vec<f64> {
             ColumnValues::Categorical(_) => panic!("categorical feature column"),
         })
         .collect();
-    let rows = batch.rows as usize;
-    let mut matrix = Vec::with_capacity(rows * columns.len());
-    for r in 0..rows {
-        matrix.extend(columns.iter().map(|c| c[r]));
-    }
-    model.predict(&matrix, columns.len()).expect("predicting")
+    model.predict_columns(&columns).expect("predicting")
 }
 
 /// Asserts that two prediction vectors agree (the sandbox runs the very
@@ -945,6 +940,35 @@ fn main() {
             Some("nat-big-predict"),
             move || {
                 black_box(session.predict(&batch).expect("warm snapshot"));
+            },
+        ));
+    }
+
+    // 6c. The boundary alone: a model that does nothing (`hostile_model`
+    // ok), warm, handed the same 3,420-row batch (plus its mode column) and
+    // answering 3,420 values. What the host spends lowering the batch into
+    // the guest and lifting the answer, and the guest's allocations, with
+    // no scoring: the floor under the snapshot's predict-alone rows.
+    {
+        let h = load(sb(Mode::DEFAULT), "hostile_model");
+        let mut session = h.instantiate(&CallOptions::default()).expect("session");
+        let mut batch = xgb.big.clone();
+        batch.columns.insert(
+            0,
+            Column {
+                name: "ok".to_string(),
+                values: ColumnValues::Numeric(vec![0.0; BIG_ROWS]),
+            },
+        );
+        cases.push(Case::new(
+            "snap-big-warm-floor",
+            format!(
+                "the boundary alone: trivial model, warm instance, the same {BIG_ROWS}-row batch"
+            ),
+            Mode::DEFAULT.label(),
+            Some("nat-big-predict"),
+            move || {
+                black_box(session.predict(&batch).expect("warm ok, big batch"));
             },
         ));
     }

@@ -765,44 +765,81 @@ impl Ensemble {
             )));
         }
         let n_rows = rows.len() / n_features;
-        let groups = self.base_margin.len();
+        Ok(self.score(n_rows, |r, out| {
+            let row = &rows[r * n_features..][..out.len()];
+            for (f, &x) in out.iter_mut().zip(row) {
+                *f = x as f32;
+            }
+        }))
+    }
+
+    /// Predict for a batch given as columns in the model's feature order
+    /// (see [`Ensemble::map_columns`]), one value per row each (NaN =
+    /// missing); extra columns are ignored. The same answers as
+    /// [`Ensemble::predict`] on the row-major matrix, without building it:
+    /// a plugin scores the columns the host handed it in place.
+    pub fn predict_columns(&self, columns: &[&[f64]]) -> Result<Vec<f64>, ModelError> {
+        if columns.len() < self.num_features {
+            return Err(ModelError::BadInput(format!(
+                "{} columns but the model needs {}",
+                columns.len(),
+                self.num_features
+            )));
+        }
+        let columns = &columns[..self.num_features];
+        let n_rows = columns.first().map_or(0, |c| c.len());
+        if let Some(c) = columns.iter().position(|c| c.len() != n_rows) {
+            return Err(ModelError::BadInput(format!(
+                "column {c} has {} values but column 0 has {n_rows}",
+                columns[c].len()
+            )));
+        }
+        if n_rows == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self.score(n_rows, |r, out| {
+            for (f, column) in out.iter_mut().zip(columns) {
+                // Every column holds `n_rows` values (checked above); `get`
+                // keeps a bounds branch out of the inner loop.
+                *f = column.get(r).copied().unwrap_or(f64::NAN) as f32;
+            }
+        }))
+    }
+
+    /// Scores `n_rows` rows; `fill(r, features)` writes row `r`'s model
+    /// features, cast to `f32`, into `features` (`num_features` long).
+    fn score(&self, n_rows: usize, fill: impl Fn(usize, &mut [f32])) -> Vec<f64> {
+        let nf = self.num_features;
         let mut out = Vec::with_capacity(n_rows * self.output_width());
-        let mut features = vec![0f32; self.num_features];
+        let mut features = vec![0f32; nf];
         let mut dense_row = [0f32; SLOTS];
         dense_row[PASS_SLOT] = f32::NEG_INFINITY;
-        let mut margin = vec![0f32; groups];
+        let mut margin = vec![0f32; self.base_margin.len()];
         // One-group models score whole blocks of rows side by side first.
-        let mut rest = rows;
+        let mut next = 0;
         if let Some(dense) = self.dense.as_ref().filter(|d| d.single_group()) {
             let mut block = [dense_row; BLOCK];
-            let (blocks, tail) = rows.split_at(n_rows / BLOCK * BLOCK * n_features);
-            for chunk in blocks.chunks_exact(BLOCK * n_features) {
-                for (slots, row) in block.iter_mut().zip(chunk.chunks_exact(n_features)) {
-                    for (f, &x) in slots[..self.num_features].iter_mut().zip(row) {
-                        *f = x as f32;
-                    }
+            while next + BLOCK <= n_rows {
+                for (k, slots) in block.iter_mut().enumerate() {
+                    fill(next + k, &mut slots[..nf]);
                 }
                 let mut margins = [self.base_margin[0]; BLOCK];
                 dense.add_leaves_block(&block, &mut margins);
                 for m in margins {
                     self.push_outputs(&[m], &mut out);
                 }
+                next += BLOCK;
             }
-            rest = tail;
         }
-        for row in rest.chunks_exact(n_features) {
+        for r in next..n_rows {
             margin.copy_from_slice(&self.base_margin);
             match &self.dense {
                 Some(dense) => {
-                    for (f, &x) in dense_row[..self.num_features].iter_mut().zip(row) {
-                        *f = x as f32;
-                    }
+                    fill(r, &mut dense_row[..nf]);
                     dense.add_leaves(&dense_row, &mut margin);
                 }
                 None => {
-                    for (f, &x) in features.iter_mut().zip(row) {
-                        *f = x as f32;
-                    }
+                    fill(r, &mut features);
                     for tree in &self.trees {
                         margin[tree.group] += tree.leaf_value(&features);
                     }
@@ -810,7 +847,7 @@ impl Ensemble {
             }
             self.push_outputs(&margin, &mut out);
         }
-        Ok(out)
+        out
     }
 
     /// Appends one row's outputs, from its margins, to `out`.

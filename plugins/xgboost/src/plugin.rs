@@ -76,9 +76,8 @@ pub fn metadata_for(model: &Ensemble) -> ModelMetadata {
 pub fn predict_batch(model: &Ensemble, batch: &Batch) -> Result<Predictions, PluginError> {
     let names: Vec<&str> = batch.column_names().collect();
     let positions = model.map_columns(&names).map_err(plugin_error)?;
-    let width = positions.len();
-    let matrix = batch.matrix_at(&positions)?;
-    let values = model.predict(&matrix, width).map_err(plugin_error)?;
+    let columns = batch.columns_at(&positions)?;
+    let values = model.predict_columns(&columns).map_err(plugin_error)?;
     Ok(Predictions {
         width: model.output_width() as u32,
         values,

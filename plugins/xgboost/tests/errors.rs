@@ -325,6 +325,23 @@ fn bad_input_shapes_are_errors_not_panics() {
         m.predict(&[0.0, 0.0, 9.0], 3).unwrap(),
         m.predict(&[0.0, 0.0], 2).unwrap()
     );
+    // The same by columns: too few columns, or columns of unequal length,
+    // are named; an extra column is ignored.
+    let e = m.predict_columns(&[&[1.0]]).unwrap_err().to_string();
+    assert!(e.contains("1 columns but the model needs 2"), "{e}");
+    let e = m
+        .predict_columns(&[&[1.0, 2.0], &[1.0]])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("column 1 has 1 values but column 0 has 2"),
+        "{e}"
+    );
+    assert_eq!(m.predict_columns(&[&[], &[]]).unwrap(), Vec::<f64>::new());
+    assert_eq!(
+        m.predict_columns(&[&[0.0], &[0.0], &[9.0]]).unwrap(),
+        m.predict(&[0.0, 0.0], 2).unwrap()
+    );
 }
 
 #[test]

@@ -98,6 +98,21 @@ fn check(expected_file: &str) -> f64 {
     let positions = model.map_columns(feature_columns).unwrap();
     let rows = csv.select(&positions);
     let got = model.predict(&rows, positions.len()).unwrap();
+    // Scoring the columns in place gives the same bits as the matrix.
+    let columns: Vec<Vec<f64>> = (0..positions.len())
+        .map(|c| {
+            rows.iter()
+                .skip(c)
+                .step_by(positions.len())
+                .copied()
+                .collect()
+        })
+        .collect();
+    let by_column = model
+        .predict_columns(&columns.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .unwrap();
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&by_column), "{expected_file}: by column");
 
     assert_eq!(
         model.output_width(),
