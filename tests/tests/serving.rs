@@ -1389,6 +1389,13 @@ async fn a_restart_serves_production_at_once_and_keeps_earlier_versions_warm() {
     h.promote("1.1.0").await;
     h.policy(json!({ "steps": [10, 100], "interval_s": 7 }))
         .await;
+    // A canary is running when the server stops.
+    h.ok(
+        "POST",
+        &format!("/v1/models/{MODEL}/canary"),
+        Some(json!({ "version": "2.0.0" })),
+    )
+    .await;
     // A second server on the same data directory, started the way
     // `airlock server` starts: everything in production warm before it
     // listens, the versions promoted before kept warm, the policy loaded.
@@ -1396,6 +1403,41 @@ async fn a_restart_serves_production_at_once_and_keeps_earlier_versions_warm() {
         .await
         .expect("second state");
     airlock_server::serving::warm_up(&state).await;
+    // The interrupted canary is closed in the record, not resumed: no
+    // traffic reaches the candidate until someone starts it again.
+    let dep = state.serving.model(MODEL).unwrap().deployment.load_full();
+    assert!(dep.canary.is_none());
+    let closed = |hist: &Value| {
+        hist["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "canary-abort" && r["by"] == "airlock (restart)")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let hist = h
+        .ok("GET", &format!("/v1/models/{MODEL}/history"), None)
+        .await;
+    let rows = closed(&hist);
+    assert_eq!(rows.len(), 1, "{hist}");
+    assert_eq!(rows[0]["version"], "2.0.0");
+    let reason = rows[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("server stopped") && reason.contains("1.1.0"),
+        "{reason}"
+    );
+    let audit = h.ok("GET", "/v1/audit?action=canary_abort", None).await;
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 1, "{audit}");
+    // A later start finds nothing left to close.
+    let third = airlock_server::AppState::open(crate::server::config(h.dir.path(), &h.root))
+        .await
+        .expect("third state");
+    airlock_server::serving::warm_up(&third).await;
+    let hist = h
+        .ok("GET", &format!("/v1/models/{MODEL}/history"), None)
+        .await;
+    assert_eq!(closed(&hist).len(), 1, "{hist}");
     let ms = state
         .serving
         .model(MODEL)

@@ -177,6 +177,9 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS serving_policies (
         model TEXT PRIMARY KEY, policy TEXT NOT NULL, secrets TEXT,
         updated_at TEXT NOT NULL, updated_by TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS serving_canaries (
+        model TEXT PRIMARY KEY, candidate TEXT NOT NULL, stable TEXT NOT NULL,
+        started_at TEXT NOT NULL, started_by TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS audit_outbox (
         op TEXT PRIMARY KEY, seq BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
         subject TEXT NOT NULL, details TEXT NOT NULL, time TEXT NOT NULL)",

@@ -4,7 +4,10 @@
 
 pub mod admin;
 pub mod artifacts;
+pub mod deploy;
+pub mod gates;
 pub mod models;
+pub mod runs;
 pub mod serving;
 
 use crate::access::Permission;
@@ -134,14 +137,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/plugins/{digest}", get(artifacts::get_plugin))
         .route(
             "/v1/gates",
-            post(models::publish_gate).get(models::list_gates),
+            post(gates::publish_gate).get(gates::list_gates),
         )
-        .route("/v1/gates/{name}", get(models::get_gate))
+        .route("/v1/gates/{name}", get(gates::get_gate))
         .route(
             "/v1/gates/{name}/versions/{version}",
-            get(models::get_gate_version),
+            get(gates::get_gate_version),
         )
-        .route("/v1/gates/{name}/current", put(models::switch_gate))
+        .route("/v1/gates/{name}/current", put(gates::switch_gate))
         .route("/v1/models", get(models::list_models))
         .route(
             "/v1/models/{name}",
@@ -157,18 +160,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/models/{name}/versions/{version}/runs",
-            post(models::rerun),
+            post(runs::rerun),
         )
         .route(
             "/v1/models/{name}/versions/{version}/approvals",
-            post(models::approve),
+            post(deploy::approve),
         )
-        .route("/v1/models/{name}/promote", post(models::promote))
-        .route("/v1/models/{name}/rollback", post(models::rollback))
-        .route("/v1/models/{name}/history", get(models::history))
-        .route("/v1/runs/{id}", get(models::get_run))
-        .route("/v1/runs/{id}/attestation", get(models::get_attestation))
-        .route("/v1/runs/{id}/cancel", post(models::cancel_run))
+        .route("/v1/models/{name}/promote", post(deploy::promote))
+        .route("/v1/models/{name}/rollback", post(deploy::rollback))
+        .route("/v1/models/{name}/history", get(deploy::history))
+        .route("/v1/runs/{id}", get(runs::get_run))
+        .route("/v1/runs/{id}/attestation", get(runs::get_attestation))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel_run))
         .route(
             "/v1/tokens",
             post(admin::create_token).get(admin::list_tokens),

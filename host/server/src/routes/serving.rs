@@ -212,7 +212,7 @@ pub async fn start_canary(
     check_version(&req.version)?;
     let ms = crate::serving::predict::served(&state, &name)?;
     let (run_id, _) =
-        crate::routes::models::check_promotable(&state, &name, &req.version, true).await?;
+        crate::routes::deploy::check_promotable(&state, &name, &req.version, true).await?;
     let warm = crate::serving::prepare(&state, &name, &req.version).await?;
     let mut c = ms.control.lock().await;
     let dep = ms.deployment.load_full();
@@ -260,6 +260,14 @@ pub async fn start_canary(
             d.shadow.clone(),
         )
     });
+    crate::serving::interrupted::mark_running(
+        &state,
+        &name,
+        &req.version,
+        &dep.stable.version,
+        &caller.subject,
+    )
+    .await?;
     control::record_event(
         &state,
         &caller.subject,
@@ -373,7 +381,7 @@ pub async fn set_shadow(
     let warm = match &req.version {
         Some(v) => {
             check_version(v)?;
-            crate::routes::models::check_promotable(&state, &name, v, false).await?;
+            crate::routes::deploy::check_promotable(&state, &name, v, false).await?;
             Some(crate::serving::prepare(&state, &name, v).await?)
         }
         None => None,

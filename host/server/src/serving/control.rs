@@ -347,7 +347,7 @@ pub async fn apply(
                 return Err(ApiError::internal("promote without a canary"));
             };
             let order = state.serving.alias_lock.lock().await;
-            crate::routes::models::move_alias_as(
+            crate::routes::deploy::move_alias_as(
                 state,
                 actor,
                 None,
@@ -369,6 +369,7 @@ pub async fn apply(
                 )
             });
             drop(order);
+            super::interrupted::mark_ended(state, &ms.name).await?;
             super::alerts::alert(
                 state,
                 ms,
@@ -401,6 +402,7 @@ pub async fn apply(
             )
             .await?;
             history_row(state, &ms.name, &candidate, "canary-abort", actor, reason).await?;
+            super::interrupted::mark_ended(state, &ms.name).await?;
             super::alerts::alert(state, ms, c, "canary_aborted", &candidate, reason, cause);
             Ok(format!(
                 "aborted the canary ({reason}); stable {} serves everything (switch {:.1} µs)",
@@ -457,7 +459,7 @@ pub async fn record_event(
     state.commit(change).await
 }
 
-async fn history_row(
+pub(crate) async fn history_row(
     state: &AppState,
     model: &str,
     version: &str,
@@ -499,7 +501,7 @@ async fn automatic_rollback(
     })?;
     let warm = super::prepare(state, &ms.name, &target).await?;
     let order = state.serving.alias_lock.lock().await;
-    crate::routes::models::move_alias_as(
+    crate::routes::deploy::move_alias_as(
         state,
         "airlock (automatic rollback)",
         None,

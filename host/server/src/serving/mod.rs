@@ -16,10 +16,12 @@
 //! automatic rollback), `monitors` (continuous validation), `window` (live
 //! rows for monitors), `shadow` (mirrored traffic), `alerts` (signed
 //! webhooks), `policy` (a model's serving policy, stored and installed),
-//! `predlog` (the optional sampled, redacted prediction log).
+//! `predlog` (the optional sampled, redacted prediction log),
+//! `interrupted` (canaries a stop cut short, closed in the record at start).
 
 pub mod alerts;
 pub mod control;
+pub mod interrupted;
 pub mod metrics;
 pub mod monitors;
 pub mod oip;
@@ -577,6 +579,12 @@ pub async fn warm_up(state: &Arc<AppState>) {
             }
         }
         policy::load_policy(state, &model).await;
+    }
+    if let Err(e) = interrupted::close_interrupted(state).await {
+        eprintln!(
+            "airlock server: serving: closing interrupted canaries: {}",
+            e.message
+        );
     }
 }
 

@@ -1,0 +1,199 @@
+//! Gate runs: reading a run and its attestation, re-running a version's
+//! gate (fresh or reproducing an earlier run's seed), cancelling a run.
+
+use crate::access::Permission;
+use crate::audit::Event;
+use crate::auth::Caller;
+use crate::error::extract::Path;
+use crate::error::{ApiError, ApiResult};
+use crate::names::{check_name, check_version, show};
+use crate::state::AppState;
+use airlock_audit::Action;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+use axum::Json as J;
+
+use super::models::{RUN_COLUMNS, Reproduce, RunView, model_row, queue_run, version_row};
+
+/// `POST .../runs` body (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rerun {
+    /// Repeat this earlier run exactly: its gate version, baseline and seed.
+    /// A reproduction is evidence, never a second chance: promotion refuses
+    /// a version any of whose runs under the current gate was refused.
+    #[serde(default)]
+    pub reproduce: Option<String>,
+}
+
+/// `POST /v1/models/{name}/versions/{version}/runs`: runs the current gate
+/// again, or reproduces an earlier run.
+pub async fn rerun(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((name, version)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, J<Value>)> {
+    let req: Rerun = if body.is_empty() {
+        Rerun::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?
+    };
+    check_name("model", &name)?;
+    caller.require_model(Permission::Submit, &name)?;
+    check_version(&version)?;
+    let model = model_row(&state, &name).await?;
+    version_row(&state, &name, &version).await?;
+    let gate = model
+        .gate
+        .ok_or_else(|| ApiError::refused("no_gate", format!("model {name} has no gate")))?;
+    let reproduce = match &req.reproduce {
+        Some(id) => {
+            let earlier = run_row(&state, id).await?;
+            if earlier.model != name || earlier.version != version {
+                return Err(ApiError::bad_request(format!(
+                    "run {id} judged {}/{}, not {name}/{version}",
+                    earlier.model, earlier.version
+                )));
+            }
+            let (seed,): (Option<String>,) = sqlx::query_as("SELECT seed FROM runs WHERE id = $1")
+                .bind(id)
+                .fetch_one(&state.db)
+                .await?;
+            let seed = seed.ok_or_else(|| {
+                ApiError::conflict(format!(
+                    "run {id} has no recorded seed (status {})",
+                    earlier.status
+                ))
+            })?;
+            Some(Reproduce {
+                id: id.clone(),
+                seed,
+                gate_version: earlier.gate_version,
+                gate_digest: earlier.gate_digest,
+                baseline: earlier.baseline,
+            })
+        }
+        None => None,
+    };
+    let mut change = state.begin().await?;
+    let run = queue_run(
+        &state,
+        &mut change,
+        &name,
+        &version,
+        &gate,
+        &caller,
+        reproduce.as_ref(),
+    )
+    .await?;
+    state.commit(change).await?;
+    state.runs.push(&run)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        J(json!({ "run": run, "reproduces": req.reproduce })),
+    ))
+}
+
+async fn run_row(state: &AppState, id: &str) -> Result<RunView, ApiError> {
+    if !id.starts_with("run_") || id.len() != 20 || !id[4..].bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(ApiError::bad_name(format!(
+            "run id {} is malformed (run_<16 hex>)",
+            show(id)
+        )));
+    }
+    sqlx::query_as(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run {id}")))
+}
+
+/// `GET /v1/runs/{id}`: status, and the report once judged.
+pub async fn get_run(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<J<Value>> {
+    caller.require(Permission::Read)?;
+    let run = run_row(&state, &id).await?;
+    caller.require_model(Permission::Read, &run.model)?;
+    let (report,): (Option<String>,) = sqlx::query_as("SELECT report FROM runs WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&state.db)
+        .await?;
+    let report: Value = report
+        .and_then(|r| serde_json::from_str(&r).ok())
+        .unwrap_or(Value::Null);
+    Ok(J(json!({ "run": run, "report": report })))
+}
+
+/// `GET /v1/runs/{id}/attestation`: the signed DSSE envelope.
+pub async fn get_attestation(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<J<Value>> {
+    caller.require(Permission::Read)?;
+    let run = run_row(&state, &id).await?;
+    caller.require_model(Permission::Read, &run.model)?;
+    let (att,): (Option<String>,) = sqlx::query_as("SELECT attestation FROM runs WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&state.db)
+        .await?;
+    let att = att.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "run {id} has no attestation (status {})",
+            run.status
+        ))
+    })?;
+    serde_json::from_str(&att)
+        .map(J)
+        .map_err(|e| ApiError::internal(format_args!("stored attestation: {e}")))
+}
+
+/// `POST /v1/runs/{id}/cancel`.
+pub async fn cancel_run(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<J<Value>> {
+    caller.require(Permission::Submit)?;
+    let run = run_row(&state, &id).await?;
+    caller.require_model(Permission::Submit, &run.model)?;
+    if !matches!(run.status.as_str(), "queued" | "running") {
+        return Err(ApiError::conflict(format!(
+            "run {id} is already {}",
+            run.status
+        )));
+    }
+    state.runs.cancel(&id);
+    let mut change = state.begin().await?;
+    let done = sqlx::query(
+        "UPDATE runs SET status = 'cancelled', reason = $1, finished_at = $2 WHERE id = $3 AND status = 'queued'",
+    )
+    .bind(format!("cancelled by {}", caller.subject))
+    .bind(crate::db::now())
+    .bind(&id)
+    .execute(&mut *change.tx)
+    .await?;
+    let status = if done.rows_affected() == 1 {
+        "cancelled"
+    } else {
+        "cancelling"
+    };
+    change.record(Event::new(
+        &caller.subject,
+        Action::GateRun,
+        format!("{}/{}", run.model, run.version),
+        json!({ "run": id, "status": status, "token": caller.token_id }),
+    ));
+    state.commit(change).await?;
+    Ok(J(json!({ "run": id, "status": status })))
+}
