@@ -767,9 +767,12 @@ impl Ensemble {
         let n_rows = rows.len() / n_features;
         Ok(self.score(n_rows, |r, out| {
             let row = &rows[r * n_features..][..out.len()];
+            let mut missing = false;
             for (f, &x) in out.iter_mut().zip(row) {
                 *f = x as f32;
+                missing |= x.is_nan();
             }
+            missing
         }))
     }
 
@@ -798,17 +801,22 @@ impl Ensemble {
             return Ok(Vec::new());
         }
         Ok(self.score(n_rows, |r, out| {
+            let mut missing = false;
             for (f, column) in out.iter_mut().zip(columns) {
                 // Every column holds `n_rows` values (checked above); `get`
                 // keeps a bounds branch out of the inner loop.
-                *f = column.get(r).copied().unwrap_or(f64::NAN) as f32;
+                let x = column.get(r).copied().unwrap_or(f64::NAN);
+                *f = x as f32;
+                missing |= x.is_nan();
             }
+            missing
         }))
     }
 
     /// Scores `n_rows` rows; `fill(r, features)` writes row `r`'s model
-    /// features, cast to `f32`, into `features` (`num_features` long).
-    fn score(&self, n_rows: usize, fill: impl Fn(usize, &mut [f32])) -> Vec<f64> {
+    /// features, cast to `f32`, into `features` (`num_features` long) and
+    /// says whether any of them is missing (NaN).
+    fn score(&self, n_rows: usize, fill: impl Fn(usize, &mut [f32]) -> bool) -> Vec<f64> {
         let nf = self.num_features;
         let mut out = Vec::with_capacity(n_rows * self.output_width());
         let mut features = vec![0f32; nf];
@@ -820,11 +828,12 @@ impl Ensemble {
         if let Some(dense) = self.dense.as_ref().filter(|d| d.single_group()) {
             let mut block = [dense_row; BLOCK];
             while next + BLOCK <= n_rows {
+                let mut missing = false;
                 for (k, slots) in block.iter_mut().enumerate() {
-                    fill(next + k, &mut slots[..nf]);
+                    missing |= fill(next + k, &mut slots[..nf]);
                 }
                 let mut margins = [self.base_margin[0]; BLOCK];
-                dense.add_leaves_block(&block, &mut margins);
+                dense.add_leaves_block(&block, &mut margins, missing);
                 for m in margins {
                     self.push_outputs(&[m], &mut out);
                 }
