@@ -1159,7 +1159,7 @@ async fn bad_input_is_a_4xx_json_error_naming_the_problem() {
             "/v1/tokens",
             Some(json!({ "subject": "x", "role": "root" })),
             400,
-            "role",
+            "role \"root\" is not one of predictor, labeler, reader, submitter, approver, deployer, gate-admin, admin",
         ),
         (
             "POST",

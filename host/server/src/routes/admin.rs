@@ -65,9 +65,11 @@ pub async fn create_token(
     caller.require(Permission::Administer)?;
     check_subject(&req.subject)?;
     let role = Role::parse(&req.role).ok_or_else(|| {
+        let known: Vec<&str> = crate::access::ROLES.iter().map(|r| r.as_str()).collect();
         ApiError::bad_request(format!(
-            "role {} is not one of reader, submitter, approver, deployer, gate-admin, admin",
-            show(&req.role)
+            "role {} is not one of {}",
+            show(&req.role),
+            known.join(", ")
         ))
     })?;
     for m in req.scope.models.iter().flatten() {
