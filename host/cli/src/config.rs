@@ -74,6 +74,35 @@ pub struct ServerSection {
     pub tls_key: Option<PathBuf>,
 }
 
+/// `airlock server`'s serving settings (`[serving]`; every key optional,
+/// a flag given on the command line wins; see `docs/serving.md`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServingSection {
+    /// Promoted versions kept warm besides production (instant rollback).
+    pub warm_versions: Option<usize>,
+    /// The largest predict, infer or feedback body, in bytes.
+    pub max_body_bytes: Option<usize>,
+    /// The most rows in one request.
+    pub max_rows: Option<usize>,
+    /// Fuel for one prediction call (a model's manifest may lower it).
+    pub call_fuel: Option<u64>,
+    /// Wall-clock budget of one prediction call, in milliseconds.
+    pub call_timeout_ms: Option<u64>,
+    /// Prediction requests queued or running at once; one more is a 503.
+    pub max_in_flight: Option<usize>,
+    /// Threads that run model calls.
+    pub predict_threads: Option<usize>,
+    /// Request ids remembered for delayed labels.
+    pub label_book: Option<usize>,
+    /// Per-version monitoring (sketches, quality counts, labels, histograms).
+    pub monitoring: Option<bool>,
+    /// Rows of live traffic kept per version for continuous validation.
+    pub window_rows: Option<usize>,
+    /// Shadow calls that may wait; more are dropped and counted.
+    pub shadow_queue: Option<usize>,
+}
+
 /// A parsed configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -111,6 +140,8 @@ pub struct HostConfig {
     pub component: ComponentCaps,
     /// `airlock server`'s settings (`[server]`).
     pub server: ServerSection,
+    /// `airlock server`'s serving settings (`[serving]`).
+    pub serving: ServingSection,
 }
 
 impl Default for HostConfig {
@@ -132,6 +163,7 @@ impl Default for HostConfig {
             bundle: s.bundle_caps,
             component: s.component_caps,
             server: ServerSection::default(),
+            serving: ServingSection::default(),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! multi-thread runtime owned by this command, and stops it gracefully on
 //! SIGINT or SIGTERM.
 
-use crate::config::{HostConfig, ServerSection};
+use crate::config::{HostConfig, ServerSection, ServingSection};
 use crate::exit::CliError;
 use airlock_attest::VerifyingKey;
 use airlock_blobs::KeyRing;
@@ -263,19 +263,7 @@ pub(crate) fn run(
     config.trust_root = load_trust_root(&r.trust_root)?;
     config.key_ring = r.data_keys.as_ref().map(load_key_ring).transpose()?;
     config.tls = r.tls.clone();
-    config.serving.monitoring = !flags.no_monitoring;
-    if let Some(n) = flags.predict_threads {
-        if n == 0 {
-            return Err(CliError::input("--predict-threads must be at least 1"));
-        }
-        config.serving.threads = n;
-    }
-    if let Some(n) = flags.max_in_flight {
-        if n == 0 {
-            return Err(CliError::input("--max-in-flight must be at least 1"));
-        }
-        config.serving.max_in_flight = n;
-    }
+    apply_serving(&mut config.serving, &cfg.serving, flags)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("airlock-server")
@@ -285,6 +273,59 @@ pub(crate) fn run(
         return runtime.block_on(rotate(config));
     }
     runtime.block_on(serve(config))
+}
+
+/// Sets the serving settings: the file's `[serving]` keys over the
+/// embedded defaults, then the flags over both. A count that cannot be
+/// zero is refused naming where it came from.
+pub(crate) fn apply_serving(
+    serving: &mut airlock_server::config::ServingConfig,
+    file: &ServingSection,
+    flags: &ServerFlags,
+) -> Result<(), CliError> {
+    let positive = |value: Option<u64>, what: &str| match value {
+        Some(0) => Err(CliError::input(format!("{what} must be at least 1"))),
+        _ => Ok(()),
+    };
+    let as_u64 = |v: Option<usize>| v.map(|n| n as u64);
+    positive(as_u64(file.max_body_bytes), "[serving] max_body_bytes")?;
+    positive(as_u64(file.max_rows), "[serving] max_rows")?;
+    positive(file.call_fuel, "[serving] call_fuel")?;
+    positive(file.call_timeout_ms, "[serving] call_timeout_ms")?;
+    positive(as_u64(file.max_in_flight), "[serving] max_in_flight")?;
+    positive(as_u64(file.predict_threads), "[serving] predict_threads")?;
+    positive(as_u64(file.window_rows), "[serving] window_rows")?;
+    positive(as_u64(file.shadow_queue), "[serving] shadow_queue")?;
+    positive(as_u64(flags.predict_threads), "--predict-threads")?;
+    positive(as_u64(flags.max_in_flight), "--max-in-flight")?;
+    let set = |slot: &mut usize, v: Option<usize>| {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    };
+    set(&mut serving.warm_versions, file.warm_versions);
+    set(&mut serving.max_body_bytes, file.max_body_bytes);
+    set(&mut serving.max_rows, file.max_rows);
+    set(&mut serving.max_in_flight, file.max_in_flight);
+    set(&mut serving.threads, file.predict_threads);
+    set(&mut serving.label_book, file.label_book);
+    set(&mut serving.window_rows, file.window_rows);
+    set(&mut serving.shadow_queue, file.shadow_queue);
+    if let Some(f) = file.call_fuel {
+        serving.call_fuel = f;
+    }
+    if let Some(ms) = file.call_timeout_ms {
+        serving.call_timeout_ms = ms;
+    }
+    if let Some(on) = file.monitoring {
+        serving.monitoring = on;
+    }
+    if flags.no_monitoring {
+        serving.monitoring = false;
+    }
+    set(&mut serving.threads, flags.predict_threads);
+    set(&mut serving.max_in_flight, flags.max_in_flight);
+    Ok(())
 }
 
 /// `airlock server --rotate-data-keys`.
@@ -361,6 +402,56 @@ mod tests {
             CliError::Input(m) => m,
             other => panic!("expected an input error, got {other:?}"),
         })
+    }
+
+    #[test]
+    fn serving_settings_come_from_the_file_and_flags_win() {
+        let defaults = airlock_server::config::ServingConfig::default();
+        let file: crate::config::HostConfig = toml::from_str(
+            "[serving]\nmax_rows = 16\nmax_in_flight = 8\npredict_threads = 3\nmonitoring = false\ncall_timeout_ms = 250\nwarm_versions = 0\n",
+        )
+        .unwrap();
+        let mut s = defaults.clone();
+        apply_serving(&mut s, &file.serving, &ServerFlags::default()).unwrap();
+        assert_eq!((s.max_rows, s.max_in_flight, s.threads), (16, 8, 3));
+        assert_eq!(
+            (s.monitoring, s.call_timeout_ms, s.warm_versions),
+            (false, 250, 0)
+        );
+        assert_eq!(s.max_body_bytes, defaults.max_body_bytes);
+        let flags = ServerFlags {
+            predict_threads: Some(5),
+            max_in_flight: Some(64),
+            ..ServerFlags::default()
+        };
+        let mut s = defaults.clone();
+        apply_serving(&mut s, &file.serving, &flags).unwrap();
+        assert_eq!((s.max_in_flight, s.threads, s.max_rows), (64, 5, 16));
+        // Zero where it makes no sense, from either source, is named.
+        let zero: crate::config::HostConfig = toml::from_str("[serving]\nmax_rows = 0\n").unwrap();
+        let e = apply_serving(
+            &mut defaults.clone(),
+            &zero.serving,
+            &ServerFlags::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, CliError::Input(m) if m == "[serving] max_rows must be at least 1"),
+            "{e:?}"
+        );
+        let flags = ServerFlags {
+            max_in_flight: Some(0),
+            ..ServerFlags::default()
+        };
+        let e = apply_serving(&mut defaults.clone(), &Default::default(), &flags).unwrap_err();
+        assert!(
+            matches!(&e, CliError::Input(m) if m == "--max-in-flight must be at least 1"),
+            "{e:?}"
+        );
+        // Unknown keys are refused naming them.
+        let e =
+            toml::from_str::<crate::config::HostConfig>("[serving]\nmax_row = 3\n").unwrap_err();
+        assert!(e.to_string().contains("max_row"), "{e}");
     }
 
     #[test]
