@@ -683,6 +683,98 @@ async fn overload_is_refused_at_once_with_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_over_its_budget_gets_429_with_retry_after_and_others_do_not() {
+    let h = Harness::with(|c| c.serving.rate_per_token = 1).await;
+    h.served().await;
+    let greedy = h.token("greedy", "predictor").await;
+    let polite = h.token("polite", "predictor").await;
+    let (row, _) = &eval_rows()[0];
+    let request = |token: &str, uri: String, body: Value| {
+        Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let predict_uri = format!("/v1/models/{MODEL}/predict");
+    // One request a second, burst one: back-to-back requests run out at
+    // once (ten would need ten seconds to all fit).
+    let mut refused = None;
+    for _ in 0..10 {
+        let resp = h
+            .router
+            .clone()
+            .oneshot(request(
+                &greedy,
+                predict_uri.clone(),
+                json!({ "rows": [row] }),
+            ))
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(resp);
+            break;
+        }
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let resp = refused.expect("ten back-to-back requests never hit the budget");
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        retry, 1,
+        "one request a second: the next fits within a second"
+    );
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+    assert!(message(&v).contains("budget"), "{v}");
+    // The inference protocol shares the budget and answers in its own form.
+    let names: Vec<String> = h
+        .state
+        .serving
+        .model(MODEL)
+        .unwrap()
+        .deployment
+        .load()
+        .stable
+        .metadata()
+        .inputs
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let data: Vec<Value> = names.iter().map(|n| row[n].clone()).collect();
+    let infer = json!({ "inputs": [{ "name": "input-0", "shape": [1, data.len()], "datatype": "FP64", "data": data }] });
+    let resp = h
+        .router
+        .clone()
+        .oneshot(request(
+            &greedy,
+            format!("/v2/models/{MODEL}/infer"),
+            infer.clone(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
+    // Another token has its own budget.
+    let (s, v) = h.predict(&polite, json!({ "rows": [row] }), &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let text = h.metrics().await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("airlock_predict_rate_limited_total ") && !l.ends_with(" 0")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_back_and_forward_100_times_under_load_loses_no_request_and_never_mixes_versions() {
     let h = Harness::new().await;
     h.served().await;

@@ -101,6 +101,8 @@ pub struct ServingSection {
     pub window_rows: Option<usize>,
     /// Shadow calls that may wait; more are dropped and counted.
     pub shadow_queue: Option<usize>,
+    /// Prediction requests per second per token (burst the same); 0: none.
+    pub rate_per_token: Option<u32>,
 }
 
 /// A parsed configuration file.

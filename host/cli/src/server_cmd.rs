@@ -320,6 +320,9 @@ pub(crate) fn apply_serving(
     if let Some(on) = file.monitoring {
         serving.monitoring = on;
     }
+    if let Some(r) = file.rate_per_token {
+        serving.rate_per_token = r;
+    }
     if flags.no_monitoring {
         serving.monitoring = false;
     }
@@ -408,7 +411,7 @@ mod tests {
     fn serving_settings_come_from_the_file_and_flags_win() {
         let defaults = airlock_server::config::ServingConfig::default();
         let file: crate::config::HostConfig = toml::from_str(
-            "[serving]\nmax_rows = 16\nmax_in_flight = 8\npredict_threads = 3\nmonitoring = false\ncall_timeout_ms = 250\nwarm_versions = 0\n",
+            "[serving]\nmax_rows = 16\nmax_in_flight = 8\npredict_threads = 3\nmonitoring = false\ncall_timeout_ms = 250\nwarm_versions = 0\nrate_per_token = 50\n",
         )
         .unwrap();
         let mut s = defaults.clone();
@@ -419,6 +422,7 @@ mod tests {
             (false, 250, 0)
         );
         assert_eq!(s.max_body_bytes, defaults.max_body_bytes);
+        assert_eq!((defaults.rate_per_token, s.rate_per_token), (0, 50));
         let flags = ServerFlags {
             predict_threads: Some(5),
             max_in_flight: Some(64),

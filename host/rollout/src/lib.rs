@@ -17,10 +17,12 @@
 //!   from the gate-time reference.
 //! - [`compare`]: shadow agreement and delayed-label accuracy.
 //! - [`webhook`]: signing alert payloads and the retry schedule.
+//! - [`ratelimit`]: per-caller request budgets (token buckets).
 #![forbid(unsafe_code)]
 
 pub mod analysis;
 pub mod compare;
+pub mod ratelimit;
 pub mod rollout;
 pub mod routing;
 pub mod sketch;

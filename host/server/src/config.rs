@@ -83,6 +83,9 @@ pub struct ServingConfig {
     /// Shadow calls waiting for the shadow worker; more are dropped and
     /// counted, never queued without bound.
     pub shadow_queue: usize,
+    /// Prediction requests per second one token may send on average, up
+    /// to as many at once; beyond, 429 with `Retry-After`. 0: no budget.
+    pub rate_per_token: u32,
 }
 
 impl Default for ServingConfig {
@@ -99,6 +102,7 @@ impl Default for ServingConfig {
             monitoring: true,
             window_rows: 1_000,
             shadow_queue: 1_024,
+            rate_per_token: 0,
         }
     }
 }

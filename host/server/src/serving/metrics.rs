@@ -184,6 +184,8 @@ pub struct Metrics {
     pub switch_seconds: Histogram,
     /// Requests refused because too many were in progress.
     pub overload: Counter,
+    /// Requests refused because their token was over its budget.
+    pub rate_limited: Counter,
     /// Versions kept warm, per model (deployment included).
     pub warm_versions: Family<ModelLabels, Gauge>,
     /// Alert webhook deliveries.
@@ -262,6 +264,7 @@ impl Metrics {
             analyses: Family::default(),
             switch_seconds: Histogram::new(exponential_buckets(1e-8, 4.0, 16)),
             overload: Counter::default(),
+            rate_limited: Counter::default(),
             warm_versions: Family::default(),
             webhooks: Family::default(),
             features: Mutex::new(HashMap::new()),
@@ -364,6 +367,11 @@ impl Metrics {
             "predict_overload",
             "Prediction requests refused because too many were in progress",
             m.overload.clone(),
+        );
+        r.register(
+            "predict_rate_limited",
+            "Prediction requests refused because their token was over its budget",
+            m.rate_limited.clone(),
         );
         r.register(
             "warm_versions",

@@ -269,6 +269,10 @@ pub struct Serving {
     /// Held from an alias move's commit to the switch that follows it, so
     /// two concurrent moves switch traffic in the order they committed.
     pub alias_lock: tokio::sync::Mutex<()>,
+    /// Each token's request budget (`rate_per_token`; none when 0).
+    budgets: Option<Mutex<airlock_rollout::ratelimit::Buckets>>,
+    /// The budgets' clock.
+    started: std::time::Instant,
 }
 
 impl Serving {
@@ -282,6 +286,35 @@ impl Serving {
             shadow: shadow::ShadowQueue::new(config.shadow_queue),
             alias_lock: tokio::sync::Mutex::new(()),
             prediction_logs: predlog::PredictionLogs::default(),
+            budgets: (config.rate_per_token > 0).then(|| {
+                let rate = f64::from(config.rate_per_token);
+                Mutex::new(airlock_rollout::ratelimit::Buckets::new(
+                    airlock_rollout::ratelimit::Budget { rate, burst: rate },
+                ))
+            }),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    /// Admits one prediction request of `token_id` under its budget, or
+    /// answers 429 with `Retry-After` (counted). Tokens only: a budget per
+    /// token bounds what one client can add to the windows a canary is
+    /// judged on, and what it can take from the others.
+    pub fn admit(&self, token_id: &str) -> Result<(), ApiError> {
+        let Some(budgets) = &self.budgets else {
+            return Ok(());
+        };
+        let now = self.started.elapsed().as_nanos() as u64;
+        let taken = budgets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(token_id, now);
+        taken.map_err(|over| {
+            self.metrics.rate_limited.inc();
+            ApiError::over_budget(
+                "this token is over its prediction budget (rate_per_token); retry later",
+                over.retry_after_s,
+            )
         })
     }
 

@@ -237,6 +237,7 @@ async fn infer_inner(
     body: Result<Bytes, BytesRejection>,
 ) -> OipResult<Response> {
     caller.require_model(Permission::Predict, &name)?;
+    state.serving.admit(&caller.token_id)?;
     let cfg = &state.config.serving;
     let ms = served(&state, &name)?;
     let body = body_bytes(body, cfg.max_body_bytes)?;

@@ -441,6 +441,7 @@ pub async fn predict(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     caller.require_model(Permission::Predict, &name)?;
+    state.serving.admit(&caller.token_id)?;
     let cfg = &state.config.serving;
     let ms = served(&state, &name)?;
     let body = body_bytes(body, cfg.max_body_bytes)?;
