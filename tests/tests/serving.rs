@@ -102,6 +102,27 @@ impl Harness {
             .await
     }
 
+    /// What the served model's deployment is now.
+    fn deployment(&self) -> Arc<airlock_server::serving::Deployment> {
+        self.state
+            .serving
+            .model(MODEL)
+            .unwrap()
+            .deployment
+            .load_full()
+    }
+
+    /// `row`'s feature values in the served model's declared input order.
+    fn in_input_order(&self, row: &Value) -> Vec<Value> {
+        self.deployment()
+            .stable
+            .metadata()
+            .inputs
+            .iter()
+            .map(|f| row[&f.name].clone())
+            .collect()
+    }
+
     /// Sends delayed labels with `token`.
     async fn feedback(&self, token: &str, body: Value) -> (StatusCode, Value) {
         self.call(
@@ -200,19 +221,7 @@ async fn predictions_come_from_production_in_a_checked_answer_and_bad_input_is_n
     let sum: f64 = p.iter().map(|x| x.as_f64().unwrap()).sum();
     assert!((sum - 1.0).abs() < 1e-9, "{v}");
     // The same row by position answers the same.
-    let ordered: Vec<Value> = h
-        .state
-        .serving
-        .model(MODEL)
-        .unwrap()
-        .deployment
-        .load()
-        .stable
-        .metadata()
-        .inputs
-        .iter()
-        .map(|f| row[&f.name].clone())
-        .collect();
+    let ordered = h.in_input_order(row);
     let (s, w) = h
         .predict(&predictor, json!({ "rows": [ordered] }), &[])
         .await;
@@ -736,20 +745,7 @@ async fn a_token_over_its_budget_gets_429_with_retry_after_and_others_do_not() {
     assert_eq!(v["error"]["code"], "rate_limited", "{v}");
     assert!(message(&v).contains("budget"), "{v}");
     // The inference protocol shares the budget and answers in its own form.
-    let names: Vec<String> = h
-        .state
-        .serving
-        .model(MODEL)
-        .unwrap()
-        .deployment
-        .load()
-        .stable
-        .metadata()
-        .inputs
-        .iter()
-        .map(|f| f.name.clone())
-        .collect();
-    let data: Vec<Value> = names.iter().map(|n| row[n].clone()).collect();
+    let data = h.in_input_order(row);
     let infer = json!({ "inputs": [{ "name": "input-0", "shape": [1, data.len()], "datatype": "FP64", "data": data }] });
     let resp = h
         .router
@@ -907,13 +903,7 @@ async fn a_canary_that_breaches_is_aborted_traffic_returns_to_stable_and_a_signe
         Arc::new(eval_rows()),
         Some(labeler.clone()),
         move || {
-            let dep = hh
-                .state
-                .serving
-                .model(MODEL)
-                .unwrap()
-                .deployment
-                .load_full();
+            let dep = hh.deployment();
             dep.canary.is_none() || started.elapsed() > Duration::from_secs(20)
         },
     ));
@@ -1063,16 +1053,7 @@ async fn a_good_canary_steps_through_and_is_promoted_a_quiet_one_pauses_and_a_ne
         Arc::new(eval_rows()),
         None,
         move || {
-            hh.state
-                .serving
-                .model(MODEL)
-                .unwrap()
-                .deployment
-                .load()
-                .stable
-                .version
-                == "1.1.0"
-                || started.elapsed() > Duration::from_secs(30)
+            hh.deployment().stable.version == "1.1.0" || started.elapsed() > Duration::from_secs(30)
         },
     )
     .await;
@@ -1261,16 +1242,7 @@ async fn continuous_validation_rolls_production_back_when_the_policy_says_so() {
         Arc::new(eval_rows()),
         Some(labeler.clone()),
         move || {
-            hh.state
-                .serving
-                .model(MODEL)
-                .unwrap()
-                .deployment
-                .load()
-                .stable
-                .version
-                == "1.0.0"
-                || started.elapsed() > Duration::from_secs(30)
+            hh.deployment().stable.version == "1.0.0" || started.elapsed() > Duration::from_secs(30)
         },
     )
     .await;
