@@ -24,6 +24,14 @@ use crate::ensemble::{LEAF, Tree};
 /// ensembles keep the pointer walk.
 pub(crate) const MAX_DEPTH: usize = 8;
 
+/// The most slots (splits plus leaves, 12 bytes each) a dense layout may
+/// take: 48 MiB.
+pub(crate) const MAX_SLOTS: usize = 4 << 20;
+
+/// The most slots per node of the pointer layout: the dense layout may
+/// take a few times the pointer walk's memory, not orders of magnitude.
+pub(crate) const SLOTS_PER_NODE: usize = 8;
+
 /// Feature slots in a dense row: model features first, the last slot is the
 /// pass-through value. Models with more features keep the pointer walk.
 pub(crate) const SLOTS: usize = 256;
@@ -161,8 +169,17 @@ impl Dense {
             return None;
         }
         let n = 1usize << depth;
-        let mut splits = vec![PASS; trees.len() * n];
-        let mut leaves = vec![0f32; trees.len() * n];
+        // The layout pads every tree to the deepest one's full width. A
+        // bundle of many sparse, deep trees (chains, say) would need far
+        // more memory than its nodes; past the budget it keeps the pointer
+        // walk instead of failing to load under the sandbox's memory cap.
+        let slots = trees.len().checked_mul(n)?;
+        let nodes: usize = trees.iter().map(|t| t.nodes.len()).sum();
+        if slots > MAX_SLOTS || slots > SLOTS_PER_NODE * nodes {
+            return None;
+        }
+        let mut splits = vec![PASS; slots];
+        let mut leaves = vec![0f32; slots];
         for (t, tree) in trees.iter().enumerate() {
             let range = t * n..(t + 1) * n;
             fill(
@@ -526,10 +543,36 @@ mod tests {
         };
         let at_limit = tree_of_depth(MAX_DEPTH);
         assert_eq!(depth_of(&at_limit), MAX_DEPTH);
-        assert!(Dense::build(std::slice::from_ref(&at_limit), 4, 1).is_some());
+        // A spine of depth 8 has 17 nodes and would take 256 slots: more
+        // than the per-node budget, so it keeps the pointer walk.
+        assert!(Dense::build(std::slice::from_ref(&at_limit), 4, 1).is_none());
+        let shallow = tree_of_depth(2);
+        assert!(Dense::build(std::slice::from_ref(&shallow), 4, 1).is_some());
+        // A full tree of depth 8 (511 nodes in 256 + 256 slots) is dense.
+        let full = {
+            let mut nodes = Vec::new();
+            for i in 0..511u32 {
+                let inner = i < 255;
+                nodes.push(Node {
+                    left: if inner { 2 * i + 1 } else { LEAF },
+                    right: if inner { 2 * i + 2 } else { LEAF },
+                    feature: i % 4,
+                    value: i as f32,
+                    default_left: i % 2 == 0,
+                });
+            }
+            Tree { nodes, group: 0 }
+        };
+        assert_eq!(depth_of(&full), MAX_DEPTH);
+        assert!(Dense::build(std::slice::from_ref(&full), 4, 1).is_some());
+        // Many such trees past the overall budget keep the pointer walk
+        // rather than asking the sandbox for more memory than it allows.
+        let many = vec![full.clone(); MAX_SLOTS / 256 + 1];
+        assert!(Dense::build(&many, 4, 1).is_none());
+        assert!(Dense::build(&many[..MAX_SLOTS / 256], 4, 1).is_some());
         let over = tree_of_depth(MAX_DEPTH + 1);
-        assert!(Dense::build(&[at_limit.clone(), over], 4, 1).is_none());
-        assert!(Dense::build(std::slice::from_ref(&at_limit), PASS_SLOT, 1).is_none());
+        assert!(Dense::build(&[full.clone(), over], 4, 1).is_none());
+        assert!(Dense::build(std::slice::from_ref(&full), PASS_SLOT, 1).is_none());
         // A lone leaf is a tree of depth 0: laid out with one pass-through.
         let leaf = Tree {
             nodes: vec![Node {
