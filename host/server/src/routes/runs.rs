@@ -115,20 +115,39 @@ async fn run_row(state: &AppState, id: &str) -> Result<RunView, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no run {id}")))
 }
 
+/// Run `id`, once the caller is known to hold `permission` on its model
+/// (the model is only known from the run).
+async fn run_for(
+    state: &AppState,
+    caller: &Caller,
+    permission: Permission,
+    id: &str,
+) -> Result<RunView, ApiError> {
+    caller.require(permission)?;
+    let run = run_row(state, id).await?;
+    caller.require_model(permission, &run.model)?;
+    Ok(run)
+}
+
+/// A stored text column of run `id` (`report` or `attestation`).
+async fn run_text(state: &AppState, id: &str, column: &str) -> Result<Option<String>, ApiError> {
+    let (text,): (Option<String>,) =
+        sqlx::query_as(&format!("SELECT {column} FROM runs WHERE id = $1"))
+            .bind(id)
+            .fetch_one(&state.db)
+            .await?;
+    Ok(text)
+}
+
 /// `GET /v1/runs/{id}`: status, and the report once judged.
 pub async fn get_run(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<J<Value>> {
-    caller.require(Permission::Read)?;
-    let run = run_row(&state, &id).await?;
-    caller.require_model(Permission::Read, &run.model)?;
-    let (report,): (Option<String>,) = sqlx::query_as("SELECT report FROM runs WHERE id = $1")
-        .bind(&id)
-        .fetch_one(&state.db)
-        .await?;
-    let report: Value = report
+    let run = run_for(&state, &caller, Permission::Read, &id).await?;
+    let report: Value = run_text(&state, &id, "report")
+        .await?
         .and_then(|r| serde_json::from_str(&r).ok())
         .unwrap_or(Value::Null);
     Ok(J(json!({ "run": run, "report": report })))
@@ -140,14 +159,8 @@ pub async fn get_attestation(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<J<Value>> {
-    caller.require(Permission::Read)?;
-    let run = run_row(&state, &id).await?;
-    caller.require_model(Permission::Read, &run.model)?;
-    let (att,): (Option<String>,) = sqlx::query_as("SELECT attestation FROM runs WHERE id = $1")
-        .bind(&id)
-        .fetch_one(&state.db)
-        .await?;
-    let att = att.ok_or_else(|| {
+    let run = run_for(&state, &caller, Permission::Read, &id).await?;
+    let att = run_text(&state, &id, "attestation").await?.ok_or_else(|| {
         ApiError::not_found(format!(
             "run {id} has no attestation (status {})",
             run.status
@@ -164,9 +177,7 @@ pub async fn cancel_run(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<J<Value>> {
-    caller.require(Permission::Submit)?;
-    let run = run_row(&state, &id).await?;
-    caller.require_model(Permission::Submit, &run.model)?;
+    let run = run_for(&state, &caller, Permission::Submit, &id).await?;
     if !matches!(run.status.as_str(), "queued" | "running") {
         return Err(ApiError::conflict(format!(
             "run {id} is already {}",
