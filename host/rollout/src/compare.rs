@@ -9,6 +9,8 @@
 //! the oldest requests are forgotten first.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use airlock_core::types::{Predictions, Task};
 use serde::{Deserialize, Serialize};
@@ -183,17 +185,47 @@ pub enum FeedbackError {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    version: String,
+    version: Arc<str>,
     prediction: Recorded,
     labelled: bool,
 }
 
-/// A bounded FIFO map `request_id -> (version, prediction)`.
+/// The label book's hash: multiply-rotate over 8-byte words (the shape of
+/// rustc's `FxHasher`), several times cheaper than SipHash on a 32-byte id.
+/// SipHash's keyed defence against chosen collisions is not needed here:
+/// the only keys stored are the server's own random request ids, and a
+/// caller's id in `/feedback` is only looked up.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in words.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A bounded FIFO map `request_id -> (version, prediction)`. It sits on
+/// every monitored 1-row request, so an id is allocated once (shared by
+/// the map and the queue) and version names are shared, not copied.
 #[derive(Debug, Clone)]
 pub struct LabelBook {
     capacity: usize,
-    entries: HashMap<String, Entry>,
-    order: VecDeque<String>,
+    entries: HashMap<Arc<str>, Entry, BuildHasherDefault<IdHasher>>,
+    order: VecDeque<Arc<str>>,
+    /// The version names seen, shared by the entries (a handful).
+    versions: Vec<Arc<str>>,
 }
 
 impl LabelBook {
@@ -201,9 +233,26 @@ impl LabelBook {
     pub fn new(capacity: usize) -> Self {
         LabelBook {
             capacity,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             order: VecDeque::new(),
+            versions: Vec::new(),
         }
+    }
+
+    /// The shared name of `version`. Names of versions no longer in the
+    /// book are dropped when the list grows past a few, so it stays small
+    /// however many versions a long-running server has served.
+    fn version(&mut self, version: &str) -> Arc<str> {
+        if let Some(v) = self.versions.iter().find(|v| &***v == version) {
+            return v.clone();
+        }
+        if self.versions.len() >= 16 {
+            // Only the book's entries hold the others.
+            self.versions.retain(|v| Arc::strong_count(v) > 1);
+        }
+        let v: Arc<str> = Arc::from(version);
+        self.versions.push(v.clone());
+        v
     }
 
     /// Remembers what `version` predicted for `request_id`, evicting the
@@ -214,7 +263,7 @@ impl LabelBook {
             return;
         }
         let entry = Entry {
-            version: version.to_string(),
+            version: self.version(version),
             prediction,
             labelled: false,
         };
@@ -227,8 +276,9 @@ impl LabelBook {
                 self.entries.remove(&old);
             }
         }
-        self.order.push_back(request_id.to_string());
-        self.entries.insert(request_id.to_string(), entry);
+        let id: Arc<str> = Arc::from(request_id);
+        self.order.push_back(id.clone());
+        self.entries.insert(id, entry);
     }
 
     /// Scores a label against the recorded prediction. A class label must be
@@ -262,7 +312,7 @@ impl LabelBook {
         };
         e.labelled = true;
         Ok(Scored {
-            version: e.version.clone(),
+            version: e.version.to_string(),
             correct,
             abs_error,
         })
@@ -448,5 +498,29 @@ mod tests {
         );
         // A refused label does not use up the request.
         assert!(b.feedback("c", 0.0).unwrap().correct);
+    }
+
+    #[test]
+    fn version_names_are_shared_and_forgotten_with_their_entries() {
+        let mut b = LabelBook::new(2);
+        for i in 0..100 {
+            b.record(&format!("r{i}"), &format!("1.0.{i}"), Recorded::Class(1));
+        }
+        // Two entries remain; the names of evicted versions do not pile up.
+        assert_eq!(b.len(), 2);
+        assert!(b.versions.len() <= 17, "{} names kept", b.versions.len());
+        assert_eq!(b.feedback("r99", 1.0).unwrap().version, "1.0.99");
+        assert_eq!(b.feedback("r98", 0.0).unwrap().version, "1.0.98");
+        assert!(matches!(
+            b.feedback("r97", 1.0),
+            Err(FeedbackError::Unknown(_))
+        ));
+        // The same name twice is one shared string.
+        b.record("x", "2.0.0", Recorded::Class(0));
+        b.record("y", "2.0.0", Recorded::Class(0));
+        assert!(Arc::ptr_eq(
+            &b.entries["x"].version,
+            &b.entries["y"].version
+        ));
     }
 }

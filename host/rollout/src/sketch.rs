@@ -168,7 +168,9 @@ impl Kll {
                 }
                 let coin = splitmix64(&mut self.rng) & 1;
                 let level = &mut self.levels[h];
-                level.sort_by(f64::total_cmp);
+                // Unstable is enough: values equal under `total_cmp` are
+                // the same bits, so the order of equals cannot show.
+                level.sort_unstable_by(f64::total_cmp);
                 // With an odd count the smallest item stays behind.
                 let start = level.len() % 2;
                 let promoted: Vec<f64> = level[start..]
@@ -423,6 +425,9 @@ struct Monitored {
     name: String,
     seed: u64,
     track: Track,
+    /// Where this feature sits in the reference, found once: `observe`
+    /// runs on every request and must not search by name.
+    reference_at: Option<usize>,
 }
 
 /// Per-version live distributions with quality counts (see the module docs).
@@ -466,6 +471,9 @@ impl DistributionMonitor {
                     name: name.to_string(),
                     seed,
                     track,
+                    reference_at: reference
+                        .as_ref()
+                        .and_then(|r| r.features.iter().position(|(n, _)| n == name)),
                 }
             })
             .collect();
@@ -496,13 +504,21 @@ impl DistributionMonitor {
             let values = if i == last {
                 Some(&score_values)
             } else {
-                batch
-                    .columns
-                    .iter()
-                    .find(|c| c.name == m.name)
-                    .map(|c| &c.values)
+                // Served batches carry the model's inputs in the model's
+                // order, which is the monitoring order: look there first.
+                match batch.columns.get(i) {
+                    Some(c) if c.name == m.name => Some(&c.values),
+                    _ => batch
+                        .columns
+                        .iter()
+                        .find(|c| c.name == m.name)
+                        .map(|c| &c.values),
+                }
             };
-            let reference = self.reference.as_ref().and_then(|r| r.feature(&m.name));
+            let reference = match (&self.reference, m.reference_at) {
+                (Some(r), Some(at)) => r.features.get(at).map(|(_, f)| f),
+                _ => None,
+            };
             let q = &mut self.quality;
             observe_one(m, values, batch.rows, reference, i, q);
         }
@@ -1029,6 +1045,17 @@ mod tests {
         assert_eq!(pairs(&q.out_of_range), expect(1, 0, 0, 0));
         assert_eq!(pairs(&q.unseen_category), expect(0, 2, 0, 0));
         assert_eq!(m.rows(), 5);
+
+        // Columns are matched by name, not by place: the same rows with the
+        // columns swapped give the same counts (observe looks at the
+        // monitoring order first, then searches).
+        let mut swapped =
+            DistributionMonitor::new(&monitored, Some(Reference::from_batch(&gate, 2)));
+        let mut reversed = live.clone();
+        reversed.columns.reverse();
+        swapped.observe(&reversed, &[0.1, 0.2, f64::NAN, 0.4, 0.5]);
+        assert_eq!(swapped.quality(), m.quality());
+        assert_eq!(swapped.rows(), 5);
     }
 
     #[test]

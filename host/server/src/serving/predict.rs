@@ -247,9 +247,28 @@ pub fn split_random() -> u64 {
 /// A request id: 128 random bits, so one client cannot guess another's
 /// ids and label its answers.
 pub fn request_id() -> Result<String, ApiError> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format_args!("randomness: {e}")))?;
-    Ok(hex::encode(b))
+    use rand::{Rng, SeedableRng};
+    thread_local! {
+        /// Each thread's id generator: ChaCha12 seeded once from the OS, so
+        /// ids stay unguessable without a system call per request.
+        static IDS: std::cell::RefCell<Option<rand::rngs::StdRng>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    IDS.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let rng = match &mut *slot {
+            Some(rng) => rng,
+            None => {
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed)
+                    .map_err(|e| ApiError::internal(format_args!("randomness: {e}")))?;
+                slot.insert(rand::rngs::StdRng::from_seed(seed))
+            }
+        };
+        let mut b = [0u8; 16];
+        rng.fill_bytes(&mut b);
+        Ok(hex::encode(b))
+    })
 }
 
 /// How a request reached its version (the metric's `route` label).
