@@ -1,33 +1,120 @@
 #!/usr/bin/env bash
-# Monitoring on vs off, alternating (docs/benchmarks.md, "Monitoring's cost"):
-#   for f in "" --no-monitoring "" --no-monitoring; do DUR=10s bench/serving/monitoring-ab.sh "$f"; done
-# One airlock server (release build) set up as run.sh does, then oha on /v2 infer at 1 and 64
-# connections; prints req/s and p50/p99. Needs target/bench-tools/bin/oha (run.sh installs it)
-# and target/plugins (examples/demo.sh fills it). Not in CI.
-# usage: tune.sh "server flags" ; prints oha c1/c64 results
+# What monitoring costs, as a ratio (docs/benchmarks.md, "Monitoring's cost"):
+# two airlock servers (release build) set up as run.sh does, one with
+# monitoring on and one with --no-monitoring, both up for the whole run;
+# then ROUNDS rounds of oha on /v2 infer, alternating on, off, on, off..., at
+# each connection count in CONNS; then the same again with the servers
+# started in the other order (2 x ROUNDS rounds in all). Alternating within one run puts the
+# machine's drift on both sides alike; the idle server costs nothing while
+# the other is measured. The side measured first swaps every round. Prints every run and, per connection count, the
+# mean throughput of each side and their ratio.
+#
+#   ROUNDS=4 DUR=5s CONNS="1 64" bench/serving/monitoring-ab.sh
+#
+# Needs target/bench-tools/bin/oha (run.sh installs it) and target/plugins
+# (examples/demo.sh fills it). Not in CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bin=target/release/airlock; oha=target/bench-tools/bin/oha
-a=$(mktemp -d)
-plugins=target/plugins
-"$bin" key generate "$a/gate.pem" >/dev/null
-"$bin" server --data-dir "$a/data" --listen 127.0.0.1:0 --trust-root "$a/gate.pub" ${1:-} >"$a/server.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf $a' EXIT
-for _ in $(seq 1 600); do [ -s "$a/data/server.url" ] && break; sleep 0.1; done
-export AIRLOCK_SERVER=$(cat "$a/data/server.url")
-adm=(--token-file "$a/data/admin.token")
-"$bin" gate publish examples/breast-cancer/gate.toml --name breast-cancer --version 1 --key "$a/gate.pem" --plugin-dir "$plugins" "${adm[@]}" >/dev/null
-"$bin" model create breast-cancer --gate breast-cancer --approvals 0 "${adm[@]}" >/dev/null
-"$bin" submit plugin "$plugins/xgboost.wasm" --name xgboost --version 1.0.0 "${adm[@]}" >/dev/null
-"$bin" submit model breast-cancer --version 1.0.0 --plugin xgboost@1.0.0 --bundle examples/breast-cancer/model-v1 --wait "${adm[@]}" >/dev/null
-"$bin" promote breast-cancer 1.0.0 "${adm[@]}" >/dev/null
-tok=$("$bin" token create --subject b --role predictor "${adm[@]}" 2>/dev/null)
+bin=${AIRLOCK_BIN:-target/release/airlock}
+oha=target/bench-tools/bin/oha
+plugins=${AIRLOCK_PLUGIN_DIR:-target/plugins}
+rounds=${ROUNDS:-4}
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
+
 row=$(sed -n 2p examples/breast-cancer/data/eval.csv | cut -d, -f1-30)
-printf '{"inputs": [{"name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": [%s]}]}' "$row" > "$a/v2.json"
-url=${AIRLOCK_SERVER%/}/v2/models/breast-cancer/infer
-$oha --no-tui -n 2000 -c 8 -m POST -H "Authorization: Bearer $tok" -D "$a/v2.json" "$url" >/dev/null
-for c in ${CONNS:-1 64}; do
-  $oha --no-tui --output-format json -z ${DUR:-6s} -w -c $c -m POST -H "Authorization: Bearer $tok" -D "$a/v2.json" "$url" > "$a/r.json"
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["latencyPercentiles"]; print(sys.argv[2], "c=%s"%sys.argv[3], "%.0f req/s"%r["summary"]["requestsPerSec"], "p50 %.2f p99 %.2f ms"%(l["p50"]*1e3, l["p99"]*1e3), r.get("statusCodeDistribution"))' "$a/r.json" "${1:-default}" $c
+printf '{"inputs": [{"name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": [%s]}]}' \
+  "$row" >"$work/v2.json"
+
+# up SIDE [FLAGS...]: a server with the model promoted; writes $work/SIDE.url and .token.
+up() {
+  local side=$1 a=$work/$1
+  shift
+  mkdir -p "$a"
+  "$bin" key generate "$a/gate.pem" >/dev/null
+  "$bin" server --data-dir "$a/data" --listen 127.0.0.1:0 --trust-root "$a/gate.pub" "$@" \
+    >"$a/server.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 600); do [ -s "$a/data/server.url" ] && break; sleep 0.1; done
+  local url
+  url=$(cat "$a/data/server.url")
+  export AIRLOCK_SERVER=$url
+  local adm=(--token-file "$a/data/admin.token")
+  {
+    "$bin" gate publish examples/breast-cancer/gate.toml --name breast-cancer --version 1 \
+      --key "$a/gate.pem" --plugin-dir "$plugins" "${adm[@]}"
+    "$bin" model create breast-cancer --gate breast-cancer --approvals 0 "${adm[@]}"
+    "$bin" submit plugin "$plugins/xgboost.wasm" --name xgboost --version 1.0.0 "${adm[@]}"
+    "$bin" submit model breast-cancer --version 1.0.0 --plugin xgboost@1.0.0 \
+      --bundle examples/breast-cancer/model-v1 --wait "${adm[@]}"
+    "$bin" promote breast-cancer 1.0.0 "${adm[@]}"
+  } >"$a/setup.log" 2>&1
+  "$bin" token create --subject bench --role predictor "${adm[@]}" 2>/dev/null >"$work/$side.token"
+  echo "${url%/}/v2/models/breast-cancer/infer" >"$work/$side.url"
+  "$oha" --no-tui -n 2000 -c 8 -m POST -H "Authorization: Bearer $(cat "$work/$side.token")" \
+    -D "$work/v2.json" "$(cat "$work/$side.url")" >/dev/null
+}
+
+# stop_all: ends both servers (between the two halves).
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+  pids=()
+  rm -rf "$work/on" "$work/off"
+}
+
+: >"$work/runs.tsv"
+# Two halves: the servers are started in one order, then the other. Which
+# server starts first was seen to move the result by about 5 % here (8 %
+# one way, 3 % the other), more than monitoring itself, so both orders are
+# measured and pooled.
+for half in 1 2; do
+if [ "$half" = 1 ]; then
+  up on
+  up off --no-monitoring
+else
+  stop_all
+  up off --no-monitoring
+  up on
+fi
+for r in $(seq $(((half - 1) * rounds + 1)) $((half * rounds))); do
+  for c in ${CONNS:-1 64}; do
+    # Odd rounds measure "on" first, even rounds "off" first, so that
+    # neither side always runs right after the other's load.
+    order="on off"
+    [ $((r % 2)) -eq 0 ] && order="off on"
+    for side in $order; do
+      # A settling pause and a warm-up at this connection count: a server
+      # measured at 1 connection right after its own 64-connection run was
+      # seen to run about 10 % slower for a while.
+      sleep 1
+      "$oha" --no-tui -n 3000 -c "$c" -m POST -H "Authorization: Bearer $(cat "$work/$side.token")" \
+        -D "$work/v2.json" "$(cat "$work/$side.url")" >/dev/null
+      "$oha" --no-tui --output-format json -z "${DUR:-5s}" -w -c "$c" -m POST \
+        -H "Authorization: Bearer $(cat "$work/$side.token")" -D "$work/v2.json" \
+        "$(cat "$work/$side.url")" >"$work/r.json"
+      python3 - "$work/r.json" "$side" "$c" "$r" <<'PY' | tee -a "$work/runs.tsv"
+import json, sys
+r = json.load(open(sys.argv[1]))
+l = r["latencyPercentiles"]
+codes = r.get("statusCodeDistribution", {})
+bad = sum(n for k, n in codes.items() if not k.startswith("2")) + sum(r.get("errorDistribution", {}).values())
+print(f"{sys.argv[2]}\t{sys.argv[3]}\t{sys.argv[4]}\t{r['summary']['requestsPerSec']:.0f}\t{l['p50']*1e3:.2f}\t{l['p99']*1e3:.2f}\t{bad}")
+PY
+    done
+  done
 done
+done
+python3 - "$work/runs.tsv" <<'PY'
+import sys
+from collections import defaultdict
+rps = defaultdict(list)
+for line in open(sys.argv[1]):
+    side, c, _, r, *_ = line.split("\t")
+    rps[(side, c)].append(float(r))
+for c in sorted({c for _, c in rps}, key=int):
+    on, off = rps[("on", c)], rps[("off", c)]
+    mon, moff = sum(on) / len(on), sum(off) / len(off)
+    print(f"{c} connection(s): monitoring on {mon:.0f} req/s, off {moff:.0f} req/s "
+          f"(means of {len(on)} runs each): on / off = {mon / moff:.3f}, cost {100 * (1 - mon / moff):+.1f} %")
+PY

@@ -36,9 +36,14 @@ log() { printf '== %s\n' "$*" >&2; }
 setup_venv() {
   local req=$root/bench/serving/requirements.txt stamp=$venv/.requirements.sha256 want
   want=$(sha256sum "$req" | cut -d' ' -f1)
-  if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  # The entry points must still run: a venv's scripts name the path it was
+  # made at and the Python it was made from, and break when either moves.
+  if "$venv/bin/uvicorn" --version >/dev/null 2>&1 &&
+    "$venv/bin/mlserver" --version >/dev/null 2>&1 &&
+    [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     return
   fi
+  rm -rf "$venv"
   log "creating the Python venv $venv (pinned: bench/serving/requirements.txt)"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"

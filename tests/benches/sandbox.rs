@@ -971,6 +971,30 @@ fn main() {
                 black_box(session.predict(&batch).expect("warm ok, big batch"));
             },
         ));
+
+        // The same boundary for one served request: a fresh instance of
+        // the trivial model handed the breast-cancer model's 1-row batch
+        // (30 named columns of one value, plus the mode column). Against
+        // the 1-column trivial call it shows what 30 columns cost to lower
+        // (each name and each list is a guest allocation); against the
+        // 1-row snapshot prediction, what is left for the model.
+        let mut batch = xgb.one_row.clone();
+        batch.columns.insert(
+            0,
+            Column {
+                name: "ok".to_string(),
+                values: ColumnValues::Numeric(vec![0.0]),
+            },
+        );
+        cases.push(Case::new(
+            "snap-one-floor",
+            "the boundary alone: trivial model, fresh instance, the 1-row 30-column batch",
+            Mode::DEFAULT.label(),
+            Some("ok-fresh-def"),
+            move || {
+                black_box(predict(&h, &CallOptions::default(), &batch));
+            },
+        ));
     }
 
     // ---------------------------------------------------------- run
