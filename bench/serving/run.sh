@@ -109,20 +109,23 @@ results=$out/results.tsv
 : >"$results"
 
 # bench SERVER CONFIG URL BODY [HEADER...]: warm up, then one oha run per
-# connection count; appends a row per run to $results.
+# connection count; appends a row per run to $results. BODY "-" sends GETs
+# without a body (the HTTP floor).
 bench() {
   local server=$1 config=$2 url=$3 body=$4
   shift 4
   local headers=(-H "content-type: application/json")
   for h in "$@"; do headers+=(-H "$h"); done
+  local -a request=(-m POST "${headers[@]}" -D "$body")
+  [ "$body" = - ] && request=(-m GET "${headers[@]}")
   local slug
   slug=$(printf '%s-%s' "$server" "$config" | tr -c 'a-zA-Z0-9=-' '_')
   log "$server ($config): warm-up"
-  "$tools/bin/oha" --no-tui -n 500 -c 8 -m POST "${headers[@]}" -D "$body" "$url" >/dev/null
+  "$tools/bin/oha" --no-tui -n 500 -c 8 "${request[@]}" "$url" >/dev/null
   for c in 1 64; do
     log "$server ($config): $duration at $c connection(s)"
-    "$tools/bin/oha" --no-tui --output-format json -z "$duration" -w -c "$c" -m POST \
-      "${headers[@]}" -D "$body" "$url" >"$out/$slug-c$c.json"
+    "$tools/bin/oha" --no-tui --output-format json -z "$duration" -w -c "$c" \
+      "${request[@]}" "$url" >"$out/$slug-c$c.json"
     python3 - "$out/$slug-c$c.json" "$server" "$config" "$c" >>"$results" <<'PY'
 import json, sys
 path, server, config, conns = sys.argv[1:]
@@ -342,6 +345,9 @@ run_airlock() {
   else
     skip airlock "$config, /v2 infer" "POST $v2 answered HTTP $code: $(head -c 200 "$a/probe.json")"
   fi
+  # The floor under every row: the same server and HTTP stack answering a
+  # request that needs no token, no JSON and no model call.
+  [ "$monitoring" = on ] && bench airlock "$config, floor: GET /v2/health/live" "$url/v2/health/live" -
   [ "$monitoring" = on ] && rollback_drill "$bin" "$url" "$a" "$v1" "$auth"
   stop_server
   cp "$a/server.log" "$out/airlock-server-monitoring-$monitoring.log"
