@@ -6,7 +6,7 @@
 //! 5 % of throughput). Run with
 //! `env -u RUST_BACKTRACE cargo bench -p airlock-tests --bench monitoring`.
 
-use airlock_core::types::{Batch, Column, ColumnValues};
+use airlock_core::types::Batch;
 use airlock_rollout::compare::{LabelBook, Recorded};
 use airlock_rollout::sketch::{DistributionMonitor, Reference};
 use std::hint::black_box;
@@ -20,27 +20,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Requests per measurement: enough to fill the label book (100,000, the
 /// default) and keep evicting from it, as a server that has run a while does.
 const REQUESTS: usize = 400_000;
-
-fn one_row_batches(batch: &Batch) -> Vec<Batch> {
-    (0..batch.rows as usize)
-        .map(|r| Batch {
-            rows: 1,
-            columns: batch
-                .columns
-                .iter()
-                .map(|c| Column {
-                    name: c.name.clone(),
-                    values: match &c.values {
-                        ColumnValues::Numeric(v) => ColumnValues::Numeric(vec![v[r]]),
-                        ColumnValues::Categorical(v) => {
-                            ColumnValues::Categorical(vec![v[r].clone()])
-                        }
-                    },
-                })
-                .collect(),
-        })
-        .collect()
-}
 
 fn per_request(label: &str, mut f: impl FnMut(usize)) -> f64 {
     for i in 0..REQUESTS / 10 {
@@ -60,7 +39,9 @@ fn main() {
     let eval = root.join("examples/breast-cancer/data/eval.csv");
     let data = airlock_gate::data::read_csv(&eval, None, Some("target")).expect("eval.csv");
     let names: Vec<String> = data.batch.columns.iter().map(|c| c.name.clone()).collect();
-    let rows = one_row_batches(&data.batch);
+    let rows: Vec<Batch> = (0..data.batch.rows as usize)
+        .map(|r| data.batch.rows_in(r..r + 1))
+        .collect();
     let n = rows.len();
     let reference = Reference::from_batch(&data.batch, 5_000);
     println!(

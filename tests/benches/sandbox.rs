@@ -300,24 +300,6 @@ fn one_column(name: &str, values: Vec<f64>) -> Batch {
     }
 }
 
-/// The first `rows` rows of `batch`.
-fn head(batch: &Batch, rows: usize) -> Batch {
-    Batch {
-        rows: rows as u32,
-        columns: batch
-            .columns
-            .iter()
-            .map(|c| Column {
-                name: c.name.clone(),
-                values: match &c.values {
-                    ColumnValues::Numeric(v) => ColumnValues::Numeric(v[..rows].to_vec()),
-                    ColumnValues::Categorical(v) => ColumnValues::Categorical(v[..rows].to_vec()),
-                },
-            })
-            .collect(),
-    }
-}
-
 /// `batch` stacked `times` times.
 fn repeat(batch: &Batch, times: usize) -> Batch {
     Batch {
@@ -456,7 +438,7 @@ fn main() {
         let (batch, _) =
             data::model_inputs(&data.batch, &meta.inputs, &["target"]).expect("model inputs");
         XgbSetup {
-            one_row: head(&batch, 1),
+            one_row: batch.rows_in(0..1),
             big: repeat(&batch, BIG_REPEAT),
             bundle,
             model_file: xgb_dir.join("model.json"),

@@ -75,32 +75,13 @@ fn xgboost_runs_from_a_snapshot_with_the_same_answers_for_a_fraction_of_the_fuel
     let new_out = snap.predict(&batch).unwrap();
     let old_out = old.predict(&batch).unwrap();
     assert_eq!(new_out.value, old_out.value, "bit-identical predictions");
-    let one = first_row(&batch);
+    let one = batch.rows_in(0..1);
     let new_one = snap.predict(&one).unwrap().fuel_used;
     let old_one = old.predict(&one).unwrap().fuel_used;
     assert!(
         new_one * 20 < old_one,
         "a 1-row call from the snapshot used {new_one} fuel, parsing the bundle {old_one}"
     );
-}
-
-/// The first row of `batch`.
-fn first_row(batch: &Batch) -> Batch {
-    use airlock_core::types::{Column, ColumnValues};
-    Batch {
-        rows: 1,
-        columns: batch
-            .columns
-            .iter()
-            .map(|c| Column {
-                name: c.name.clone(),
-                values: match &c.values {
-                    ColumnValues::Numeric(v) => ColumnValues::Numeric(v[..1].to_vec()),
-                    ColumnValues::Categorical(v) => ColumnValues::Categorical(v[..1].to_vec()),
-                },
-            })
-            .collect(),
-    }
 }
 
 #[test]

@@ -86,6 +86,39 @@ pub struct Batch {
     pub columns: Vec<Column>,
 }
 
+impl Batch {
+    /// The rows `range` of this batch, every column kept: the one way to cut
+    /// a batch, for the gate's probes, the benches and the tests.
+    ///
+    /// # Panics
+    /// When `range` reaches past the batch's rows.
+    pub fn rows_in(&self, range: std::ops::Range<usize>) -> Batch {
+        assert!(
+            range.start <= range.end && range.end <= self.rows as usize,
+            "rows {range:?} of a {}-row batch",
+            self.rows
+        );
+        Batch {
+            rows: (range.end - range.start) as u32,
+            columns: self
+                .columns
+                .iter()
+                .map(|c| Column {
+                    name: c.name.clone(),
+                    values: match &c.values {
+                        ColumnValues::Numeric(v) => {
+                            ColumnValues::Numeric(v[range.clone()].to_vec())
+                        }
+                        ColumnValues::Categorical(v) => {
+                            ColumnValues::Categorical(v[range.clone()].to_vec())
+                        }
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A model's answers: `width` values per row, row-major.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Predictions {
@@ -204,4 +237,55 @@ pub struct Context {
     pub baseline_predictions: Option<Predictions>,
     /// A reference dataset, when the step has one.
     pub reference: Option<Reference>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_in_cuts_every_column_alike() {
+        let b = Batch {
+            rows: 3,
+            columns: vec![
+                Column {
+                    name: "x".into(),
+                    values: ColumnValues::Numeric(vec![1.0, 2.0, 3.0]),
+                },
+                Column {
+                    name: "c".into(),
+                    values: ColumnValues::Categorical(vec![
+                        Some("a".into()),
+                        None,
+                        Some("b".into()),
+                    ]),
+                },
+            ],
+        };
+        let mid = b.rows_in(1..3);
+        assert_eq!(mid.rows, 2);
+        assert_eq!(mid.columns[0].values, ColumnValues::Numeric(vec![2.0, 3.0]));
+        assert_eq!(
+            mid.columns[1].values,
+            ColumnValues::Categorical(vec![None, Some("b".into())])
+        );
+        let none = b.rows_in(3..3);
+        assert_eq!(none.rows, 0);
+        assert_eq!(none.columns.len(), 2);
+        assert_eq!(none.columns[1].name, "c");
+        assert_eq!(b.rows_in(0..3), b);
+    }
+
+    #[test]
+    #[should_panic(expected = "rows 2..4 of a 3-row batch")]
+    fn rows_in_refuses_rows_past_the_end() {
+        let b = Batch {
+            rows: 3,
+            columns: vec![Column {
+                name: "x".into(),
+                values: ColumnValues::Numeric(vec![1.0, 2.0, 3.0]),
+            }],
+        };
+        let _ = b.rows_in(2..4);
+    }
 }

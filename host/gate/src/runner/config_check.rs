@@ -9,7 +9,7 @@ use super::{DataKey, GateError, GateJob, LoadedStep};
 use crate::data::Dataset;
 use airlock_core::contract;
 use airlock_core::gate::spec::StepSpec;
-use airlock_core::types::{Batch, Column, ColumnValues, Context, Predictions, Reference};
+use airlock_core::types::{Batch, Context, Predictions, Reference};
 use airlock_runtime::error::FailureKind;
 use airlock_runtime::sandbox::{CallOptions, CheckedModel};
 use std::collections::HashMap;
@@ -120,20 +120,7 @@ impl GateJob {
 
 /// `batch` with the same columns and no rows.
 fn zero_rows(batch: &Batch) -> Batch {
-    Batch {
-        rows: 0,
-        columns: batch
-            .columns
-            .iter()
-            .map(|c| Column {
-                name: c.name.clone(),
-                values: match &c.values {
-                    ColumnValues::Numeric(_) => ColumnValues::Numeric(Vec::new()),
-                    ColumnValues::Categorical(_) => ColumnValues::Categorical(Vec::new()),
-                },
-            })
-            .collect(),
-    }
+    batch.rows_in(0..0)
 }
 
 /// The dotted key in a validator's ``config key `a.b` `` message.

@@ -586,3 +586,45 @@ pub async fn feedback(
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+    use std::collections::HashSet;
+
+    /// Ids are 128 bits of hex, never repeat, and each thread's generator
+    /// is seeded on its own: were two threads ever seeded alike, their
+    /// requests would share ids and one request's label would score
+    /// another's answer.
+    #[test]
+    fn request_ids_are_random_hex_and_never_repeat_across_threads() {
+        let per_thread = 5_000;
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(move || {
+                        (0..per_thread)
+                            .map(|_| request_id().unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        assert!(ids.iter().all(|id| {
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }));
+        let distinct: HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), 4 * per_thread);
+        // The first id of every thread differs too (the seed, not the
+        // stream, is what a shared seed would repeat).
+        let firsts: HashSet<&String> = ids.iter().step_by(per_thread).collect();
+        assert_eq!(firsts.len(), 4);
+    }
+}
