@@ -40,7 +40,7 @@ fn main() {
     let data = airlock_gate::data::read_csv(&eval, None, Some("target")).expect("eval.csv");
     let names: Vec<String> = data.batch.columns.iter().map(|c| c.name.clone()).collect();
     let rows: Vec<Batch> = (0..data.batch.rows as usize)
-        .map(|r| data.batch.rows_in(r..r + 1))
+        .map(|r| data.batch.rows_in(r..r + 1).expect("a row of the batch"))
         .collect();
     let n = rows.len();
     let reference = Reference::from_batch(&data.batch, 5_000);

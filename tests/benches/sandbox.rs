@@ -438,7 +438,7 @@ fn main() {
         let (batch, _) =
             data::model_inputs(&data.batch, &meta.inputs, &["target"]).expect("model inputs");
         XgbSetup {
-            one_row: batch.rows_in(0..1),
+            one_row: batch.rows_in(0..1).expect("the evaluation set has rows"),
             big: repeat(&batch, BIG_REPEAT),
             bundle,
             model_file: xgb_dir.join("model.json"),

@@ -75,7 +75,7 @@ fn xgboost_runs_from_a_snapshot_with_the_same_answers_for_a_fraction_of_the_fuel
     let new_out = snap.predict(&batch).unwrap();
     let old_out = old.predict(&batch).unwrap();
     assert_eq!(new_out.value, old_out.value, "bit-identical predictions");
-    let one = batch.rows_in(0..1);
+    let one = batch.rows_in(0..1).expect("the evaluation set has rows");
     let new_one = snap.predict(&one).unwrap().fuel_used;
     let old_one = old.predict(&one).unwrap().fuel_used;
     assert!(

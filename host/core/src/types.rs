@@ -88,34 +88,34 @@ pub struct Batch {
 
 impl Batch {
     /// The rows `range` of this batch, every column kept: the one way to cut
-    /// a batch, for the gate's probes, the benches and the tests.
-    ///
-    /// # Panics
-    /// When `range` reaches past the batch's rows.
-    pub fn rows_in(&self, range: std::ops::Range<usize>) -> Batch {
-        assert!(
-            range.start <= range.end && range.end <= self.rows as usize,
-            "rows {range:?} of a {}-row batch",
-            self.rows
-        );
-        Batch {
-            rows: (range.end - range.start) as u32,
-            columns: self
-                .columns
-                .iter()
-                .map(|c| Column {
-                    name: c.name.clone(),
-                    values: match &c.values {
-                        ColumnValues::Numeric(v) => {
-                            ColumnValues::Numeric(v[range.clone()].to_vec())
-                        }
-                        ColumnValues::Categorical(v) => {
-                            ColumnValues::Categorical(v[range.clone()].to_vec())
-                        }
-                    },
-                })
-                .collect(),
+    /// a batch, for the gate's probes, the benches and the tests. `None`
+    /// when `range` reaches past the batch's rows or past a column's values.
+    pub fn rows_in(&self, range: std::ops::Range<usize>) -> Option<Batch> {
+        if range.start > range.end || range.end > self.rows as usize {
+            return None;
         }
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| {
+                let values = match &c.values {
+                    ColumnValues::Numeric(v) => {
+                        ColumnValues::Numeric(v.get(range.clone())?.to_vec())
+                    }
+                    ColumnValues::Categorical(v) => {
+                        ColumnValues::Categorical(v.get(range.clone())?.to_vec())
+                    }
+                };
+                Some(Column {
+                    name: c.name.clone(),
+                    values,
+                })
+            })
+            .collect::<Option<Vec<Column>>>()?;
+        Some(Batch {
+            rows: (range.end - range.start) as u32,
+            columns,
+        })
     }
 }
 
@@ -262,30 +262,36 @@ mod tests {
                 },
             ],
         };
-        let mid = b.rows_in(1..3);
+        let mid = b.rows_in(1..3).unwrap();
         assert_eq!(mid.rows, 2);
         assert_eq!(mid.columns[0].values, ColumnValues::Numeric(vec![2.0, 3.0]));
         assert_eq!(
             mid.columns[1].values,
             ColumnValues::Categorical(vec![None, Some("b".into())])
         );
-        let none = b.rows_in(3..3);
+        let none = b.rows_in(3..3).unwrap();
         assert_eq!(none.rows, 0);
         assert_eq!(none.columns.len(), 2);
         assert_eq!(none.columns[1].name, "c");
-        assert_eq!(b.rows_in(0..3), b);
+        assert_eq!(b.rows_in(0..3).unwrap(), b);
     }
 
     #[test]
-    #[should_panic(expected = "rows 2..4 of a 3-row batch")]
-    fn rows_in_refuses_rows_past_the_end() {
-        let b = Batch {
+    fn rows_in_refuses_rows_past_the_end_or_past_a_short_column() {
+        let mut b = Batch {
             rows: 3,
             columns: vec![Column {
                 name: "x".into(),
                 values: ColumnValues::Numeric(vec![1.0, 2.0, 3.0]),
             }],
         };
-        let _ = b.rows_in(2..4);
+        assert_eq!(b.rows_in(2..4), None);
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = b.rows_in(2..1);
+        assert_eq!(backwards, None);
+        // A batch whose count claims more rows than a column holds.
+        b.columns[0].values = ColumnValues::Numeric(vec![1.0]);
+        assert_eq!(b.rows_in(0..2), None);
+        assert_eq!(b.rows_in(0..1).unwrap().rows, 1);
     }
 }

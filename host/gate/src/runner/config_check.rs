@@ -120,7 +120,9 @@ impl GateJob {
 
 /// `batch` with the same columns and no rows.
 fn zero_rows(batch: &Batch) -> Batch {
-    batch.rows_in(0..0)
+    batch
+        .rows_in(0..0)
+        .expect("rows 0..0 are within every batch and every column")
 }
 
 /// The dotted key in a validator's ``config key `a.b` `` message.

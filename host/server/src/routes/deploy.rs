@@ -100,6 +100,14 @@ fn production() -> String {
     "production".into()
 }
 
+/// What promoting and rolling back check first: well-formed model and
+/// alias names, and a caller allowed to move that alias of that model.
+fn may_move(caller: &Caller, model: &str, alias: &str) -> Result<(), ApiError> {
+    check_name("model", model)?;
+    check_name("alias", alias)?;
+    caller.require_alias(model, alias)
+}
+
 /// `POST /v1/models/{name}/promote`: checks every requirement, names the
 /// first that fails, and moves the alias.
 pub async fn promote(
@@ -108,9 +116,7 @@ pub async fn promote(
     Path(name): Path<String>,
     Json(req): Json<Promote>,
 ) -> ApiResult<J<Value>> {
-    check_name("model", &name)?;
-    check_name("alias", &req.alias)?;
-    caller.require_alias(&name, &req.alias)?;
+    may_move(&caller, &name, &req.alias)?;
     check_version(&req.version)?;
     let (run_id, approvers) = check_promotable(&state, &name, &req.version, true).await?;
     // The production alias is what is served: the version is made warm
@@ -394,9 +400,7 @@ pub async fn rollback(
     Path(name): Path<String>,
     Json(req): Json<Rollback>,
 ) -> ApiResult<J<Value>> {
-    check_name("model", &name)?;
-    check_name("alias", &req.alias)?;
-    caller.require_alias(&name, &req.alias)?;
+    may_move(&caller, &name, &req.alias)?;
     model_row(&state, &name).await?;
     let current: Option<(String,)> =
         sqlx::query_as("SELECT version FROM aliases WHERE model = $1 AND alias = $2")
