@@ -1,21 +1,35 @@
 #!/usr/bin/env bash
-# What monitoring costs, as a ratio (docs/benchmarks.md, "Monitoring's cost"):
-# two airlock servers (release build) set up as run.sh does, one with
-# monitoring on and one with --no-monitoring, both up for the whole run;
-# then ROUNDS rounds of oha on /v2 infer, alternating on, off, on, off..., at
-# each connection count in CONNS; then the same again with the servers
-# started in the other order (2 x ROUNDS rounds in all). Alternating within one run puts the
-# machine's drift on both sides alike; the idle server costs nothing while
-# the other is measured. The side measured first swaps every round. Prints every run and, per connection count, the
-# mean throughput of each side and their ratio.
+# Two airlock servers compared as a ratio, on one machine in one run
+# (docs/benchmarks.md). By default monitoring on against --no-monitoring
+# ("Monitoring's cost"); any two binaries or flag sets otherwise, e.g. an
+# allocator change:
 #
-#   ROUNDS=4 DUR=5s CONNS="1 64" bench/serving/monitoring-ab.sh
+#   ROUNDS=2 DUR=5s CONNS="1 64" bench/serving/ab.sh
+#   A_BIN=/tmp/old/airlock A_NAME=before B_BIN=target/release/airlock B_NAME=after \
+#     B_FLAGS= CONNS=64 bench/serving/ab.sh
 #
+# Both servers are set up as run.sh does and stay up for the whole run;
+# ROUNDS rounds of oha on /v2 infer alternate between them at each
+# connection count in CONNS, the side measured first swapping every round,
+# each run after a pause and a warm-up; then the same again with the servers
+# started in the other order (2 x ROUNDS rounds in all). Alternating puts
+# the machine's drift on both sides alike; the idle server costs nothing
+# while the other is measured. Prints every run and, per connection count,
+# each side's mean throughput and B's cost against A.
+#
+# Environment: A_BIN, B_BIN (default target/release/airlock), A_FLAGS
+# (default none), B_FLAGS (default --no-monitoring), A_NAME, B_NAME (default
+# "on", "off"), ROUNDS (default 4), DUR (default 5s), CONNS (default "1 64").
 # Needs target/bench-tools/bin/oha (run.sh installs it) and target/plugins
 # (examples/demo.sh fills it). Not in CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bin=${AIRLOCK_BIN:-target/release/airlock}
+a_bin=${A_BIN:-target/release/airlock}
+b_bin=${B_BIN:-target/release/airlock}
+a_flags=${A_FLAGS-}
+b_flags=${B_FLAGS---no-monitoring}
+a_name=${A_NAME:-on}
+b_name=${B_NAME:-off}
 oha=target/bench-tools/bin/oha
 plugins=${AIRLOCK_PLUGIN_DIR:-target/plugins}
 rounds=${ROUNDS:-4}
@@ -27,10 +41,11 @@ row=$(sed -n 2p examples/breast-cancer/data/eval.csv | cut -d, -f1-30)
 printf '{"inputs": [{"name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": [%s]}]}' \
   "$row" >"$work/v2.json"
 
-# up SIDE [FLAGS...]: a server with the model promoted; writes $work/SIDE.url and .token.
+# up SIDE BIN [FLAGS...]: a server with the model promoted; writes
+# $work/SIDE.url and .token.
 up() {
-  local side=$1 a=$work/$1
-  shift
+  local side=$1 a=$work/$1 bin=$2
+  shift 2
   mkdir -p "$a"
   "$bin" key generate "$a/gate.pem" >/dev/null
   "$bin" server --data-dir "$a/data" --listen 127.0.0.1:0 --trust-root "$a/gate.pub" "$@" \
@@ -60,7 +75,7 @@ up() {
 stop_all() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
   pids=()
-  rm -rf "$work/on" "$work/off"
+  rm -rf "$work/a" "$work/b"
 }
 
 : >"$work/runs.tsv"
@@ -69,20 +84,22 @@ stop_all() {
 # one way, 3 % the other), more than monitoring itself, so both orders are
 # measured and pooled.
 for half in 1 2; do
+# (Flags split on spaces on purpose: they are a list.)
+# shellcheck disable=SC2086
 if [ "$half" = 1 ]; then
-  up on
-  up off --no-monitoring
+  up a "$a_bin" $a_flags
+  up b "$b_bin" $b_flags
 else
   stop_all
-  up off --no-monitoring
-  up on
+  up b "$b_bin" $b_flags
+  up a "$a_bin" $a_flags
 fi
 for r in $(seq $(((half - 1) * rounds + 1)) $((half * rounds))); do
   for c in ${CONNS:-1 64}; do
-    # Odd rounds measure "on" first, even rounds "off" first, so that
+    # Odd rounds measure A first, even rounds B first, so that
     # neither side always runs right after the other's load.
-    order="on off"
-    [ $((r % 2)) -eq 0 ] && order="off on"
+    order="a b"
+    [ $((r % 2)) -eq 0 ] && order="b a"
     for side in $order; do
       # A settling pause and a warm-up at this connection count: a server
       # measured at 1 connection right after its own 64-connection run was
@@ -93,7 +110,9 @@ for r in $(seq $(((half - 1) * rounds + 1)) $((half * rounds))); do
       "$oha" --no-tui --output-format json -z "${DUR:-5s}" -w -c "$c" -m POST \
         -H "Authorization: Bearer $(cat "$work/$side.token")" -D "$work/v2.json" \
         "$(cat "$work/$side.url")" >"$work/r.json"
-      python3 - "$work/r.json" "$side" "$c" "$r" <<'PY' | tee -a "$work/runs.tsv"
+      label=$a_name
+      [ "$side" = b ] && label=$b_name
+      python3 - "$work/r.json" "$label" "$c" "$r" <<'PY' | tee -a "$work/runs.tsv"
 import json, sys
 r = json.load(open(sys.argv[1]))
 l = r["latencyPercentiles"]
@@ -105,16 +124,18 @@ PY
   done
 done
 done
-python3 - "$work/runs.tsv" <<'PY'
+python3 - "$work/runs.tsv" "$a_name" "$b_name" <<'PY'
 import sys
 from collections import defaultdict
+a_name, b_name = sys.argv[2], sys.argv[3]
 rps = defaultdict(list)
 for line in open(sys.argv[1]):
     side, c, _, r, *_ = line.split("\t")
     rps[(side, c)].append(float(r))
 for c in sorted({c for _, c in rps}, key=int):
-    on, off = rps[("on", c)], rps[("off", c)]
-    mon, moff = sum(on) / len(on), sum(off) / len(off)
-    print(f"{c} connection(s): monitoring on {mon:.0f} req/s, off {moff:.0f} req/s "
-          f"(means of {len(on)} runs each): on / off = {mon / moff:.3f}, cost {100 * (1 - mon / moff):+.1f} %")
+    a, b = rps[(a_name, c)], rps[(b_name, c)]
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    print(f"{c} connection(s): {a_name} {ma:.0f} req/s, {b_name} {mb:.0f} req/s "
+          f"(means of {len(a)} runs each): {a_name} / {b_name} = {ma / mb:.3f}, "
+          f"{a_name} costs {100 * (1 - ma / mb):+.1f} % against {b_name}")
 PY
