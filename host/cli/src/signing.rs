@@ -154,7 +154,7 @@ pub(crate) fn verify(
                 });
                 out!(
                     "{}",
-                    serde_json::to_string_pretty(&doc).expect("serializable")
+                    crate::terminal::json(&doc)
                 );
             } else {
                 out!(
@@ -245,7 +245,7 @@ pub(crate) fn attestation_verify(
         });
         out!(
             "{}",
-            serde_json::to_string_pretty(&doc).expect("serializable")
+            crate::terminal::json(&doc)
         );
     } else {
         out!(

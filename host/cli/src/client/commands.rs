@@ -12,10 +12,7 @@ use std::time::Duration;
 
 /// Prints `v` as pretty JSON.
 pub(crate) fn print_json(v: &Value) {
-    out!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("JSON values serialize")
-    );
+    out!("{}", crate::terminal::json(v));
 }
 
 /// A JSON field as display text ("-" when absent), escaped.
@@ -157,11 +154,18 @@ pub(crate) fn submit_model(
     version: &str,
     plugin: &str,
     bundle: Option<&Path>,
+    no_bundle: bool,
     bundle_signature: Option<&Path>,
     provenance: &Provenance,
     wait: bool,
 ) -> Result<(), CliError> {
     let provenance = provenance.to_json()?;
+    if bundle.is_none() && !no_bundle {
+        // Checked before anything is sent: a version number is used once.
+        return Err(CliError::input(format!(
+            "submit model {name} --version {version}: no --bundle DIR was given (the model's data bundle); pass --no-bundle for a model that reads none. Nothing was submitted"
+        )));
+    }
     let bundle_signature = bundle_signature.map(read_json_file).transpose()?;
     let c = Client::new(remote)?;
     let archive = match bundle {
@@ -257,7 +261,10 @@ pub(crate) fn wait_run(c: &Client, id: &str, json: bool) -> Result<(), CliError>
     let mut delay = Duration::from_millis(200);
     let mut last_status = String::new();
     loop {
-        let v = c.get(&path, &[])?;
+        let v = match c.get(&path, &[]) {
+            Ok(v) => v,
+            Err(e) => return Err(lost_while_waiting(e, id, &last_status)),
+        };
         let status = v["run"]["status"].as_str().unwrap_or("").to_string();
         if FINISHED.contains(&status.as_str()) {
             if json {
@@ -271,13 +278,43 @@ pub(crate) fn wait_run(c: &Client, id: &str, json: bool) -> Result<(), CliError>
                 Err(CliError::RunNotPassed)
             };
         }
-        if status != last_status && !json {
-            eprintln!("run {}: {}", esc(id), esc(&status));
+        if status != last_status {
+            if !json {
+                eprintln!("run {}: {}", esc(id), esc(&status));
+            }
             last_status = status;
         }
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_secs(2));
     }
+}
+
+/// What waiting for run `id` turns into when the server stops answering:
+/// a server that says it is stopping (503 `stopping`), or one that no
+/// longer answers after it did, is exit 3 naming the command that shows
+/// the run later; anything else is the error itself.
+fn lost_while_waiting(e: CliError, id: &str, last_status: &str) -> CliError {
+    let stopping = matches!(&e, CliError::Server { status: 503, code, .. } if code == "stopping");
+    let gone = !last_status.is_empty()
+        && matches!(&e, CliError::Input(m) if m.starts_with("cannot reach the server"));
+    if !(stopping || gone) {
+        return e;
+    }
+    CliError::Busy(format!(
+        "{} while run {} was {}; it finishes or is recorded as interrupted: see it with `airlock run show {}` once the server is back",
+        if stopping {
+            "the server is stopping"
+        } else {
+            "the server stopped answering"
+        },
+        esc(id),
+        if last_status.is_empty() {
+            "waiting"
+        } else {
+            last_status
+        },
+        esc(id)
+    ))
 }
 
 /// Prints a run: status, gate, and for a judged run the failing steps.
@@ -496,7 +533,15 @@ pub(crate) fn show(remote: &Remote, target: &str) -> Result<(), CliError> {
         text(&ver["created_at"]),
         text(&ver["submitter"])
     );
-    out!("provenance: {}", text(&v["provenance"]));
+    let provenance = super::human::lines(&v["provenance"], 2);
+    if provenance.is_empty() {
+        out!("provenance: none recorded");
+    } else {
+        out!("provenance:");
+        for l in provenance {
+            out!("{l}");
+        }
+    }
     let runs: Vec<Vec<String>> = v["runs"]
         .as_array()
         .into_iter()
@@ -668,17 +713,33 @@ pub(crate) fn promote(
     )?;
     if remote.json {
         print_json(&v);
+    } else if v["unchanged"] == true {
+        out!(
+            "{} {} is already {}: nothing moved, nothing recorded",
+            text(&v["model"]),
+            text(&v["alias"]),
+            text(&v["version"])
+        );
     } else {
         out!(
-            "{} {} -> {} (was {}; gate run {})",
+            "{} {} -> {} (was {}; gate run {}){}",
             text(&v["model"]),
             text(&v["alias"]),
             text(&v["version"]),
             text(&v["previous"]),
-            text(&v["run"])
+            text(&v["run"]),
+            switch_time(&v["switch_ns"])
         );
     }
     Ok(())
+}
+
+/// `; traffic switched in N µs` when the answer timed a switch of what is
+/// served.
+fn switch_time(ns: &Value) -> String {
+    ns.as_f64()
+        .map(|ns| format!("; traffic switched in {:.1} µs", ns / 1e3))
+        .unwrap_or_default()
 }
 
 /// `airlock rollback`.
@@ -702,11 +763,12 @@ pub(crate) fn rollback(
         print_json(&v);
     } else {
         out!(
-            "{} {} rolled back to {} (was {})",
+            "{} {} rolled back to {} (was {}){}",
             text(&v["model"]),
             text(&v["alias"]),
             text(&v["version"]),
-            text(&v["previous"])
+            text(&v["previous"]),
+            switch_time(&v["switch_ns"])
         );
     }
     Ok(())
@@ -768,11 +830,11 @@ pub(crate) fn token_create(
         print_json(&v);
     } else {
         eprintln!(
-            "token {} for {} ({}), expires at unix time {}; it is shown only now",
+            "token {} for {} ({}), expires {}; it is shown only now",
             text(&v["id"]),
             text(&v["subject"]),
             text(&v["role"]),
-            text(&v["expires_at"])
+            super::human::unix_time(&v["expires_at"])
         );
         out!("{}", text(&v["token"]));
     }
@@ -803,8 +865,8 @@ pub(crate) fn token_list(remote: &Remote) -> Result<(), CliError> {
                 text(&t["role"]),
                 list("models"),
                 list("aliases"),
-                text(&t["expires_at"]),
-                text(&t["revoked_at"]),
+                super::human::unix_time(&t["expires_at"]),
+                super::human::unix_time(&t["revoked_at"]),
             ]
         })
         .collect();
@@ -917,22 +979,43 @@ pub(crate) fn keys_rotate(remote: &Remote) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `airlock audit log`.
-pub(crate) fn audit_log(
-    remote: &Remote,
-    action: Option<&str>,
-    actor: Option<&str>,
-    subject: Option<&str>,
-    limit: Option<usize>,
-) -> Result<(), CliError> {
+/// What `airlock audit log` asks for.
+pub(crate) struct AuditQuery {
+    pub(crate) action: Option<String>,
+    pub(crate) actor: Option<String>,
+    pub(crate) subject: Option<String>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) oldest_first: bool,
+    pub(crate) before: Option<u64>,
+    pub(crate) after: Option<u64>,
+}
+
+/// `airlock audit log`: the newest entries first (what just happened),
+/// or from the start with `--oldest-first`; the last line names the
+/// command for the next page.
+pub(crate) fn audit_log(remote: &Remote, q: &AuditQuery) -> Result<(), CliError> {
     let mut query: Vec<(&str, String)> = Vec::new();
-    for (k, v) in [("action", action), ("actor", actor), ("subject", subject)] {
+    for (k, v) in [
+        ("action", &q.action),
+        ("actor", &q.actor),
+        ("subject", &q.subject),
+    ] {
         if let Some(v) = v {
-            query.push((k, v.to_string()));
+            query.push((k, v.clone()));
         }
     }
-    if let Some(l) = limit {
+    if let Some(l) = q.limit {
         query.push(("limit", l.to_string()));
+    }
+    query.push((
+        "order",
+        if q.oldest_first { "oldest" } else { "newest" }.into(),
+    ));
+    if let Some(b) = q.before {
+        query.push(("before_seq", b.to_string()));
+    }
+    if let Some(a) = q.after {
+        query.push(("after_seq", a.to_string()));
     }
     let v = Client::new(remote)?.get("/v1/audit", &query)?;
     if remote.json {
@@ -963,6 +1046,25 @@ pub(crate) fn audit_log(
                 _ => text(head),
             }
         );
+    }
+    let mut again = String::from("airlock audit log");
+    for (flag, v) in [
+        ("--action", &q.action),
+        ("--actor", &q.actor),
+        ("--subject", &q.subject),
+    ] {
+        if let Some(v) = v {
+            again.push_str(&format!(" {flag} {}", esc(v)));
+        }
+    }
+    if let Some(l) = q.limit {
+        again.push_str(&format!(" --limit {l}"));
+    }
+    if let Some(b) = v["next_before_seq"].as_u64() {
+        out!("older entries: {again} --before {b}");
+    }
+    if let Some(a) = v["next_after_seq"].as_u64() {
+        out!("newer entries: {again} --oldest-first --after {a}");
     }
     Ok(())
 }
