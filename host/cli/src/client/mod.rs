@@ -154,10 +154,14 @@ impl Client {
         }
         let err = json.as_ref().and_then(|j| j.get("error"));
         let field = |k: &str| err.and_then(|e| e.get(k)).and_then(Value::as_str);
+        // The inference protocol's errors are `{"error": "message"}`.
+        let plain = err.and_then(Value::as_str);
         Err(CliError::Server {
             status,
-            code: field("code").unwrap_or("http").to_string(),
-            message: field("message").map(str::to_string).unwrap_or_else(|| {
+            code: field("code")
+                .unwrap_or(if plain.is_some() { "error" } else { "http" })
+                .to_string(),
+            message: field("message").or(plain).map(str::to_string).unwrap_or_else(|| {
                 let t: String = text.trim().chars().take(200).collect();
                 if t.is_empty() {
                     format!("{} answered HTTP {status}", self.base)
