@@ -100,7 +100,14 @@ fn publish_plugins(built: &Path, dir: &Path) {
         ("airlock_model_linear".into(), "linear".into()),
         ("hostile_sleeper".into(), "sleeper".into()),
     ];
-    for v in ["schema", "golden", "performance", "drift", "robustness", "fairness"] {
+    for v in [
+        "schema",
+        "golden",
+        "performance",
+        "drift",
+        "robustness",
+        "fairness",
+    ] {
         names.push((format!("airlock_validator_{v}"), v.to_string()));
     }
     for (lib, short) in names {

@@ -77,7 +77,9 @@ pub fn airlock_bin() -> PathBuf {
 pub fn takes_cache_dir(args: &[&str]) -> bool {
     matches!(
         args,
-        ["plugin", "build" | "inspect" | "run" | "validate", ..] | ["gate", "run", ..] | ["server", ..]
+        ["plugin", "build" | "inspect" | "run" | "validate", ..]
+            | ["gate", "run", ..]
+            | ["server", ..]
     )
 }
 

@@ -34,7 +34,14 @@ fn the_using_it_section_runs_as_written() {
         first.starts_with("cargo build --workspace "),
         "the section starts by building: {first}"
     );
-    for p in ["xgboost", "performance", "schema", "golden", "robustness", "drift"] {
+    for p in [
+        "xgboost",
+        "performance",
+        "schema",
+        "golden",
+        "robustness",
+        "drift",
+    ] {
         let wasm = root.join("target/plugins").join(format!("{p}.wasm"));
         assert!(wasm.is_file(), "the build left no {}", wasm.display());
     }
@@ -65,7 +72,10 @@ fn the_using_it_section_runs_as_written() {
         .current_dir(&root)
         .env("TMPDIR", &scratch)
         .env("AIRLOCK_CACHE_DIR", cache_dir())
-        .env("CARGO_TARGET_DIR", root.join("target").join("scaffold-test"))
+        .env(
+            "CARGO_TARGET_DIR",
+            root.join("target").join("scaffold-test"),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -118,6 +128,9 @@ fn the_using_it_section_runs_as_written() {
         "breast-cancer production rolled back to 1.0.0",
         "older entries: airlock audit log --limit 5 --before ",
     ] {
-        assert!(out.contains(expected), "no {expected:?} in\n{out}\n--- stderr\n{err}");
+        assert!(
+            out.contains(expected),
+            "no {expected:?} in\n{out}\n--- stderr\n{err}"
+        );
     }
 }

@@ -24,14 +24,14 @@ fn airlock(cwd: &Path, args: &[&str]) -> Output {
         c.arg("--cache-dir").arg(cache_dir());
     }
     c.env(
-            "CARGO_TARGET_DIR",
-            repo_root().join("target").join("scaffold-test"),
-        )
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .output()
-        .expect("running airlock")
+        "CARGO_TARGET_DIR",
+        repo_root().join("target").join("scaffold-test"),
+    )
+    .env_remove("CARGO_BUILD_TARGET")
+    .env_remove("CARGO_ENCODED_RUSTFLAGS")
+    .env_remove("RUSTC_WORKSPACE_WRAPPER")
+    .output()
+    .expect("running airlock")
 }
 
 /// Runs `airlock` and insists on exit code `code`.

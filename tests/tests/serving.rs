@@ -206,10 +206,7 @@ async fn predictions_come_from_production_in_a_checked_answer_and_bad_input_is_n
     // Nothing served yet.
     let (s, v) = h.predict(&predictor, json!({ "rows": [] }), &[]).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
-    assert!(
-        message(&v).contains("is not served: it has no production version"),
-        "{v}"
-    );
+    assert!(message(&v).contains("does not exist"), "{v}");
     h.served().await;
     let rows = eval_rows();
     let (row, _) = &rows[0];

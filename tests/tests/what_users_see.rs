@@ -122,7 +122,11 @@ impl Server {
             if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("server exited ({status}): {}", server.stderr());
             }
-            assert!(Instant::now() < deadline, "no server.url: {}", server.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "no server.url: {}",
+                server.stderr()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -137,7 +141,13 @@ impl Server {
 
     fn signal(&self, sig: &str) {
         let pid = self.pid().to_string();
-        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     /// Waits (bounded) for the process to exit.
@@ -193,7 +203,10 @@ fn unsafe_chars(text: &str) -> Vec<char> {
 fn assert_terminal_safe(what: &str, o: &Output) {
     for (stream, text) in [("stdout", out(o)), ("stderr", err(o))] {
         let bad = unsafe_chars(&text);
-        assert!(bad.is_empty(), "{what}: {stream} carries {bad:?} raw:\n{text:?}");
+        assert!(
+            bad.is_empty(),
+            "{what}: {stream} carries {bad:?} raw:\n{text:?}"
+        );
     }
 }
 
@@ -213,9 +226,8 @@ fn plugin_text_is_escaped_on_every_output_path() {
     let root = tmp.path();
     let liar = s(&plugin("hostile_liar"));
     let eval = s(&example().join("data/eval.csv"));
-    let persona = |extra: &str| {
-        format!("inputs = mean_radius, mean_texture\nname = liar{HOSTILE}\n{extra}")
-    };
+    let persona =
+        |extra: &str| format!("inputs = mean_radius, mean_texture\nname = liar{HOSTILE}\n{extra}");
     let named = s(&liar_bundle(root, "named", &persona("")));
     let meta_fails = s(&liar_bundle(
         root,
@@ -246,16 +258,53 @@ fn plugin_text_is_escaped_on_every_output_path() {
         assert_terminal_safe("plugin run (name)", &o);
         let text = out(&o);
         assert!(
-            if json { text.contains("\\u202e") } else { text.contains("\\u{202e}") },
+            if json {
+                text.contains("\\u202e")
+            } else {
+                text.contains("\\u{202e}")
+            },
             "{text}"
         );
     }
     // Its metadata error, its predict error and `init`'s error: exit 1,
     // one escaped line.
     for (what, args) in [
-        ("metadata", vec!["plugin", "run", &liar, "--bundle", &meta_fails, "--data", &eval]),
-        ("predict", vec!["plugin", "run", &liar, "--bundle", &predict_fails, "--data", &eval]),
-        ("init", vec!["plugin", "run", &preinit, "--bundle", &s(&init_dir), "--data", &s(&x_csv)]),
+        (
+            "metadata",
+            vec![
+                "plugin",
+                "run",
+                &liar,
+                "--bundle",
+                &meta_fails,
+                "--data",
+                &eval,
+            ],
+        ),
+        (
+            "predict",
+            vec![
+                "plugin",
+                "run",
+                &liar,
+                "--bundle",
+                &predict_fails,
+                "--data",
+                &eval,
+            ],
+        ),
+        (
+            "init",
+            vec![
+                "plugin",
+                "run",
+                &preinit,
+                "--bundle",
+                &s(&init_dir),
+                "--data",
+                &s(&x_csv),
+            ],
+        ),
     ] {
         let o = local(&args);
         let line = fails(&o, 1);
@@ -265,7 +314,11 @@ fn plugin_text_is_escaped_on_every_output_path() {
     // The same through a gate (text and JSON reports) and `plugin validate`.
     let plugins = root.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(plugin("airlock_validator_performance"), plugins.join("performance.wasm")).unwrap();
+    std::fs::copy(
+        plugin("airlock_validator_performance"),
+        plugins.join("performance.wasm"),
+    )
+    .unwrap();
     let gate = root.join("gate.toml");
     std::fs::write(
         &gate,
@@ -277,8 +330,15 @@ fn plugin_text_is_escaped_on_every_output_path() {
     for bundle in [&named, &meta_fails, &predict_fails] {
         for json in [false, true] {
             let mut args = vec![
-                "gate", "run", s(&gate).leak(), "--model", &liar, "--bundle", bundle,
-                "--plugin-dir", s(&plugins).leak(),
+                "gate",
+                "run",
+                s(&gate).leak(),
+                "--model",
+                &liar,
+                "--bundle",
+                bundle,
+                "--plugin-dir",
+                s(&plugins).leak(),
             ];
             if json {
                 args.push("--json");
@@ -289,8 +349,18 @@ fn plugin_text_is_escaped_on_every_output_path() {
         let config = root.join("perf.toml");
         std::fs::write(&config, "min = { accuracy = 0.9 }\n").unwrap();
         let o = local(&[
-            "plugin", "validate", s(&plugins.join("performance.wasm")).leak(), "--model", &liar,
-            "--bundle", bundle, "--data", &eval, "--label", "target", "--step-config",
+            "plugin",
+            "validate",
+            s(&plugins.join("performance.wasm")).leak(),
+            "--model",
+            &liar,
+            "--bundle",
+            bundle,
+            "--data",
+            &eval,
+            "--label",
+            "target",
+            "--step-config",
             s(&config).leak(),
         ]);
         assert_terminal_safe("plugin validate", &o);
@@ -377,19 +447,43 @@ fn served(root: &Path, server_args: &[&str], step_mode: &str) -> Server {
     args.extend_from_slice(server_args);
     let server = Server::start(root, &root.join("data"), &args);
     ok(&server.cli(&[
-        "gate", "publish", &s(&gate), "--name", "g", "--version", "1", "--key", &s(&key),
-        "--plugin-dir", &s(&plugins),
+        "gate",
+        "publish",
+        &s(&gate),
+        "--name",
+        "g",
+        "--version",
+        "1",
+        "--key",
+        &s(&key),
+        "--plugin-dir",
+        &s(&plugins),
     ]));
     ok(&server.cli(&["model", "create", "bc", "--gate", "g"]));
     ok(&server.cli(&[
-        "submit", "plugin", &s(&plugin("airlock_model_xgboost")), "--name", "xgboost",
-        "--version", "1.0.0",
+        "submit",
+        "plugin",
+        &s(&plugin("airlock_model_xgboost")),
+        "--name",
+        "xgboost",
+        "--version",
+        "1.0.0",
     ]));
     if step_mode == "ok" {
         for v in ["1.0.0", "1.1.0"] {
             ok(&server.cli(&[
-                "submit", "model", "bc", "--version", v, "--plugin", "xgboost@1.0.0",
-                "--bundle", &s(&example().join("model-v1")), "--param", "trees=30", "--wait",
+                "submit",
+                "model",
+                "bc",
+                "--version",
+                v,
+                "--plugin",
+                "xgboost@1.0.0",
+                "--bundle",
+                &s(&example().join("model-v1")),
+                "--param",
+                "trees=30",
+                "--wait",
             ]));
         }
         ok(&server.cli(&["promote", "bc", "1.0.0"]));
@@ -411,21 +505,68 @@ fn traffic_checks_its_csv_before_sending_and_stops_at_the_first_refused_request(
         eval.lines().map(drop_first).collect::<Vec<_>>().join("\n"),
     )
     .unwrap();
-    let o = server.cli(&["traffic", "bc", "--data", &s(&missing), "--label", "target", "--seconds", "30"]);
+    let o = server.cli(&[
+        "traffic",
+        "bc",
+        "--data",
+        &s(&missing),
+        "--label",
+        "target",
+        "--seconds",
+        "30",
+    ]);
     let e = fails(&o, 2);
-    assert!(e.contains("no column `mean_radius`") && e.contains("nothing was sent"), "{e}");
+    assert!(
+        e.contains("no column `mean_radius`") && e.contains("nothing was sent"),
+        "{e}"
+    );
     // A value the model cannot read: the server refuses the request (400),
     // traffic stops at once, exit 2, the error printed like any other.
     let bad = root.join("bad.csv");
     let mut lines: Vec<String> = eval.lines().map(String::from).collect();
     lines[1] = format!("abc,{}", drop_first(&lines[1]));
     std::fs::write(&bad, lines.join("\n")).unwrap();
-    let started = Instant::now();
-    let o = server.cli(&["traffic", "bc", "--data", &s(&bad), "--label", "target", "--seconds", "60"]);
+    // Asked to send for an hour: only stopping at the refusal ends it
+    // before the deadline.
+    let mut child = airlock()
+        .args([
+            "traffic",
+            "bc",
+            "--data",
+            &s(&bad),
+            "--label",
+            "target",
+            "--seconds",
+            "3600",
+        ])
+        .args([
+            "--server",
+            &server.url,
+            "--token-file",
+            &s(&server.data.join("admin.token")),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("traffic kept sending after a refused request");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
     let e = fails(&o, 2);
-    assert!(started.elapsed() < Duration::from_secs(60), "it did not stop");
-    assert!(e.contains("traffic stopped at the first refused request") && e.contains("(400 "), "{e}");
-    assert!(!e.contains("Server {") && !e.contains("status:"), "debug form: {e}");
+    assert!(
+        e.contains("traffic stopped at the first refused request") && e.contains("(400 "),
+        "{e}"
+    );
+    assert!(
+        !e.contains("Server {") && !e.contains("status:"),
+        "debug form: {e}"
+    );
     // Against a model that does not exist: exit 2, naming it.
     let o = server.cli(&["traffic", "nope", "--data", &s(&missing), "--seconds", "1"]);
     let e = fails(&o, 2);
@@ -445,21 +586,50 @@ fn messages_name_the_actual_problem() {
         let e = fails(&server.cli(&args), 2);
         assert!(e.contains("model \"bx\" does not exist"), "{args:?}: {e}");
     }
+    // A model that exists but has no production version says that.
+    ok(&server.cli(&["model", "create", "fresh", "--gate", "g"]));
+    let st = ok(&server.cli(&["serving", "status", "fresh"]));
+    assert!(
+        st.contains("fresh is not served: it has no production version"),
+        "{st}"
+    );
+    let csv = root.join("one.csv");
+    std::fs::write(&csv, "x\n1\n").unwrap();
+    let e = fails(
+        &server.cli(&["traffic", "fresh", "--data", &s(&csv), "--seconds", "1"]),
+        2,
+    );
+    assert!(
+        e.contains("model \"fresh\" is not served: it has no production version"),
+        "{e}"
+    );
     // A missing token names where one comes from.
     let e = fails(&server.cli_as(&["models"], &[]), 2);
-    for name in ["--token", "--token-file", "AIRLOCK_TOKEN", "AIRLOCK_TOKEN_FILE"] {
+    for name in [
+        "--token",
+        "--token-file",
+        "AIRLOCK_TOKEN",
+        "AIRLOCK_TOKEN_FILE",
+    ] {
         assert!(e.contains(name), "{e}");
     }
     // A role refusal names the roles that may.
     let reader = server.token("r", "reader");
-    let e = fails(&server.cli_as(&["promote", "bc", "1.1.0"], &["--token", &reader]), 1);
+    let e = fails(
+        &server.cli_as(&["promote", "bc", "1.1.0"], &["--token", &reader]),
+        1,
+    );
     assert!(e.contains("a token with role deployer or admin may"), "{e}");
     // Rolling back to a version that does not exist says so.
     let e = fails(&server.cli(&["rollback", "bc", "--version", "9.9.9"]), 2);
     assert!(e.contains("no version 9.9.9 of model bc"), "{e}");
     // A policy error points into the user's file.
     let policy = root.join("policy.json");
-    std::fs::write(&policy, "{\n  \"steps\": [10, 100],\n  \"interval\": 5\n}\n").unwrap();
+    std::fs::write(
+        &policy,
+        "{\n  \"steps\": [10, 100],\n  \"interval\": 5\n}\n",
+    )
+    .unwrap();
     let e = fails(&server.cli(&["serving", "policy", "bc", &s(&policy)]), 2);
     assert!(e.contains(&s(&policy)) && e.contains("line 3"), "{e}");
     // Re-promoting the current version moves nothing and adds no history row.
@@ -474,12 +644,28 @@ fn messages_name_the_actual_problem() {
     assert_eq!(history(&server), rows);
     // `submit model` without --bundle is refused before anything is sent:
     // the version number stays free.
-    let o = server.cli(&["submit", "model", "bc", "--version", "2.0.0", "--plugin", "xgboost@1.0.0"]);
+    let o = server.cli(&[
+        "submit",
+        "model",
+        "bc",
+        "--version",
+        "2.0.0",
+        "--plugin",
+        "xgboost@1.0.0",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("--bundle"), "{}", err(&o));
     ok(&server.cli(&[
-        "submit", "model", "bc", "--version", "2.0.0", "--plugin", "xgboost@1.0.0", "--bundle",
-        &s(&example().join("model-v1")), "--wait",
+        "submit",
+        "model",
+        "bc",
+        "--version",
+        "2.0.0",
+        "--plugin",
+        "xgboost@1.0.0",
+        "--bundle",
+        &s(&example().join("model-v1")),
+        "--wait",
     ]));
     // An abort without a reason does not repeat itself.
     ok(&server.cli(&["canary", "start", "bc", "1.1.0"]));
@@ -498,35 +684,74 @@ fn human_output_reads_as_text_and_json_keeps_the_machine_form() {
     let root = tmp.path();
     let server = served(root, &[], "ok");
     // Token expiry as a date.
-    let o = server.cli(&["token", "create", "--subject", "x", "--role", "reader", "--ttl", "3600"]);
+    let o = server.cli(&[
+        "token",
+        "create",
+        "--subject",
+        "x",
+        "--role",
+        "reader",
+        "--ttl",
+        "3600",
+    ]);
     ok(&o);
-    assert!(err(&o).contains("expires 20") && !err(&o).contains("unix"), "{}", err(&o));
-    let list = ok(&server.cli(&["token", "list"]));
-    let row = list.lines().find(|l| l.contains(" x ")).expect("the new token is listed");
-    assert!(row.contains("T") && row.ends_with('-') && row.contains("Z "), "{list}");
     assert!(
-        !list.split_whitespace().any(|w| w.len() >= 9 && w.bytes().all(|b| b.is_ascii_digit())),
+        err(&o).contains("expires 20") && !err(&o).contains("unix"),
+        "{}",
+        err(&o)
+    );
+    let list = ok(&server.cli(&["token", "list"]));
+    let row = list
+        .lines()
+        .find(|l| l.contains(" x "))
+        .expect("the new token is listed");
+    assert!(
+        row.contains("T") && row.ends_with('-') && row.contains("Z "),
+        "{list}"
+    );
+    assert!(
+        !list
+            .split_whitespace()
+            .any(|w| w.len() >= 9 && w.bytes().all(|b| b.is_ascii_digit())),
         "unix seconds: {list}"
     );
     // Provenance as lines.
     let shown = ok(&server.cli(&["show", "bc@1.0.0"]));
-    assert!(shown.contains("provenance:\n") && shown.contains("    trees: 30"), "{shown}");
+    assert!(
+        shown.contains("provenance:\n") && shown.contains("    trees: 30"),
+        "{shown}"
+    );
     // The policy echoed as text; the shadow comparison and its verdict shown.
     let policy = root.join("policy.json");
     std::fs::write(&policy, "{\"steps\": [10, 100], \"interval_s\": 60}").unwrap();
     let set = ok(&server.cli(&["serving", "policy", "bc", &s(&policy)]));
-    assert!(set.contains("  steps: 10, 100") && !set.contains('{'), "{set}");
+    assert!(
+        set.contains("  steps: 10, 100") && !set.contains('{'),
+        "{set}"
+    );
     ok(&server.cli(&["serving", "shadow", "bc", "1.1.0"]));
     ok(&server.cli(&["canary", "start", "bc", "1.1.0"]));
     ok(&server.cli(&["canary", "abort", "bc", "--reason", "enough"]));
     let status = ok(&server.cli(&["serving", "status", "bc"]));
-    assert!(!status.contains('{') && !status.contains('"'), "raw JSON: {status}");
-    assert!(status.contains("shadow:  1.1.0: ") && status.contains("verdict: INCONCLUSIVE"), "{status}");
-    assert!(status.contains("rollout: 1.0.0 -> 1.1.0, aborted: aborted by a person: enough"), "{status}");
+    assert!(
+        !status.contains('{') && !status.contains('"'),
+        "raw JSON: {status}"
+    );
+    assert!(
+        status.contains("shadow:  1.1.0: ") && status.contains("verdict: INCONCLUSIVE"),
+        "{status}"
+    );
+    assert!(
+        status.contains("rollout: 1.0.0 -> 1.1.0, aborted: aborted by a person: enough"),
+        "{status}"
+    );
     // --json keeps the machine form.
     let v: serde_json::Value =
         serde_json::from_str(&ok(&server.cli(&["serving", "status", "bc", "--json"]))).unwrap();
-    assert!(v["rollout"]["phase"]["aborted"]["reason"].is_string(), "{v}");
+    assert!(
+        v["rollout"]["phase"]["aborted"]["reason"].is_string(),
+        "{v}"
+    );
     assert!(v["shadow"]["verdict"]["result"].is_string(), "{v}");
 }
 
@@ -551,10 +776,23 @@ fn the_audit_log_lists_the_newest_first_and_pages_back() {
     let next = page.lines().last().unwrap();
     let before = format!("airlock audit log --limit 3 --before {}", newest[2]);
     assert_eq!(next, format!("older entries: {before}"));
-    let older = seqs(&ok(&server.cli(&["audit", "log", "--limit", "3", "--before", &newest[2].to_string()])));
+    let older = seqs(&ok(&server.cli(&[
+        "audit",
+        "log",
+        "--limit",
+        "3",
+        "--before",
+        &newest[2].to_string(),
+    ])));
     assert_eq!(older, vec![newest[2] - 1, newest[2] - 2, newest[2] - 3]);
     // From the start on request.
-    let first = seqs(&ok(&server.cli(&["audit", "log", "--limit", "2", "--oldest-first"])));
+    let first = seqs(&ok(&server.cli(&[
+        "audit",
+        "log",
+        "--limit",
+        "2",
+        "--oldest-first",
+    ])));
     assert_eq!(first, vec![0, 1]);
     let filtered = ok(&server.cli(&["audit", "log", "--action", "promotion", "--limit", "1"]));
     assert!(filtered.contains("bc/1.0.0"), "{filtered}");
@@ -570,9 +808,21 @@ fn help_hides_secret_values_and_shows_sandbox_flags_only_where_they_apply() {
         }
         ok(&c.output().unwrap())
     };
-    let h = help(&["traffic"], &[("AIRLOCK_FEEDBACK_TOKEN", "al_supersecret")]);
-    assert!(!h.contains("al_supersecret") && h.contains("AIRLOCK_FEEDBACK_TOKEN"), "{h}");
-    for cmd in [vec!["models"], vec!["key", "generate"], vec!["promote"], vec!["audit", "log"], vec!["sign"]] {
+    let h = help(
+        &["traffic"],
+        &[("AIRLOCK_FEEDBACK_TOKEN", "al_supersecret")],
+    );
+    assert!(
+        !h.contains("al_supersecret") && h.contains("AIRLOCK_FEEDBACK_TOKEN"),
+        "{h}"
+    );
+    for cmd in [
+        vec!["models"],
+        vec!["key", "generate"],
+        vec!["promote"],
+        vec!["audit", "log"],
+        vec!["sign"],
+    ] {
         let h = help(&cmd, &[]);
         for flag in ["--config", "--cache-dir", "--no-cache"] {
             assert!(!h.contains(flag), "{cmd:?} offers {flag}:\n{h}");
@@ -580,11 +830,20 @@ fn help_hides_secret_values_and_shows_sandbox_flags_only_where_they_apply() {
     }
     for cmd in [vec!["plugin", "run"], vec!["gate", "run"], vec!["server"]] {
         let h = help(&cmd, &[]);
-        assert!(h.contains("--cache-dir") && h.contains("--config"), "{cmd:?}:\n{h}");
+        assert!(
+            h.contains("--cache-dir") && h.contains("--config"),
+            "{cmd:?}:\n{h}"
+        );
     }
     let top = help(&[], &[]);
-    assert!(top.contains("serves the models") && top.contains("server-keys"), "{top}");
-    assert!(!top.lines().any(|l| l.trim_start().starts_with("keys ")), "{top}");
+    assert!(
+        top.contains("serves the models") && top.contains("server-keys"),
+        "{top}"
+    );
+    assert!(
+        !top.lines().any(|l| l.trim_start().starts_with("keys ")),
+        "{top}"
+    );
     assert!(help(&["promote"], &[]).contains("[default: production]"));
     assert!(!help(&["audit", "log"], &[]).contains("1..=1000"));
     // The old name still works.
@@ -596,7 +855,10 @@ fn a_server_without_a_trust_root_warns_that_no_gate_can_be_published() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path(), &tmp.path().join("data"), &[]);
     let e = server.stderr();
-    assert!(e.contains("warning: no --trust-root") && e.contains("no gate can be published"), "{e}");
+    assert!(
+        e.contains("warning: no --trust-root") && e.contains("no gate can be published"),
+        "{e}"
+    );
     let key = tmp.path().join("k.pem");
     ok(&local(&["key", "generate", &s(&key)]));
     let with = Server::start(
@@ -608,17 +870,33 @@ fn a_server_without_a_trust_root_warns_that_no_gate_can_be_published() {
 }
 
 #[test]
-fn stopping_the_server_during_a_gate_run_tells_the_waiting_client_and_a_second_signal_stops_at_once() {
+fn stopping_the_server_during_a_gate_run_tells_the_waiting_client_and_a_second_signal_stops_at_once()
+ {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     // Ceilings high enough that the `loop` step spins until it is stopped.
     let config = root.join("airlock.toml");
-    std::fs::write(&config, "[limits]\nfuel = 1_000_000_000_000_000\ntimeout_ms = 600_000\n").unwrap();
+    std::fs::write(
+        &config,
+        "[limits]\nfuel = 1_000_000_000_000_000\ntimeout_ms = 600_000\n",
+    )
+    .unwrap();
     let mut server = served(root, &["--config", &s(&config)], "loop");
     let waiting = airlock()
         .args([
-            "submit", "model", "bc", "--version", "1.0.0", "--plugin", "xgboost@1.0.0", "--bundle",
-            &s(&example().join("model-v1")), "--wait", "--server", &server.url, "--token-file",
+            "submit",
+            "model",
+            "bc",
+            "--version",
+            "1.0.0",
+            "--plugin",
+            "xgboost@1.0.0",
+            "--bundle",
+            &s(&example().join("model-v1")),
+            "--wait",
+            "--server",
+            &server.url,
+            "--token-file",
             &s(&server.data.join("admin.token")),
         ])
         .stdout(Stdio::piped())
@@ -635,7 +913,11 @@ fn stopping_the_server_during_a_gate_run_tells_the_waiting_client_and_a_second_s
                 break v["runs"][0]["id"].as_str().unwrap().to_string();
             }
         }
-        assert!(Instant::now() < deadline, "the run never started: {}", server.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "the run never started: {}",
+            server.stderr()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     server.signal("-TERM");
@@ -655,11 +937,18 @@ fn stopping_the_server_during_a_gate_run_tells_the_waiting_client_and_a_second_s
         std::thread::sleep(Duration::from_millis(50));
     }
     let said = server.stderr();
-    assert!(said.contains(&format!("for 1 gate run to finish ({run})")), "{said}");
+    assert!(
+        said.contains(&format!("for 1 gate run to finish ({run})")),
+        "{said}"
+    );
     server.signal("-TERM");
     let status = server.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status}: {}", server.stderr());
-    assert!(server.stderr().contains("stopping at once"), "{}", server.stderr());
+    assert!(
+        server.stderr().contains("stopping at once"),
+        "{}",
+        server.stderr()
+    );
     // The run was recorded as interrupted.
     let config_s = s(&config);
     drop(server);

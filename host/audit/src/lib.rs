@@ -40,5 +40,6 @@ pub use entry::{
     Action, Entry, EntryError, GENESIS_PREV_HASH, Head, Timestamp, format_unix, utc_now,
 };
 pub use store::{
-    AuditLog, FileSummary, Filter, LineProblem, LogError, Recovery, read_entries, read_newest_entries, verify_file,
+    AuditLog, FileSummary, Filter, LineProblem, LogError, Recovery, read_entries,
+    read_newest_entries, verify_file,
 };

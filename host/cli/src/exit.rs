@@ -198,11 +198,11 @@ mod tests {
             },
         ] {
             let line = e.line().unwrap();
+            assert!(!line.chars().any(crate::terminal::is_unsafe), "{line:?}");
             assert!(
-                !line.chars().any(crate::terminal::is_unsafe),
-                "{line:?}"
+                line.contains("x\\u{1b}]0;owned\\u{7}\\u{202e}y z"),
+                "{line}"
             );
-            assert!(line.contains("x\\u{1b}]0;owned\\u{7}\\u{202e}y z"), "{line}");
         }
     }
 }

@@ -255,13 +255,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             alias,
             reason,
             remote,
-        } => remote::promote(
-            &remote,
-            &name,
-            &version,
-            Some(&alias),
-            reason.as_deref(),
-        ),
+        } => remote::promote(&remote, &name, &version, Some(&alias), reason.as_deref()),
         Command::Rollback {
             name,
             version,
@@ -646,12 +640,13 @@ enum StepConfigFrom<'a> {
 impl StepConfigFrom<'_> {
     fn error(&self, e: airlock_gate::GateError) -> CliError {
         match (self, e) {
-            (StepConfigFrom::Flag(Some(p)), airlock_gate::GateError::StepConfig { message, .. }) => {
-                CliError::input(format!(
-                    "{}: the validator refuses this configuration: {message}",
-                    p.display()
-                ))
-            }
+            (
+                StepConfigFrom::Flag(Some(p)),
+                airlock_gate::GateError::StepConfig { message, .. },
+            ) => CliError::input(format!(
+                "{}: the validator refuses this configuration: {message}",
+                p.display()
+            )),
             (StepConfigFrom::Flag(None), airlock_gate::GateError::StepConfig { message, .. }) => {
                 CliError::input(format!(
                     "the validator needs a configuration and none was given: {message} (pass --step-config FILE, a TOML file holding what a gate step's [steps.config] table would)"

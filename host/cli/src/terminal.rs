@@ -53,7 +53,10 @@ mod tests {
         let v = serde_json::json!({ "name": "a\u{1b}[31m\u{202e}b\u{7f}\u{85}\u{2067}c", "n": 1 });
         let s = json(&v);
         assert!(!s.chars().any(|c| c != '\n' && is_unsafe(c)), "{s}");
-        assert!(s.contains("\\u202e") && s.contains("\\u007f") && s.contains("\\u0085"), "{s}");
+        assert!(
+            s.contains("\\u202e") && s.contains("\\u007f") && s.contains("\\u0085"),
+            "{s}"
+        );
         let back: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(back, v);
     }

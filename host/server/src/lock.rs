@@ -111,7 +111,10 @@ mod tests {
             panic!("{e}")
         };
         assert_eq!(holder, &format!("pid {}", std::process::id()));
-        assert!(e.to_string().contains("in use by another airlock server"), "{e}");
+        assert!(
+            e.to_string().contains("in use by another airlock server"),
+            "{e}"
+        );
         drop(first);
         DataDirLock::acquire(dir.path()).expect("released on drop");
     }

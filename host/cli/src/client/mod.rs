@@ -4,9 +4,11 @@
 //! the server's own message. The commands built on it are in [`commands`];
 //! publishing a local gate file is in [`gate_publish`].
 
+pub(crate) mod admin;
 pub(crate) mod commands;
 pub(crate) mod gate_publish;
 pub(crate) mod human;
+pub(crate) mod runs;
 pub(crate) mod serving;
 
 use crate::args::Remote;
@@ -161,14 +163,17 @@ impl Client {
             code: field("code")
                 .unwrap_or(if plain.is_some() { "error" } else { "http" })
                 .to_string(),
-            message: field("message").or(plain).map(str::to_string).unwrap_or_else(|| {
-                let t: String = text.trim().chars().take(200).collect();
-                if t.is_empty() {
-                    format!("{} answered HTTP {status}", self.base)
-                } else {
-                    format!("{} answered HTTP {status}: {t}", self.base)
-                }
-            }),
+            message: field("message")
+                .or(plain)
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    let t: String = text.trim().chars().take(200).collect();
+                    if t.is_empty() {
+                        format!("{} answered HTTP {status}", self.base)
+                    } else {
+                        format!("{} answered HTTP {status}: {t}", self.base)
+                    }
+                }),
         })
     }
 

@@ -6,8 +6,8 @@
 
 use super::{Client, seg};
 use crate::args::Remote;
-use crate::terminal::escape_untrusted as esc;
 use crate::exit::CliError;
+use crate::terminal::escape_untrusted as esc;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -89,11 +89,7 @@ pub(crate) fn set_policy(remote: &Remote, name: &str, file: &Path) -> Result<(),
     serde_json::from_str::<Value>(&text)
         .map_err(|e| CliError::input(format!("{}: not JSON: {e}", file.display())))?;
     let (_, v) = Client::new(remote)?
-        .send_raw_json(
-            "PUT",
-            &format!("/v1/models/{}/serving", seg(name)),
-            text,
-        )
+        .send_raw_json("PUT", &format!("/v1/models/{}/serving", seg(name)), text)
         .map_err(|e| match e {
             CliError::Server {
                 status: 400,
@@ -171,7 +167,12 @@ pub(crate) fn status(remote: &Remote, name: &str) -> Result<(), CliError> {
                 scalar(&sh["verdict"]["reason"])
             );
         }
-        let analyses: Vec<&Value> = v["analysis"].as_array().into_iter().flatten().take(10).collect();
+        let analyses: Vec<&Value> = v["analysis"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(10)
+            .collect();
         if !analyses.is_empty() {
             out!("  latest analyses (newest first):");
         }

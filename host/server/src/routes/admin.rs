@@ -419,6 +419,8 @@ pub async fn audit(
     } else {
         (next(entries.last().map(|e| e.seq)), None)
     };
-    Ok(J(json!({ "entries": entries, "head": head, "order": if newest { "newest" } else { "oldest" },
-                 "next_after_seq": next_after, "next_before_seq": next_before })))
+    Ok(J(
+        json!({ "entries": entries, "head": head, "order": if newest { "newest" } else { "oldest" },
+                 "next_after_seq": next_after, "next_before_seq": next_before }),
+    ))
 }
