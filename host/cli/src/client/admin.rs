@@ -8,7 +8,7 @@ use super::seg;
 use crate::args::Remote;
 use crate::exit::CliError;
 use crate::terminal::escape_untrusted as esc;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 use std::path::{Path, PathBuf};
 
 /// `airlock token create`: the secret goes to stdout alone, so that

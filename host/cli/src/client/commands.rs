@@ -7,7 +7,7 @@ use crate::args::Remote;
 use crate::exit::CliError;
 use airlock_core::gate::report::escape_untrusted as esc;
 use serde_json::{Map, Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 // Split by concern; re-exported so that callers name every client command
 // through this module.
