@@ -368,6 +368,58 @@ fn plugin_text_is_escaped_on_every_output_path() {
 }
 
 #[test]
+fn plugin_text_from_a_gate_run_on_a_server_is_escaped_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let server = served(root, &[], "ok");
+    ok(&server.cli(&[
+        "submit",
+        "plugin",
+        &s(&plugin("hostile_liar")),
+        "--name",
+        "liar",
+        "--version",
+        "1.0.0",
+    ]));
+    let bundle = liar_bundle(
+        root,
+        "liar",
+        &format!(
+            "inputs = mean_radius\nname = liar{HOSTILE}\nfail = predict\nmessage = p{HOSTILE}"
+        ),
+    );
+    // The candidate fails on the server: its error is in the run's report.
+    let o = server.cli(&[
+        "submit",
+        "model",
+        "bc",
+        "--version",
+        "3.0.0",
+        "--plugin",
+        "liar@1.0.0",
+        "--bundle",
+        &s(&bundle),
+        "--wait",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", out(&o), err(&o));
+    assert_terminal_safe("submit --wait", &o);
+    assert!(out(&o).contains("\\u{1b}]0;owned"), "{}", out(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&server.cli(&["show", "bc@3.0.0", "--json"]))).unwrap();
+    let run = v["runs"][0]["id"].as_str().unwrap().to_string();
+    for args in [
+        vec!["run", "show", run.as_str()],
+        vec!["run", "show", run.as_str(), "--json"],
+        vec!["show", "bc@3.0.0"],
+        vec!["versions", "bc"],
+    ] {
+        let o = server.cli(&args);
+        ok(&o);
+        assert_terminal_safe(&args.join(" "), &o);
+    }
+}
+
+#[test]
 fn plugin_validate_without_a_config_names_the_flag_not_a_generated_file() {
     let eval = s(&example().join("data/eval.csv"));
     let o = local(&[
