@@ -83,8 +83,42 @@ fn main() {
     }
 
     let out = target_dir.join("wasm32-wasip2").join("plugin");
+    publish_plugins(&out, &root.join("target").join("plugins"));
     println!("cargo:rustc-env=AIRLOCK_PLUGIN_DIR={}", out.display());
     println!("cargo:rustc-env=AIRLOCK_REPO_ROOT={}", root.display());
+}
+
+/// The first-party components (and the demo's attacker) under the short
+/// names the README, the example gate's `plugin_dir` and every command in
+/// the docs use: `target/plugins/xgboost.wasm`, `.../performance.wasm`, ...
+/// So `cargo build --workspace` on a fresh clone leaves them where the
+/// docs say (tested by `readme::the_using_it_section_runs_as_written`).
+fn publish_plugins(built: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).expect("creating target/plugins");
+    let mut names: Vec<(String, String)> = vec![
+        ("airlock_model_xgboost".into(), "xgboost".into()),
+        ("airlock_model_linear".into(), "linear".into()),
+        ("hostile_sleeper".into(), "sleeper".into()),
+    ];
+    for v in [
+        "schema",
+        "golden",
+        "performance",
+        "drift",
+        "robustness",
+        "fairness",
+    ] {
+        names.push((format!("airlock_validator_{v}"), v.to_string()));
+    }
+    for (lib, short) in names {
+        let from = built.join(format!("{lib}.wasm"));
+        let to = dir.join(format!("{short}.wasm"));
+        // Through a temporary name: a reader never sees half a component.
+        let tmp = dir.join(format!(".{short}.wasm.tmp"));
+        std::fs::copy(&from, &tmp)
+            .and_then(|_| std::fs::rename(&tmp, &to))
+            .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
+    }
 }
 
 /// `--remap-path-prefix` flags (0x1f-separated, as CARGO_ENCODED_RUSTFLAGS

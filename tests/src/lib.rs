@@ -71,6 +71,18 @@ pub fn airlock_bin() -> PathBuf {
     bin
 }
 
+/// Whether the `airlock` command line `args` runs a sandbox and so takes
+/// `--config`, `--cache-dir` and `--no-cache` (client commands and key
+/// tools do not).
+pub fn takes_cache_dir(args: &[&str]) -> bool {
+    matches!(
+        args,
+        ["plugin", "build" | "inspect" | "run" | "validate", ..]
+            | ["gate", "run", ..]
+            | ["server", ..]
+    )
+}
+
 /// The example directory of the breast-cancer gate.
 pub fn example() -> PathBuf {
     repo_root().join("examples").join("breast-cancer")

@@ -18,20 +18,20 @@ use std::process::{Command, Output};
 
 /// Runs `airlock` in `cwd` with the shared compile cache and guest target dir.
 fn airlock(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(airlock_bin())
-        .current_dir(cwd)
-        .args(args)
-        .arg("--cache-dir")
-        .arg(cache_dir())
-        .env(
-            "CARGO_TARGET_DIR",
-            repo_root().join("target").join("scaffold-test"),
-        )
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .output()
-        .expect("running airlock")
+    let mut c = Command::new(airlock_bin());
+    c.current_dir(cwd).args(args);
+    if airlock_tests::takes_cache_dir(args) {
+        c.arg("--cache-dir").arg(cache_dir());
+    }
+    c.env(
+        "CARGO_TARGET_DIR",
+        repo_root().join("target").join("scaffold-test"),
+    )
+    .env_remove("CARGO_BUILD_TARGET")
+    .env_remove("CARGO_ENCODED_RUSTFLAGS")
+    .env_remove("RUSTC_WORKSPACE_WRAPPER")
+    .output()
+    .expect("running airlock")
 }
 
 /// Runs `airlock` and insists on exit code `code`.

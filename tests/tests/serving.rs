@@ -206,7 +206,7 @@ async fn predictions_come_from_production_in_a_checked_answer_and_bad_input_is_n
     // Nothing served yet.
     let (s, v) = h.predict(&predictor, json!({ "rows": [] }), &[]).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
-    assert!(message(&v).contains("not served"), "{v}");
+    assert!(message(&v).contains("does not exist"), "{v}");
     h.served().await;
     let rows = eval_rows();
     let (row, _) = &rows[0];
@@ -462,7 +462,7 @@ async fn the_inference_protocol_v2_answers_json_tensors_without_a_content_type()
         v["error"]
             .as_str()
             .unwrap()
-            .contains("model \"nope\" is not served"),
+            .contains("model \"nope\" does not exist"),
         "{v}"
     );
     let (s, v) = h
@@ -1439,7 +1439,7 @@ async fn the_tritonclient_http_client_works_against_the_v2_endpoints() {
         v["unknown_model_error"]["message"]
             .as_str()
             .unwrap_or_default()
-            .contains("is not served"),
+            .contains("does not exist"),
         "{v}"
     );
     server.abort();

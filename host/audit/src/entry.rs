@@ -274,7 +274,7 @@ pub fn utc_now() -> String {
 }
 
 /// `secs` after 1970-01-01T00:00:00Z (plus `micros`) as RFC 3339 UTC.
-fn format_unix(secs: u64, micros: u32) -> String {
+pub fn format_unix(secs: u64, micros: u32) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil date from days since the epoch (the proleptic Gregorian

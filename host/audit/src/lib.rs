@@ -36,7 +36,10 @@ pub mod entry;
 pub mod store;
 
 pub use chain::{ChainError, ChainProblem, Checkpoint, Summary, Verifier, Warning, verify};
-pub use entry::{Action, Entry, EntryError, GENESIS_PREV_HASH, Head, Timestamp, utc_now};
+pub use entry::{
+    Action, Entry, EntryError, GENESIS_PREV_HASH, Head, Timestamp, format_unix, utc_now,
+};
 pub use store::{
-    AuditLog, FileSummary, Filter, LineProblem, LogError, Recovery, read_entries, verify_file,
+    AuditLog, FileSummary, Filter, LineProblem, LogError, Recovery, read_entries,
+    read_newest_entries, verify_file,
 };

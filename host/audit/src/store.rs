@@ -491,6 +491,33 @@ pub fn read_entries(path: &Path, filter: &Filter) -> Result<Vec<Entry>, LogError
     Ok(out)
 }
 
+/// The newest `n` entries of the log at `path` that pass `filter` (its
+/// `limit` aside), newest first: what an operator reading "what just
+/// happened" wants. The whole log is read and verified from the start;
+/// at most `n` entries are held at once.
+pub fn read_newest_entries(path: &Path, filter: &Filter, n: usize) -> Result<Vec<Entry>, LogError> {
+    let mut kept = std::collections::VecDeque::with_capacity(n.min(1024));
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut verifier = Verifier::new(None);
+    read_locked(path, &mut verifier, |e| {
+        let past_end = filter.seq_to.is_some_and(|s| e.seq >= s);
+        if filter.matches(&e) {
+            if kept.len() == n {
+                kept.pop_front();
+            }
+            kept.push_back(e);
+        }
+        if past_end {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    Ok(kept.into_iter().rev().collect())
+}
+
 /// An audit log open for appending.
 ///
 /// Opening reads and verifies the whole file and repairs a torn last line
@@ -618,6 +645,12 @@ impl AuditLog {
     /// The entries that pass `filter` (see [`read_entries`]).
     pub fn entries(&self, filter: &Filter) -> Result<Vec<Entry>, LogError> {
         read_entries(&self.path, filter)
+    }
+
+    /// The newest `n` entries that pass `filter`, newest first (see
+    /// [`read_newest_entries`]).
+    pub fn newest_entries(&self, filter: &Filter, n: usize) -> Result<Vec<Entry>, LogError> {
+        read_newest_entries(&self.path, filter, n)
     }
 
     /// Runs `f` holding the exclusive lock.

@@ -5,7 +5,7 @@
 
 use airlock_audit::{
     Action, AuditLog, Checkpoint, Filter, LineProblem, LogError, Recovery, Timestamp, read_entries,
-    verify_file,
+    read_newest_entries, verify_file,
 };
 use serde_json::json;
 use std::fs;
@@ -463,4 +463,31 @@ fn what_is_not_a_regular_file_is_refused_without_hanging() {
     assert!(made.success());
     assert_eq!(verify_file(&fifo, None).unwrap_err().kind(), "not_a_file");
     assert_eq!(AuditLog::open(&fifo).unwrap_err().kind(), "not_a_file");
+}
+
+#[test]
+fn the_newest_entries_come_newest_first_filtered_and_paged_back() {
+    let (_dir, path) = log_with(10);
+    let seqs = |f: &Filter, n: usize| -> Vec<u64> {
+        read_newest_entries(&path, f, n)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    };
+    assert_eq!(seqs(&Filter::default(), 3), [9, 8, 7]);
+    // The next page: before the last one shown.
+    let before_7 = Filter {
+        seq_to: Some(6),
+        ..Filter::default()
+    };
+    assert_eq!(seqs(&before_7, 3), [6, 5, 4]);
+    // Filters apply before the count; fewer than asked is all there is.
+    let bob = Filter {
+        actor: Some("bob".into()),
+        ..Filter::default()
+    };
+    assert_eq!(seqs(&bob, 2), [9, 7]);
+    assert_eq!(seqs(&bob, 100), [9, 7, 5, 3, 1]);
+    assert_eq!(seqs(&Filter::default(), 0), Vec::<u64>::new());
 }

@@ -6,29 +6,44 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Runs untrusted ML plugins in a sandbox and gates deployments on them.
+/// Runs untrusted ML plugins in a sandbox, gates deployments on them, and
+/// serves the models that pass: plugin tools and local gate runs, the
+/// control plane (`airlock server`: versions, signed gates, approvals,
+/// promotion, audit) and serving (predictions, canaries, shadows,
+/// automatic rollback), with the client commands that drive it.
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version, about, long_about = None)]
+#[command(name = "airlock", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
-    #[command(flatten)]
-    pub(crate) global: Global,
 }
 
-#[derive(Debug, Args)]
+/// The sandbox's settings, on the commands that run one (plugin build,
+/// inspect, run, validate; gate run; server): client commands and key
+/// tools have no sandbox and do not take them.
+#[derive(Debug, Args, Default)]
 pub(crate) struct Global {
     /// Operator configuration (limit ceilings, cache, sandbox); default:
     /// $AIRLOCK_CONFIG if set, else the embedded defaults.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub(crate) config: Option<PathBuf>,
     /// Where compiled components are cached (default: $AIRLOCK_CACHE_DIR, else
     /// $XDG_CACHE_HOME/airlock, else ~/.cache/airlock).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub(crate) cache_dir: Option<PathBuf>,
     /// Do not cache compiled components on disk.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub(crate) no_cache: bool,
+}
+
+/// Only the operator configuration (its caps), for commands that read
+/// bundles but compile nothing.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigOnly {
+    /// Operator configuration (the bundle caps); default: $AIRLOCK_CONFIG
+    /// if set, else the embedded defaults.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,7 +57,8 @@ pub(crate) enum Command {
     /// Check the control plane's hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
-    /// Create signing keys.
+    /// Create a signing key pair on this machine (for gates, policies,
+    /// `sign`); the server's own attestation keys are `server-keys`.
     #[command(subcommand)]
     Key(KeyCmd),
     /// Sign a model (a directory or a file) in the OpenSSF model-signing
@@ -81,8 +97,14 @@ pub(crate) enum Command {
     /// file (--config / $AIRLOCK_CONFIG), the embedded default. An empty
     /// environment variable counts as unset. Prints the URL, the data
     /// directory and, on a fresh directory, where the first admin token was
-    /// written; also writes the URL to `<data-dir>/server.url`.
-    Server(ServerArgs),
+    /// written; also writes the URL to `<data-dir>/server.url`. One
+    /// server per data directory: a second is refused, naming the first.
+    Server {
+        #[command(flatten)]
+        args: ServerArgs,
+        #[command(flatten)]
+        host: Global,
+    },
     /// Upload a plugin or a model version to a server.
     #[command(subcommand)]
     Submit(SubmitCmd),
@@ -131,8 +153,8 @@ pub(crate) enum Command {
         /// The version.
         version: String,
         /// The alias to move.
-        #[arg(long)]
-        alias: Option<String>,
+        #[arg(long, default_value = "production")]
+        alias: String,
         /// Why (recorded in the history and the audit log).
         #[arg(long)]
         reason: Option<String>,
@@ -147,8 +169,8 @@ pub(crate) enum Command {
         #[arg(long)]
         version: Option<String>,
         /// The alias to move.
-        #[arg(long)]
-        alias: Option<String>,
+        #[arg(long, default_value = "production")]
+        alias: String,
         /// Why.
         #[arg(long)]
         reason: Option<String>,
@@ -168,8 +190,14 @@ pub(crate) enum Command {
     /// Create, list, rotate and revoke API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
-    /// List the server's signing keys (and write them as PEM files), or rotate.
-    #[command(args_conflicts_with_subcommands = true)]
+    /// The server's attestation signing keys: list them (and write them
+    /// as PEM files for `attestation verify`), or rotate. (`keys` is an
+    /// older name for it.)
+    #[command(
+        name = "server-keys",
+        alias = "keys",
+        args_conflicts_with_subcommands = true
+    )]
     Keys(KeysArgs),
     /// Canary rollouts of a served model: start, resume, abort.
     #[command(subcommand)]
@@ -201,7 +229,8 @@ pub(crate) enum Command {
         feedback: bool,
         /// Send each answer's label to `/feedback` with this token instead
         /// (a `labeler` token: predictor tokens may not send labels).
-        #[arg(long, env = "AIRLOCK_FEEDBACK_TOKEN")]
+        /// Its value is never shown in help.
+        #[arg(long, env = "AIRLOCK_FEEDBACK_TOKEN", hide_env_values = true)]
         feedback_token: Option<String>,
         #[command(flatten)]
         remote: Remote,
@@ -378,9 +407,12 @@ pub(crate) enum SubmitCmd {
         /// The model plugin: `sha256:<hex>` or `name@version`.
         #[arg(long)]
         plugin: String,
-        /// The data bundle directory.
-        #[arg(long)]
+        /// The data bundle directory (required unless --no-bundle).
+        #[arg(long, required_unless_present = "no_bundle")]
         bundle: Option<PathBuf>,
+        /// The model reads no data bundle (its plugin holds everything).
+        #[arg(long, conflicts_with = "bundle")]
+        no_bundle: bool,
         /// An OpenSSF model-signing signature over the bundle directory.
         #[arg(long, requires = "bundle")]
         bundle_signature: Option<PathBuf>,
@@ -579,6 +611,8 @@ pub(crate) enum PluginCmd {
         /// Where to write the component.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        host: Global,
     },
     /// Show a component's digest, world, imports, exports and capabilities.
     Inspect {
@@ -587,6 +621,8 @@ pub(crate) enum PluginCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        host: Global,
     },
     /// Run a model on the rows of a CSV file.
     Run {
@@ -610,6 +646,8 @@ pub(crate) enum PluginCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        host: Global,
     },
     /// Run a validator on a model: a one-step gate, without a gate file.
     Validate {
@@ -642,6 +680,8 @@ pub(crate) enum PluginCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        host: Global,
     },
 }
 
@@ -686,6 +726,8 @@ pub(crate) enum GateCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        host: Global,
     },
     /// Publish a local gate file to a server: uploads and registers each
     /// validator as plugin `<name>@<validators-version>`, uploads each
@@ -760,6 +802,8 @@ pub(crate) enum AttestationCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        config: ConfigOnly,
     },
 }
 
@@ -780,7 +824,8 @@ pub(crate) enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Read a server's audit log, oldest first, optionally filtered.
+    /// Read a server's audit log, newest first (--oldest-first: from the
+    /// start), optionally filtered, a page at a time.
     Log {
         /// Only this action (e.g. `promotion`, `approval`, `token_change`).
         #[arg(long)]
@@ -791,9 +836,20 @@ pub(crate) enum AuditCmd {
         /// Only this subject (e.g. `mymodel/1.0.0`).
         #[arg(long)]
         subject: Option<String>,
-        /// At most this many entries (1..=1000, default 100).
+        /// At most this many entries (at most 1000) [default: 100].
         #[arg(long)]
         limit: Option<usize>,
+        /// Read from the first entry forward instead of from the newest back.
+        #[arg(long)]
+        oldest_first: bool,
+        /// Only entries before this sequence number: the next (older) page
+        /// after a newest-first listing, as its last line says.
+        #[arg(long, value_name = "SEQ", conflicts_with = "after")]
+        before: Option<u64>,
+        /// Only entries after this sequence number: the next page of an
+        /// --oldest-first listing, as its last line says.
+        #[arg(long, value_name = "SEQ", requires = "oldest_first")]
+        after: Option<u64>,
         #[command(flatten)]
         remote: Remote,
     },

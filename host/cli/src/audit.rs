@@ -29,12 +29,11 @@ pub(crate) fn verify(file: &Path, head: Option<&str>, json: bool) -> Result<(), 
             if json {
                 out!(
                     "{}",
-                    serde_json::to_string_pretty(&json!({
+                    crate::terminal::json(&json!({
                         "intact": true,
                         "file": file.display().to_string(),
                         "summary": summary,
                     }))
-                    .expect("serializable")
                 );
             } else {
                 match &summary.chain.head {
@@ -65,7 +64,7 @@ pub(crate) fn verify(file: &Path, head: Option<&str>, json: bool) -> Result<(), 
             if json {
                 out!(
                     "{}",
-                    serde_json::to_string_pretty(&json!({
+                    crate::terminal::json(&json!({
                         "intact": false,
                         "file": file.display().to_string(),
                         "line": e.line(),
@@ -73,7 +72,6 @@ pub(crate) fn verify(file: &Path, head: Option<&str>, json: bool) -> Result<(), 
                         "kind": e.kind(),
                         "error": e.to_string(),
                     }))
-                    .expect("serializable")
                 );
             }
             Err(CliError::Tampered(format!("audit log not intact: {e}")))

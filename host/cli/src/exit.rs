@@ -86,19 +86,29 @@ impl CliError {
     }
 
     /// Writes the one-line message to stderr (nothing for a refused gate,
-    /// whose report already says why).
+    /// whose report already says why). Every message may quote a plugin
+    /// (its metadata, its error, `init`'s error) or a server: it is
+    /// escaped, so none of it reaches the terminal as control characters.
     pub fn print(&self) {
-        match self {
-            CliError::Input(m) => eprintln!("error: {}", one_line(m)),
-            CliError::Plugin(f) => eprintln!("error: plugin failed: {}", one_line(&f.to_string())),
-            CliError::Busy(m) | CliError::Tampered(m) => eprintln!("error: {}", one_line(m)),
+        if let Some(line) = self.line() {
+            eprintln!("{line}");
+        }
+    }
+
+    /// The one line [`print`](Self::print) writes, escaped.
+    pub fn line(&self) -> Option<String> {
+        let safe = crate::terminal::line;
+        Some(match self {
+            CliError::Input(m) => format!("error: {}", safe(m)),
+            CliError::Plugin(f) => format!("error: plugin failed: {}", safe(&f.to_string())),
+            CliError::Busy(m) | CliError::Tampered(m) => format!("error: {}", safe(m)),
             CliError::Server {
                 status,
                 code,
                 message,
-            } => eprintln!("error: server: {} ({status} {code})", one_line(message)),
-            CliError::GateRefused | CliError::RunNotPassed => {}
-        }
+            } => format!("error: server: {} ({status} {})", safe(message), safe(code)),
+            CliError::GateRefused | CliError::RunNotPassed => return None,
+        })
     }
 }
 
@@ -171,5 +181,28 @@ mod tests {
             assert_eq!(server(status).exit_code(), code, "status {status}");
         }
         assert_eq!(CliError::RunNotPassed.exit_code(), 1);
+    }
+
+    #[test]
+    fn every_printed_error_escapes_plugin_text() {
+        let hostile = "x\u{1b}]0;owned\u{7}\u{202e}y\nz";
+        for e in [
+            CliError::input(hostile),
+            CliError::Plugin(PluginFailure::new(FailureKind::GuestError, hostile)),
+            CliError::Busy(hostile.into()),
+            CliError::Tampered(hostile.into()),
+            CliError::Server {
+                status: 422,
+                code: hostile.into(),
+                message: hostile.into(),
+            },
+        ] {
+            let line = e.line().unwrap();
+            assert!(!line.chars().any(crate::terminal::is_unsafe), "{line:?}");
+            assert!(
+                line.contains("x\\u{1b}]0;owned\\u{7}\\u{202e}y z"),
+                "{line}"
+            );
+        }
     }
 }

@@ -54,6 +54,7 @@ mod audit;
 mod client;
 mod server_cmd;
 mod signing;
+mod terminal;
 
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> std::process::ExitCode {
@@ -131,16 +132,24 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             actor,
             subject,
             limit,
+            oldest_first,
+            before,
+            after,
             remote,
         }) => remote::audit_log(
             &remote,
-            action.as_deref(),
-            actor.as_deref(),
-            subject.as_deref(),
-            limit,
+            &remote::AuditQuery {
+                action,
+                actor,
+                subject,
+                limit,
+                oldest_first,
+                before,
+                after,
+            },
         ),
-        Command::Server(a) => {
-            let (cfg, sc) = host_setup(&cli.global)?;
+        Command::Server { args: a, host } => {
+            let (cfg, sc) = host_setup(&host)?;
             let flags = server_cmd::ServerFlags {
                 data_dir: a.data_dir,
                 listen: a.listen,
@@ -170,6 +179,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             version,
             plugin,
             bundle,
+            no_bundle,
             bundle_signature,
             training_data,
             code_commit,
@@ -184,6 +194,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             &version,
             &plugin,
             bundle.as_deref(),
+            no_bundle,
             bundle_signature.as_deref(),
             &remote::Provenance {
                 training_data,
@@ -244,13 +255,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             alias,
             reason,
             remote,
-        } => remote::promote(
-            &remote,
-            &name,
-            &version,
-            alias.as_deref(),
-            reason.as_deref(),
-        ),
+        } => remote::promote(&remote, &name, &version, Some(&alias), reason.as_deref()),
         Command::Rollback {
             name,
             version,
@@ -261,7 +266,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             &remote,
             &name,
             version.as_deref(),
-            alias.as_deref(),
+            Some(&alias),
             reason.as_deref(),
         ),
         Command::History { name, remote } => remote::history(&remote, &name),
@@ -369,16 +374,20 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Plugin(PluginCmd::Build { crate_dir, output }) => {
+        Command::Plugin(PluginCmd::Build {
+            crate_dir,
+            output,
+            host,
+        }) => {
             let built = scaffold::build(&crate_dir, output.as_deref())?;
-            let sb = sandbox(&cli.global)?;
+            let sb = sandbox(&host)?;
             let bytes = sb.read_component(&built).map_err(CliError::from)?;
             let info = sb.inspect(&bytes).map_err(CliError::from)?;
             if !info.refused_imports.is_empty() {
                 return Err(CliError::input(format!(
                     "built {} but airlock would refuse it: imports not granted: {}",
                     built.display(),
-                    info.refused_imports.join(", ")
+                    terminal::escape_untrusted(&info.refused_imports.join(", "))
                 )));
             }
             out!(
@@ -389,15 +398,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Plugin(PluginCmd::Inspect { file, json }) => {
-            let sb = sandbox(&cli.global)?;
+        Command::Plugin(PluginCmd::Inspect { file, json, host }) => {
+            let sb = sandbox(&host)?;
             let bytes = sb.read_component(&file).map_err(CliError::from)?;
             let info = sb.inspect(&bytes).map_err(CliError::from)?;
             if json {
-                out!(
-                    "{}",
-                    serde_json::to_string_pretty(&info).expect("serializable")
-                );
+                out!("{}", terminal::json(&info));
             } else {
                 out!("file:    {}", file.display());
                 out!("digest:  {}", info.digest);
@@ -410,11 +416,18 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     out!("pre-initialised: yes (exports `init`; calls run from its snapshot)");
                 }
                 out!("size:    {} bytes", info.size);
-                out!("exports: {}", info.exports.join(", "));
+                out!(
+                    "exports: {}",
+                    terminal::escape_untrusted(&info.exports.join(", "))
+                );
                 out!("imports:");
                 for i in &info.imports {
                     let refused = info.refused_imports.contains(i);
-                    out!("  {}{i}", if refused { "REFUSED " } else { "" });
+                    out!(
+                        "  {}{}",
+                        if refused { "REFUSED " } else { "" },
+                        terminal::escape_untrusted(i)
+                    );
                 }
                 out!("capabilities granted:");
                 for c in &info.capabilities {
@@ -442,7 +455,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 if !info.refused_limit_raises.is_empty() {
                     out!(
                         "not granted (above the ceilings): {}",
-                        info.refused_limit_raises.join(", ")
+                        terminal::escape_untrusted(&info.refused_limit_raises.join(", "))
                     );
                 }
                 if !info.refused_imports.is_empty() {
@@ -459,8 +472,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             limits,
             seed,
             json,
+            host,
         }) => plugin_run(
-            &cli.global,
+            &host,
             &model,
             &csv,
             bundle.as_deref(),
@@ -480,6 +494,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             limits,
             seed,
             json,
+            host,
         }) => {
             let config = match &step_config {
                 Some(p) => {
@@ -525,7 +540,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let spec = GateSpec::parse(&text, Path::new("."))
                 .map_err(|e| CliError::input(format!("plugin validate: {e}")))?;
             run_gate(
-                &cli.global,
+                &host,
                 &spec,
                 &model,
                 bundle.as_deref(),
@@ -535,6 +550,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 seed,
                 None,
                 json,
+                StepConfigFrom::Flag(step_config.as_deref()),
             )
         }
         Command::Gate(GateCmd::Run {
@@ -549,6 +565,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             sign_key,
             attestation,
             json,
+            host,
         }) => {
             let mut spec = GateSpec::load(&gate).map_err(|e| CliError::input(e.to_string()))?;
             // A bad key is found before the gate runs, not after.
@@ -560,7 +577,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 spec.base_dir = d;
             }
             run_gate(
-                &cli.global,
+                &host,
                 &spec,
                 &model,
                 bundle.as_deref(),
@@ -570,6 +587,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 seed,
                 signing,
                 json,
+                StepConfigFrom::GateFile,
             )
         }
         Command::Key(KeyCmd::Generate { file, p384 }) => signing::key_generate(&file, p384),
@@ -591,8 +609,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             bundle,
             require_pass,
             json,
+            config,
         }) => signing::attestation_verify(
-            &host_config(&cli.global)?.sandbox_config().bundle_caps,
+            &host_config(&Global {
+                config: config.config,
+                ..Global::default()
+            })?
+            .sandbox_config()
+            .bundle_caps,
             &file,
             &public_keys,
             model.as_deref(),
@@ -600,6 +624,36 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             require_pass,
             json,
         ),
+    }
+}
+
+/// Where a gate's step configuration came from, so that a refused one is
+/// reported against what the user wrote.
+enum StepConfigFrom<'a> {
+    /// The gate file's `[steps.config]` (its line and column).
+    GateFile,
+    /// `plugin validate --step-config FILE`, or none given; the gate file
+    /// behind it is the CLI's own and is never named.
+    Flag(Option<&'a Path>),
+}
+
+impl StepConfigFrom<'_> {
+    fn error(&self, e: airlock_gate::GateError) -> CliError {
+        match (self, e) {
+            (
+                StepConfigFrom::Flag(Some(p)),
+                airlock_gate::GateError::StepConfig { message, .. },
+            ) => CliError::input(format!(
+                "{}: the validator refuses this configuration: {message}",
+                p.display()
+            )),
+            (StepConfigFrom::Flag(None), airlock_gate::GateError::StepConfig { message, .. }) => {
+                CliError::input(format!(
+                    "the validator needs a configuration and none was given: {message} (pass --step-config FILE, a TOML file holding what a gate step's [steps.config] table would)"
+                ))
+            }
+            (_, e) => CliError::from(e),
+        }
     }
 }
 
@@ -615,6 +669,7 @@ fn run_gate(
     seed: Option<u64>,
     signing: Option<(airlock_attest::SigningKey, PathBuf)>,
     json: bool,
+    config_from: StepConfigFrom<'_>,
 ) -> Result<(), CliError> {
     let (sb, data_caps) = sandbox_and_data_caps(global)?;
     for step in &spec.steps {
@@ -644,12 +699,9 @@ fn run_gate(
         data_caps,
     }
     .run()
-    .map_err(CliError::from)?;
+    .map_err(|e| config_from.error(e))?;
     if json {
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serializable")
-        );
+        out!("{}", terminal::json(&report));
     } else {
         out_nonl!("{}", report.to_text());
         if no_bundle && report.candidate_failure.is_some() {
@@ -772,10 +824,7 @@ fn plugin_run(
             "metadata_fuel_used": checked.metadata_fuel_used,
             "init_fuel_used": checked.snapshot.as_ref().map(|s| s.init_fuel_used),
         });
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("serializable")
-        );
+        out!("{}", terminal::json(&doc));
     } else {
         out!(
             "# {} {} ({}) on {} rows: fuel {}, {:.3} ms",

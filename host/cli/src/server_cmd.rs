@@ -269,10 +269,14 @@ pub(crate) fn run(
         .thread_name("airlock-server")
         .build()
         .map_err(|e| CliError::input(format!("starting the async runtime: {e}")))?;
-    if flags.rotate_data_keys {
-        return runtime.block_on(rotate(config));
-    }
-    runtime.block_on(serve(config))
+    let done = if flags.rotate_data_keys {
+        runtime.block_on(rotate(config))
+    } else {
+        runtime.block_on(serve(config))
+    };
+    // A stop cut short leaves gate workers mid-run; they are not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    done
 }
 
 /// Sets the serving settings: the file's `[serving]` keys over the
@@ -351,6 +355,7 @@ async fn rotate(config: ServerConfig) -> Result<(), CliError> {
 
 async fn serve(config: ServerConfig) -> Result<(), CliError> {
     let data_dir = config.data_dir.clone();
+    let no_trust_root = config.trust_root.is_empty();
     let running = airlock_server::start(config)
         .await
         .map_err(|e| CliError::input(format!("the server could not start: {e}")))?;
@@ -360,15 +365,48 @@ async fn serve(config: ServerConfig) -> Result<(), CliError> {
     if let Some(p) = &running.admin_token_file {
         out!("admin token written to {} (0600)", p.display());
     }
+    let has_policy = running
+        .state
+        .policy
+        .read()
+        .map(|p| p.is_some())
+        .unwrap_or(true);
+    if no_trust_root && !has_policy {
+        eprintln!(
+            "warning: no --trust-root and no trust policy: no gate can be published (and so no model promoted) until a server started with --trust-root KEY.pub accepts one (see `airlock key generate`)"
+        );
+    }
     let url_file = data_dir.join("server.url");
     write_atomically(&url_file, &format!("{url}\n"))?;
     let signal = wait_for_signal().await;
-    eprintln!("airlock server: {signal}; stopping (running gate runs get the grace period)");
-    let stopped = running.stop().await;
+    let draining = running.begin_stop();
+    eprintln!("airlock server: {signal}; {}", describe(&draining));
+    let stopped = running
+        .stop_unless(async {
+            let again = wait_for_signal().await;
+            eprintln!(
+                "airlock server: {again} again; stopping at once (gate runs still running are recorded as interrupted)"
+            );
+        })
+        .await;
     let _ = std::fs::remove_file(&url_file);
     stopped.map_err(|e| CliError::input(format!("stopping the server: {e}")))?;
     eprintln!("airlock server: stopped");
     Ok(())
+}
+
+/// What a stop waits for, in one line for the operator.
+fn describe(d: &airlock_server::Draining) -> String {
+    if d.running.is_empty() {
+        return "stopping (no gate run is running; new requests get 503)".into();
+    }
+    format!(
+        "stopping: waiting up to {} s for {} gate run{} to finish ({}); new requests get 503. Press Ctrl-C again (or send SIGTERM) to stop at once: they are recorded as interrupted",
+        d.grace.as_secs(),
+        d.running.len(),
+        if d.running.len() == 1 { "" } else { "s" },
+        d.running.join(", ")
+    )
 }
 
 /// Waits for SIGINT or SIGTERM and names the one that came.

@@ -152,10 +152,7 @@ pub(crate) fn verify(
                     "key_id": key.key_id().hex(),
                     "files": v.files.iter().map(|(n, d)| serde_json::json!({"name": n, "digest": d})).collect::<Vec<_>>(),
                 });
-                out!(
-                    "{}",
-                    serde_json::to_string_pretty(&doc).expect("serializable")
-                );
+                out!("{}", crate::terminal::json(&doc));
             } else {
                 out!(
                     "valid: {} ({} file(s)) signed by key {}",
@@ -243,10 +240,7 @@ pub(crate) fn attestation_verify(
             "key_id": v.key_id.hex(),
             "time": p.time,
         });
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("serializable")
-        );
+        out!("{}", crate::terminal::json(&doc));
     } else {
         out!(
             "valid attestation by key {}: gate `{}` {} for model {}{} (seed {}, {})",

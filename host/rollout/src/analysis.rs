@@ -348,7 +348,7 @@ pub fn measure_detail(t: &Thresholds, w: &WindowStats) -> MeasurementDetail {
                     "accuracy".into(),
                     passed,
                     format!(
-                        "accuracy {accuracy:.3} {word} limit {limit:.3} ({} of {} labelled)",
+                        "accuracy {accuracy:.3} {word} limit {limit:.3} ({} correct of {} labelled)",
                         w.correct, w.labelled
                     ),
                     &mut reasons,
@@ -495,7 +495,7 @@ mod tests {
                     "validator drift failed: 3 of 10 features drifted".into(),
                     "error rate 0.120 over limit 0.050 (12 of 100 requests)".into(),
                     "p99 latency 340.0 ms over limit 250.0 ms".into(),
-                    "accuracy 0.810 under limit 0.850 (81 of 100 labelled)".into(),
+                    "accuracy 0.810 under limit 0.850 (81 correct of 100 labelled)".into(),
                     "accuracy drop 0.060 over limit 0.020 (candidate 0.810, stable 0.870)".into(),
                     "shadow disagreement 0.100 over limit 0.050 (10 of 100 compared)".into(),
                 ]

@@ -81,11 +81,17 @@ impl Caller {
         if self.role.allows(p) {
             Ok(())
         } else {
+            let allowed: Vec<&str> = crate::access::ROLES
+                .iter()
+                .filter(|r| r.allows(p))
+                .map(|r| r.as_str())
+                .collect();
             Err(ApiError::forbidden(format!(
-                "role `{}` may not {} (token {})",
+                "role `{}` may not {} (token {}); a token with role {} may",
                 self.role.as_str(),
                 p.as_str(),
-                self.token_id
+                self.token_id,
+                allowed.join(" or ")
             )))
         }
     }

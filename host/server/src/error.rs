@@ -94,6 +94,16 @@ impl ApiError {
         }
     }
 
+    /// 503 `stopping` with `Retry-After`: the server is shutting down and
+    /// takes no new request; a client waiting on something says so and
+    /// names how to look at it later.
+    pub fn stopping(message: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", message)
+        }
+    }
+
     /// A served model failed this request (only this one): 422
     /// `model_refused` when the model returned its own error for the input,
     /// else 502 `model_failed` naming the failure kind (trap, fuel, time,

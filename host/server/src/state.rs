@@ -249,6 +249,10 @@ pub enum StartError {
     /// TLS configuration.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The data directory is in use by another server (or its lock file
+    /// could not be taken).
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
 }
 
 impl StartError {
@@ -434,6 +438,9 @@ pub async fn rotate_data_keys(config: ServerConfig) -> Result<Rotated, StartErro
         .key_ring
         .clone()
         .ok_or_else(|| StartError::Keys("no data key ring is configured".into()))?;
+    // Never under a running server.
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::io(&config.data_dir, e))?;
+    let _lock = crate::lock::DataDirLock::acquire(&config.data_dir)?;
     let state = AppState::open(config).await?;
     let blobs = LocalBlobStore::open(&state.config.data_dir.join("blobs"), Some(ring.clone()))
         .map_err(|e| StartError::Blobs(e.to_string()))?;

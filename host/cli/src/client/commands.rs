@@ -7,19 +7,20 @@ use crate::args::Remote;
 use crate::exit::CliError;
 use airlock_core::gate::report::escape_untrusted as esc;
 use serde_json::{Map, Value, json};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
+
+// Split by concern; re-exported so that callers name every client command
+// through this module.
+pub(crate) use super::admin::*;
+pub(crate) use super::runs::*;
 
 /// Prints `v` as pretty JSON.
 pub(crate) fn print_json(v: &Value) {
-    out!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("JSON values serialize")
-    );
+    out!("{}", crate::terminal::json(v));
 }
 
 /// A JSON field as display text ("-" when absent), escaped.
-fn text(v: &Value) -> String {
+pub(super) fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) if s.is_empty() => "-".into(),
@@ -29,7 +30,7 @@ fn text(v: &Value) -> String {
 }
 
 /// Prints rows under headers, columns padded to their widest cell.
-fn table(headers: &[&str], rows: &[Vec<String>]) {
+pub(super) fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -157,11 +158,18 @@ pub(crate) fn submit_model(
     version: &str,
     plugin: &str,
     bundle: Option<&Path>,
+    no_bundle: bool,
     bundle_signature: Option<&Path>,
     provenance: &Provenance,
     wait: bool,
 ) -> Result<(), CliError> {
     let provenance = provenance.to_json()?;
+    if bundle.is_none() && !no_bundle {
+        // Checked before anything is sent: a version number is used once.
+        return Err(CliError::input(format!(
+            "submit model {name} --version {version}: no --bundle DIR was given (the model's data bundle); pass --no-bundle for a model that reads none. Nothing was submitted"
+        )));
+    }
     let bundle_signature = bundle_signature.map(read_json_file).transpose()?;
     let c = Client::new(remote)?;
     let archive = match bundle {
@@ -244,136 +252,6 @@ pub(crate) fn submit_model(
             esc(version),
             esc(&run),
             esc(&run)
-        );
-    }
-    Ok(())
-}
-
-const FINISHED: [&str; 5] = ["passed", "refused", "error", "cancelled", "interrupted"];
-
-/// Polls a run until it finishes; prints its verdict; exit 0 only when passed.
-pub(crate) fn wait_run(c: &Client, id: &str, json: bool) -> Result<(), CliError> {
-    let path = format!("/v1/runs/{}", seg(id));
-    let mut delay = Duration::from_millis(200);
-    let mut last_status = String::new();
-    loop {
-        let v = c.get(&path, &[])?;
-        let status = v["run"]["status"].as_str().unwrap_or("").to_string();
-        if FINISHED.contains(&status.as_str()) {
-            if json {
-                print_json(&v);
-            } else {
-                print_run(&v);
-            }
-            return if status == "passed" {
-                Ok(())
-            } else {
-                Err(CliError::RunNotPassed)
-            };
-        }
-        if status != last_status && !json {
-            eprintln!("run {}: {}", esc(id), esc(&status));
-            last_status = status;
-        }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Prints a run: status, gate, and for a judged run the failing steps.
-fn print_run(v: &Value) {
-    let r = &v["run"];
-    out!(
-        "run {}: {} ({} {} under gate {} v{})",
-        text(&r["id"]),
-        text(&r["status"]).to_uppercase(),
-        text(&r["model"]),
-        text(&r["version"]),
-        text(&r["gate"]),
-        text(&r["gate_version"])
-    );
-    if let Some(reason) = r["reason"].as_str() {
-        out!("  reason: {}", esc(reason));
-    }
-    let report = &v["report"];
-    if let Some(steps) = report["steps"].as_array() {
-        for s in steps {
-            let status = s["status"].as_str().unwrap_or("");
-            let advisory = s["advisory"].as_bool().unwrap_or(false);
-            out!(
-                "  {:<5} {}{}",
-                status,
-                text(&s["name"]),
-                if advisory { " (advisory)" } else { "" }
-            );
-            if status != "pass" {
-                for f in s["findings"].as_array().into_iter().flatten().take(3) {
-                    out!("        {}: {}", text(&f["code"]), text(&f["message"]));
-                }
-                if let Some(e) = s["error"]["message"].as_str() {
-                    out!("        error: {}", esc(e));
-                }
-            }
-        }
-    }
-    if let Some(blocking) = report["decision"]["blocking_steps"].as_array()
-        && !blocking.is_empty()
-    {
-        let names: Vec<String> = blocking.iter().map(text).collect();
-        out!("  failing steps: {}", names.join(", "));
-    }
-    if let Some(f) = report["candidate_failure"]["message"].as_str() {
-        out!("  the candidate failed: {}", esc(f));
-    }
-}
-
-/// `airlock run show`.
-pub(crate) fn run_show(remote: &Remote, id: &str) -> Result<(), CliError> {
-    let c = Client::new(remote)?;
-    let v = c.get(&format!("/v1/runs/{}", seg(id)), &[])?;
-    if remote.json {
-        print_json(&v);
-    } else {
-        print_run(&v);
-    }
-    Ok(())
-}
-
-/// `airlock run wait`.
-pub(crate) fn run_wait(remote: &Remote, id: &str) -> Result<(), CliError> {
-    wait_run(&Client::new(remote)?, id, remote.json)
-}
-
-/// `airlock run cancel`.
-pub(crate) fn run_cancel(remote: &Remote, id: &str) -> Result<(), CliError> {
-    let v = Client::new(remote)?.post_empty(&format!("/v1/runs/{}/cancel", seg(id)))?;
-    if remote.json {
-        print_json(&v);
-    } else {
-        out!("run {}: {}", text(&v["run"]), text(&v["status"]));
-    }
-    Ok(())
-}
-
-/// `airlock run attestation`: writes the envelope, never over a file.
-pub(crate) fn run_attestation(remote: &Remote, id: &str, output: &Path) -> Result<(), CliError> {
-    if output.exists() {
-        return Err(CliError::input(format!(
-            "{} already exists (airlock never overwrites an attestation)",
-            output.display()
-        )));
-    }
-    let v = Client::new(remote)?.get(&format!("/v1/runs/{}/attestation", seg(id)), &[])?;
-    let envelope = serde_json::to_string_pretty(&v).expect("JSON values serialize");
-    crate::signing::write_new(output, &envelope, 0o644)?;
-    if remote.json {
-        print_json(&v);
-    } else {
-        out!(
-            "attestation of run {} written to {} (check it: airlock attestation verify {} --public-key <key>.pub; see `airlock keys --out`)",
-            esc(id),
-            output.display(),
-            output.display()
         );
     }
     Ok(())
@@ -496,7 +374,15 @@ pub(crate) fn show(remote: &Remote, target: &str) -> Result<(), CliError> {
         text(&ver["created_at"]),
         text(&ver["submitter"])
     );
-    out!("provenance: {}", text(&v["provenance"]));
+    let provenance = super::human::lines(&v["provenance"], 2);
+    if provenance.is_empty() {
+        out!("provenance: none recorded");
+    } else {
+        out!("provenance:");
+        for l in provenance {
+            out!("{l}");
+        }
+    }
     let runs: Vec<Vec<String>> = v["runs"]
         .as_array()
         .into_iter()
@@ -668,17 +554,33 @@ pub(crate) fn promote(
     )?;
     if remote.json {
         print_json(&v);
+    } else if v["unchanged"] == true {
+        out!(
+            "{} {} is already {}: nothing moved, nothing recorded",
+            text(&v["model"]),
+            text(&v["alias"]),
+            text(&v["version"])
+        );
     } else {
         out!(
-            "{} {} -> {} (was {}; gate run {})",
+            "{} {} -> {} (was {}; gate run {}){}",
             text(&v["model"]),
             text(&v["alias"]),
             text(&v["version"]),
             text(&v["previous"]),
-            text(&v["run"])
+            text(&v["run"]),
+            switch_time(&v["switch_ns"])
         );
     }
     Ok(())
+}
+
+/// `; traffic switched in N µs` when the answer timed a switch of what is
+/// served.
+fn switch_time(ns: &Value) -> String {
+    ns.as_f64()
+        .map(|ns| format!("; traffic switched in {:.1} µs", ns / 1e3))
+        .unwrap_or_default()
 }
 
 /// `airlock rollback`.
@@ -702,11 +604,12 @@ pub(crate) fn rollback(
         print_json(&v);
     } else {
         out!(
-            "{} {} rolled back to {} (was {})",
+            "{} {} rolled back to {} (was {}){}",
             text(&v["model"]),
             text(&v["alias"]),
             text(&v["version"]),
-            text(&v["previous"])
+            text(&v["previous"]),
+            switch_time(&v["switch_ns"])
         );
     }
     Ok(())
@@ -739,231 +642,6 @@ pub(crate) fn history(remote: &Remote, name: &str) -> Result<(), CliError> {
         &["AT", "ACTION", "ALIAS", "VERSION", "BY", "RUN", "REASON"],
         &rows,
     );
-    Ok(())
-}
-
-/// `airlock token create`: the secret goes to stdout alone, so that
-/// `T=$(airlock token create ...)` captures just it.
-pub(crate) fn token_create(
-    remote: &Remote,
-    subject: &str,
-    role: &str,
-    models: &[String],
-    aliases: &[String],
-    ttl: Option<u64>,
-) -> Result<(), CliError> {
-    let mut scope = Map::new();
-    if !models.is_empty() {
-        scope.insert("models".into(), json!(models));
-    }
-    if !aliases.is_empty() {
-        scope.insert("aliases".into(), json!(aliases));
-    }
-    let (_, v) = Client::new(remote)?.send_json(
-        "POST",
-        "/v1/tokens",
-        &json!({ "subject": subject, "role": role, "scope": scope, "ttl_seconds": ttl }),
-    )?;
-    if remote.json {
-        print_json(&v);
-    } else {
-        eprintln!(
-            "token {} for {} ({}), expires at unix time {}; it is shown only now",
-            text(&v["id"]),
-            text(&v["subject"]),
-            text(&v["role"]),
-            text(&v["expires_at"])
-        );
-        out!("{}", text(&v["token"]));
-    }
-    Ok(())
-}
-
-/// `airlock token list`.
-pub(crate) fn token_list(remote: &Remote) -> Result<(), CliError> {
-    let v = Client::new(remote)?.get("/v1/tokens", &[])?;
-    if remote.json {
-        print_json(&v);
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| {
-            let scope = &t["scope"];
-            let list = |k: &str| {
-                scope[k].as_array().map_or("all".to_string(), |a| {
-                    a.iter().map(text).collect::<Vec<_>>().join(",")
-                })
-            };
-            vec![
-                text(&t["id"]),
-                text(&t["subject"]),
-                text(&t["role"]),
-                list("models"),
-                list("aliases"),
-                text(&t["expires_at"]),
-                text(&t["revoked_at"]),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "ID", "SUBJECT", "ROLE", "MODELS", "ALIASES", "EXPIRES", "REVOKED",
-        ],
-        &rows,
-    );
-    Ok(())
-}
-
-/// `airlock token rotate`.
-pub(crate) fn token_rotate(remote: &Remote, id: &str) -> Result<(), CliError> {
-    let v = Client::new(remote)?.post_empty(&format!("/v1/tokens/{}/rotate", seg(id)))?;
-    if remote.json {
-        print_json(&v);
-    } else {
-        eprintln!(
-            "token {} rotated: the old secret no longer works; the new one is shown only now",
-            text(&v["id"])
-        );
-        out!("{}", text(&v["token"]));
-    }
-    Ok(())
-}
-
-/// `airlock token revoke`.
-pub(crate) fn token_revoke(remote: &Remote, id: &str) -> Result<(), CliError> {
-    let v = Client::new(remote)?.delete(&format!("/v1/tokens/{}", seg(id)))?;
-    if remote.json {
-        print_json(&v);
-    } else {
-        out!("token {} revoked", text(&v["id"]));
-    }
-    Ok(())
-}
-
-/// `airlock keys [--out DIR]`.
-pub(crate) fn keys(remote: &Remote, out_dir: Option<&Path>) -> Result<(), CliError> {
-    let v = Client::new(remote)?.get("/v1/keys", &[])?;
-    let items = v["items"].as_array().cloned().unwrap_or_default();
-    let mut written: Vec<PathBuf> = Vec::new();
-    if let Some(dir) = out_dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CliError::input(format!("cannot create {}: {e}", dir.display())))?;
-        for k in &items {
-            let id = k["key_id"].as_str().unwrap_or_default();
-            let pem = k["public_key"].as_str().unwrap_or_default();
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(CliError::input(format!(
-                    "the server listed a key id {id:?} that is not hex"
-                )));
-            }
-            // Checked before it is written: a file named by a key id must hold that key.
-            let key = airlock_attest::VerifyingKey::from_pem(pem)
-                .map_err(|e| CliError::input(format!("the server's key {id}: {e}")))?;
-            if key.key_id().hex() != id {
-                return Err(CliError::input(format!(
-                    "the server's key {id} has the id {}",
-                    key.key_id().hex()
-                )));
-            }
-            let path = dir.join(format!("{id}.pub"));
-            match std::fs::read_to_string(&path) {
-                Ok(existing) if existing == pem => {}
-                _ => crate::signing::write_new(&path, pem, 0o644)?,
-            }
-            written.push(path);
-        }
-    }
-    if remote.json {
-        print_json(&v);
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = items
-        .iter()
-        .map(|k| {
-            vec![
-                text(&k["key_id"]),
-                if k["current"].as_bool() == Some(true) {
-                    "yes".into()
-                } else {
-                    "no".into()
-                },
-                text(&k["created_at"]),
-                text(&k["retired_at"]),
-            ]
-        })
-        .collect();
-    table(&["KEY ID", "CURRENT", "CREATED", "RETIRED"], &rows);
-    for p in written {
-        out!("wrote {}", p.display());
-    }
-    Ok(())
-}
-
-/// `airlock keys rotate`.
-pub(crate) fn keys_rotate(remote: &Remote) -> Result<(), CliError> {
-    let v = Client::new(remote)?.post_empty("/v1/keys/rotate")?;
-    if remote.json {
-        print_json(&v);
-    } else {
-        out!(
-            "new signing key {} (retired {})",
-            text(&v["key_id"]),
-            text(&v["retired"])
-        );
-    }
-    Ok(())
-}
-
-/// `airlock audit log`.
-pub(crate) fn audit_log(
-    remote: &Remote,
-    action: Option<&str>,
-    actor: Option<&str>,
-    subject: Option<&str>,
-    limit: Option<usize>,
-) -> Result<(), CliError> {
-    let mut query: Vec<(&str, String)> = Vec::new();
-    for (k, v) in [("action", action), ("actor", actor), ("subject", subject)] {
-        if let Some(v) = v {
-            query.push((k, v.to_string()));
-        }
-    }
-    if let Some(l) = limit {
-        query.push(("limit", l.to_string()));
-    }
-    let v = Client::new(remote)?.get("/v1/audit", &query)?;
-    if remote.json {
-        print_json(&v);
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = v["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            vec![
-                text(&e["seq"]),
-                text(&e["time"]),
-                text(&e["actor"]),
-                text(&e["action"]),
-                text(&e["subject"]),
-            ]
-        })
-        .collect();
-    table(&["SEQ", "TIME", "ACTOR", "ACTION", "SUBJECT"], &rows);
-    let head = &v["head"];
-    if !head.is_null() {
-        out!(
-            "head: {}",
-            match (head["seq"].as_u64(), head["hash"].as_str()) {
-                (Some(s), Some(h)) => format!("{s}:{}", esc(h)),
-                _ => text(head),
-            }
-        );
-    }
     Ok(())
 }
 

@@ -4,8 +4,11 @@
 //! the server's own message. The commands built on it are in [`commands`];
 //! publishing a local gate file is in [`gate_publish`].
 
+pub(crate) mod admin;
 pub(crate) mod commands;
 pub(crate) mod gate_publish;
+pub(crate) mod human;
+pub(crate) mod runs;
 pub(crate) mod serving;
 
 use crate::args::Remote;
@@ -21,6 +24,9 @@ const MAX_ANSWER_BYTES: u64 = 64 << 20;
 
 /// Uploads above this size show a progress bar (on a terminal).
 const PROGRESS_ABOVE: u64 = 1 << 20;
+
+/// What a command that needs a token and found none says.
+pub(crate) const NO_TOKEN: &str = "no API token given: pass --token TOKEN or --token-file FILE, or set AIRLOCK_TOKEN or AIRLOCK_TOKEN_FILE (the server wrote the first admin's to <data-dir>/admin.token)";
 
 /// A connection to one server with one token.
 pub(crate) struct Client {
@@ -139,19 +145,35 @@ impl Client {
                 ))),
             };
         }
+        if status == 401 && self.token.is_none() {
+            // The server can only say "send a header"; the CLI knows where
+            // a token comes from.
+            return Err(CliError::Server {
+                status,
+                code: "unauthorized".into(),
+                message: NO_TOKEN.into(),
+            });
+        }
         let err = json.as_ref().and_then(|j| j.get("error"));
         let field = |k: &str| err.and_then(|e| e.get(k)).and_then(Value::as_str);
+        // The inference protocol's errors are `{"error": "message"}`.
+        let plain = err.and_then(Value::as_str);
         Err(CliError::Server {
             status,
-            code: field("code").unwrap_or("http").to_string(),
-            message: field("message").map(str::to_string).unwrap_or_else(|| {
-                let t: String = text.trim().chars().take(200).collect();
-                if t.is_empty() {
-                    format!("{} answered HTTP {status}", self.base)
-                } else {
-                    format!("{} answered HTTP {status}: {t}", self.base)
-                }
-            }),
+            code: field("code")
+                .unwrap_or(if plain.is_some() { "error" } else { "http" })
+                .to_string(),
+            message: field("message")
+                .or(plain)
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    let t: String = text.trim().chars().take(200).collect();
+                    if t.is_empty() {
+                        format!("{} answered HTTP {status}", self.base)
+                    } else {
+                        format!("{} answered HTTP {status}: {t}", self.base)
+                    }
+                }),
         })
     }
 
@@ -203,6 +225,27 @@ impl Client {
             other => unreachable!("no JSON body is sent with {other}"),
         };
         self.answer(self.auth(req).send_json(body))
+    }
+
+    /// `method path` with `body`, JSON text sent byte for byte (so that a
+    /// position in the server's error points into the user's file).
+    pub(crate) fn send_raw_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: String,
+    ) -> Result<(u16, Value), CliError> {
+        let url = self.url(path);
+        let req = match method {
+            "POST" => self.agent.post(url),
+            "PUT" => self.agent.put(url),
+            other => unreachable!("no JSON body is sent with {other}"),
+        };
+        self.answer(
+            self.auth(req)
+                .header("Content-Type", "application/json")
+                .send(body),
+        )
     }
 
     /// `POST path` without a body.

@@ -7,6 +7,7 @@
 use super::{Client, seg};
 use crate::args::Remote;
 use crate::exit::CliError;
+use crate::terminal::escape_untrusted as esc;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -80,76 +81,129 @@ pub(crate) fn canary_command(
 }
 
 /// `airlock serving policy NAME FILE`: sets the serving policy from JSON.
+/// The file's bytes are sent as they are, so a line and column in the
+/// server's answer point into the file; the answer names the file.
 pub(crate) fn set_policy(remote: &Remote, name: &str, file: &Path) -> Result<(), CliError> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
-    let policy: Value = serde_json::from_str(&text)
+    serde_json::from_str::<Value>(&text)
         .map_err(|e| CliError::input(format!("{}: not JSON: {e}", file.display())))?;
-    let (_, v) = Client::new(remote)?.send_json(
-        "PUT",
-        &format!("/v1/models/{}/serving", seg(name)),
-        &policy,
-    )?;
+    let (_, v) = Client::new(remote)?
+        .send_raw_json("PUT", &format!("/v1/models/{}/serving", seg(name)), text)
+        .map_err(|e| match e {
+            CliError::Server {
+                status: 400,
+                code,
+                message,
+            } => CliError::Server {
+                status: 400,
+                code,
+                message: format!("{}: {message}", file.display()),
+            },
+            other => other,
+        })?;
     print(remote, &v, |v| {
-        out!(
-            "serving policy of {name} set: {}",
-            serde_json::to_string(&v["policy"]).unwrap_or_default()
-        );
+        out!("serving policy of {} set:", esc(name));
+        for l in super::human::lines(&v["policy"], 2) {
+            out!("{l}");
+        }
     });
     Ok(())
 }
 
-/// `airlock serving status NAME`.
+/// `airlock serving status NAME`: the deployment, the rollout's phase,
+/// the shadow comparison with its verdict, and the latest analyses, as
+/// text (`--json`: the server's document).
 pub(crate) fn status(remote: &Remote, name: &str) -> Result<(), CliError> {
+    use super::human::{inline, scalar, tagged};
     let v = Client::new(remote)?.get(&format!("/v1/models/{}/serving", seg(name)), &[])?;
     print(remote, &v, |v| {
+        let name = esc(name);
         if v["served"] != true {
-            out!("{name} is not served (no production version)");
+            out!("{name} is not served: it has no production version (promote one first)");
             return;
         }
         let d = &v["deployment"];
-        out!(
-            "{name}: stable {}, canary {} at {}%, shadow {}; warm: {}",
-            d["stable"].as_str().unwrap_or("-"),
-            d["canary"].as_str().unwrap_or("-"),
-            d["canary_percent"],
-            d["shadow"].as_str().unwrap_or("-"),
-            v["warm"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .unwrap_or_default()
-        );
-        if !v["rollout"].is_null() {
+        out!("{name}");
+        out!("  stable:  {}", scalar(&d["stable"]));
+        if !d["canary"].is_null() {
             out!(
-                "rollout: {} → {}, phase {}, step {}, weight {}%",
-                v["rollout"]["stable"].as_str().unwrap_or("-"),
-                v["rollout"]["candidate"].as_str().unwrap_or("-"),
-                v["rollout"]["phase"],
-                v["rollout"]["step"],
-                v["rollout"]["weight"]
+                "  canary:  {} at {}% of traffic",
+                scalar(&d["canary"]),
+                scalar(&d["canary_percent"])
             );
         }
-        for r in v["analysis"].as_array().into_iter().flatten().take(10) {
+        out!("  warm:    {}", inline(&v["warm"]));
+        let r = &v["rollout"];
+        if !r.is_null() {
             out!(
-                "  {} {} {} {}%: {} {}",
-                r["at"].as_str().unwrap_or("-"),
-                r["scope"].as_str().unwrap_or("-"),
-                r["version"].as_str().unwrap_or("-"),
-                r["weight"],
-                serde_json::to_string(&r["measurement"]).unwrap_or_default(),
-                r["actions"]
-                    .as_array()
-                    .map(|a| a
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join("; "))
-                    .unwrap_or_default()
+                "  rollout: {} -> {}, {}, step {} at {}%",
+                scalar(&r["stable"]),
+                scalar(&r["candidate"]),
+                tagged(&r["phase"]),
+                scalar(&r["step"]),
+                scalar(&r["weight"])
             );
+        }
+        let sh = &v["shadow"];
+        if sh.is_null() {
+            out!("  shadow:  none");
+        } else {
+            let rate = sh["disagreement_rate"]
+                .as_f64()
+                .map_or("-".to_string(), |r| format!("{:.2}%", 100.0 * r));
+            out!(
+                "  shadow:  {}: {} compared, {} disagreed ({rate}), mean |difference| {}",
+                scalar(&sh["version"]),
+                scalar(&sh["compared"]),
+                scalar(&sh["disagreed"]),
+                sh["mean_abs_difference"]
+                    .as_f64()
+                    .map_or("-".to_string(), |m| format!("{m:.4}"))
+            );
+            out!(
+                "           verdict: {} ({})",
+                scalar(&sh["verdict"]["result"]).to_uppercase(),
+                scalar(&sh["verdict"]["reason"])
+            );
+        }
+        let analyses: Vec<&Value> = v["analysis"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(10)
+            .collect();
+        if !analyses.is_empty() {
+            out!("  latest analyses (newest first):");
+        }
+        for r in analyses {
+            let actions: Vec<String> = r["actions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(scalar)
+                .collect();
+            out!(
+                "    {} {} {} at {}%: {}{}",
+                scalar(&r["at"]),
+                scalar(&r["scope"]),
+                scalar(&r["version"]),
+                scalar(&r["weight"]),
+                tagged(&r["measurement"]),
+                if actions.is_empty() {
+                    String::new()
+                } else {
+                    format!(" -> {}", actions.join("; "))
+                }
+            );
+            if let (Some(breach), Some(decision)) = (
+                r["breach_to_rollback_ms"].as_f64(),
+                r["decision_to_switch_ms"].as_f64(),
+            ) {
+                out!(
+                    "      breach window opened -> traffic back on stable: {breach:.0} ms (analysis decision -> switch: {decision:.2} ms)"
+                );
+            }
         }
     });
     Ok(())
@@ -242,8 +296,13 @@ pub(crate) fn traffic(
     concurrency: usize,
     feedback: Option<&Remote>,
 ) -> Result<(), CliError> {
-    let rows = Arc::new(read_rows(data, label)?);
+    let rows = read_rows(data, label)?;
     let client = Arc::new(Client::new(remote)?);
+    check_columns(&client, name, data, &rows)?;
+    let rows = Arc::new(rows);
+    // The first client error (4xx: the request itself is wrong, so every
+    // other would be refused alike) stops every thread.
+    let client_error: Arc<Mutex<Option<CliError>>> = Arc::new(Mutex::new(None));
     let labeler = match feedback {
         Some(r) => Some(Arc::new(Client::new(r)?)),
         None => None,
@@ -260,6 +319,7 @@ pub(crate) fn traffic(
     let mut threads = Vec::new();
     for _ in 0..concurrency.max(1) {
         let (labeler, label_failures) = (labeler.clone(), label_failures.clone());
+        let client_error = client_error.clone();
         let (client, rows, seconds, latencies, errors, next) = (
             client.clone(),
             rows.clone(),
@@ -270,7 +330,12 @@ pub(crate) fn traffic(
         );
         let (path, feedback_path) = (path.clone(), feedback_path.clone());
         threads.push(std::thread::spawn(move || {
-            while started.elapsed() < duration {
+            while started.elapsed() < duration
+                && client_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_none()
+            {
                 let (row, y) = &rows[next.fetch_add(1, Ordering::Relaxed) % rows.len()];
                 let t0 = Instant::now();
                 let sent = client.send_json("POST", &path, &json!({ "rows": [row] }));
@@ -320,7 +385,13 @@ pub(crate) fn traffic(
                             && label_failures.fetch_add(1, Ordering::Relaxed) == 0
                         {
                             let mut errs = errors.lock().unwrap_or_else(|p| p.into_inner());
-                            errs.push(format!("label refused: {e:?}"));
+                            errs.push(format!("label refused: {}", error_text(&e)));
+                        }
+                    }
+                    Err(e) if is_client_error(&e) => {
+                        let mut first = client_error.lock().unwrap_or_else(|p| p.into_inner());
+                        if first.is_none() {
+                            *first = Some(e);
                         }
                     }
                     Err(e) => {
@@ -332,7 +403,7 @@ pub(crate) fn traffic(
                             .errors += 1;
                         let mut errs = errors.lock().unwrap_or_else(|p| p.into_inner());
                         if errs.len() < 5 {
-                            errs.push(format!("{e:?}"));
+                            errs.push(error_text(&e));
                         }
                     }
                 }
@@ -398,11 +469,22 @@ pub(crate) fn traffic(
     let _ = printer.join();
     let mut lat = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
     lat.sort_by(f64::total_cmp);
+    if let Some(e) = client_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        return Err(CliError::input(format!(
+            "traffic stopped at the first refused request (after {} answers): {}",
+            latencies.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            error_text(&e)
+        )));
+    }
     let pct = |q: f64| {
         lat.get(((q * lat.len() as f64).ceil() as usize).saturating_sub(1))
             .copied()
-            .unwrap_or(f64::NAN)
     };
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2} ms"));
     let s = seconds.lock().unwrap_or_else(|p| p.into_inner());
     let mut totals: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
     let mut n_err = 0;
@@ -426,14 +508,14 @@ pub(crate) fn traffic(
     });
     print(remote, &summary, |_| {
         out!(
-            "{} requests in {:.1} s ({:.0}/s, {} concurrent), {} errors; latency p50 {:.2} ms, p99 {:.2} ms (client side, over HTTP)",
+            "{} requests in {:.1} s ({:.0}/s, {} concurrent), {} errors; latency p50 {}, p99 {} (client side, over HTTP)",
             lat.len(),
             elapsed,
             lat.len() as f64 / elapsed,
             concurrency,
             n_err,
-            pct(0.5),
-            pct(0.99)
+            ms(pct(0.5)),
+            ms(pct(0.99))
         );
         for (v, (n, l, c)) in &totals {
             let acc = if *l > 0 {
@@ -454,5 +536,63 @@ pub(crate) fn traffic(
             out!("  error: {e}");
         }
     });
+    if lat.is_empty() && n_err > 0 {
+        return Err(CliError::input(format!(
+            "all {n_err} requests to {} failed; the first: {}",
+            esc(name),
+            errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .first()
+                .cloned()
+                .unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// An error as one escaped line, as every command prints it.
+fn error_text(e: &CliError) -> String {
+    e.line()
+        .map(|l| l.trim_start_matches("error: ").to_string())
+        .unwrap_or_else(|| "the run did not pass".into())
+}
+
+/// A 4xx other than 429: the request itself is wrong and every other one
+/// would be refused alike.
+fn is_client_error(e: &CliError) -> bool {
+    matches!(e, CliError::Server { status, .. } if (400..500).contains(status) && *status != 429)
+}
+
+/// Checks the CSV against the served model's inputs before anything is
+/// sent: a column the model reads and the file lacks is named here, not
+/// in thousands of refused requests.
+fn check_columns(
+    client: &Client,
+    name: &str,
+    data: &Path,
+    rows: &[(Value, Option<f64>)],
+) -> Result<(), CliError> {
+    let meta = client.get(&format!("/v2/models/{}", seg(name)), &[])?;
+    let Some(features) = meta["parameters"]["features"].as_array() else {
+        return Ok(());
+    };
+    let Some((first, _)) = rows.first() else {
+        return Ok(());
+    };
+    let missing: Vec<String> = features
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|f| first.get(*f).is_none())
+        .map(|f| format!("`{}`", esc(f)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(CliError::input(format!(
+            "{}: no column {} that model {} reads (nothing was sent)",
+            data.display(),
+            missing.join(", "),
+            esc(name)
+        )));
+    }
     Ok(())
 }

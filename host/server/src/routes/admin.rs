@@ -339,8 +339,14 @@ pub struct AuditQuery {
     pub since: Option<String>,
     /// Until this time (RFC 3339).
     pub until: Option<String>,
-    /// From this sequence number.
+    /// Only entries after this sequence number (paging forward).
     pub after_seq: Option<u64>,
+    /// Only entries before this sequence number (paging back from the
+    /// newest).
+    pub before_seq: Option<u64>,
+    /// `oldest` (the default, log order from the start) or `newest` (the
+    /// latest entries, newest first).
+    pub order: Option<String>,
     /// At most this many (default 100, at most 1000).
     pub limit: Option<usize>,
 }
@@ -366,6 +372,21 @@ pub async fn audit(
             "limit {limit} is outside 1..=1000"
         )));
     }
+    let newest = match q.order.as_deref() {
+        None | Some("oldest") => false,
+        Some("newest") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "order {} is neither `oldest` nor `newest`",
+                show(other)
+            )));
+        }
+    };
+    if q.before_seq == Some(0) {
+        return Err(ApiError::bad_request(
+            "before_seq 0: no entry comes before the first",
+        ));
+    }
     let filter = Filter {
         action: q.action.as_deref().map(Action::from_name),
         actor: q.actor.clone(),
@@ -373,7 +394,7 @@ pub async fn audit(
         since: ts("since", &q.since)?,
         until: ts("until", &q.until)?,
         seq_from: q.after_seq.map(|s| s + 1),
-        seq_to: None,
+        seq_to: q.before_seq.map(|s| s - 1),
         limit: Some(limit),
     };
     let log = state.audit_log.clone();
@@ -381,10 +402,25 @@ pub async fn audit(
         let log = log
             .lock()
             .map_err(|_| ApiError::internal("audit log lock"))?;
-        let entries = log.entries(&filter)?;
+        let entries = if newest {
+            log.newest_entries(&filter, limit)?
+        } else {
+            log.entries(&filter)?
+        };
         Ok::<_, ApiError>((entries, log.head().cloned()))
     })
     .await
     .map_err(|e| ApiError::internal(format_args!("audit reader: {e}")))??;
-    Ok(J(json!({ "entries": entries, "head": head })))
+    // A full page may have more beyond it: the sequence number to page on.
+    let full = entries.len() == limit;
+    let next = |seq: Option<u64>| if full { seq } else { None };
+    let (next_after, next_before) = if newest {
+        (None, next(entries.last().map(|e| e.seq)))
+    } else {
+        (next(entries.last().map(|e| e.seq)), None)
+    };
+    Ok(J(
+        json!({ "entries": entries, "head": head, "order": if newest { "newest" } else { "oldest" },
+                 "next_after_seq": next_after, "next_before_seq": next_before }),
+    ))
 }

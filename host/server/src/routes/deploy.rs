@@ -140,6 +140,13 @@ pub async fn promote(
         &req.reason,
     )
     .await?;
+    if from.as_deref() == Some(req.version.as_str()) {
+        drop(order);
+        return Ok(J(
+            json!({ "model": name, "alias": req.alias, "version": req.version, "previous": from,
+                     "run": run_id, "unchanged": true }),
+        ));
+    }
     let switch_ns = match warm {
         Some(w) => Some(go_live(&state, &name, w).await),
         None => None,
@@ -341,6 +348,11 @@ pub async fn move_alias_as(
             .fetch_optional(&mut *change.tx)
             .await?;
     let from = from.map(|f| f.0);
+    if from.as_deref() == Some(version) {
+        // Already there: nothing moves, so nothing is recorded (no second
+        // history row, no audit entry); the transaction rolls back.
+        return Ok(from);
+    }
     let now = crate::db::now();
     sqlx::query(
         "INSERT INTO aliases (model, alias, version, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5)
@@ -425,6 +437,9 @@ pub async fn rollback(
     let target = match &req.version {
         Some(v) => {
             check_version(v)?;
+            // A version that does not exist is named as such, not as one
+            // "never promoted".
+            version_row(&state, &name, v).await?;
             if !promoted.contains(v) {
                 return Err(ApiError::refused(
                     "rollback_refused",

@@ -116,6 +116,13 @@ pub async fn status(
     check_name("model", &name)?;
     caller.require_model(Permission::Read, &name)?;
     let Some(ms) = state.serving.model(&name) else {
+        let exists: Option<(String,)> = sqlx::query_as("SELECT name FROM models WHERE name = $1")
+            .bind(&name)
+            .fetch_optional(&state.db)
+            .await?;
+        if exists.is_none() {
+            return Err(crate::serving::predict::not_served(&state, &name).await);
+        }
         let row: Option<(String,)> =
             sqlx::query_as("SELECT policy FROM serving_policies WHERE model = $1")
                 .bind(&name)
@@ -210,7 +217,7 @@ pub async fn start_canary(
     check_name("model", &name)?;
     caller.require_alias(&name, "production")?;
     check_version(&req.version)?;
-    let ms = crate::serving::predict::served(&state, &name)?;
+    let ms = crate::serving::predict::served(&state, &name).await?;
     let (run_id, _) =
         crate::routes::deploy::check_promotable(&state, &name, &req.version, true).await?;
     let warm = crate::serving::prepare(&state, &name, &req.version).await?;
@@ -323,7 +330,8 @@ pub async fn abort_canary(
     Json(req): Json<AbortCanary>,
 ) -> ApiResult<J<Value>> {
     let reason = if req.reason.is_empty() {
-        "aborted by a person".to_string()
+        // The rollout says "aborted by a person: <reason>" already.
+        "no reason given".to_string()
     } else {
         req.reason
     };
@@ -338,7 +346,7 @@ async fn canary_command(
 ) -> ApiResult<J<Value>> {
     check_name("model", &name)?;
     caller.require_alias(&name, "production")?;
-    let ms = crate::serving::predict::served(&state, &name)?;
+    let ms = crate::serving::predict::served(&state, &name).await?;
     let mut c = ms.control.lock().await;
     let r = c.rollout.as_mut().ok_or_else(|| {
         ApiError::refused("canary_refused", format!("model {name} has no canary"))
@@ -377,7 +385,7 @@ pub async fn set_shadow(
 ) -> ApiResult<J<Value>> {
     check_name("model", &name)?;
     caller.require_alias(&name, "production")?;
-    let ms = crate::serving::predict::served(&state, &name)?;
+    let ms = crate::serving::predict::served(&state, &name).await?;
     let warm = match &req.version {
         Some(v) => {
             check_version(v)?;

@@ -134,7 +134,7 @@ pub async fn model_metadata(
     Path(name): Path<String>,
 ) -> OipResult<Response> {
     caller.require_model(Permission::Predict, &name)?;
-    let ms = served(&state, &name)?;
+    let ms = served(&state, &name).await?;
     let v = version_of(&ms, None)?;
     Ok(axum::Json(metadata_doc(&ms, &v, ms.warm_names())).into_response())
 }
@@ -146,7 +146,7 @@ pub async fn version_metadata(
     Path((name, version)): Path<(String, String)>,
 ) -> OipResult<Response> {
     caller.require_model(Permission::Predict, &name)?;
-    let ms = served(&state, &name)?;
+    let ms = served(&state, &name).await?;
     let v = version_of(&ms, Some(&version))?;
     Ok(axum::Json(metadata_doc(&ms, &v, vec![v.version.clone()])).into_response())
 }
@@ -158,7 +158,7 @@ pub async fn model_ready(
     Path(name): Path<String>,
 ) -> OipResult<Response> {
     caller.require_model(Permission::Predict, &name)?;
-    let ms = served(&state, &name)?;
+    let ms = served(&state, &name).await?;
     Ok(axum::Json(json!({ "name": ms.name, "ready": true })).into_response())
 }
 
@@ -169,7 +169,7 @@ pub async fn version_ready(
     Path((name, version)): Path<(String, String)>,
 ) -> OipResult<Response> {
     caller.require_model(Permission::Predict, &name)?;
-    let ms = served(&state, &name)?;
+    let ms = served(&state, &name).await?;
     let v = version_of(&ms, Some(&version))?;
     Ok(axum::Json(json!({ "name": ms.name, "version": v.version, "ready": true })).into_response())
 }
@@ -239,7 +239,7 @@ async fn infer_inner(
     caller.require_model(Permission::Predict, &name)?;
     state.serving.admit(&caller.token_id)?;
     let cfg = &state.config.serving;
-    let ms = served(&state, &name)?;
+    let ms = served(&state, &name).await?;
     let body = body_bytes(body, cfg.max_body_bytes)?;
     if headers.contains_key("inference-header-content-length") {
         return Err(ApiError::bad_request(

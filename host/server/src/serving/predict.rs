@@ -72,14 +72,35 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
     })
 }
 
-/// The served model `name`, or 404 naming it.
-pub fn served(state: &AppState, name: &str) -> Result<Arc<ModelServing>, ApiError> {
-    state.serving.model(name).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "model {} is not served (it has no production version)",
+/// The served model `name`, or 404 saying which of the two it is: no
+/// model of that name (a typo), or a model with no production version.
+/// Only a miss asks the database.
+pub async fn served(state: &AppState, name: &str) -> Result<Arc<ModelServing>, ApiError> {
+    if let Some(ms) = state.serving.model(name) {
+        return Ok(ms);
+    }
+    Err(not_served(state, name).await)
+}
+
+/// Why `name` is not served, as a 404: it does not exist, or it has no
+/// production version yet.
+pub async fn not_served(state: &AppState, name: &str) -> ApiError {
+    let exists: Result<Option<(String,)>, _> =
+        sqlx::query_as("SELECT name FROM models WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&state.db)
+            .await;
+    match exists {
+        Ok(None) => ApiError::not_found(format!(
+            "model {} does not exist (`airlock models` lists them)",
             crate::names::show(name)
-        ))
-    })
+        )),
+        Ok(Some(_)) => ApiError::not_found(format!(
+            "model {} is not served: it has no production version (promote one first)",
+            crate::names::show(name)
+        )),
+        Err(e) => ApiError::from(e),
+    }
 }
 
 /// Rows as a batch of the model's declared inputs.
@@ -462,7 +483,7 @@ pub async fn predict(
     caller.require_model(Permission::Predict, &name)?;
     state.serving.admit(&caller.token_id)?;
     let cfg = &state.config.serving;
-    let ms = served(&state, &name)?;
+    let ms = served(&state, &name).await?;
     let body = body_bytes(body, cfg.max_body_bytes)?;
     let req: PredictBody = parse_json(&body)?;
     let dep = ms.deployment.load_full();
@@ -516,7 +537,7 @@ pub async fn feedback(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     caller.require_model(Permission::Label, &name)?;
-    let ms = served(&state, &name)?;
+    let ms = served(&state, &name).await?;
     let body = body_bytes(body, state.config.serving.max_body_bytes)?;
     let labels = match parse_json::<FeedbackBody>(&body)? {
         FeedbackBody::Many { labels } => labels,

@@ -13,6 +13,8 @@
 //! | `output`  | what `predict` returns, see below (default `half`)             |
 //! | `name`    | the declared model name; `\n` and `\e` in it become a newline |
 //! |           | and an escape character (to forge lines in a report)          |
+//! | `fail`    | `metadata` or `predict`: that call returns the plugin's own    |
+//! |           | error, whose message is `message` (`\n`, `\e` as for `name`)  |
 //!
 //! `output`:
 //! * `half` — behaves: 0.5 for every class of a binary model, 0.5 for
@@ -44,6 +46,13 @@ struct Persona {
     classes: Vec<String>,
     inputs: Vec<String>,
     output: String,
+    fail: String,
+    message: String,
+}
+
+/// `\n` and `\e` in a persona value become a newline and an escape.
+fn unescape(v: &str) -> String {
+    v.replace("\\n", "\n").replace("\\e", "\x1b")
 }
 
 fn persona() -> Result<Persona, PluginError> {
@@ -55,6 +64,8 @@ fn persona() -> Result<Persona, PluginError> {
         classes: vec!["0".into(), "1".into()],
         inputs: Vec::new(),
         output: "half".into(),
+        fail: String::new(),
+        message: String::new(),
     };
     for line in text.lines() {
         let Some((k, v)) = line.split_once('=') else {
@@ -79,7 +90,9 @@ fn persona() -> Result<Persona, PluginError> {
             "classes" => p.classes = list(),
             "inputs" => p.inputs = list(),
             "output" => p.output = v.to_string(),
-            "name" => p.name = v.replace("\\n", "\n").replace("\\e", "\x1b"),
+            "name" => p.name = unescape(v),
+            "fail" => p.fail = v.to_string(),
+            "message" => p.message = unescape(v),
             _ => {}
         }
     }
@@ -121,6 +134,9 @@ struct Liar;
 impl Model for Liar {
     fn metadata() -> Result<ModelMetadata, PluginError> {
         let p = persona()?;
+        if p.fail == "metadata" {
+            return Err(PluginError::new("liar-metadata", p.message));
+        }
         Ok(ModelMetadata {
             name: p.name.clone(),
             version: "0.1.0".into(),
@@ -141,6 +157,9 @@ impl Model for Liar {
 
     fn predict(batch: Batch) -> Result<Predictions, PluginError> {
         let p = persona()?;
+        if p.fail == "predict" {
+            return Err(PluginError::new("liar-predict", p.message));
+        }
         let rows = batch.rows as usize;
         let width = match p.task {
             Task::Regression => 1,
