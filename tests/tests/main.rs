@@ -28,6 +28,7 @@ mod longrun;
 mod manifest;
 mod models;
 mod preinit;
+mod races;
 mod report;
 mod scaffold;
 mod server;

@@ -55,6 +55,7 @@ pub struct Running {
     /// Where the first admin token was written, on a fresh data directory.
     pub admin_token_file: Option<std::path::PathBuf>,
     tls: bool,
+    handshakes: Option<Arc<std::sync::atomic::AtomicUsize>>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), StartError>>,
     controller_stop: tokio::sync::watch::Sender<bool>,
@@ -66,6 +67,14 @@ impl Running {
     /// build the base URL from it and `addr`.
     pub fn scheme(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
+    }
+
+    /// TLS handshakes accepted and not yet finished (0 without TLS): what a
+    /// test waits on to know a connection was accepted.
+    pub fn handshakes_in_progress(&self) -> usize {
+        self.handshakes
+            .as_ref()
+            .map_or(0, |h| h.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// Stops gracefully: no new connections, in-flight requests finish, gate
@@ -116,19 +125,24 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
     })?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = routes::router(state.clone());
+    let listener = match acceptor {
+        None => Err(listener),
+        Some(acceptor) => Ok(tls::TlsListener::new(listener, acceptor)),
+    };
+    let handshakes = listener.as_ref().ok().map(tls::TlsListener::pending);
     let st = state.clone();
     let task = tokio::spawn(async move {
         let shutdown = async {
             let _ = stopped.await;
         };
-        match acceptor {
-            None => {
-                axum::serve(listener, app)
+        match listener {
+            Err(plain) => {
+                axum::serve(plain, app)
                     .with_graceful_shutdown(shutdown)
                     .await
             }
-            Some(acceptor) => {
-                axum::serve(tls::TlsListener::new(listener, acceptor), app)
+            Ok(tls) => {
+                axum::serve(tls, app)
                     .with_graceful_shutdown(shutdown)
                     .await
             }
@@ -143,6 +157,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         state,
         admin_token_file,
         tls,
+        handshakes,
         stop,
         task,
         controller_stop,

@@ -86,7 +86,7 @@ pub async fn create_token(
             "ttl_seconds {ttl} is outside 1..=315360000"
         )));
     }
-    let expires = crate::db::unix_now() + ttl as i64;
+    let expires = state.clock.unix_now() + ttl as i64;
     let t = mint_token().map_err(|e| ApiError::internal(format_args!("randomness: {e}")))?;
     let mut change = state.begin().await?;
     sqlx::query(
@@ -258,7 +258,7 @@ pub async fn rotate_key(State(state): State<Arc<AppState>>, caller: Caller) -> A
         let mut keys = state
             .keys
             .write()
-            .map_err(|_| ApiError::internal("host key lock"))?;
+            .unwrap_or_else(|p| p.into_inner());
         keys.all.insert(key.verifying_key());
         keys.current = key;
     }
@@ -284,7 +284,7 @@ pub async fn put_policy(
     let current = state
         .policy
         .read()
-        .map_err(|_| ApiError::internal("policy lock"))?
+        .unwrap_or_else(|p| p.into_inner())
         .clone();
     let mut root = airlock_attest::KeySet::new();
     for k in &state.config.trust_root {
@@ -319,7 +319,7 @@ pub async fn put_policy(
     *state
         .policy
         .write()
-        .map_err(|_| ApiError::internal("policy lock"))? = Some(accepted.clone());
+        .unwrap_or_else(|p| p.into_inner()) = Some(accepted.clone());
     Ok(J(
         serde_json::to_value(&accepted).map_err(ApiError::internal)?
     ))
@@ -380,7 +380,7 @@ pub async fn audit(
     let (entries, head) = tokio::task::spawn_blocking(move || {
         let log = log
             .lock()
-            .map_err(|_| ApiError::internal("audit log lock"))?;
+            .unwrap_or_else(|p| p.into_inner());
         let entries = log.entries(&filter)?;
         Ok::<_, ApiError>((entries, log.head().cloned()))
     })
