@@ -12,6 +12,14 @@ use std::sync::Arc;
 
 const ROUNDS: usize = 50;
 
+/// Lets the other side of a race get ahead by a different amount each
+/// round (0 to 9 steps of `step`), so that the rounds spread over both
+/// orders and the moments between. Nothing relies on it: every order is
+/// accepted, and what each order must leave behind is checked.
+pub(crate) async fn jitter(round: usize, step: std::time::Duration) {
+    tokio::time::sleep(step * (round % 10) as u32).await;
+}
+
 /// The audit entries after `seq` (all of them, oldest first).
 pub(crate) async fn audit_after(h: &Harness, seq: Option<u64>) -> Vec<Value> {
     let path = match seq {
@@ -271,6 +279,9 @@ async fn a_promotion_racing_a_gate_switch_is_judged_in_the_transaction_that_move
             )
             .await
         });
+        // The switch starts at a different point of the promotion each
+        // round, so that rounds cover both orders and the moments between.
+        jitter(round, std::time::Duration::from_micros(1500)).await;
         let gate = tokio::spawn(switch(2));
         let (ps, pv) = promote.await.unwrap();
         let (gs, gv) = gate.await.unwrap();

@@ -1599,6 +1599,7 @@ async fn a_canary_start_racing_a_promotion_never_answers_500_and_audits_only_wha
         .await;
     let h = Arc::new(h);
     let mut production = "1.0.0";
+    let (mut canary_after, mut canary_ended) = (0, 0);
     for round in 0..50 {
         let target = if production == "1.0.0" {
             "1.1.0"
@@ -1616,6 +1617,7 @@ async fn a_canary_start_racing_a_promotion_never_answers_500_and_audits_only_wha
             )
             .await
         });
+        crate::races::jitter(round, Duration::from_millis(8)).await;
         let hp = h.clone();
         let promote = tokio::spawn(async move {
             hp.call(
@@ -1667,13 +1669,16 @@ async fn a_canary_start_racing_a_promotion_never_answers_500_and_audits_only_wha
                     Some(json!({ "reason": "next round" })),
                 )
                 .await;
+                canary_after += 1;
             }
             None => {
                 assert_eq!(dep.split.canary_percent, 0, "round {round}");
                 assert_eq!(recorded, None, "round {round}");
+                canary_ended += 1;
             }
         }
     }
+    eprintln!("{canary_after} canaries started after the promotion, {canary_ended} ended by it");
 }
 
 /// A model whose monitor burns its whole time budget (40 s) on every live
