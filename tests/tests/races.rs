@@ -133,7 +133,9 @@ async fn concurrent_submissions_of_one_version_record_it_once_and_answer_409_for
             } else {
                 assert_eq!(*s, StatusCode::CONFLICT, "round {round}: {v}");
                 assert!(
-                    message(v).contains(&format!("version {version} of model breast-cancer already names other bytes")),
+                    message(v).contains(&format!(
+                        "version {version} of model breast-cancer already names other bytes"
+                    )),
                     "round {round}: {v}"
                 );
             }
@@ -314,7 +316,8 @@ async fn a_promotion_racing_a_gate_switch_is_judged_in_the_transaction_that_move
             StatusCode::UNPROCESSABLE_ENTITY => {
                 refused += 1;
                 assert!(
-                    message(&pv).contains("no finished gate run under gate breast-cancer version 2"),
+                    message(&pv)
+                        .contains("no finished gate run under gate breast-cancer version 2"),
                     "round {round}: {pv}"
                 );
                 assert_eq!(seq_of("promotion"), None, "round {round}: {entries:?}");

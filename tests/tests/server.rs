@@ -817,20 +817,25 @@ async fn every_router_route_is_in_the_access_table_and_the_openapi_document() {
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(served.len(), registered.len(), "a route registered twice");
-    for r in registered.difference(&listed) {
-        panic!("{} {} is served but not in the access table", r.0, r.1);
-    }
-    for r in listed.difference(&registered) {
-        panic!("{} {} is in the access table but not served", r.0, r.1);
-    }
+    let unlisted: Vec<_> = registered.difference(&listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "served but not in the access table: {unlisted:?}"
+    );
+    let unserved: Vec<_> = listed.difference(&registered).collect();
+    assert!(
+        unserved.is_empty(),
+        "in the access table but not served: {unserved:?}"
+    );
     // Every listed route that needs a token is really reached: an
     // anonymous call is refused by the access layer (401), never the
     // router's own 404 or 405.
     for r in ROUTES.iter().filter(|r| r.needs.is_some()) {
-        let path = r.path.replace("{digest}", &format!("sha256:{}", "0".repeat(64)))
+        let path = r
+            .path
+            .replace("{digest}", &format!("sha256:{}", "0".repeat(64)))
             .replace("{version}", "1")
-            .replace('{', "")
-            .replace('}', "");
+            .replace(['{', '}'], "");
         let (s, v) = h.call(r.method, &path, None, None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{} {path}: {v}", r.method);
     }

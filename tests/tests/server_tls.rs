@@ -207,7 +207,10 @@ async fn a_silent_client_does_not_hold_up_other_handshakes() {
     // Wait until the server has accepted it and its handshake is pending.
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.handshakes_in_progress() == 0 {
-        assert!(Instant::now() < deadline, "the silent connection was never accepted");
+        assert!(
+            Instant::now() < deadline,
+            "the silent connection was never accepted"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_healthy(health_over_tls(server.addr, &pki.der).await);

@@ -1644,13 +1644,12 @@ async fn a_canary_start_racing_a_promotion_never_answers_500_and_audits_only_wha
         // the promotion either ended the canary or came before it.
         let dep = h.deployment();
         assert_eq!(dep.stable.version, target, "round {round}");
-        let recorded: Option<(String, String)> = sqlx::query_as(
-            "SELECT candidate, stable FROM serving_canaries WHERE model = $1",
-        )
-        .bind(MODEL)
-        .fetch_optional(&h.state.db)
-        .await
-        .unwrap();
+        let recorded: Option<(String, String)> =
+            sqlx::query_as("SELECT candidate, stable FROM serving_canaries WHERE model = $1")
+                .bind(MODEL)
+                .fetch_optional(&h.state.db)
+                .await
+                .unwrap();
         let st = h.status().await;
         match &dep.canary {
             Some(c) => {
@@ -1705,7 +1704,11 @@ async fn slow_monitor_scenario() {
     })
     .await;
     let hostile = h
-        .register(&airlock_tests::plugin("hostile_validator"), "hostile", "1.0.0")
+        .register(
+            &airlock_tests::plugin("hostile_validator"),
+            "hostile",
+            "1.0.0",
+        )
         .await;
     let eval = h
         .upload(std::fs::read(airlock_tests::example().join("data/eval.csv")).unwrap())
@@ -1780,7 +1783,10 @@ async fn slow_monitor_scenario() {
         if st["monitors"]["running"] == true {
             break st["monitors"]["runs"].as_u64().unwrap();
         }
-        assert!(Instant::now() < deadline, "the slow monitor never ran: {st}");
+        assert!(
+            Instant::now() < deadline,
+            "the slow monitor never ran: {st}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     // The other model: the sleeper in production, rolled back automatically.

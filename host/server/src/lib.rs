@@ -141,11 +141,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
                     .with_graceful_shutdown(shutdown)
                     .await
             }
-            Ok(tls) => {
-                axum::serve(tls, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
+            Ok(tls) => axum::serve(tls, app).with_graceful_shutdown(shutdown).await,
         }
         .map_err(|source| StartError::Listen { addr, source })?;
         drain(&st).await;

@@ -163,10 +163,7 @@ impl RunQueue {
     /// queued runs to be recorded as interrupted.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        self.sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Waits until every worker has exited or `deadline` passes; returns
@@ -191,11 +188,7 @@ impl RunQueue {
 /// dropping the server frees it.
 pub fn start_workers(state: &Arc<AppState>, n: usize) {
     let handle = tokio::runtime::Handle::current();
-    let mut workers = state
-        .runs
-        .workers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut workers = state.runs.workers.lock().unwrap_or_else(|p| p.into_inner());
     for i in 0..n.max(1) {
         let rx = state.runs.receiver.clone();
         let waiting = state.runs.waiting.clone();
@@ -636,7 +629,12 @@ mod tests {
         assert!(q.running().is_empty());
         assert!(!q.cancel("run_a"));
         assert!(!q.cancel("run_never_ran"));
-        assert!(q.running.lock().unwrap_or_else(|p| p.into_inner()).is_empty());
+        assert!(
+            q.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+        );
     }
 
     #[test]
@@ -656,6 +654,10 @@ mod tests {
         assert!(q.reserve().is_ok());
         q.close();
         let closed = q.reserve().err().expect("closed");
-        assert!(closed.message.contains("shutting down"), "{}", closed.message);
+        assert!(
+            closed.message.contains("shutting down"),
+            "{}",
+            closed.message
+        );
     }
 }

@@ -255,10 +255,7 @@ pub async fn rotate_key(State(state): State<Arc<AppState>>, caller: Caller) -> A
     ));
     state.commit(change).await?;
     {
-        let mut keys = state
-            .keys
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut keys = state.keys.write().unwrap_or_else(|p| p.into_inner());
         keys.all.insert(key.verifying_key());
         keys.current = key;
     }
@@ -316,10 +313,7 @@ pub async fn put_policy(
                 "token": caller.token_id }),
     ));
     state.commit(change).await?;
-    *state
-        .policy
-        .write()
-        .unwrap_or_else(|p| p.into_inner()) = Some(accepted.clone());
+    *state.policy.write().unwrap_or_else(|p| p.into_inner()) = Some(accepted.clone());
     Ok(J(
         serde_json::to_value(&accepted).map_err(ApiError::internal)?
     ))
@@ -378,9 +372,7 @@ pub async fn audit(
     };
     let log = state.audit_log.clone();
     let (entries, head) = tokio::task::spawn_blocking(move || {
-        let log = log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let log = log.lock().unwrap_or_else(|p| p.into_inner());
         let entries = log.entries(&filter)?;
         Ok::<_, ApiError>((entries, log.head().cloned()))
     })

@@ -292,9 +292,9 @@ async fn analyze(
     let order = state.serving.alias_lock.lock().await;
     let mut c = ms.control.lock().await;
     if ms.deployment.load().generation != dep.generation {
-        record.actions.push(
-            "none: the deployment changed while the window was analysed".to_string(),
-        );
+        record
+            .actions
+            .push("none: the deployment changed while the window was analysed".to_string());
     } else if scope == "canary" {
         let steps = c
             .rollout
@@ -305,8 +305,16 @@ async fn analyze(
             let cause =
                 json!({ "measurement": &m, "window": &record.window, "version": judged.version });
             c.switched_at = None;
-            let done = apply(state, &order, ms, &mut c, &step, "airlock (canary analysis)", &cause)
-                .await?;
+            let done = apply(
+                state,
+                &order,
+                ms,
+                &mut c,
+                &step,
+                "airlock (canary analysis)",
+                &cause,
+            )
+            .await?;
             if matches!(step, Step::Abort { .. })
                 && let Some(at) = c.switched_at
             {

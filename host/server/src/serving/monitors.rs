@@ -55,8 +55,13 @@ pub(crate) async fn run_monitors(
     };
     let monitors = match loaded {
         Some(m) => m,
-        None => match load_monitors(state, &ms.name, &policy.monitors, &version.metadata().inputs)
-            .await
+        None => match load_monitors(
+            state,
+            &ms.name,
+            &policy.monitors,
+            &version.metadata().inputs,
+        )
+        .await
         {
             Ok(m) => {
                 let mut c = ms.control.lock().await;
