@@ -1836,3 +1836,75 @@ async fn slow_monitor_scenario() {
         "{st}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_whose_gate_moved_under_it_is_aborted_instead_of_promoted() {
+    let h = Harness::new().await;
+    h.served().await;
+    h.passing("1.1.0", "xgboost@1.0.0", "model-v1").await;
+    h.policy(json!({
+        "steps": [50, 100], "interval_s": 1,
+        "thresholds": { "min_requests": 5, "max_error_rate": 0.01 },
+    }))
+    .await;
+    h.ok(
+        "POST",
+        &format!("/v1/models/{MODEL}/canary"),
+        Some(json!({ "version": "1.1.0" })),
+    )
+    .await;
+    // The gate moves on while the canary runs: 1.1.0 has no run under it.
+    let strict = h
+        .pinned_gate(|t| {
+            let steps = t.get_mut("steps").unwrap().as_array_mut().unwrap();
+            let perf = steps
+                .iter_mut()
+                .find(|s| s["name"].as_str() == Some("performance"))
+                .unwrap();
+            perf["config"]["min"]["accuracy"] = toml::Value::Float(0.94);
+        })
+        .await;
+    let (s, v) = h.publish_gate(2, strict, &h.root.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    h.ok(
+        "PUT",
+        "/v1/gates/breast-cancer/current",
+        Some(json!({ "version": 2 })),
+    )
+    .await;
+    // Good traffic: every interval passes, and the last would promote.
+    let predictor = h.token("app", "predictor").await;
+    let h = Arc::new(h);
+    let hh = h.clone();
+    let started = Instant::now();
+    let (_, bad) = traffic(
+        h.clone(),
+        predictor,
+        Arc::new(eval_rows()),
+        None,
+        move || hh.deployment().canary.is_none() || started.elapsed() > Duration::from_secs(30),
+    )
+    .await;
+    assert!(bad.is_empty(), "{bad:?}");
+    let st = h.status().await;
+    assert_eq!(st["deployment"]["stable"], "1.0.0", "{st}");
+    let reason = st["rollout"]["phase"]["aborted"]["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not aborted: {st}"));
+    assert!(
+        reason.contains("may not be promoted")
+            && reason.contains("no finished gate run under gate breast-cancer version 2"),
+        "{reason}"
+    );
+    let hist = h
+        .ok("GET", &format!("/v1/models/{MODEL}/history"), None)
+        .await;
+    assert!(
+        !hist["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["version"] == "1.1.0" && e["action"] == "promote"),
+        "{hist}"
+    );
+}

@@ -296,11 +296,27 @@ async fn analyze(
             .actions
             .push("none: the deployment changed while the window was analysed".to_string());
     } else if scope == "canary" {
-        let steps = c
+        // A canary that would be promoted must still meet every promotion
+        // rule now (the gate may have moved, a refusal or approval may have
+        // changed since it started); if not, it is aborted, naming why.
+        let promoting = c
             .rollout
-            .as_mut()
-            .map(|r| r.observe(&m))
-            .unwrap_or_default();
+            .clone()
+            .is_some_and(|mut r| r.observe(&m).contains(&Step::Promote));
+        let refusal = if promoting {
+            crate::routes::deploy::check_promotable(state, &ms.name, &judged.version, true)
+                .await
+                .err()
+        } else {
+            None
+        };
+        let steps = match (refusal, c.rollout.as_mut()) {
+            (Some(e), Some(r)) => r
+                .abort(&format!("the candidate may not be promoted: {}", e.message))
+                .map_err(|e| ApiError::internal(format_args!("rollout: {e}")))?,
+            (None, Some(r)) => r.observe(&m),
+            (_, None) => Vec::new(),
+        };
         for step in steps {
             let cause =
                 json!({ "measurement": &m, "window": &record.window, "version": judged.version });
@@ -425,8 +441,19 @@ pub async fn apply(
             let Some(cv) = dep.canary.clone() else {
                 return Err(ApiError::internal("promote without a canary"));
             };
-            crate::routes::deploy::move_alias_as(
+            // The promotion rules are checked again in the transaction that
+            // moves the alias, as for any promotion.
+            let mut change = state.begin().await?;
+            let (run, _) = crate::routes::deploy::check_promotable_in(
                 state,
+                &mut change.tx,
+                &ms.name,
+                &cv.version,
+                true,
+            )
+            .await?;
+            crate::routes::deploy::move_alias_in(
+                &mut change,
                 actor,
                 None,
                 &ms.name,
@@ -434,10 +461,11 @@ pub async fn apply(
                 &cv.version,
                 Action::Promotion,
                 "promote",
-                None,
+                Some(&run),
                 "canary passed every step",
             )
             .await?;
+            state.commit(change).await?;
             ms.switch(metrics, warm_cap, |d| {
                 (
                     cv.clone(),
