@@ -1680,7 +1680,7 @@ async fn a_canary_start_racing_a_promotion_never_answers_500_and_audits_only_wha
     eprintln!("{canary_after} canaries started after the promotion, {canary_ended} ended by it");
 }
 
-/// A model whose monitor burns its whole time budget (40 s) on every live
+/// A model whose monitor burns its whole time budget (50 s) on every live
 /// window: its analyses are errors, its status answers while the monitor
 /// runs, and another model's automatic rollback happens meanwhile.
 #[test]
@@ -1718,7 +1718,7 @@ async fn slow_monitor_scenario() {
             let steps = t.get_mut("steps").unwrap().as_array_mut().unwrap();
             let step: toml::Value = toml::from_str::<toml::Table>(&format!(
                 "name = 'slow'\nplugin = '{hostile}'\ndataset = '{eval}'\n\
-                 config = {{ mode = 'loop-live' }}\nlimits = {{ timeout_ms = 40000 }}\n"
+                 config = {{ mode = 'loop-live' }}\nlimits = {{ timeout_ms = 50000 }}\n"
             ))
             .unwrap()
             .into();
@@ -1737,6 +1737,18 @@ async fn slow_monitor_scenario() {
     }
     h.model_plugin("airlock_model_xgboost", "xgboost").await;
     h.model_plugin("hostile_sleeper", "sleeper").await;
+    // The other model, set up first (its gate runs are not timed): the
+    // sleeper in production, to be rolled back automatically once traffic
+    // shows what it is.
+    h.passing("1.0.0", "xgboost@1.0.0", "model-v1").await;
+    h.promote("1.0.0").await;
+    h.passing("2.0.0", "sleeper@1.0.0", "model-v1").await;
+    h.promote("2.0.0").await;
+    h.policy(json!({
+        "interval_s": 1, "auto_rollback": true, "monitors": ["performance"], "min_window_rows": 40,
+        "thresholds": { "min_requests": 10, "max_error_rate": 0.01 },
+    }))
+    .await;
     // The slow model: served, its monitor the slow step, some traffic.
     let bundle = h.bundle("model-v1").await;
     let v = h
@@ -1789,16 +1801,6 @@ async fn slow_monitor_scenario() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    // The other model: the sleeper in production, rolled back automatically.
-    h.passing("1.0.0", "xgboost@1.0.0", "model-v1").await;
-    h.promote("1.0.0").await;
-    h.passing("2.0.0", "sleeper@1.0.0", "model-v1").await;
-    h.promote("2.0.0").await;
-    h.policy(json!({
-        "interval_s": 1, "auto_rollback": true, "monitors": ["performance"], "min_window_rows": 40,
-        "thresholds": { "min_requests": 10, "max_error_rate": 0.01 },
-    }))
-    .await;
     let labeler = h.token("labels", "labeler").await;
     let h = Arc::new(h);
     let hh = h.clone();
@@ -1821,20 +1823,30 @@ async fn slow_monitor_scenario() {
         .await;
     assert_eq!(st["monitors"]["running"], true, "{st}");
     assert_eq!(st["monitors"]["runs"], runs, "{st}");
-    // Its analyses were recorded as errors, judged without the monitor.
-    let analyses = st["analysis"].as_array().unwrap();
-    assert!(
-        analyses.iter().any(|a| a["window"]["measurement_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("did not answer within 1 s"))),
-        "{st}"
-    );
-    assert!(
-        analyses
-            .iter()
-            .all(|a| a["measurement"] != "pass" && a["measurement"].get("fail").is_none()),
-        "{st}"
-    );
+    // Its analyses are recorded as errors, judged without the monitor
+    // (waits for the first to be recorded).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = h
+            .ok("GET", &format!("/v1/models/{SLOW}/serving"), None)
+            .await;
+        let analyses = st["analysis"].as_array().unwrap();
+        assert!(
+            analyses
+                .iter()
+                .all(|a| a["measurement"] != "pass" && a["measurement"].get("fail").is_none()),
+            "{st}"
+        );
+        if analyses.iter().any(|a| {
+            a["window"]["measurement_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("did not answer within 1 s"))
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no timed-out analysis: {st}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
