@@ -285,7 +285,7 @@ async fn analyze(
     // before any lock is taken.
     let rollback_to = match (&m, scope) {
         (Measurement::Fail { .. }, "production") if policy.auto_rollback => {
-            Some(rollback_target(state, ms, &judged.version).await)
+            Some(super::autorollback::target(state, ms, &judged.version).await)
         }
         _ => None,
     };
@@ -355,7 +355,7 @@ async fn analyze(
         );
         record.actions.push(format!("alerted: {summary}"));
         if let Some(target) = rollback_to {
-            match automatic_rollback(state, &order, ms, target, &summary).await {
+            match super::autorollback::roll_back(state, &order, ms, target, &summary).await {
                 Ok((to, at)) => {
                     state.serving.metrics.rollback(&ms.name, "automatic");
                     record.breach_to_rollback_ms =
@@ -586,51 +586,4 @@ pub(crate) async fn history_row(
     .execute(&mut *change.tx)
     .await?;
     state.commit(change).await
-}
-
-/// The version promoted before `current`, made warm (so that the switch
-/// is one store), or why there is none.
-async fn rollback_target(
-    state: &Arc<AppState>,
-    ms: &Arc<ModelServing>,
-    current: &str,
-) -> Result<Arc<WarmVersion>, ApiError> {
-    let earlier = super::promoted_before(state, &ms.name, current).await;
-    let target = earlier.first().cloned().ok_or_else(|| {
-        ApiError::refused(
-            "rollback_refused",
-            format!("model {} has no earlier production version", ms.name),
-        )
-    })?;
-    super::prepare(state, &ms.name, &target).await
-}
-
-/// Rolls production back to `target` (warm), recording why; the caller
-/// holds `alias_lock` (`_order`).
-async fn automatic_rollback(
-    state: &Arc<AppState>,
-    _order: &tokio::sync::MutexGuard<'_, ()>,
-    ms: &Arc<ModelServing>,
-    target: Result<Arc<WarmVersion>, ApiError>,
-    why: &str,
-) -> Result<(String, Instant), ApiError> {
-    let warm = target?;
-    let to = warm.version.clone();
-    crate::routes::deploy::move_alias_as(
-        state,
-        "airlock (automatic rollback)",
-        None,
-        &ms.name,
-        "production",
-        &to,
-        Action::Rollback,
-        "rollback",
-        None,
-        &format!("automatic: {why}"),
-    )
-    .await?;
-    // The alias moves first (durably, with its audit entry), then traffic:
-    // a crash in between restarts serving the version the alias names.
-    state.serving.set_stable(state, &ms.name, warm);
-    Ok((to, Instant::now()))
 }
