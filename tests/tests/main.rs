@@ -28,6 +28,7 @@ mod longrun;
 mod manifest;
 mod models;
 mod preinit;
+mod races;
 mod readme;
 mod report;
 mod scaffold;

@@ -667,7 +667,12 @@ async fn overload_is_refused_at_once_with_retry_after() {
             h.send(req).await
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Wait until the slow request holds the only place.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.state.serving.pool.in_flight() == 0 {
+        assert!(Instant::now() < deadline, "the slow request never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let req = Request::builder()
         .method("POST")
         .uri("/v1/models/snoop/predict")
@@ -1581,5 +1586,337 @@ async fn the_sampled_prediction_log_is_off_by_default_and_redacts_sensitive_fiel
     assert!(
         message(&v).contains("prediction_log.sample_percent 0"),
         "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_start_racing_a_promotion_never_answers_500_and_audits_only_what_happened() {
+    let h = Harness::new().await;
+    h.served().await;
+    h.passing("1.1.0", "xgboost@1.0.0", "model-v1").await;
+    // No analysis moves the canary during a round.
+    h.policy(json!({ "steps": [20, 60, 100], "interval_s": 3600 }))
+        .await;
+    let h = Arc::new(h);
+    let mut production = "1.0.0";
+    let (mut canary_after, mut canary_ended) = (0, 0);
+    for round in 0..50 {
+        let target = if production == "1.0.0" {
+            "1.1.0"
+        } else {
+            "1.0.0"
+        };
+        let before = crate::races::audit_head(&h);
+        let hc = h.clone();
+        let canary = tokio::spawn(async move {
+            hc.call(
+                "POST",
+                &format!("/v1/models/{MODEL}/canary"),
+                Some(&hc.admin.clone()),
+                Some(json!({ "version": "2.0.0" })),
+            )
+            .await
+        });
+        crate::races::jitter(round, Duration::from_millis(8)).await;
+        let hp = h.clone();
+        let promote = tokio::spawn(async move {
+            hp.call(
+                "POST",
+                &format!("/v1/models/{MODEL}/promote"),
+                Some(&hp.admin.clone()),
+                Some(json!({ "version": target })),
+            )
+            .await
+        });
+        let (cs, cv) = canary.await.unwrap();
+        let (ps, pv) = promote.await.unwrap();
+        assert_eq!(ps, StatusCode::OK, "round {round}: promotion: {pv}");
+        assert_eq!(cs, StatusCode::OK, "round {round}: canary: {cv}");
+        production = target;
+        // The canary started once, whichever came first.
+        let entries = crate::races::audit_after(&h, before).await;
+        let starts = entries
+            .iter()
+            .filter(|e| e["action"] == "canary_start" || e["action"] == "canary_restart")
+            .count();
+        assert_eq!(starts, 1, "round {round}: {entries:?}");
+        // What serves, what the status says and what is recorded agree:
+        // the promotion either ended the canary or came before it.
+        let dep = h.deployment();
+        assert_eq!(dep.stable.version, target, "round {round}");
+        let recorded: Option<(String, String)> =
+            sqlx::query_as("SELECT candidate, stable FROM serving_canaries WHERE model = $1")
+                .bind(MODEL)
+                .fetch_optional(&h.state.db)
+                .await
+                .unwrap();
+        let st = h.status().await;
+        match &dep.canary {
+            Some(c) => {
+                assert_eq!(c.version, "2.0.0", "round {round}");
+                assert_eq!(dep.split.canary_percent, 20, "round {round}");
+                assert_eq!(
+                    recorded,
+                    Some(("2.0.0".to_string(), target.to_string())),
+                    "round {round}"
+                );
+                assert_eq!(st["rollout"]["stable"], target, "round {round}: {st}");
+                assert_eq!(st["rollout"]["phase"], "progressing", "round {round}: {st}");
+                h.ok(
+                    "POST",
+                    &format!("/v1/models/{MODEL}/canary/abort"),
+                    Some(json!({ "reason": "next round" })),
+                )
+                .await;
+                canary_after += 1;
+            }
+            None => {
+                assert_eq!(dep.split.canary_percent, 0, "round {round}");
+                assert_eq!(recorded, None, "round {round}");
+                canary_ended += 1;
+            }
+        }
+    }
+    eprintln!("{canary_after} canaries started after the promotion, {canary_ended} ended by it");
+}
+
+/// A model whose monitor burns its whole time budget (50 s) on every live
+/// window: its analyses are errors, its status answers while the monitor
+/// runs, and another model's automatic rollback happens meanwhile.
+#[test]
+fn a_slow_monitor_delays_neither_its_status_nor_another_models_rollback() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(slow_monitor_scenario());
+    // The slow monitor's thread spins until its step's deadline: not
+    // waited for.
+    rt.shutdown_background();
+}
+
+async fn slow_monitor_scenario() {
+    const SLOW: &str = "slow-model";
+    let h = Harness::with(|c| {
+        c.sandbox.limits.timeout_ms = 60_000;
+        c.sandbox.limits.fuel = 1 << 50;
+    })
+    .await;
+    let hostile = h
+        .register(
+            &airlock_tests::plugin("hostile_validator"),
+            "hostile",
+            "1.0.0",
+        )
+        .await;
+    let eval = h
+        .upload(std::fs::read(airlock_tests::example().join("data/eval.csv")).unwrap())
+        .await;
+    let gate = h
+        .pinned_gate(|t| {
+            let steps = t.get_mut("steps").unwrap().as_array_mut().unwrap();
+            let step: toml::Value = toml::from_str::<toml::Table>(&format!(
+                "name = 'slow'\nplugin = '{hostile}'\ndataset = '{eval}'\n\
+                 config = {{ mode = 'loop-live' }}\nlimits = {{ timeout_ms = 50000 }}\n"
+            ))
+            .unwrap()
+            .into();
+            steps.push(step);
+        })
+        .await;
+    let (s, v) = h.publish_gate(1, gate, &h.root.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for m in [MODEL, SLOW] {
+        h.ok(
+            "PUT",
+            &format!("/v1/models/{m}"),
+            Some(json!({ "gate": "breast-cancer" })),
+        )
+        .await;
+    }
+    h.model_plugin("airlock_model_xgboost", "xgboost").await;
+    h.model_plugin("hostile_sleeper", "sleeper").await;
+    // The other model, set up first (its gate runs are not timed): the
+    // sleeper in production, to be rolled back automatically once traffic
+    // shows what it is.
+    h.passing("1.0.0", "xgboost@1.0.0", "model-v1").await;
+    h.promote("1.0.0").await;
+    h.passing("2.0.0", "sleeper@1.0.0", "model-v1").await;
+    h.promote("2.0.0").await;
+    h.policy(json!({
+        "interval_s": 1, "auto_rollback": true, "monitors": ["performance"], "min_window_rows": 40,
+        "thresholds": { "min_requests": 10, "max_error_rate": 0.01 },
+    }))
+    .await;
+    // The slow model: served, its monitor the slow step, some traffic.
+    let bundle = h.bundle("model-v1").await;
+    let v = h
+        .ok(
+            "POST",
+            &format!("/v1/models/{SLOW}/versions"),
+            Some(json!({ "version": "1.0.0", "plugin": "xgboost@1.0.0", "bundle": bundle })),
+        )
+        .await;
+    let r = h.wait(v["run"].as_str().unwrap()).await;
+    assert_eq!(r["run"]["status"], "passed", "{r}");
+    h.ok(
+        "POST",
+        &format!("/v1/models/{SLOW}/promote"),
+        Some(json!({ "version": "1.0.0" })),
+    )
+    .await;
+    h.ok(
+        "PUT",
+        &format!("/v1/models/{SLOW}/serving"),
+        Some(json!({ "interval_s": 1, "monitors": ["slow"], "min_window_rows": 1 })),
+    )
+    .await;
+    let predictor = h.token("app", "predictor").await;
+    for (row, _) in eval_rows().iter().take(5) {
+        let (s, v) = h
+            .call(
+                "POST",
+                &format!("/v1/models/{SLOW}/predict"),
+                Some(&predictor),
+                Some(json!({ "rows": [row] })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let slow_status = || async {
+        h.ok("GET", &format!("/v1/models/{SLOW}/serving"), None)
+            .await
+    };
+    // Its status answers while its monitor runs (waits for that state).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runs = loop {
+        let st = slow_status().await;
+        if st["monitors"]["running"] == true {
+            break st["monitors"]["runs"].as_u64().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slow monitor never ran: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let labeler = h.token("labels", "labeler").await;
+    let h = Arc::new(h);
+    let hh = h.clone();
+    let started = Instant::now();
+    let (_, bad) = traffic(
+        h.clone(),
+        predictor.clone(),
+        Arc::new(eval_rows()),
+        Some(labeler),
+        move || {
+            hh.deployment().stable.version == "1.0.0" || started.elapsed() > Duration::from_secs(60)
+        },
+    )
+    .await;
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(h.deployment().stable.version, "1.0.0", "no rollback");
+    // All of that while the slow model's first monitor run was still out.
+    let st = h
+        .ok("GET", &format!("/v1/models/{SLOW}/serving"), None)
+        .await;
+    assert_eq!(st["monitors"]["running"], true, "{st}");
+    assert_eq!(st["monitors"]["runs"], runs, "{st}");
+    // Its analyses are recorded as errors, judged without the monitor
+    // (waits for the first to be recorded).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = h
+            .ok("GET", &format!("/v1/models/{SLOW}/serving"), None)
+            .await;
+        let analyses = st["analysis"].as_array().unwrap();
+        assert!(
+            analyses
+                .iter()
+                .all(|a| a["measurement"] != "pass" && a["measurement"].get("fail").is_none()),
+            "{st}"
+        );
+        if analyses.iter().any(|a| {
+            a["window"]["measurement_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("did not answer within 1 s"))
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no timed-out analysis: {st}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_whose_gate_moved_under_it_is_aborted_instead_of_promoted() {
+    let h = Harness::new().await;
+    h.served().await;
+    h.passing("1.1.0", "xgboost@1.0.0", "model-v1").await;
+    h.policy(json!({
+        "steps": [50, 100], "interval_s": 1,
+        "thresholds": { "min_requests": 5, "max_error_rate": 0.01 },
+    }))
+    .await;
+    h.ok(
+        "POST",
+        &format!("/v1/models/{MODEL}/canary"),
+        Some(json!({ "version": "1.1.0" })),
+    )
+    .await;
+    // The gate moves on while the canary runs: 1.1.0 has no run under it.
+    let strict = h
+        .pinned_gate(|t| {
+            let steps = t.get_mut("steps").unwrap().as_array_mut().unwrap();
+            let perf = steps
+                .iter_mut()
+                .find(|s| s["name"].as_str() == Some("performance"))
+                .unwrap();
+            perf["config"]["min"]["accuracy"] = toml::Value::Float(0.94);
+        })
+        .await;
+    let (s, v) = h.publish_gate(2, strict, &h.root.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    h.ok(
+        "PUT",
+        "/v1/gates/breast-cancer/current",
+        Some(json!({ "version": 2 })),
+    )
+    .await;
+    // Good traffic: every interval passes, and the last would promote.
+    let predictor = h.token("app", "predictor").await;
+    let h = Arc::new(h);
+    let hh = h.clone();
+    let started = Instant::now();
+    let (_, bad) = traffic(
+        h.clone(),
+        predictor,
+        Arc::new(eval_rows()),
+        None,
+        move || hh.deployment().canary.is_none() || started.elapsed() > Duration::from_secs(30),
+    )
+    .await;
+    assert!(bad.is_empty(), "{bad:?}");
+    let st = h.status().await;
+    assert_eq!(st["deployment"]["stable"], "1.0.0", "{st}");
+    let reason = st["rollout"]["phase"]["aborted"]["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not aborted: {st}"));
+    assert!(
+        reason.contains("may not be promoted")
+            && reason.contains("no finished gate run under gate breast-cancer version 2"),
+        "{reason}"
+    );
+    let hist = h
+        .ok("GET", &format!("/v1/models/{MODEL}/history"), None)
+        .await;
+    assert!(
+        !hist["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["version"] == "1.1.0" && e["action"] == "promote"),
+        "{hist}"
     );
 }

@@ -367,11 +367,141 @@ mod tests {
                 }
             }
 
-            /// Arbitrary bytes are refused or unpacked, never a panic.
+            /// Structured archives of well-formed entries (regular files
+            /// and directories, good names, under the caps), optionally cut
+            /// short: a whole one unpacks to exactly its entries, byte for
+            /// byte; a cut one is refused as a bad tar stream or unpacks a
+            /// prefix of them, never anything else.
             #[test]
-            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
-                let dest = tempfile::tempdir().unwrap();
-                let _ = unpack(&bytes[..], dest.path(), &caps());
+            fn structured_archives_unpack_to_exactly_their_entries(
+                files in proptest::collection::vec(
+                    (proptest::collection::vec("[a-z][a-z0-9_]{0,7}", 0..2),
+                     proptest::collection::vec(any::<u8>(), 0..1500)),
+                    0..6),
+                cut in proptest::option::of(0usize..8192),
+            ) {
+                // Distinct first segments, so that no file is another's
+                // directory.
+                let files: Vec<(String, Vec<u8>)> = files
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (segs, data))| {
+                        let mut name = format!("f{i}");
+                        for s in segs {
+                            name = format!("{name}/{s}");
+                        }
+                        (name, data)
+                    })
+                    .collect();
+                let entries: Vec<(&str, tar::EntryType, &[u8])> = files
+                    .iter()
+                    .map(|(n, d)| (n.as_str(), tar::EntryType::Regular, d.as_slice()))
+                    .collect();
+                let mut bytes = tar_with(&entries);
+                let whole = bytes.len();
+                if let Some(c) = cut {
+                    bytes.truncate(c.min(whole));
+                }
+                let outer = tempfile::tempdir().unwrap();
+                let dest = outer.path().join("dest");
+                std::fs::create_dir(&dest).unwrap();
+                let result = unpack(&bytes[..], &dest, &caps());
+                let outside = tree(outer.path());
+                prop_assert!(outside.iter().all(|p| p.starts_with("dest")), "{outside:?}");
+                match result {
+                    Ok(_) => {
+                        let mut unpacked = 0;
+                        for (name, data) in &files {
+                            match std::fs::read(dest.join(name)) {
+                                Ok(got) => {
+                                    prop_assert_eq!(&got, data, "{}", name);
+                                    unpacked += 1;
+                                }
+                                Err(_) => prop_assert!(bytes.len() < whole, "{} missing", name),
+                            }
+                        }
+                        // Only the archive's own files (and their parents).
+                        let found = tree(&dest).into_iter().filter(|p| dest.join(p).is_file()).count();
+                        prop_assert_eq!(found, unpacked);
+                    }
+                    Err(e) => {
+                        prop_assert!(bytes.len() < whole, "a whole archive was refused: {}", e);
+                        prop_assert!(matches!(e, ArchiveError::Malformed(_)), "{}", e);
+                    }
+                }
+            }
+
+            /// Archives of hostile entries (climbing, absolute, empty and
+            /// odd names; links, devices, FIFOs; repeats): each is refused
+            /// naming the entry, or unpacks exactly its own regular files
+            /// and directories, never a link and nothing outside.
+            #[test]
+            fn hostile_structured_archives_are_refused_naming_an_entry_or_kept_inside(
+                entries in proptest::collection::vec(
+                    (prop_oneof![
+                        Just("..".to_string()), Just("a/../../b".to_string()),
+                        Just("/etc/passwd".to_string()), Just("./x".to_string()),
+                        Just("x//y".to_string()), Just("dup".to_string()),
+                        Just(".hidden".to_string()), Just("a\\b".to_string()),
+                        "[a-z]{1,6}(/[a-z]{1,6}){0,5}",
+                    ],
+                     prop_oneof![
+                        Just(tar::EntryType::Regular), Just(tar::EntryType::Directory),
+                        Just(tar::EntryType::Symlink), Just(tar::EntryType::Link),
+                        Just(tar::EntryType::Char), Just(tar::EntryType::Block),
+                        Just(tar::EntryType::Fifo),
+                     ],
+                     proptest::collection::vec(any::<u8>(), 0..64)),
+                    1..8),
+            ) {
+                let list: Vec<(&str, tar::EntryType, &[u8])> = entries
+                    .iter()
+                    .map(|(n, k, d)| {
+                        let d: &[u8] = if *k == tar::EntryType::Regular { d } else { &[] };
+                        (n.as_str(), *k, d)
+                    })
+                    .collect();
+                let bytes = tar_with(&list);
+                let outer = tempfile::tempdir().unwrap();
+                let dest = outer.path().join("dest");
+                std::fs::create_dir(&dest).unwrap();
+                let result = unpack(&bytes[..], &dest, &caps());
+                let outside = tree(outer.path());
+                prop_assert!(outside.iter().all(|p| p.starts_with("dest")), "{outside:?}");
+                let inside = tree(&dest);
+                for p in &inside {
+                    prop_assert!(!dest.join(p).is_symlink(), "{p:?} is a link");
+                }
+                match result {
+                    Err(e) => {
+                        let named = match &e {
+                            ArchiveError::EntryType { name, .. }
+                            | ArchiveError::BadName { name, .. }
+                            | ArchiveError::Duplicate { name } => entries.iter().any(|(n, _, _)| n == name || n.trim_end_matches('/') == name.trim_end_matches('/') || name.contains(n.as_str()) || n.contains(name.as_str())),
+                            ArchiveError::OverCap { .. } => true,
+                            ArchiveError::Io { path, .. } => {
+                                let path = path.to_string_lossy();
+                                entries.iter().any(|(n, _, _)| path.contains(n.trim_start_matches("./")))
+                            }
+                            ArchiveError::Malformed(_) => false,
+                        };
+                        prop_assert!(named, "{} names no entry of {:?}", e, list);
+                    }
+                    Ok(_) => {
+                        // Accepted: every entry was a regular file or a
+                        // directory, each file is there with its bytes.
+                        for (n, k, d) in &list {
+                            prop_assert!(
+                                matches!(k, tar::EntryType::Regular | tar::EntryType::Directory),
+                                "{n} ({k:?}) was accepted"
+                            );
+                            if *k == tar::EntryType::Regular {
+                                let got = std::fs::read(dest.join(n)).ok();
+                                prop_assert_eq!(got.as_deref(), Some(*d), "{}", n);
+                            }
+                        }
+                    }
+                }
             }
         }
     }

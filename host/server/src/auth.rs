@@ -175,7 +175,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             return Err(ApiError::unauthorized(format!("token {id} was revoked")));
         }
         if let Some(exp) = expires_at
-            && crate::db::unix_now() >= exp
+            && state.clock.unix_now() >= exp
         {
             return Err(ApiError::unauthorized(format!("token {id} has expired")));
         }
@@ -189,5 +189,27 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             role,
             scope,
         })
+    }
+}
+
+/// The wall clock token expiry is read from: the system's, plus an offset
+/// that only moves forward and only when asked ([`Clock::advance`]), so
+/// that a test can let a token expire without waiting for it.
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset_s: std::sync::atomic::AtomicI64,
+}
+
+impl Clock {
+    /// Seconds since the Unix epoch, as the token checks see them.
+    pub fn unix_now(&self) -> i64 {
+        crate::db::unix_now() + self.offset_s.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Moves this clock forward by `by` (tests).
+    pub fn advance(&self, by: std::time::Duration) {
+        let s = i64::try_from(by.as_secs()).unwrap_or(i64::MAX);
+        self.offset_s
+            .fetch_add(s, std::sync::atomic::Ordering::AcqRel);
     }
 }

@@ -78,12 +78,22 @@ fn step_err(step: &str, e: ApiError) -> ApiError {
 
 /// The gate's current (version, digest).
 pub async fn current(state: &AppState, gate: &str) -> Result<(i64, String), ApiError> {
+    let mut conn = state.db.acquire().await?;
+    current_in(&mut conn, gate).await
+}
+
+/// [`current`] as read on `conn` (inside a change's transaction, so that
+/// what a promotion checks is what holds when the alias moves).
+pub async fn current_in(
+    conn: &mut sqlx::AnyConnection,
+    gate: &str,
+) -> Result<(i64, String), ApiError> {
     let row: Option<(i64, String)> = sqlx::query_as(
         "SELECT g.version, g.digest FROM gate_current c JOIN gates g ON g.name = c.name AND g.version = c.version
          WHERE c.name = $1",
     )
     .bind(gate)
-    .fetch_optional(&state.db)
+    .fetch_optional(conn)
     .await?;
     row.ok_or_else(|| ApiError::not_found(format!("no gate {gate}")))
 }

@@ -57,6 +57,7 @@ pub struct Running {
     /// Where the first admin token was written, on a fresh data directory.
     pub admin_token_file: Option<std::path::PathBuf>,
     tls: bool,
+    handshakes: Option<Arc<std::sync::atomic::AtomicUsize>>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), StartError>>,
     controller_stop: tokio::sync::watch::Sender<bool>,
@@ -81,6 +82,14 @@ impl Running {
     /// build the base URL from it and `addr`.
     pub fn scheme(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
+    }
+
+    /// TLS handshakes accepted and not yet finished (0 without TLS): what a
+    /// test waits on to know a connection was accepted.
+    pub fn handshakes_in_progress(&self) -> usize {
+        self.handshakes
+            .as_ref()
+            .map_or(0, |h| h.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// Begins stopping: every new request is answered 503 `stopping`
@@ -211,21 +220,22 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
             refuse_while_stopping(stopping.clone(), grace, req, next)
         }
     }));
+    let listener = match acceptor {
+        None => Err(listener),
+        Some(acceptor) => Ok(tls::TlsListener::new(listener, acceptor)),
+    };
+    let handshakes = listener.as_ref().ok().map(tls::TlsListener::pending);
     let task = tokio::spawn(async move {
         let shutdown = async {
             let _ = stopped.await;
         };
-        match acceptor {
-            None => {
-                axum::serve(listener, app)
+        match listener {
+            Err(plain) => {
+                axum::serve(plain, app)
                     .with_graceful_shutdown(shutdown)
                     .await
             }
-            Some(acceptor) => {
-                axum::serve(tls::TlsListener::new(listener, acceptor), app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
+            Ok(tls) => axum::serve(tls, app).with_graceful_shutdown(shutdown).await,
         }
         .map_err(|source| StartError::Listen { addr, source })?;
         Ok(())
@@ -236,6 +246,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         state,
         admin_token_file,
         tls,
+        handshakes,
         stop,
         task,
         controller_stop,

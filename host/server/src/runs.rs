@@ -18,7 +18,7 @@ use airlock_core::gate::spec::GateSpec;
 use airlock_gate::runner::{GateJob, ModelUnderTest};
 use airlock_runtime::sandbox::Bundle;
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,15 +27,66 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
 /// The queue in front of the workers.
+///
+/// A submission takes its place in the queue ([`RunQueue::reserve`])
+/// before its run is committed and hands the run over after the commit
+/// ([`Reserved::push`], which cannot find the queue full): a full queue
+/// refuses the submission outright, and a committed run is always queued.
+///
+/// Locks here, as everywhere in the server, are taken through poisoning
+/// (`unwrap_or_else(|p| p.into_inner())`): no critical section leaves its
+/// value half-changed, so a panic elsewhere never makes the server drop a
+/// cancel or forget a running run.
 pub struct RunQueue {
     sender: Mutex<Option<SyncSender<String>>>,
     receiver: Arc<Mutex<Receiver<String>>>,
-    cancelled: Mutex<HashSet<String>>,
-    running: Mutex<HashSet<String>>,
+    /// Runs on a worker, each with whether it was cancelled while running
+    /// (its result is then discarded). An entry lives exactly as long as
+    /// its run is on a worker, so the map never grows past the workers.
+    running: Mutex<HashMap<String, bool>>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Places taken: reserved, or sent and not yet taken by a worker.
     waiting: Arc<AtomicUsize>,
     depth: usize,
     closed: Arc<AtomicBool>,
+}
+
+/// A place in the run queue, taken before a run is committed; dropped
+/// unused (the submission failed), it is given back.
+pub struct Reserved<'a> {
+    queue: &'a RunQueue,
+    tx: Option<SyncSender<String>>,
+}
+
+impl Reserved<'_> {
+    /// Hands the committed run to the workers. The place was taken, so the
+    /// queue has room; should the workers be gone (a stop in progress), the
+    /// run stays `queued` in the database and the stop records it
+    /// interrupted, as it does every queued run.
+    pub fn push(mut self, run_id: &str) {
+        let Some(tx) = self.tx.take() else { return };
+        match tx.try_send(run_id.to_string()) {
+            Ok(()) => {}
+            Err(e) => {
+                self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+                let why = match e {
+                    TrySendError::Full(_) => "the queue is full",
+                    TrySendError::Disconnected(_) => "the workers have stopped",
+                };
+                eprintln!(
+                    "airlock server: run {run_id} stays queued ({why}); a stop records it interrupted"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if self.tx.take().is_some() {
+            self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl RunQueue {
@@ -45,8 +96,7 @@ impl RunQueue {
         RunQueue {
             sender: Mutex::new(Some(tx)),
             receiver: Arc::new(Mutex::new(rx)),
-            cancelled: Mutex::new(HashSet::new()),
-            running: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
             waiting: Arc::new(AtomicUsize::new(0)),
             depth: depth.max(1),
@@ -54,49 +104,48 @@ impl RunQueue {
         }
     }
 
-    /// Queues `run_id`, or says the queue is full (503 with Retry-After) or
-    /// closed (shutting down).
-    pub fn push(&self, run_id: &str) -> Result<(), ApiError> {
-        let guard = self
-            .sender
-            .lock()
-            .map_err(|_| ApiError::internal("run queue lock"))?;
+    /// Takes a place for a run about to be committed, or says the queue is
+    /// full (503 with Retry-After) or closed (shutting down).
+    pub fn reserve(&self) -> Result<Reserved<'_>, ApiError> {
+        let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = guard.as_ref() else {
             return Err(ApiError::unavailable("the server is shutting down", 5));
         };
-        match tx.try_send(run_id.to_string()) {
-            Ok(()) => {
-                self.waiting.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
-            Err(TrySendError::Full(_)) => Err(ApiError::unavailable(
-                "the gate-run queue is full; retry later",
-                10,
-            )),
-            Err(TrySendError::Disconnected(_)) => {
-                Err(ApiError::unavailable("the gate workers have stopped", 5))
-            }
-        }
+        self.waiting
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                (w < self.depth).then_some(w + 1)
+            })
+            .map_err(|_| ApiError::unavailable("the gate-run queue is full; retry later", 10))?;
+        Ok(Reserved {
+            queue: self,
+            tx: Some(tx.clone()),
+        })
     }
 
-    /// Whether a push would find room now (checked before a run is
-    /// recorded, so that a full queue refuses the submission outright).
-    pub fn has_room(&self) -> bool {
-        self.waiting.load(Ordering::SeqCst) < self.depth
-    }
-
-    /// Marks a run cancelled (a queued one is skipped; a running one's
-    /// result is discarded).
-    pub fn cancel(&self, run_id: &str) {
-        if let Ok(mut c) = self.cancelled.lock() {
-            c.insert(run_id.to_string());
+    /// Marks a running run cancelled (its result is discarded); returns
+    /// whether it was on a worker. A queued run is cancelled in the
+    /// database alone: its worker skips what is no longer `queued`.
+    pub fn cancel(&self, run_id: &str) -> bool {
+        match self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(run_id)
+        {
+            Some(c) => {
+                *c = true;
+                true
+            }
+            None => false,
         }
     }
 
     fn is_cancelled(&self, run_id: &str) -> bool {
-        self.cancelled
+        self.running
             .lock()
-            .map(|c| c.contains(run_id))
+            .unwrap_or_else(|p| p.into_inner())
+            .get(run_id)
+            .copied()
             .unwrap_or(false)
     }
 
@@ -104,17 +153,17 @@ impl RunQueue {
     pub fn running(&self) -> Vec<String> {
         self.running
             .lock()
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Stops taking runs; workers finish the run they hold and exit, leaving
     /// queued runs to be recorded as interrupted.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        if let Ok(mut s) = self.sender.lock() {
-            s.take();
-        }
+        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Waits until every worker has exited or `deadline` passes; returns
@@ -124,8 +173,9 @@ impl RunQueue {
             let done = self
                 .workers
                 .lock()
-                .map(|w| w.iter().all(|h| h.is_finished()))
-                .unwrap_or(true);
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .all(|h| h.is_finished());
             if done || std::time::Instant::now() >= deadline {
                 return done;
             }
@@ -138,10 +188,7 @@ impl RunQueue {
 /// dropping the server frees it.
 pub fn start_workers(state: &Arc<AppState>, n: usize) {
     let handle = tokio::runtime::Handle::current();
-    let mut workers = match state.runs.workers.lock() {
-        Ok(w) => w,
-        Err(_) => return,
-    };
+    let mut workers = state.runs.workers.lock().unwrap_or_else(|p| p.into_inner());
     for i in 0..n.max(1) {
         let rx = state.runs.receiver.clone();
         let waiting = state.runs.waiting.clone();
@@ -152,10 +199,7 @@ pub fn start_workers(state: &Arc<AppState>, n: usize) {
             .name(format!("airlock-gate-{i}"))
             .spawn(move || {
                 loop {
-                    let next = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
+                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     let Ok(run_id) = next else { return };
                     waiting.fetch_sub(1, Ordering::SeqCst);
                     if closed.load(Ordering::SeqCst) {
@@ -201,12 +245,8 @@ fn execute(state: &Arc<AppState>, rt: &tokio::runtime::Handle, run_id: &str) {
             return;
         }
     };
-    if state.runs.is_cancelled(run_id) {
-        return;
-    }
-    if let Ok(mut r) = state.runs.running.lock() {
-        r.insert(run_id.to_string());
-    }
+    // On a worker from here until `_on_worker` drops (whatever the exit).
+    let _on_worker = OnWorker::new(&state.runs, run_id);
     let started = rt.block_on(async {
         let mut change = state.begin().await?;
         let r = sqlx::query(
@@ -229,8 +269,32 @@ fn execute(state: &Arc<AppState>, rt: &tokio::runtime::Handle, run_id: &str) {
             eprintln!("airlock server: recording run {run_id}: {e}");
         }
     }
-    if let Ok(mut r) = state.runs.running.lock() {
-        r.remove(run_id);
+}
+
+/// A run's entry in [`RunQueue::running`], removed when dropped.
+struct OnWorker<'a> {
+    queue: &'a RunQueue,
+    run_id: &'a str,
+}
+
+impl<'a> OnWorker<'a> {
+    fn new(queue: &'a RunQueue, run_id: &'a str) -> OnWorker<'a> {
+        queue
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run_id.to_string(), false);
+        OnWorker { queue, run_id }
+    }
+}
+
+impl Drop for OnWorker<'_> {
+    fn drop(&mut self) {
+        self.queue
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(self.run_id);
     }
 }
 
@@ -355,7 +419,7 @@ fn judge_inner(
     let model_digest = Digest::parse(&version.0).ok_or("bad plugin digest")?;
     let bundle_digest = version.2.as_deref().and_then(Digest::parse);
     let (envelope, key_id) = {
-        let keys = state.keys.read().map_err(|_| "host key lock poisoned")?;
+        let keys = state.keys.read().unwrap_or_else(|p| p.into_inner());
         let env = attest_gate(
             &report.verdict,
             model_digest,
@@ -537,4 +601,63 @@ pub async fn mark_interrupted(state: &AppState) -> Result<(), ApiError> {
         ));
     }
     state.commit(change).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_is_remembered_only_while_its_run_is_on_a_worker_even_through_a_poisoned_lock() {
+        let q = RunQueue::new(4);
+        {
+            let _on = OnWorker::new(&q, "run_a");
+            // Another thread panics holding the lock: the cancel still lands.
+            std::thread::scope(|s| {
+                let poisoner = s.spawn(|| {
+                    let _held = q.running.lock().unwrap();
+                    panic!("injected: a thread dies holding the run lock");
+                });
+                assert!(poisoner.join().is_err());
+            });
+            assert!(q.running.is_poisoned());
+            assert!(q.cancel("run_a"));
+            assert!(q.is_cancelled("run_a"));
+            assert_eq!(q.running(), vec!["run_a".to_string()]);
+        }
+        // Off the worker: forgotten, and cancelling it again remembers nothing.
+        assert!(q.running().is_empty());
+        assert!(!q.cancel("run_a"));
+        assert!(!q.cancel("run_never_ran"));
+        assert!(
+            q.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_reserved_place_is_the_runs_and_an_unused_one_is_given_back() {
+        let q = RunQueue::new(1);
+        let place = q.reserve().unwrap();
+        let full = q.reserve().err().expect("one place, taken");
+        assert!(full.message.contains("queue is full"), "{}", full.message);
+        drop(place);
+        let place = q.reserve().unwrap();
+        place.push("run_b");
+        assert!(q.reserve().is_err());
+        // A worker takes it: the place is free again.
+        let got = q.receiver.lock().unwrap().recv().unwrap();
+        q.waiting.fetch_sub(1, Ordering::SeqCst);
+        assert_eq!(got, "run_b");
+        assert!(q.reserve().is_ok());
+        q.close();
+        let closed = q.reserve().err().expect("closed");
+        assert!(
+            closed.message.contains("shutting down"),
+            "{}",
+            closed.message
+        );
+    }
 }

@@ -52,6 +52,8 @@ pub struct AppState {
     pub serving_ready: std::sync::atomic::AtomicBool,
     /// Token rows recently read (see [`crate::auth::TokenCache`]).
     pub tokens: crate::auth::TokenCache,
+    /// The clock token expiry is read from.
+    pub clock: crate::auth::Clock,
 }
 
 /// Removes what earlier runs left in `<data>/tmp`. The directory is first
@@ -154,6 +156,7 @@ impl AppState {
             serving,
             serving_ready: std::sync::atomic::AtomicBool::new(false),
             tokens: crate::auth::TokenCache::default(),
+            clock: crate::auth::Clock::default(),
             config,
         });
         if let Some(path) = bootstrap_admin(&state).await? {
@@ -192,7 +195,11 @@ impl AppState {
 
     /// The host's key set (for verifying attestations).
     pub fn key_set(&self) -> KeySet {
-        self.keys.read().map(|k| k.all.clone()).unwrap_or_default()
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .all
+            .clone()
     }
 }
 

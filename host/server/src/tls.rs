@@ -24,6 +24,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -147,6 +148,17 @@ pub struct TlsListener {
     acceptor: TlsAcceptor,
     handshakes: JoinSet<Result<(TlsStream<TcpStream>, SocketAddr), String>>,
     paused_until: Option<Instant>,
+    /// Handshakes started and not yet finished (see [`TlsListener::pending`]).
+    pending: Arc<AtomicUsize>,
+}
+
+/// Counts a handshake as pending until its task ends, however it ends.
+struct Pending(Arc<AtomicUsize>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl TlsListener {
@@ -157,14 +169,25 @@ impl TlsListener {
             acceptor,
             handshakes: JoinSet::new(),
             paused_until: None,
+            pending: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The number of handshakes accepted and not yet finished, shared (so
+    /// that tests can wait for a connection to be accepted instead of
+    /// sleeping).
+    pub fn pending(&self) -> Arc<AtomicUsize> {
+        self.pending.clone()
     }
 
     fn start_handshake(&mut self, stream: TcpStream, peer: SocketAddr) {
         // Small requests and responses: do not let Nagle hold TLS records.
         let _ = stream.set_nodelay(true);
         let acceptor = self.acceptor.clone();
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let pending = Pending(self.pending.clone());
         self.handshakes.spawn(async move {
+            let _pending = pending;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => Ok((tls, peer)),
                 Ok(Err(e)) => Err(format!("TLS handshake with {peer} failed: {e}")),

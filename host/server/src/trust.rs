@@ -22,7 +22,7 @@ pub fn effective_policy(state: &AppState) -> Result<TrustPolicy, ApiError> {
     if let Some(p) = state
         .policy
         .read()
-        .map_err(|_| ApiError::internal("policy lock"))?
+        .unwrap_or_else(|p| p.into_inner())
         .as_ref()
     {
         return Ok(p.clone());

@@ -86,7 +86,7 @@ pub async fn create_token(
             "ttl_seconds {ttl} is outside 1..=315360000"
         )));
     }
-    let expires = crate::db::unix_now() + ttl as i64;
+    let expires = state.clock.unix_now() + ttl as i64;
     let t = mint_token().map_err(|e| ApiError::internal(format_args!("randomness: {e}")))?;
     let mut change = state.begin().await?;
     sqlx::query(
@@ -255,10 +255,7 @@ pub async fn rotate_key(State(state): State<Arc<AppState>>, caller: Caller) -> A
     ));
     state.commit(change).await?;
     {
-        let mut keys = state
-            .keys
-            .write()
-            .map_err(|_| ApiError::internal("host key lock"))?;
+        let mut keys = state.keys.write().unwrap_or_else(|p| p.into_inner());
         keys.all.insert(key.verifying_key());
         keys.current = key;
     }
@@ -284,7 +281,7 @@ pub async fn put_policy(
     let current = state
         .policy
         .read()
-        .map_err(|_| ApiError::internal("policy lock"))?
+        .unwrap_or_else(|p| p.into_inner())
         .clone();
     let mut root = airlock_attest::KeySet::new();
     for k in &state.config.trust_root {
@@ -316,10 +313,7 @@ pub async fn put_policy(
                 "token": caller.token_id }),
     ));
     state.commit(change).await?;
-    *state
-        .policy
-        .write()
-        .map_err(|_| ApiError::internal("policy lock"))? = Some(accepted.clone());
+    *state.policy.write().unwrap_or_else(|p| p.into_inner()) = Some(accepted.clone());
     Ok(J(
         serde_json::to_value(&accepted).map_err(ApiError::internal)?
     ))
@@ -399,9 +393,7 @@ pub async fn audit(
     };
     let log = state.audit_log.clone();
     let (entries, head) = tokio::task::spawn_blocking(move || {
-        let log = log
-            .lock()
-            .map_err(|_| ApiError::internal("audit log lock"))?;
+        let log = log.lock().unwrap_or_else(|p| p.into_inner());
         let entries = if newest {
             log.newest_entries(&filter, limit)?
         } else {

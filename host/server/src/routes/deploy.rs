@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::error::extract::{Json, Path};
 use crate::error::{ApiError, ApiResult};
 use crate::names::{check_name, check_version};
-use crate::state::AppState;
+use crate::state::{AppState, Change};
 use airlock_attest::Envelope;
 use airlock_attest::gate::{ExpectedSubject, verify_attestation};
 use airlock_audit::Action;
@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use axum::Json as J;
 
-use super::models::{model_row, version_row};
+use super::models::{model_row, model_row_in, version_row, version_row_in};
 
 /// `POST .../approvals` body.
 #[derive(Debug, Default, Deserialize)]
@@ -118,7 +118,9 @@ pub async fn promote(
 ) -> ApiResult<J<Value>> {
     may_move(&caller, &name, &req.alias)?;
     check_version(&req.version)?;
-    let (run_id, approvers) = check_promotable(&state, &name, &req.version, true).await?;
+    // Checked once before warming, to answer early; and again below, in
+    // the transaction that moves the alias, which is what decides.
+    check_promotable(&state, &name, &req.version, true).await?;
     // The production alias is what is served: the version is made warm
     // (compiled, pre-initialised, checked) before the alias moves, so the
     // switch after the commit is one atomic store.
@@ -128,9 +130,13 @@ pub async fn promote(
         None
     };
     let order = state.serving.alias_lock.lock().await;
-    let from = move_alias(
-        &state,
-        &caller,
+    let mut change = state.begin().await?;
+    let (run_id, approvers) =
+        check_promotable_in(&state, &mut change.tx, &name, &req.version, true).await?;
+    let from = move_alias_in(
+        &mut change,
+        &caller.subject,
+        Some(&caller.token_id),
         &name,
         &req.alias,
         &req.version,
@@ -141,12 +147,15 @@ pub async fn promote(
     )
     .await?;
     if from.as_deref() == Some(req.version.as_str()) {
+        // Nothing moved and nothing was recorded: the change is dropped.
+        drop(change);
         drop(order);
         return Ok(J(
             json!({ "model": name, "alias": req.alias, "version": req.version, "previous": from,
                      "run": run_id, "unchanged": true }),
         ));
     }
+    state.commit(change).await?;
     let switch_ns = match warm {
         Some(w) => Some(go_live(&state, &name, w).await),
         None => None,
@@ -171,15 +180,32 @@ pub async fn check_promotable(
     version: &str,
     approvals: bool,
 ) -> Result<(String, Vec<(String,)>), ApiError> {
+    let mut conn = state.db.acquire().await?;
+    check_promotable_in(state, &mut conn, name, version, approvals).await
+}
+
+/// [`check_promotable`] as read on `conn`: inside the change that moves
+/// the alias (or starts the canary), under the write lock, so that no gate
+/// switch, refusal or withdrawn approval can fall between the check and
+/// the move.
+pub async fn check_promotable_in(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    name: &str,
+    version: &str,
+    approvals: bool,
+) -> Result<(String, Vec<(String,)>), ApiError> {
     let name = name.to_string();
-    let model = model_row(state, &name).await?;
-    let v = version_row(state, &name, version).await?;
+    let model = model_row_in(conn, &name).await?;
+    let v = version_row_in(conn, &name, version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no version {version} of model {name}")))?;
     let refuse = |why: String| ApiError::refused("promotion_refused", why);
     let gate = model
         .gate
         .clone()
         .ok_or_else(|| refuse(format!("model {name} has no gate")))?;
-    let (gate_version, gate_digest) = crate::gates::current(state, &gate).await?;
+    let (gate_version, gate_digest) = crate::gates::current_in(conn, &gate).await?;
     // The newest finished run of this version under the gate's current digest.
     let run: Option<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT id, status, attestation FROM runs WHERE model = $1 AND version = $2 AND gate_digest = $3
@@ -188,7 +214,7 @@ pub async fn check_promotable(
     .bind(&name)
     .bind(version)
     .bind(&gate_digest)
-    .fetch_optional(&state.db)
+    .fetch_optional(&mut *conn)
     .await?;
     let (run_id, status, att) = run.ok_or_else(|| {
         refuse(format!(
@@ -214,7 +240,7 @@ pub async fn check_promotable(
     .bind(&gate_digest)
     .bind(&v.plugin)
     .bind(&v.bundle_digest)
-    .fetch_optional(&state.db)
+    .fetch_optional(&mut *conn)
     .await?;
     if let Some((r, m, rv)) = refused {
         return Err(refuse(format!(
@@ -257,7 +283,7 @@ pub async fn check_promotable(
     .bind(&name)
     .bind(version)
     .bind(&v.submitter)
-    .fetch_all(&state.db)
+    .fetch_all(&mut *conn)
     .await?;
     if approvals && (approvers.len() as i64) < model.approvals_required {
         return Err(refuse(format!(
@@ -294,7 +320,8 @@ pub async fn go_live(
     took.as_nanos() as u64
 }
 
-/// Moves an alias inside one change, recording history and audit.
+/// Moves an alias in one change of its own, recording history and audit
+/// (the caller holds `alias_lock`).
 #[allow(clippy::too_many_arguments)]
 async fn move_alias(
     state: &AppState,
@@ -337,10 +364,43 @@ pub async fn move_alias_as(
     run: Option<&str>,
     reason: &str,
 ) -> Result<Option<String>, ApiError> {
+    let mut change = state.begin().await?;
+    let from = move_alias_in(
+        &mut change,
+        actor,
+        token,
+        model,
+        alias,
+        version,
+        action,
+        verb,
+        run,
+        reason,
+    )
+    .await?;
+    state.commit(change).await?;
+    Ok(from)
+}
+
+/// Moves an alias inside `change`: the alias row, a history row and the
+/// audit entry, all committed together or not at all. Returns the version
+/// the alias held.
+#[allow(clippy::too_many_arguments)]
+pub async fn move_alias_in(
+    change: &mut Change<'_>,
+    actor: &str,
+    token: Option<&str>,
+    model: &str,
+    alias: &str,
+    version: &str,
+    action: Action,
+    verb: &str,
+    run: Option<&str>,
+    reason: &str,
+) -> Result<Option<String>, ApiError> {
     if reason.len() > 4096 {
         return Err(ApiError::bad_request("reason is over 4096 bytes"));
     }
-    let mut change = state.begin().await?;
     let from: Option<(String,)> =
         sqlx::query_as("SELECT version FROM aliases WHERE model = $1 AND alias = $2")
             .bind(model)
@@ -385,7 +445,6 @@ pub async fn move_alias_as(
         format!("{model}/{version}"),
         json!({ "alias": alias, "from": from, "run": run, "reason": reason, "token": token }),
     ));
-    state.commit(change).await?;
     Ok(from)
 }
 

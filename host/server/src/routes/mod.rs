@@ -16,7 +16,7 @@ use crate::serving::oip;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{delete, get, post, put};
+use listed::{Listed, delete, get, post, put};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -120,8 +120,19 @@ pub const ROUTES: &[RouteInfo] = &[
 
 /// Builds the router.
 pub fn router(state: Arc<AppState>) -> Router {
+    build(state).0
+}
+
+/// Every (method, path template) the router serves, as registered (the
+/// access-table test compares it with [`ROUTES`] both ways, so that a
+/// route served but not listed cannot go unnoticed).
+pub fn registered(state: Arc<AppState>) -> Vec<(&'static str, &'static str)> {
+    build(state).1
+}
+
+fn build(state: Arc<AppState>) -> (Router, Vec<(&'static str, &'static str)>) {
     let json_limit = state.config.max_json_bytes;
-    let api = Router::new()
+    let api = Listed::new()
         .route("/v1/health", get(admin::health))
         .route("/v1/openapi.json", get(crate::openapi::document))
         .route("/v1/whoami", get(admin::whoami))
@@ -232,14 +243,96 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v2/models/{name}/versions/{version}/infer",
             post(oip::infer_version).layer(body_limit),
         );
-    api.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        authorize,
-    ))
-    .fallback(not_found)
-    .method_not_allowed_fallback(method_not_allowed)
-    .layer(DefaultBodyLimit::max(json_limit))
-    .with_state(state)
+    let (api, registered) = api.into_parts();
+    let router = api
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(json_limit))
+        .with_state(state);
+    (router, registered)
+}
+
+/// The router under construction, recording every method and path it is
+/// given: the same calls as axum's (`.route(path, get(h).post(h2))`), so
+/// that a route cannot be served without being listed.
+mod listed {
+    use crate::state::AppState;
+    use axum::extract::DefaultBodyLimit;
+    use axum::handler::Handler;
+    use axum::routing::MethodRouter;
+    use std::sync::Arc;
+
+    type S = Arc<AppState>;
+
+    /// A router and the (method, path) pairs it serves.
+    pub(super) struct Listed {
+        router: axum::Router<S>,
+        registered: Vec<(&'static str, &'static str)>,
+    }
+
+    impl Listed {
+        pub(super) fn new() -> Listed {
+            Listed {
+                router: axum::Router::new(),
+                registered: Vec::new(),
+            }
+        }
+
+        /// `axum::Router::route`, recorded.
+        pub(super) fn route(mut self, path: &'static str, m: Methods) -> Listed {
+            self.router = self.router.route(path, m.router);
+            self.registered
+                .extend(m.methods.into_iter().map(|method| (method, path)));
+            self
+        }
+
+        pub(super) fn into_parts(self) -> (axum::Router<S>, Vec<(&'static str, &'static str)>) {
+            (self.router, self.registered)
+        }
+    }
+
+    /// A method router and the methods it answers.
+    pub(super) struct Methods {
+        router: MethodRouter<S>,
+        methods: Vec<&'static str>,
+    }
+
+    macro_rules! method {
+        ($name:ident, $word:literal) => {
+            pub(super) fn $name<H: Handler<T, S>, T: 'static>(handler: H) -> Methods {
+                Methods {
+                    router: axum::routing::$name(handler),
+                    methods: vec![$word],
+                }
+            }
+
+            impl Methods {
+                #[allow(dead_code)]
+                pub(super) fn $name<H: Handler<T, S>, T: 'static>(mut self, handler: H) -> Methods {
+                    self.router = self.router.$name(handler);
+                    self.methods.push($word);
+                    self
+                }
+            }
+        };
+    }
+
+    method!(get, "GET");
+    method!(post, "POST");
+    method!(put, "PUT");
+    method!(delete, "DELETE");
+
+    impl Methods {
+        /// A body limit for these methods.
+        pub(super) fn layer(mut self, limit: DefaultBodyLimit) -> Methods {
+            self.router = self.router.layer(limit);
+            self
+        }
+    }
 }
 
 /// The permission `method path-template` needs, from [`ROUTES`].

@@ -105,11 +105,20 @@ pub async fn put_model(
 }
 
 pub(super) async fn model_row(state: &AppState, name: &str) -> Result<ModelView, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    model_row_in(&mut conn, name).await
+}
+
+/// A model as read on `conn` (inside a change's transaction, say).
+pub(crate) async fn model_row_in(
+    conn: &mut sqlx::AnyConnection,
+    name: &str,
+) -> Result<ModelView, ApiError> {
     sqlx::query_as(
         "SELECT name, gate, approvals_required, description, created_at, created_by FROM models WHERE name = $1",
     )
     .bind(name)
-    .fetch_optional(&state.db)
+    .fetch_optional(conn)
     .await?
     .ok_or_else(|| ApiError::not_found(format!("no model {name}")))
 }
@@ -240,14 +249,25 @@ pub(super) async fn version_row(
     model: &str,
     version: &str,
 ) -> Result<VersionView, ApiError> {
-    sqlx::query_as(&format!(
+    let mut conn = state.db.acquire().await?;
+    version_row_in(&mut conn, model, version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no version {version} of model {model}")))
+}
+
+/// A version as read on `conn` (inside a change's transaction, say).
+pub(crate) async fn version_row_in(
+    conn: &mut sqlx::AnyConnection,
+    model: &str,
+    version: &str,
+) -> Result<Option<VersionView>, ApiError> {
+    Ok(sqlx::query_as(&format!(
         "SELECT {VERSION_COLUMNS} FROM versions WHERE model = $1 AND version = $2"
     ))
     .bind(model)
     .bind(version)
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("no version {version} of model {model}")))
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// `POST /v1/models/{name}/versions`: records a version and queues its gate run.
@@ -302,7 +322,18 @@ pub async fn submit_version(
             (None, None, None)
         }
     };
-    if let Ok(existing) = version_row(&state, &name, &req.version).await {
+    let gate = model
+        .gate
+        .clone()
+        .ok_or_else(|| ApiError::refused("no_gate", format!("model {name} has no gate")))?;
+    // Whether the version exists is decided under the write lock: two
+    // submissions of one version at once are serialised here, so the
+    // second sees the first (same bytes: the same answer; other bytes:
+    // 409), never a key violation.
+    let place = state.runs.reserve();
+    let mut change = state.begin().await?;
+    let existing = version_row_in(&mut change.tx, &name, &req.version).await?;
+    if let Some(existing) = existing {
         if existing.plugin == plugin.digest && existing.bundle_digest == bundle_digest {
             return Ok((
                 StatusCode::OK,
@@ -316,11 +347,9 @@ pub async fn submit_version(
             existing.bundle_digest.as_deref().unwrap_or("none")
         )));
     }
-    let gate = model
-        .gate
-        .clone()
-        .ok_or_else(|| ApiError::refused("no_gate", format!("model {name} has no gate")))?;
-    let mut change = state.begin().await?;
+    // A full queue refuses before anything is recorded; the place taken is
+    // the committed run's, so no 503 follows a commit.
+    let place = place?;
     let (seq,): (i64,) =
         sqlx::query_as("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE model = $1")
             .bind(&name)
@@ -359,7 +388,7 @@ pub async fn submit_version(
     )
     .await?;
     state.commit(change).await?;
-    state.runs.push(&run)?;
+    place.push(&run);
     let v = version_row(&state, &name, &req.version).await?;
     Ok((StatusCode::CREATED, J(json!({ "version": v, "run": run }))))
 }
@@ -374,7 +403,8 @@ pub(super) struct Reproduce {
 }
 
 /// Inserts a queued run for the model's current gate, with production as
-/// baseline; the caller pushes it to the queue after the commit.
+/// baseline; the caller reserved its place in the queue before the change
+/// began and pushes it there after the commit.
 pub(super) async fn queue_run(
     state: &AppState,
     change: &mut Change<'_>,
@@ -384,12 +414,6 @@ pub(super) async fn queue_run(
     caller: &Caller,
     reproduce: Option<&Reproduce>,
 ) -> Result<String, ApiError> {
-    if !state.runs.has_room() {
-        return Err(ApiError::unavailable(
-            "the gate-run queue is full; retry later",
-            10,
-        ));
-    }
     let (gate_version, gate_digest, baseline) = match reproduce {
         Some(r) => (r.gate_version, r.gate_digest.clone(), r.baseline.clone()),
         None => {

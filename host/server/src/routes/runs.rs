@@ -81,6 +81,7 @@ pub async fn rerun(
         }
         None => None,
     };
+    let place = state.runs.reserve()?;
     let mut change = state.begin().await?;
     let run = queue_run(
         &state,
@@ -93,7 +94,7 @@ pub async fn rerun(
     )
     .await?;
     state.commit(change).await?;
-    state.runs.push(&run)?;
+    place.push(&run);
     Ok((
         StatusCode::ACCEPTED,
         J(json!({ "run": run, "reproduces": req.reproduce })),
@@ -178,26 +179,37 @@ pub async fn cancel_run(
     Path(id): Path<String>,
 ) -> ApiResult<J<Value>> {
     let run = run_for(&state, &caller, Permission::Submit, &id).await?;
-    if !matches!(run.status.as_str(), "queued" | "running") {
-        return Err(ApiError::conflict(format!(
-            "run {id} is already {}",
-            run.status
-        )));
-    }
-    state.runs.cancel(&id);
+    // The status is read again under the write lock: a worker moves a run
+    // to `running` and records its end only through a change, so what is
+    // read here holds until this change commits.
     let mut change = state.begin().await?;
-    let done = sqlx::query(
-        "UPDATE runs SET status = 'cancelled', reason = $1, finished_at = $2 WHERE id = $3 AND status = 'queued'",
-    )
-    .bind(format!("cancelled by {}", caller.subject))
-    .bind(crate::db::now())
-    .bind(&id)
-    .execute(&mut *change.tx)
-    .await?;
-    let status = if done.rows_affected() == 1 {
-        "cancelled"
-    } else {
-        "cancelling"
+    let (now,): (String,) = sqlx::query_as("SELECT status FROM runs WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&mut *change.tx)
+        .await?;
+    let status = match now.as_str() {
+        "queued" => {
+            sqlx::query(
+                "UPDATE runs SET status = 'cancelled', reason = $1, finished_at = $2 WHERE id = $3",
+            )
+            .bind(format!("cancelled by {}", caller.subject))
+            .bind(crate::db::now())
+            .bind(&id)
+            .execute(&mut *change.tx)
+            .await?;
+            "cancelled"
+        }
+        // On a worker (its entry outlives the recording of its end, which
+        // waits for this change): its result will be discarded.
+        "running" if state.runs.cancel(&id) => "cancelling",
+        "running" => {
+            return Err(ApiError::conflict(format!(
+                "run {id} is recorded running but is on no worker of this server; a restart records it interrupted"
+            )));
+        }
+        other => {
+            return Err(ApiError::conflict(format!("run {id} is already {other}")));
+        }
     };
     change.record(Event::new(
         &caller.subject,

@@ -171,6 +171,8 @@ pub async fn status(
             "step": r.step(), "weight": r.weight(),
         })),
         "shadow": shadow,
+        "analysis_in_progress": c.analysing.is_some(),
+        "monitors": { "running": c.monitors_out, "runs": c.monitor_runs },
         "analysis": history,
     })))
 }
@@ -218,9 +220,14 @@ pub async fn start_canary(
     caller.require_alias(&name, "production")?;
     check_version(&req.version)?;
     let ms = crate::serving::predict::served(&state, &name).await?;
-    let (run_id, _) =
-        crate::routes::deploy::check_promotable(&state, &name, &req.version, true).await?;
+    // Checked once before warming, to answer early; and again in the
+    // change that records the canary, which is what decides.
+    crate::routes::deploy::check_promotable(&state, &name, &req.version, true).await?;
     let warm = crate::serving::prepare(&state, &name, &req.version).await?;
+    // Every change to what a model serves takes `alias_lock` and then the
+    // model's control lock: no promotion, rollback or analysis can move
+    // production between the checks below and the canary's first step.
+    let order = state.serving.alias_lock.lock().await;
     let mut c = ms.control.lock().await;
     let dep = ms.deployment.load_full();
     if dep.stable.version == req.version {
@@ -236,18 +243,17 @@ pub async fn start_canary(
                 | airlock_rollout::rollout::Phase::Paused { .. }
         )
     );
-    let steps = if running {
-        let r = c
-            .rollout
-            .as_mut()
-            .ok_or_else(|| ApiError::internal("rollout vanished"))?;
-        r.restart(&req.version)
-            .map_err(|e| ApiError::refused("canary_refused", e.to_string()))?
-    } else {
-        let (r, steps) = Rollout::start(&dep.stable.version, &req.version, c.policy.plan())
-            .map_err(|e| ApiError::refused("canary_refused", format!("serving policy: {e}")))?;
-        c.rollout = Some(r);
-        steps
+    // The rollout's next state is worked out on a copy: nothing changes
+    // unless the record below commits.
+    let (rollout, steps) = match (running, c.rollout.clone()) {
+        (true, Some(mut r)) => {
+            let steps = r
+                .restart(&req.version)
+                .map_err(|e| ApiError::refused("canary_refused", e.to_string()))?;
+            (r, steps)
+        }
+        _ => Rollout::start(&dep.stable.version, &req.version, c.policy.plan())
+            .map_err(|e| ApiError::refused("canary_refused", format!("serving policy: {e}")))?,
     };
     // The candidate becomes the canary at weight 0; the plan's first step
     // sets its share.
@@ -258,6 +264,32 @@ pub async fn start_canary(
         dep.shadow.as_ref().map(|v| v.version.as_str()),
     )
     .map_err(|e| ApiError::internal(format_args!("split: {e}")))?;
+    let mut change = state.begin().await?;
+    let (run_id, _) = crate::routes::deploy::check_promotable_in(
+        &state,
+        &mut change.tx,
+        &name,
+        &req.version,
+        true,
+    )
+    .await?;
+    crate::serving::interrupted::mark_running_in(
+        &mut change,
+        &name,
+        &req.version,
+        &dep.stable.version,
+        &caller.subject,
+    )
+    .await?;
+    change.record(crate::audit::Event::new(
+        &caller.subject,
+        airlock_audit::Action::other(if running { "canary_restart" } else { "canary_start" })
+            .map_err(|e| ApiError::internal(format_args!("audit action: {e}")))?,
+        format!("{name}/{}", req.version),
+        json!({ "stable": dep.stable.version, "run": run_id, "plan": c.policy.plan(), "reason": req.reason, "token": caller.token_id }),
+    ));
+    state.commit(change).await?;
+    c.rollout = Some(rollout);
     let cap = state.config.serving.warm_versions;
     ms.switch(&state.serving.metrics, cap, |d| {
         (
@@ -267,40 +299,20 @@ pub async fn start_canary(
             d.shadow.clone(),
         )
     });
-    crate::serving::interrupted::mark_running(
-        &state,
-        &name,
-        &req.version,
-        &dep.stable.version,
-        &caller.subject,
-    )
-    .await?;
-    control::record_event(
-        &state,
-        &caller.subject,
-        if running { "canary_restart" } else { "canary_start" },
-        &name,
-        &req.version,
-        json!({ "stable": dep.stable.version, "run": run_id, "plan": c.policy.plan(), "reason": req.reason, "token": caller.token_id }),
-    )
-    .await?;
     let cause = json!({ "started_by": caller.subject });
     let mut done = Vec::new();
     for s in &steps {
-        done.push(control::apply(&state, &ms, &mut c, s, &caller.subject, &cause).await?);
+        done.push(control::apply(&state, &order, &ms, &mut c, s, &caller.subject, &cause).await?);
     }
     // The analysis window starts now.
     c.history.clear();
+    c.restart_analysis();
     drop(c);
-    restart_window(&ms).await;
+    drop(order);
     Ok(J(
         json!({ "model": name, "candidate": req.version, "stable": dep.stable.version,
                  "restarted": running, "actions": done }),
     ))
-}
-
-async fn restart_window(ms: &crate::serving::ModelServing) {
-    ms.control.lock().await.restart_analysis();
 }
 
 /// `POST /v1/models/{name}/canary/resume`: continues a paused canary.
@@ -347,6 +359,7 @@ async fn canary_command(
     check_name("model", &name)?;
     caller.require_alias(&name, "production")?;
     let ms = crate::serving::predict::served(&state, &name).await?;
+    let order = state.serving.alias_lock.lock().await;
     let mut c = ms.control.lock().await;
     let r = c.rollout.as_mut().ok_or_else(|| {
         ApiError::refused("canary_refused", format!("model {name} has no canary"))
@@ -359,7 +372,7 @@ async fn canary_command(
     let cause = json!({ "by": caller.subject });
     let mut done = Vec::new();
     for s in &steps {
-        done.push(control::apply(&state, &ms, &mut c, s, &caller.subject, &cause).await?);
+        done.push(control::apply(&state, &order, &ms, &mut c, s, &caller.subject, &cause).await?);
     }
     if abort.is_none() {
         c.restart_analysis();

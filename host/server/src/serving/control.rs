@@ -4,11 +4,20 @@
 //! own modules).
 //!
 //! One controller task ticks for every served model; when a model's
-//! interval is due it takes the window since the last analysis (counter
-//! differences, monitor verdicts, shadow agreement), measures it with the
-//! pure rules of `airlock_rollout`, and applies what the rollout state
-//! machine answers. Every automatic action is committed with an audit entry
-//! that carries the measurement that caused it, and alerted.
+//! interval is due it starts that model's analysis as a task of its own
+//! (one at a time per model, models independently), which takes the window
+//! since the last analysis (counter differences, monitor verdicts, shadow
+//! agreement), measures it with the pure rules of `airlock_rollout`, and
+//! applies what the rollout state machine answers. The model's control
+//! lock is held only to read the window and to apply the answer, never
+//! while monitors run in the sandbox; monitors that have not answered
+//! within one interval make the analysis an error (judged without them),
+//! so a slow monitor delays neither its model's status nor any other
+//! model's rollback. Every automatic action is committed with an audit
+//! entry that carries the measurement that caused it, and alerted.
+//!
+//! Lock order, everywhere: `Serving::alias_lock`, then a model's control
+//! lock, then the write lock of a change ([`AppState::begin`]).
 
 use super::policy::ServingPolicy;
 use super::stats::Snapshot;
@@ -53,6 +62,14 @@ pub struct Control {
     pub(crate) monitors: HashMap<String, super::monitors::LoadedMonitor>,
     /// When the last automatic switch completed (for the timing records).
     switched_at: Option<Instant>,
+    /// Since when an analysis of this model has been under way.
+    pub(crate) analysing: Option<Instant>,
+    /// Whether the monitors are out on a blocking thread (they come back
+    /// when it ends, even after their analysis gave up on them).
+    pub(crate) monitors_out: bool,
+    /// How many times the monitors were sent out (status: tells one slow
+    /// run from the next).
+    pub(crate) monitor_runs: u64,
 }
 
 impl Control {
@@ -107,6 +124,9 @@ pub fn start(
                     continue;
                 };
                 let mut c = ms.control.lock().await;
+                if c.analysing.is_some() {
+                    continue; // its last analysis is still under way
+                }
                 let interval = Duration::from_secs(c.policy.interval_s.max(1));
                 let now = Instant::now();
                 match c.next_due {
@@ -120,15 +140,28 @@ pub fn start(
                         // by a tick each time (unless far behind).
                         let next = due + interval;
                         c.next_due = Some(if next > now { next } else { now + interval });
-                        if let Err(e) = analyze(&state, &ms, &mut c).await {
-                            eprintln!("airlock server: analysis of {name}: {}", e.message);
-                        }
+                        c.analysing = Some(now);
+                        drop(c);
+                        tokio::spawn(analysis_task(state.clone(), ms.clone(), interval));
                     }
                     Some(_) => {}
                 }
             }
         }
     })
+}
+
+/// One model's analysis as a task of its own; whatever becomes of it
+/// (an error, a panic), the model is free for the next one.
+async fn analysis_task(state: Arc<AppState>, ms: Arc<ModelServing>, bound: Duration) {
+    use futures_util::FutureExt;
+    let run = std::panic::AssertUnwindSafe(analyze(&state, &ms, bound)).catch_unwind();
+    match run.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("airlock server: analysis of {}: {}", ms.name, e.message),
+        Err(_) => eprintln!("airlock server: analysis of {} panicked", ms.name),
+    }
+    ms.control.lock().await.analysing = None;
 }
 
 /// Starts a fresh window for every version of the deployment.
@@ -151,54 +184,74 @@ fn take_window(c: &mut Control, v: &WarmVersion) -> Snapshot {
     w
 }
 
-/// One analysis interval of `ms`.
+/// One analysis interval of `ms`: the window is read under the control
+/// lock, the monitors run without it (for at most `bound`), and the answer
+/// is applied under `alias_lock` and the control lock, unless the
+/// deployment changed in the meantime (then the window no longer says
+/// anything about what serves, and nothing is done).
 async fn analyze(
     state: &Arc<AppState>,
     ms: &Arc<ModelServing>,
-    c: &mut Control,
+    bound: Duration,
 ) -> Result<(), ApiError> {
-    let decided = Instant::now();
-    let window_started = c.window_started.unwrap_or(decided);
-    c.window_started = Some(decided);
-    let dep = ms.deployment.load_full();
-    let canary_live = matches!(
-        c.rollout.as_ref().map(Rollout::phase),
-        Some(Phase::Progressing | Phase::Paused { .. })
-    ) && dep.canary.is_some();
-    let (judged, scope) = match (&dep.canary, canary_live) {
-        (Some(cv), true) => (cv.clone(), "canary"),
-        _ => (dep.stable.clone(), "production"),
-    };
-    let sw = take_window(c, &dep.stable);
-    let jw = if scope == "canary" {
-        take_window(c, &judged)
-    } else {
-        sw.clone()
+    let decided;
+    let (dep, judged, scope, sw, jw, window_started, compared, disagreed, policy) = {
+        let mut c = ms.control.lock().await;
+        decided = Instant::now();
+        let window_started = c.window_started.unwrap_or(decided);
+        c.window_started = Some(decided);
+        let dep = ms.deployment.load_full();
+        let canary_live = matches!(
+            c.rollout.as_ref().map(Rollout::phase),
+            Some(Phase::Progressing | Phase::Paused { .. })
+        ) && dep.canary.is_some();
+        let (judged, scope) = match (&dep.canary, canary_live) {
+            (Some(cv), true) => (cv.clone(), "canary"),
+            _ => (dep.stable.clone(), "production"),
+        };
+        let sw = take_window(&mut c, &dep.stable);
+        let jw = if scope == "canary" {
+            take_window(&mut c, &judged)
+        } else {
+            sw.clone()
+        };
+        let (compared, disagreed) = match &dep.shadow {
+            Some(s) if s.version == judged.version || scope == "production" => {
+                let now = state
+                    .serving
+                    .shadow
+                    .agreement
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&(ms.name.clone(), s.version.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                let prev = c
+                    .last_agreement
+                    .insert(s.version.clone(), now.clone())
+                    .unwrap_or_default();
+                (
+                    now.compared.saturating_sub(prev.compared),
+                    now.disagreed.saturating_sub(prev.disagreed),
+                )
+            }
+            _ => (0, 0),
+        };
+        let policy = c.policy.clone();
+        (
+            dep,
+            judged,
+            scope,
+            sw,
+            jw,
+            window_started,
+            compared,
+            disagreed,
+            policy,
+        )
     };
     let (validators, measurement_error) =
-        super::monitors::run_monitors(state, ms, c, &judged).await;
-    let (compared, disagreed) = match &dep.shadow {
-        Some(s) if s.version == judged.version || scope == "production" => {
-            let now = state
-                .serving
-                .shadow
-                .agreement
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&(ms.name.clone(), s.version.clone()))
-                .cloned()
-                .unwrap_or_default();
-            let prev = c
-                .last_agreement
-                .insert(s.version.clone(), now.clone())
-                .unwrap_or_default();
-            (
-                now.compared.saturating_sub(prev.compared),
-                now.disagreed.saturating_sub(prev.disagreed),
-            )
-        }
-        _ => (0, 0),
-    };
+        super::monitors::run_monitors(state, ms, &policy, &judged, bound).await;
     let window = WindowStats {
         requests: jw.requests,
         errors: jw.errors,
@@ -215,7 +268,7 @@ async fn analyze(
         validators,
         measurement_error,
     };
-    let m = measure(&c.policy.thresholds, &window);
+    let m = measure(&policy.thresholds, &window);
     state.serving.metrics.analysis(&ms.name, result_word(&m));
     let mut record = AnalysisRecord {
         at: crate::db::now(),
@@ -228,17 +281,56 @@ async fn analyze(
         breach_to_rollback_ms: None,
         decision_to_switch_ms: None,
     };
-    if scope == "canary" {
-        let steps = c
+    // A production breach with automatic rollback: the target is made warm
+    // before any lock is taken.
+    let rollback_to = match (&m, scope) {
+        (Measurement::Fail { .. }, "production") if policy.auto_rollback => {
+            Some(super::autorollback::target(state, ms, &judged.version).await)
+        }
+        _ => None,
+    };
+    let order = state.serving.alias_lock.lock().await;
+    let mut c = ms.control.lock().await;
+    if ms.deployment.load().generation != dep.generation {
+        record
+            .actions
+            .push("none: the deployment changed while the window was analysed".to_string());
+    } else if scope == "canary" {
+        // A canary that would be promoted must still meet every promotion
+        // rule now (the gate may have moved, a refusal or approval may have
+        // changed since it started); if not, it is aborted, naming why.
+        let promoting = c
             .rollout
-            .as_mut()
-            .map(|r| r.observe(&m))
-            .unwrap_or_default();
+            .clone()
+            .is_some_and(|mut r| r.observe(&m).contains(&Step::Promote));
+        let refusal = if promoting {
+            crate::routes::deploy::check_promotable(state, &ms.name, &judged.version, true)
+                .await
+                .err()
+        } else {
+            None
+        };
+        let steps = match (refusal, c.rollout.as_mut()) {
+            (Some(e), Some(r)) => r
+                .abort(&format!("the candidate may not be promoted: {}", e.message))
+                .map_err(|e| ApiError::internal(format_args!("rollout: {e}")))?,
+            (None, Some(r)) => r.observe(&m),
+            (_, None) => Vec::new(),
+        };
         for step in steps {
             let cause =
                 json!({ "measurement": &m, "window": &record.window, "version": judged.version });
             c.switched_at = None;
-            let done = apply(state, ms, c, &step, "airlock (canary analysis)", &cause).await?;
+            let done = apply(
+                state,
+                &order,
+                ms,
+                &mut c,
+                &step,
+                "airlock (canary analysis)",
+                &cause,
+            )
+            .await?;
             if matches!(step, Step::Abort { .. })
                 && let Some(at) = c.switched_at
             {
@@ -255,15 +347,15 @@ async fn analyze(
         super::alerts::alert(
             state,
             ms,
-            c,
+            &c,
             "production_breach",
             &judged.version,
             &summary,
             &cause,
         );
         record.actions.push(format!("alerted: {summary}"));
-        if c.policy.auto_rollback {
-            match automatic_rollback(state, ms, &judged.version, &summary, &cause).await {
+        if let Some(target) = rollback_to {
+            match super::autorollback::roll_back(state, &order, ms, target, &summary).await {
                 Ok((to, at)) => {
                     state.serving.metrics.rollback(&ms.name, "automatic");
                     record.breach_to_rollback_ms =
@@ -271,8 +363,8 @@ async fn analyze(
                     record.decision_to_switch_ms =
                         Some(at.duration_since(decided).as_secs_f64() * 1e3);
                     record.actions.push(format!("rolled back to {to}"));
-                    super::alerts::alert(state, ms, c, "rollback", &to, &summary, &cause);
-                    reset_window(ms, c);
+                    super::alerts::alert(state, ms, &c, "rollback", &to, &summary, &cause);
+                    reset_window(ms, &mut c);
                 }
                 Err(e) => record
                     .actions
@@ -280,6 +372,7 @@ async fn analyze(
             }
         }
     }
+    drop(order);
     let quiet = record.actions.is_empty()
         && matches!(m, Measurement::Inconclusive { .. })
         && scope == "production";
@@ -301,9 +394,11 @@ fn result_word(m: &Measurement) -> &'static str {
     }
 }
 
-/// Applies one rollout action; returns what was done, in words.
+/// Applies one rollout action; returns what was done, in words. The
+/// caller holds `alias_lock` (`_order`), then the model's control lock.
 pub async fn apply(
     state: &Arc<AppState>,
+    _order: &tokio::sync::MutexGuard<'_, ()>,
     ms: &Arc<ModelServing>,
     c: &mut Control,
     step: &Step,
@@ -346,9 +441,19 @@ pub async fn apply(
             let Some(cv) = dep.canary.clone() else {
                 return Err(ApiError::internal("promote without a canary"));
             };
-            let order = state.serving.alias_lock.lock().await;
-            crate::routes::deploy::move_alias_as(
+            // The promotion rules are checked again in the transaction that
+            // moves the alias, as for any promotion.
+            let mut change = state.begin().await?;
+            let (run, _) = crate::routes::deploy::check_promotable_in(
                 state,
+                &mut change.tx,
+                &ms.name,
+                &cv.version,
+                true,
+            )
+            .await?;
+            crate::routes::deploy::move_alias_in(
+                &mut change,
                 actor,
                 None,
                 &ms.name,
@@ -356,10 +461,11 @@ pub async fn apply(
                 &cv.version,
                 Action::Promotion,
                 "promote",
-                None,
+                Some(&run),
                 "canary passed every step",
             )
             .await?;
+            state.commit(change).await?;
             ms.switch(metrics, warm_cap, |d| {
                 (
                     cv.clone(),
@@ -368,7 +474,6 @@ pub async fn apply(
                     d.shadow.clone(),
                 )
             });
-            drop(order);
             super::interrupted::mark_ended(state, &ms.name).await?;
             super::alerts::alert(
                 state,
@@ -481,44 +586,4 @@ pub(crate) async fn history_row(
     .execute(&mut *change.tx)
     .await?;
     state.commit(change).await
-}
-
-/// Rolls production back to the version promoted before `current`
-/// (warm, so the switch is one store), recording why.
-async fn automatic_rollback(
-    state: &Arc<AppState>,
-    ms: &Arc<ModelServing>,
-    current: &str,
-    why: &str,
-    cause: &Value,
-) -> Result<(String, Instant), ApiError> {
-    let earlier = super::promoted_before(state, &ms.name, current).await;
-    let target = earlier.first().cloned().ok_or_else(|| {
-        ApiError::refused(
-            "rollback_refused",
-            format!("model {} has no earlier production version", ms.name),
-        )
-    })?;
-    let warm = super::prepare(state, &ms.name, &target).await?;
-    let order = state.serving.alias_lock.lock().await;
-    crate::routes::deploy::move_alias_as(
-        state,
-        "airlock (automatic rollback)",
-        None,
-        &ms.name,
-        "production",
-        &target,
-        Action::Rollback,
-        "rollback",
-        None,
-        &format!("automatic: {why}"),
-    )
-    .await?;
-    // The alias moves first (durably, with its audit entry), then traffic:
-    // a crash in between restarts serving the version the alias names.
-    state.serving.set_stable(state, &ms.name, warm);
-    let at = Instant::now();
-    drop(order);
-    let _ = cause;
-    Ok((target, at))
 }

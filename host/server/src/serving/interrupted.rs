@@ -15,16 +15,16 @@ use serde_json::json;
 /// The actor recorded for canaries closed at start.
 pub const RESTART_ACTOR: &str = "airlock (restart)";
 
-/// Records that `candidate` is being canaried against `stable` (replacing
-/// any earlier canary of `model`).
-pub async fn mark_running(
-    state: &AppState,
+/// Records, inside `change` (with the canary's audit entry), that
+/// `candidate` is being canaried against `stable` (replacing any earlier
+/// canary of `model`).
+pub async fn mark_running_in(
+    change: &mut crate::state::Change<'_>,
     model: &str,
     candidate: &str,
     stable: &str,
     by: &str,
 ) -> Result<(), ApiError> {
-    let mut change = state.begin().await?;
     sqlx::query("DELETE FROM serving_canaries WHERE model = $1")
         .bind(model)
         .execute(&mut *change.tx)
@@ -40,7 +40,7 @@ pub async fn mark_running(
     .bind(by)
     .execute(&mut *change.tx)
     .await?;
-    state.commit(change).await
+    Ok(())
 }
 
 /// Records that `model` has no canary running any more.

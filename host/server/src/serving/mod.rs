@@ -20,6 +20,7 @@
 //! `interrupted` (canaries a stop cut short, closed in the record at start).
 
 pub mod alerts;
+pub mod autorollback;
 pub mod control;
 pub mod interrupted;
 pub mod metrics;

@@ -2,7 +2,7 @@
 //! name) run in the sandbox on each version's live window, off the request
 //! path, with the step's gate-time reference scored by the version.
 
-use super::control::Control;
+use super::policy::ServingPolicy;
 use super::window::window_batch;
 use super::{ModelServing, WarmVersion};
 use crate::error::ApiError;
@@ -22,35 +22,66 @@ pub(crate) struct LoadedMonitor {
 }
 
 /// Runs the policy's monitor steps on `version`'s live window, in the
-/// sandbox, on a blocking thread. A step whose window is too small is
-/// skipped (it says nothing); a validator that fails to run is a
-/// measurement error.
+/// sandbox, on a blocking thread, without holding the model's control
+/// lock. A step whose window is too small is skipped (it says nothing); a
+/// validator that fails to run, or monitors that have not answered within
+/// `bound`, are a measurement error. Monitors given up on come back to the
+/// model when their thread ends; until then the next analysis runs none.
 pub(crate) async fn run_monitors(
     state: &Arc<AppState>,
     ms: &Arc<ModelServing>,
-    c: &mut Control,
+    policy: &ServingPolicy,
     version: &Arc<WarmVersion>,
+    bound: std::time::Duration,
 ) -> (Vec<ValidatorResult>, Option<String>) {
-    if c.policy.monitors.is_empty() {
+    if policy.monitors.is_empty() {
         return (Vec::new(), None);
     }
-    if c.monitors.len() != c.policy.monitors.len() {
-        match load_monitors(
+    let loaded = {
+        let mut c = ms.control.lock().await;
+        if c.monitors_out {
+            return (
+                Vec::new(),
+                Some("the monitors are still running from an earlier interval".into()),
+            );
+        }
+        if c.monitors.len() == policy.monitors.len() {
+            c.monitors_out = true;
+            c.monitor_runs += 1;
+            Some(std::mem::take(&mut c.monitors))
+        } else {
+            None
+        }
+    };
+    let monitors = match loaded {
+        Some(m) => m,
+        None => match load_monitors(
             state,
             &ms.name,
-            &c.policy.monitors,
+            &policy.monitors,
             &version.metadata().inputs,
         )
         .await
         {
-            Ok(m) => c.monitors = m,
+            Ok(m) => {
+                let mut c = ms.control.lock().await;
+                c.monitors_out = true;
+                c.monitor_runs += 1;
+                m
+            }
             Err(e) => return (Vec::new(), Some(format!("loading monitors: {}", e.message))),
-        }
-    }
-    let min_rows = c.policy.min_window_rows;
-    let mut monitors = std::mem::take(&mut c.monitors);
+        },
+    };
+    let min_rows = policy.min_window_rows;
+    let names = policy.monitors.clone();
     let v = version.clone();
-    let joined = tokio::task::spawn_blocking(move || {
+    let owner = ms.clone();
+    let (send, answer) = tokio::sync::oneshot::channel();
+    let spawned = tokio::task::spawn_blocking(move || {
+        // Should the thread unwind (a host-side panic), the model's
+        // monitors are no longer out.
+        let mut back = Back(Some(owner.clone()));
+        let mut monitors = monitors;
         let mut results = Vec::new();
         let mut error = None;
         for (name, m) in monitors.iter_mut() {
@@ -60,15 +91,41 @@ pub(crate) async fn run_monitors(
                 Err(e) => error = Some(format!("monitor `{name}`: {e}")),
             }
         }
-        (monitors, results, error)
-    })
-    .await;
-    match joined {
-        Ok((monitors, results, error)) => {
-            c.monitors = monitors;
-            (results, error)
+        back.0 = None;
+        // Back to the model (unless its policy changed meanwhile), before
+        // the answer, so that the next analysis finds them.
+        {
+            let mut c = owner.control.blocking_lock();
+            if c.policy.monitors == names && c.monitors.is_empty() {
+                c.monitors = monitors;
+            }
+            c.monitors_out = false;
         }
-        Err(e) => (Vec::new(), Some(format!("monitor thread: {e}"))),
+        let _ = send.send((results, error));
+    });
+    drop(spawned);
+    match tokio::time::timeout(bound, answer).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(_)) => (Vec::new(), Some("the monitor thread stopped".into())),
+        Err(_) => (
+            Vec::new(),
+            Some(format!(
+                "the monitors did not answer within {} s; this interval is judged without them",
+                bound.as_secs_f64()
+            )),
+        ),
+    }
+}
+
+/// Marks a model's monitors as back when dropped still holding the model
+/// (a monitor thread that unwound).
+struct Back(Option<Arc<ModelServing>>);
+
+impl Drop for Back {
+    fn drop(&mut self) {
+        if let Some(ms) = self.0.take() {
+            ms.control.blocking_lock().monitors_out = false;
+        }
     }
 }
 

@@ -41,6 +41,11 @@ impl PredictPool {
         })
     }
 
+    /// Jobs queued or running now (tests wait on it instead of sleeping).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
     /// Runs `f` on a prediction thread and waits for its answer without
     /// blocking the async runtime; 503 at once when `max_in_flight` jobs
     /// are already queued or running.
@@ -61,23 +66,39 @@ impl PredictPool {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(busy());
         }
+        // The place is given back when the job is dropped, however that
+        // happens: run to its end, unwound by a panic (the worker's
+        // `catch_unwind` skips whatever follows the call), or refused by
+        // the queue below.
+        let place = Place(self.in_flight.clone());
         let (done, answer) = tokio::sync::oneshot::channel();
-        let in_flight = self.in_flight.clone();
         let job: Job = Box::new(move || {
+            // The place is free before the waiter hears of the answer, or
+            // of the panic (locals unwind in reverse order).
+            let done = done;
+            let place = place;
             let out = f();
-            in_flight.fetch_sub(1, Ordering::AcqRel);
+            drop(place);
             let _ = done.send(out);
         });
         match self.tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.in_flight.fetch_sub(1, Ordering::AcqRel);
                 return Err(busy());
             }
         }
         answer
             .await
-            .map_err(|_| ApiError::internal("a prediction thread stopped"))
+            .map_err(|_| ApiError::internal("the prediction panicked on the host"))
+    }
+}
+
+/// One place in the pool, held by a job from admission until it is dropped.
+struct Place(Arc<AtomicUsize>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -124,5 +145,21 @@ mod tests {
         assert_eq!(first.await.unwrap().unwrap(), 7);
         assert_eq!(pool.run(|| 9).await.unwrap(), 9);
         assert_eq!(pool.in_flight.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_prediction_gives_its_place_back() {
+        // More panics than places: were a panic to keep its place, every
+        // later job would be refused 503.
+        let pool = PredictPool::new(1, 2).unwrap();
+        for _ in 0..5 {
+            let e = pool
+                .run(|| -> u32 { panic!("injected host-side panic") })
+                .await
+                .unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        assert_eq!(pool.in_flight.load(Ordering::Acquire), 0);
+        assert_eq!(pool.run(|| 9).await.unwrap(), 9);
     }
 }

@@ -17,6 +17,9 @@
 //! |                  | unchanged, ignores whatever comes back, and passes (a         |
 //! |                  | validator that trusts its probes, or hides what they show)    |
 //! | `ok`             | passes                                                        |
+//! | `loop-live`      | passes on 100 rows or more (a gate's evaluation set) and      |
+//! |                  | spins on fewer (a serving monitor's live window): it passes   |
+//! |                  | the gate and burns its whole budget in serving                |
 
 use airlock_guest::{
     Batch, Column, ColumnValues, Context, Finding, Metric, PluginError, Severity, Validator,
@@ -51,6 +54,12 @@ impl Validator for Hostile {
         match cfg.mode.as_str() {
             "nondeterminism" => Ok(nondeterminism(&ctx)),
             "loop" => spin(),
+            "loop-live" if ctx.data.rows < 100 && !ctx.is_dry_run() => spin(),
+            "loop-live" => Ok(Verdict {
+                passed: true,
+                findings: Vec::new(),
+                metrics: Vec::new(),
+            }),
             "probe-loop" => Ok(probe_loop()),
             "probe-swallow" => {
                 let rows: Vec<usize> = (0..(ctx.data.rows as usize).min(20)).collect();
