@@ -241,8 +241,17 @@ fn load_key_ring(keys: &DataKeys) -> Result<KeyRing, CliError> {
 /// Writes `text` to `path` through a temporary file and a rename, so a
 /// reader polling for it never sees half of it.
 fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("url.tmp");
-    std::fs::write(&tmp, text)
+    // 0600 whatever the umask, like everything in the data directory.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| CliError::input(format!("writing {}: {e}", path.display())))
 }
@@ -322,6 +331,13 @@ pub(crate) fn apply_serving(
     }
     if let Some(r) = file.rate_per_token {
         serving.rate_per_token = r;
+    }
+    if let Some(blocks) = &file.webhook_allow {
+        serving.webhook_allow = blocks
+            .iter()
+            .map(|b| airlock_server::serving::egress::Cidr::parse(b))
+            .collect::<Result<_, _>>()
+            .map_err(|e| CliError::input(format!("[serving] webhook_allow: {e}")))?;
     }
     if flags.no_monitoring {
         serving.monitoring = false;
