@@ -1020,6 +1020,7 @@ async fn a_scoped_gate_admin_changes_only_gates_whose_every_model_is_in_its_scop
     .await;
     let token = |subject: &str, role: &str, models: &[&str]| {
         let body = json!({ "subject": subject, "role": role, "scope": { "models": models } });
+        let h = &h;
         async move {
             let v = h.ok("POST", "/v1/tokens", Some(body)).await;
             v["token"].as_str().unwrap().to_string()
