@@ -90,6 +90,7 @@ pub fn scratch_dir(state: &AppState, prefix: &str) -> Result<tempfile::TempDir, 
     private_dir(&root).map_err(|e| ApiError::internal(format_args!("scratch directory: {e}")))?;
     tempfile::Builder::new()
         .prefix(&format!("{prefix}-"))
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(&root)
         .map_err(|e| ApiError::internal(format_args!("scratch directory: {e}")))
 }

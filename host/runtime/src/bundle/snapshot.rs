@@ -114,6 +114,7 @@ impl Snapshot {
         let shown = root.display().to_string();
         let staging = tempfile::Builder::new()
             .prefix(STAGING_PREFIX)
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&root)
             .map_err(io_err("cannot create a snapshot in", &shown))?
             .keep();
