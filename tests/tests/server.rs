@@ -1542,7 +1542,7 @@ async fn blobs_and_secrets_are_encrypted_at_rest_and_old_attestations_survive_ke
             .any(|n| raw.windows(n.len()).any(|w| w == *n))
         {
             assert!(
-                entry.starts_with(data.join("tmp")),
+                entry.starts_with(data.join("snapshots")) || entry.starts_with(data.join("tmp")),
                 "plaintext outside the scratch area: {}",
                 entry.display()
             );
@@ -2090,6 +2090,7 @@ fn everything_the_server_writes_is_0600_or_0700_whatever_the_umask() {
                 "airlock.db-wal",
                 "airlock.db-shm",
                 "tmp",
+                "snapshots",
                 "prediction-logs",
                 "prediction-logs/breast-cancer.jsonl",
                 "audit.jsonl",

@@ -1,6 +1,6 @@
 //! Bundles read back from blobs, for a gate run or for serving: unpacked
-//! into the data directory's private scratch area, snapshotted inside the
-//! data directory (never under the system's temporary directory), and
+//! into the data directory's private scratch area, snapshotted into
+//! `<data>/snapshots` (never under the system's temporary directory), and
 //! refused unless the archive's blob hashes to its name and the unpacked
 //! tree has the digest recorded for the version.
 
@@ -9,10 +9,13 @@ use airlock_core::digest::Digest;
 use airlock_runtime::sandbox::Bundle;
 use std::path::{Path, PathBuf};
 
-/// Where bundle snapshots live: `<data>/tmp/snapshots` (mode 0700), swept
-/// with the rest of the scratch area at start.
-pub fn snapshots_dir(state: &AppState) -> PathBuf {
-    state.config.data_dir.join("tmp").join("snapshots")
+/// Where bundle snapshots live: `<data>/snapshots` (mode 0700). Each
+/// snapshot is locked by the process that uses it and removed when
+/// dropped; one whose process died is removed by the next snapshot's sweep
+/// (and at start), never one still locked. It is kept apart from
+/// `<data>/tmp`, which a start empties wholesale.
+pub fn snapshots_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("snapshots")
 }
 
 /// Unpacks the bundle archive `archive` into the empty directory `dir`
@@ -31,9 +34,7 @@ pub fn unpack_checked(
         .open(archive)
         .map_err(|e| format!("blob {archive}: {e}"))?;
     crate::archive::unpack(reader, dir, &caps).map_err(|e| format!("blob {archive}: {e}"))?;
-    let snapshots = snapshots_dir(state);
-    crate::state::private_dir(snapshots.parent().unwrap_or(&snapshots))
-        .map_err(|e| format!("scratch directory: {e}"))?;
+    let snapshots = snapshots_dir(&state.config.data_dir);
     let bundle = Bundle::from_path_in(dir, &caps, &snapshots)
         .map_err(|e| format!("blob {archive}: {e}"))?;
     if let Some(expected) = expected

@@ -177,8 +177,13 @@ impl AppState {
         let sandbox =
             Sandbox::new(sandbox_config).map_err(|e| StartError::Sandbox(e.to_string()))?;
         let runs = RunQueue::new(config.queue_depth);
-        // Scratch left by a crash (plaintext copies of blobs) goes first.
+        // Scratch left by a crash (plaintext copies of blobs) goes first;
+        // so do bundle snapshots whose process is gone (their locks free).
         sweep_scratch(dir);
+        let snapshots = crate::bundles::snapshots_dir(dir);
+        if snapshots.exists() {
+            airlock_runtime::bundle::sweep(&snapshots);
+        }
         let serving = crate::serving::Serving::new(&config.serving)
             .map_err(|e| StartError::Sandbox(format!("starting prediction threads: {e}")))?;
         let policy = load_policy(&db).await?;
