@@ -863,13 +863,11 @@ async fn every_route_against_every_role_allows_exactly_the_access_table() {
             }
             assert!(!s.is_server_error(), "{shown}");
         }
-        let row = format!(
-            "| `{} {}` | {} |",
-            route.method,
-            route.path,
-            reach.as_str()
+        let row = format!("| `{} {}` | {} |", route.method, route.path, reach.as_str());
+        assert!(
+            doc.contains(&row),
+            "docs/security.md lacks the scope row {row}"
         );
-        assert!(doc.contains(&row), "docs/security.md lacks the scope row {row}");
     }
 }
 
@@ -1081,10 +1079,18 @@ async fn a_scoped_gate_admin_changes_only_gates_whose_every_model_is_in_its_scop
     let own = token("reader-of-one", "reader", &["second-model"]).await;
     let stranger = token("reader-of-none", "reader", &["third-model"]).await;
     let (s, v) = h
-        .call("GET", "/v1/gates/breast-cancer/versions/2", Some(&own), None)
+        .call(
+            "GET",
+            "/v1/gates/breast-cancer/versions/2",
+            Some(&own),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    for path in ["/v1/gates/breast-cancer", "/v1/gates/breast-cancer/versions/2"] {
+    for path in [
+        "/v1/gates/breast-cancer",
+        "/v1/gates/breast-cancer/versions/2",
+    ] {
         let (s, v) = h.call("GET", path, Some(&stranger), None).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {v}");
     }
@@ -1566,7 +1572,11 @@ fn change_a_byte(h: &Harness, digest: &str, after: &[u8]) -> Vec<u8> {
     let i = (start..changed.len())
         .find(|&i| changed[i].is_ascii_digit())
         .unwrap();
-    changed[i] = if changed[i] == b'9' { b'8' } else { changed[i] + 1 };
+    changed[i] = if changed[i] == b'9' {
+        b'8'
+    } else {
+        changed[i] + 1
+    };
     std::fs::write(&path, &changed).unwrap();
     original
 }
@@ -1577,9 +1587,7 @@ async fn a_changed_byte_in_a_stored_bundle_or_component_is_refused_naming_the_bl
     h.deployable(0).await;
     let alice = h.token("alice", "submitter").await;
     let bundle = h.bundle("model-v1").await;
-    let submit = |version: &str| {
-        json!({ "version": version, "plugin": "xgboost@1.0.0", "bundle": bundle.clone() })
-    };
+    let submit = |version: &str| json!({ "version": version, "plugin": "xgboost@1.0.0", "bundle": bundle.clone() });
     let (s, v) = h
         .call(
             "POST",
@@ -1593,11 +1601,7 @@ async fn a_changed_byte_in_a_stored_bundle_or_component_is_refused_naming_the_bl
     assert_eq!(r["run"]["status"], "passed", "{r}");
     let rerun = || async {
         let v = h
-            .ok(
-                "POST",
-                "/v1/models/breast-cancer/versions/1.0.0/runs",
-                None,
-            )
+            .ok("POST", "/v1/models/breast-cancer/versions/1.0.0/runs", None)
             .await;
         h.wait(v["run"].as_str().unwrap()).await
     };
@@ -1643,7 +1647,10 @@ async fn a_changed_byte_in_a_stored_bundle_or_component_is_refused_naming_the_bl
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&component_bytes))
     );
     let mut flipped = std::fs::read(blob_file(&component)).unwrap();
-    assert_eq!(flipped, component_bytes, "components are stored as plaintext here");
+    assert_eq!(
+        flipped, component_bytes,
+        "components are stored as plaintext here"
+    );
     let mid = flipped.len() / 2;
     flipped[mid] ^= 1;
     std::fs::write(blob_file(&component), &flipped).unwrap();
@@ -1659,14 +1666,20 @@ async fn a_changed_byte_in_a_stored_bundle_or_component_is_refused_naming_the_bl
     assert!(message(&v).contains(&component), "{v}");
     let r = rerun().await;
     assert_eq!(r["run"]["status"], "error", "{r}");
-    assert!(r["run"]["reason"].as_str().unwrap().contains(&component), "{r}");
+    assert!(
+        r["run"]["reason"].as_str().unwrap().contains(&component),
+        "{r}"
+    );
     // And judging the version again with the changed archive: an error
     // naming the archive's blob, never a verdict.
     std::fs::write(blob_file(&component), &component_bytes).unwrap();
     change_a_byte(&h, &bundle, b"\"split_conditions\":[");
     let r = rerun().await;
     assert_eq!(r["run"]["status"], "error", "{r}");
-    assert!(r["run"]["reason"].as_str().unwrap().contains(&bundle), "{r}");
+    assert!(
+        r["run"]["reason"].as_str().unwrap().contains(&bundle),
+        "{r}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -2034,7 +2047,11 @@ fn everything_the_server_writes_is_0600_or_0700_whatever_the_umask() {
         // an explicit mode is 0666 here).
         let probe = tempfile::tempdir().unwrap();
         std::fs::write(probe.path().join("probe"), b"").unwrap();
-        assert_eq!(mode_of(&probe.path().join("probe")), 0o666, "umask is not 000");
+        assert_eq!(
+            mode_of(&probe.path().join("probe")),
+            0o666,
+            "umask is not 000"
+        );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -2103,7 +2120,9 @@ fn everything_the_server_writes_is_0600_or_0700_whatever_the_umask() {
         return;
     }
     let name = match module_path!().split_once("::") {
-        Some((_, module)) => format!("{module}::everything_the_server_writes_is_0600_or_0700_whatever_the_umask"),
+        Some((_, module)) => {
+            format!("{module}::everything_the_server_writes_is_0600_or_0700_whatever_the_umask")
+        }
         None => "everything_the_server_writes_is_0600_or_0700_whatever_the_umask".to_string(),
     };
     let out = std::process::Command::new("sh")

@@ -1358,13 +1358,20 @@ async fn metrics_follow_prometheus_naming_with_bounded_labels() {
         json!({ "subject": format!("reader-of-{model}"), "role": "reader",
                 "scope": { "models": [model] } })
     };
-    let other = h.ok("POST", "/v1/tokens", Some(scoped("other-model"))).await;
+    let other = h
+        .ok("POST", "/v1/tokens", Some(scoped("other-model")))
+        .await;
     let own = h.ok("POST", "/v1/tokens", Some(scoped(MODEL))).await;
     let scrape = |token: Value| {
         let h = &h;
         async move {
             let (s, v) = h
-                .call("GET", "/metrics", Some(token["token"].as_str().unwrap()), None)
+                .call(
+                    "GET",
+                    "/metrics",
+                    Some(token["token"].as_str().unwrap()),
+                    None,
+                )
                 .await;
             assert_eq!(s, StatusCode::OK, "{v}");
             v.as_str().unwrap().to_string()
@@ -1372,7 +1379,10 @@ async fn metrics_follow_prometheus_naming_with_bounded_labels() {
     };
     let text = scrape(other).await;
     assert!(!text.contains(&format!("model=\"{MODEL}\"")), "{text}");
-    assert!(text.contains("# TYPE airlock_predict_requests counter"), "{text}");
+    assert!(
+        text.contains("# TYPE airlock_predict_requests counter"),
+        "{text}"
+    );
     let text = scrape(own).await;
     assert!(text.contains(r#"airlock_predict_requests_total{model="breast-cancer",version="1.0.0",route="stable"} 50"#), "{text}");
 }
@@ -1671,7 +1681,9 @@ async fn wait_for_deliveries(h: &Harness, outcome: &str, n: u32) {
     let line = format!("airlock_webhook_deliveries_total{{outcome=\"{outcome}\"}} {n}\n");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, text) = h.call("GET", "/metrics", Some(&h.admin.clone()), None).await;
+        let (_, text) = h
+            .call("GET", "/metrics", Some(&h.admin.clone()), None)
+            .await;
         let text = text.as_str().unwrap_or_default().to_string();
         if text.contains(&line) {
             return;
@@ -1754,7 +1766,10 @@ async fn webhooks_reach_only_allow_listed_non_public_addresses_and_never_follow_
         vec!["POST /hook HTTP/1.1".to_string()],
         "a redirect is answered once and not retried"
     );
-    assert!(target_got.lock().unwrap().is_empty(), "a redirect was followed");
+    assert!(
+        target_got.lock().unwrap().is_empty(),
+        "a redirect was followed"
+    );
     // A policy stored with a destination the rule now refuses (the store
     // edited, or an older server's policy) is refused at delivery too: the
     // address is checked when the alert goes out, not only when set.
@@ -1802,7 +1817,9 @@ async fn webhooks_to_loopback_private_link_local_or_metadata_addresses_are_refus
                 "PUT",
                 &format!("/v1/models/{MODEL}/serving"),
                 Some(&h.admin.clone()),
-                Some(json!({ "webhooks": [{ "url": url, "secret": "webhook-secret-0123456789" }] })),
+                Some(
+                    json!({ "webhooks": [{ "url": url, "secret": "webhook-secret-0123456789" }] }),
+                ),
             )
             .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {v}");
@@ -1853,7 +1870,10 @@ async fn a_key_given_twice_in_a_prediction_row_is_refused_naming_it() {
         )
     };
     for (extra, key) in [
-        (", \"parameters\": {\"a\": 1, \"a\": 2}", "\"a\" appears twice"),
+        (
+            ", \"parameters\": {\"a\": 1, \"a\": 2}",
+            "\"a\" appears twice",
+        ),
         (", \"datatype\": \"FP32\"", "duplicate field `datatype`"),
     ] {
         let (s, v) = raw(format!("/v2/models/{MODEL}/infer"), tensor(extra)).await;

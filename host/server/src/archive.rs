@@ -336,8 +336,12 @@ mod tests {
         // unpacker that stops at the marker.
         bytes.extend([0u8; 8192]);
         let dst = tempfile::tempdir().unwrap();
-        let e = unpack(FailsAtEnd(std::io::Cursor::new(bytes.clone())), dst.path(), &caps())
-            .unwrap_err();
+        let e = unpack(
+            FailsAtEnd(std::io::Cursor::new(bytes.clone())),
+            dst.path(),
+            &caps(),
+        )
+        .unwrap_err();
         assert!(matches!(e, ArchiveError::Source(_)), "{e:?}");
         assert!(e.to_string().contains("sha256:00 is corrupt"), "{e}");
         let dst = tempfile::tempdir().unwrap();

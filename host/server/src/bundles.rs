@@ -35,8 +35,8 @@ pub fn unpack_checked(
         .map_err(|e| format!("blob {archive}: {e}"))?;
     crate::archive::unpack(reader, dir, &caps).map_err(|e| format!("blob {archive}: {e}"))?;
     let snapshots = snapshots_dir(&state.config.data_dir);
-    let bundle = Bundle::from_path_in(dir, &caps, &snapshots)
-        .map_err(|e| format!("blob {archive}: {e}"))?;
+    let bundle =
+        Bundle::from_path_in(dir, &caps, &snapshots).map_err(|e| format!("blob {archive}: {e}"))?;
     if let Some(expected) = expected
         && bundle.digest.to_string() != expected
     {

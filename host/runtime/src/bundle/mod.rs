@@ -354,7 +354,10 @@ mod tests {
         let root = data.path().join("snapshots");
         let b = Bundle::from_path_in(src.path(), &BundleCaps::default(), &root).unwrap();
         assert!(b.dir().starts_with(&root), "{}", b.dir().display());
-        assert_eq!(std::fs::read(b.dir().join("model.json")).unwrap(), b"{\"w\": 1}");
+        assert_eq!(
+            std::fs::read(b.dir().join("model.json")).unwrap(),
+            b"{\"w\": 1}"
+        );
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&root), 0o700);
         assert_eq!(mode(b.dir()), 0o700);

@@ -307,18 +307,15 @@ fn copy_file(
         });
     }
     let sink: Box<dyn Write> = match to {
-        Some(path) => Box::new(io::BufWriter::with_capacity(
-            COPY_BUFFER,
-            {
-                use std::os::unix::fs::OpenOptionsExt as _;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(io_err("cannot write snapshot of", shown))?
-            },
-        )),
+        Some(path) => Box::new(io::BufWriter::with_capacity(COPY_BUFFER, {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io_err("cannot write snapshot of", shown))?
+        })),
         None => Box::new(io::sink()),
     };
     let mut out = Hashing {

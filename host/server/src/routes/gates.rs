@@ -141,7 +141,11 @@ pub(crate) async fn judged_by(
 }
 
 /// Refuses a scoped token a gate that judges none of its models.
-pub(crate) async fn require_read_gate(state: &AppState, caller: &Caller, gate: &str) -> Result<(), ApiError> {
+pub(crate) async fn require_read_gate(
+    state: &AppState,
+    caller: &Caller,
+    gate: &str,
+) -> Result<(), ApiError> {
     caller.require(Permission::Read)?;
     if caller.scope.models.is_none() {
         return Ok(());
@@ -193,10 +197,9 @@ pub async fn list_gates(
     });
     if caller.scope.models.is_some() {
         // Filtered after the page is cut, so the cursor stays right.
-        let judged: Vec<(String, Option<String>)> =
-            sqlx::query_as("SELECT name, gate FROM models")
-                .fetch_all(&state.db)
-                .await?;
+        let judged: Vec<(String, Option<String>)> = sqlx::query_as("SELECT name, gate FROM models")
+            .fetch_all(&state.db)
+            .await?;
         page.items.retain(|g| {
             let of_gate: Vec<String> = judged
                 .iter()

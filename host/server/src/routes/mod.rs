@@ -164,8 +164,7 @@ impl RouteInfo {
             Reach::Server
         } else if p.starts_with("/v1/models/{name}") || p.starts_with("/v2/models/{name}") {
             Reach::Model
-        } else if p.starts_with("/v1/gates/{name}") || (p == "/v1/gates" && self.method == "POST")
-        {
+        } else if p.starts_with("/v1/gates/{name}") || (p == "/v1/gates" && self.method == "POST") {
             Reach::Gate
         } else if p.starts_with("/v1/runs/{id}") {
             Reach::Run

@@ -45,7 +45,10 @@ pub async fn put_policy(
     tokio::task::spawn_blocking(move || {
         for (i, url) in urls.iter().enumerate() {
             crate::serving::egress::check(url, &allow).map_err(|e| {
-                ApiError::refused("invalid_policy", format!("serving policy: webhooks[{i}]: {e}"))
+                ApiError::refused(
+                    "invalid_policy",
+                    format!("serving policy: webhooks[{i}]: {e}"),
+                )
             })?;
         }
         Ok::<(), ApiError>(())

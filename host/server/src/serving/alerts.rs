@@ -202,7 +202,10 @@ fn deliver(
         let why = match sent {
             Ok(resp) if resp.status().is_success() => return Ok(()),
             Ok(resp) if !resp.status().is_server_error() => {
-                return Err(format!("answered {} (redirects are not followed)", resp.status()));
+                return Err(format!(
+                    "answered {} (redirects are not followed)",
+                    resp.status()
+                ));
             }
             Ok(resp) => format!("answered {}", resp.status()),
             Err(e) => e.to_string(),

@@ -14,8 +14,8 @@ pub fn filter(text: String, scope: &Scope) -> String {
     }
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
-        let keep = line.starts_with('#')
-            || model_label(line).is_none_or(|m| scope.covers_model(&m));
+        let keep =
+            line.starts_with('#') || model_label(line).is_none_or(|m| scope.covers_model(&m));
         if keep {
             out.push_str(line);
         }

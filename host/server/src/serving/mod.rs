@@ -496,14 +496,12 @@ fn load(
     let digest = Digest::parse(plugin).ok_or_else(|| ApiError::internal("stored plugin digest"))?;
     let mut bytes = Vec::new();
     // Read whole, so the blob's hash is checked before anything uses it.
-    state
-        .blobs
-        .open(&digest)?
-        .read_to_end(&mut bytes)
-        .map_err(|e| match crate::error::blob_read(&digest, e) {
+    state.blobs.open(&digest)?.read_to_end(&mut bytes).map_err(
+        |e| match crate::error::blob_read(&digest, e) {
             e if e.code == "corrupt_blob" => fail(format!("component: {}", e.message)),
             e => e,
-        })?;
+        },
+    )?;
     let component = state
         .sandbox
         .load(&bytes)
