@@ -93,7 +93,7 @@ pub async fn publish_gate(
     let mut change = state.begin().await?;
     // In the transaction, so that no model can take this gate between the
     // scope check and the insert.
-    let judged = judged_by(&mut *change.tx, &def.name).await?;
+    let judged = judged_by(&mut change.tx, &def.name).await?;
     caller.require_gate(Permission::ManageGates, &def.name, &judged)?;
     sqlx::query(
         "INSERT INTO gates (name, version, digest, toml, envelope, signer, created_at, created_by)
@@ -151,7 +151,7 @@ pub(crate) async fn require_read_gate(
         return Ok(());
     }
     let mut conn = state.db.acquire().await?;
-    let judged = judged_by(&mut *conn, gate).await?;
+    let judged = judged_by(&mut conn, gate).await?;
     if caller.may_read_gate(&judged) {
         Ok(())
     } else {
@@ -280,7 +280,7 @@ pub async fn switch_gate(
     let target = get_gate_row(&state, &name, req.version).await?;
     let (from, _) = crate::gates::current(&state, &name).await?;
     let mut change = state.begin().await?;
-    let judged = judged_by(&mut *change.tx, &name).await?;
+    let judged = judged_by(&mut change.tx, &name).await?;
     caller.require_gate(Permission::ManageGates, &name, &judged)?;
     sqlx::query("UPDATE gate_current SET version = $1 WHERE name = $2")
         .bind(req.version)

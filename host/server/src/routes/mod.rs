@@ -398,7 +398,7 @@ async fn check_reach(
             }
             Some(gate) => {
                 let mut conn = state.db.acquire().await?;
-                let judged = gates::judged_by(&mut *conn, &gate).await?;
+                let judged = gates::judged_by(&mut conn, &gate).await?;
                 caller.require_gate(permission, &gate, &judged)
             }
             None => Ok(()),
