@@ -424,6 +424,24 @@ mod tests {
     }
 
     #[test]
+    fn the_webhook_allow_list_is_read_from_the_file_and_a_bad_block_is_named() {
+        let file: crate::config::HostConfig =
+            toml::from_str("[serving]\nwebhook_allow = [\"10.20.0.0/16\", \"::1\"]\n").unwrap();
+        let mut s = airlock_server::config::ServingConfig::default();
+        assert!(s.webhook_allow.is_empty(), "nothing non-public by default");
+        apply_serving(&mut s, &file.serving, &ServerFlags::default()).unwrap();
+        assert_eq!(s.webhook_allow.len(), 2);
+        assert!(s.webhook_allow[0].contains("10.20.3.4".parse().unwrap()));
+        let bad: crate::config::HostConfig =
+            toml::from_str("[serving]\nwebhook_allow = [\"10.0.0.0/40\"]\n").unwrap();
+        let e = apply_serving(&mut s, &bad.serving, &ServerFlags::default()).unwrap_err();
+        assert!(
+            matches!(&e, CliError::Input(m) if m.contains("[serving] webhook_allow") && m.contains("10.0.0.0/40")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn serving_settings_come_from_the_file_and_flags_win() {
         let defaults = airlock_server::config::ServingConfig::default();
         let file: crate::config::HostConfig = toml::from_str(
