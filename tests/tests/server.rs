@@ -1872,16 +1872,16 @@ fn a_graceful_stop_finishes_or_records_every_gate_run() {
         .block_on(AppState::open(config(dir.path(), &root)))
         .unwrap();
     for run in &runs {
-        let (status,): (String,) = rt
+        let (status, reason): (String, Option<String>) = rt
             .block_on(
-                sqlx::query_as("SELECT status FROM runs WHERE id = $1")
+                sqlx::query_as("SELECT status, reason FROM runs WHERE id = $1")
                     .bind(run)
                     .fetch_one(&state.db),
             )
             .unwrap();
         assert!(
             matches!(status.as_str(), "passed" | "interrupted"),
-            "{run}: {status}"
+            "{run}: {status} ({reason:?})"
         );
     }
     let (interrupted,): (i64,) = rt
