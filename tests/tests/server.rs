@@ -8,7 +8,7 @@ use airlock_attest::policy::{GateDefinition, TrustPolicy};
 use airlock_attest::{Curve, Envelope, KeySet, SigningKey, VerifyingKey};
 use airlock_core::digest::Digest;
 use airlock_server::access::{PERMISSIONS, ROLES};
-use airlock_server::routes::ROUTES;
+use airlock_server::routes::{ROUTES, Reach};
 use airlock_server::{AppState, ServerConfig};
 use axum::Router;
 use axum::body::Body;
@@ -801,6 +801,74 @@ async fn every_route_against_every_role_allows_exactly_the_access_table() {
         );
     }
     assert_eq!(table.len(), ROUTES.len() * ROLES.len());
+
+    // Scopes. The model exists and is judged by the gate of its name, so
+    // every route naming either can be refused by scope alone.
+    sqlx::query(
+        "INSERT INTO models (name, gate, approvals_required, description, created_at, created_by)
+         VALUES ('breast-cancer', 'breast-cancer', 0, '', '2026-01-01T00:00:00Z', 'test')",
+    )
+    .execute(&h.state.db)
+    .await
+    .unwrap();
+    let mut scoped = Vec::new();
+    for role in ROLES {
+        for model in ["other-model", "breast-cancer"] {
+            let v = h
+                .ok(
+                    "POST",
+                    "/v1/tokens",
+                    Some(json!({ "subject": format!("{}-of-{model}", role.as_str()),
+                                 "role": role.as_str(), "scope": { "models": [model] } })),
+                )
+                .await;
+            scoped.push((role, model, v["token"].as_str().unwrap().to_string()));
+        }
+    }
+    for route in ROUTES {
+        let path = sample(route.path);
+        let reach = route.reach();
+        for (role, model, token) in &scoped {
+            if !route.needs.is_some_and(|p| role.allows(p)) {
+                continue; // refused by role, as above
+            }
+            let (s, v) = h
+                .call(route.method, &path, Some(token), Some(json!({})))
+                .await;
+            let refused = match reach {
+                Reach::Server => true,
+                Reach::Model => *model != "breast-cancer",
+                // A body names the gate to publish: checked after parsing.
+                Reach::Gate => route.path.contains("{name}") && *model != "breast-cancer",
+                Reach::Run | Reach::Filtered | Reach::Shared => false,
+            };
+            let shown = format!(
+                "{} {path} as {} scoped to {model} ({}): {s} {v}",
+                route.method,
+                role.as_str(),
+                reach.as_str()
+            );
+            if refused {
+                assert_eq!(s, StatusCode::FORBIDDEN, "{shown}");
+                let m = message(&v);
+                assert!(
+                    m.contains("not granted") || m.contains("unscoped"),
+                    "{shown}"
+                );
+            } else {
+                assert!(
+                    s != StatusCode::FORBIDDEN && s != StatusCode::UNAUTHORIZED,
+                    "{shown}"
+                );
+            }
+            assert!(!s.is_server_error(), "{shown}");
+        }
+        let row = format!("| `{} {}` | {} |", route.method, route.path, reach.as_str());
+        assert!(
+            doc.contains(&row),
+            "docs/security.md lacks the scope row {row}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -973,6 +1041,113 @@ async fn scoped_grants_reach_only_their_models_and_aliases() {
         .call("GET", "/v1/models/other-model", Some(&stager), None)
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_gate_admin_changes_only_gates_whose_every_model_is_in_its_scope() {
+    let h = Harness::new().await;
+    h.deployable(0).await;
+    // The same gate judges a second model.
+    h.ok(
+        "PUT",
+        "/v1/models/second-model",
+        Some(json!({ "gate": "breast-cancer" })),
+    )
+    .await;
+    let token = |subject: &str, role: &str, models: &[&str]| {
+        let body = json!({ "subject": subject, "role": role, "scope": { "models": models } });
+        let h = &h;
+        async move {
+            let v = h.ok("POST", "/v1/tokens", Some(body)).await;
+            v["token"].as_str().unwrap().to_string()
+        }
+    };
+    let one = token("gatekeeper-of-one", "gate-admin", &["breast-cancer"]).await;
+    let both = token(
+        "gatekeeper-of-both",
+        "gate-admin",
+        &["breast-cancer", "second-model"],
+    )
+    .await;
+    let gate = h.pinned_gate(|_| {}).await;
+    let signed = |version: u64| {
+        let env = GateDefinition {
+            name: "breast-cancer".into(),
+            version,
+            gate_toml: gate.clone(),
+        }
+        .sign(&h.root)
+        .unwrap();
+        serde_json::from_str::<Value>(&env.to_json()).unwrap()
+    };
+    // Publishing or switching the gate that also judges second-model.
+    let (s, v) = h
+        .call("POST", "/v1/gates", Some(&one), Some(signed(2)))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(message(&v).contains("second-model"), "{v}");
+    let (s, v) = h
+        .call(
+            "PUT",
+            "/v1/gates/breast-cancer/current",
+            Some(&one),
+            Some(json!({ "version": 1 })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(message(&v).contains("second-model"), "{v}");
+    let g = h.ok("GET", "/v1/gates/breast-cancer", None).await;
+    assert_eq!(g["versions"].as_array().unwrap().len(), 1, "{g}");
+    // With both models in scope, both work.
+    let (s, v) = h
+        .call("POST", "/v1/gates", Some(&both), Some(signed(2)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = h
+        .call(
+            "PUT",
+            "/v1/gates/breast-cancer/current",
+            Some(&both),
+            Some(json!({ "version": 2 })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // A reader reads the gate of one of its models, not another's, and the
+    // list shows only those.
+    let own = token("reader-of-one", "reader", &["second-model"]).await;
+    let stranger = token("reader-of-none", "reader", &["third-model"]).await;
+    let (s, v) = h
+        .call(
+            "GET",
+            "/v1/gates/breast-cancer/versions/2",
+            Some(&own),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for path in [
+        "/v1/gates/breast-cancer",
+        "/v1/gates/breast-cancer/versions/2",
+    ] {
+        let (s, v) = h.call("GET", path, Some(&stranger), None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {v}");
+    }
+    let (_, v) = h.call("GET", "/v1/gates", Some(&own), None).await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+    let (_, v) = h.call("GET", "/v1/gates", Some(&stranger), None).await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 0, "{v}");
+    // A scoped admin cannot mint itself a wider token.
+    let admin_of_one = token("admin-of-one", "admin", &["breast-cancer"]).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(&admin_of_one),
+            Some(json!({ "subject": "escalated", "role": "admin" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(message(&v).contains("unscoped"), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1401,6 +1576,148 @@ async fn blobs_and_secrets_are_encrypted_at_rest_and_old_attestations_survive_ke
         Some(json!({ "version": "1.0.0" })),
     )
     .await;
+    // Served, the version's bundle is plaintext only in the data
+    // directory's private scratch area (its snapshot), nowhere else there.
+    let data = h.data_dir();
+    for entry in walk(&data) {
+        let raw = std::fs::read(&entry).unwrap();
+        if needles[..2]
+            .iter()
+            .any(|n| raw.windows(n.len()).any(|w| w == *n))
+        {
+            assert!(
+                entry.starts_with(data.join("snapshots")) || entry.starts_with(data.join("tmp")),
+                "plaintext outside the scratch area: {}",
+                entry.display()
+            );
+        }
+    }
+}
+
+/// Changes one digit of the JSON inside a stored blob, in place (same
+/// length): the archive stays a valid tar of a valid model, with another
+/// threshold; a component stays the same size. Returns the original bytes.
+fn change_a_byte(h: &Harness, digest: &str, after: &[u8]) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let path = h.data_dir().join("blobs").join("sha256").join(hex);
+    let original = std::fs::read(&path).unwrap();
+    let mut changed = original.clone();
+    let start = changed
+        .windows(after.len())
+        .position(|w| w == after)
+        .unwrap_or_else(|| panic!("{} not in blob {digest}", String::from_utf8_lossy(after)))
+        + after.len();
+    let i = (start..changed.len())
+        .find(|&i| changed[i].is_ascii_digit())
+        .unwrap();
+    changed[i] = if changed[i] == b'9' {
+        b'8'
+    } else {
+        changed[i] + 1
+    };
+    std::fs::write(&path, &changed).unwrap();
+    original
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_byte_in_a_stored_bundle_or_component_is_refused_naming_the_blob() {
+    let h = Harness::new().await;
+    h.deployable(0).await;
+    let alice = h.token("alice", "submitter").await;
+    let bundle = h.bundle("model-v1").await;
+    let submit = |version: &str| json!({ "version": version, "plugin": "xgboost@1.0.0", "bundle": bundle.clone() });
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/versions",
+            Some(&alice),
+            Some(submit("1.0.0")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let r = h.wait(v["run"].as_str().unwrap()).await;
+    assert_eq!(r["run"]["status"], "passed", "{r}");
+    let rerun = || async {
+        let v = h
+            .ok("POST", "/v1/models/breast-cancer/versions/1.0.0/runs", None)
+            .await;
+        h.wait(v["run"].as_str().unwrap()).await
+    };
+
+    // The stored archive changed while the server was not looking: one
+    // digit of a split threshold, past the tar's headers.
+    let original = change_a_byte(&h, &bundle, b"\"split_conditions\":[");
+    // Serving it: refused, naming the blob (what a start does for a
+    // production version goes through the same load).
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&h.admin.clone()),
+            Some(json!({ "version": "1.0.0" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message(&v).contains(&bundle), "{v}");
+    assert!(h.state.serving.model("breast-cancer").is_none());
+    // A new version naming the same blob: refused at submission.
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/versions",
+            Some(&alice),
+            Some(submit("1.0.1")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message(&v).contains(&bundle), "{v}");
+    // The same for the model's component (one byte flipped mid-file).
+    let blob_file = |d: &str| {
+        h.data_dir()
+            .join("blobs")
+            .join("sha256")
+            .join(d.strip_prefix("sha256:").unwrap())
+    };
+    std::fs::write(blob_file(&bundle), &original).unwrap();
+    let component_bytes = std::fs::read(airlock_tests::plugin("airlock_model_xgboost")).unwrap();
+    let component = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&component_bytes))
+    );
+    let mut flipped = std::fs::read(blob_file(&component)).unwrap();
+    assert_eq!(
+        flipped, component_bytes,
+        "components are stored as plaintext here"
+    );
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 1;
+    std::fs::write(blob_file(&component), &flipped).unwrap();
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v1/models/breast-cancer/promote",
+            Some(&h.admin.clone()),
+            Some(json!({ "version": "1.0.0" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message(&v).contains(&component), "{v}");
+    let r = rerun().await;
+    assert_eq!(r["run"]["status"], "error", "{r}");
+    assert!(
+        r["run"]["reason"].as_str().unwrap().contains(&component),
+        "{r}"
+    );
+    // And judging the version again with the changed archive: an error
+    // naming the archive's blob, never a verdict.
+    std::fs::write(blob_file(&component), &component_bytes).unwrap();
+    change_a_byte(&h, &bundle, b"\"split_conditions\":[");
+    let r = rerun().await;
+    assert_eq!(r["run"]["status"], "error", "{r}");
+    assert!(
+        r["run"]["reason"].as_str().unwrap().contains(&bundle),
+        "{r}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -1593,16 +1910,16 @@ fn a_graceful_stop_finishes_or_records_every_gate_run() {
         .block_on(AppState::open(config(dir.path(), &root)))
         .unwrap();
     for run in &runs {
-        let (status,): (String,) = rt
+        let (status, reason): (String, Option<String>) = rt
             .block_on(
-                sqlx::query_as("SELECT status FROM runs WHERE id = $1")
+                sqlx::query_as("SELECT status, reason FROM runs WHERE id = $1")
                     .bind(run)
                     .fetch_one(&state.db),
             )
             .unwrap();
         assert!(
             matches!(status.as_str(), "passed" | "interrupted"),
-            "{run}: {status}"
+            "{run}: {status} ({reason:?})"
         );
     }
     let (interrupted,): (i64,) = rt
@@ -1738,4 +2055,129 @@ async fn queued_and_running_gate_runs_can_be_cancelled_and_a_full_queue_answers_
         let d = h.wait(r).await;
         assert_eq!(d["run"]["status"], "passed", "{d}");
     }
+}
+
+const MODES_CHILD: &str = "AIRLOCK_SERVER_MODES_CHILD";
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// Every path under `dir`, directories included, `dir` first.
+fn walk_all(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            out.extend(walk_all(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn everything_the_server_writes_is_0600_or_0700_whatever_the_umask() {
+    if std::env::var_os(MODES_CHILD).is_some() {
+        // The child, started under umask 000 (checked: a file made without
+        // an explicit mode is 0666 here).
+        let probe = tempfile::tempdir().unwrap();
+        std::fs::write(probe.path().join("probe"), b"").unwrap();
+        assert_eq!(
+            mode_of(&probe.path().join("probe")),
+            0o666,
+            "umask is not 000"
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let h = Harness::new().await;
+            h.deployable(0).await;
+            let alice = h.token("alice", "submitter").await;
+            let (_, r) = h.submit_and_wait(&alice, "1.0.0", "model-v1").await;
+            assert_eq!(r["run"]["status"], "passed", "{r}");
+            h.ok(
+                "POST",
+                "/v1/models/breast-cancer/promote",
+                Some(json!({ "version": "1.0.0" })),
+            )
+            .await;
+            h.ok(
+                "PUT",
+                "/v1/models/breast-cancer/serving",
+                Some(json!({ "prediction_log": { "sample_percent": 100.0 } })),
+            )
+            .await;
+            let predictor = h.token("app", "predictor").await;
+            for (row, _) in crate::serving::eval_rows().iter().take(5) {
+                let (s, v) = h
+                    .call(
+                        "POST",
+                        "/v1/models/breast-cancer/predict",
+                        Some(&predictor),
+                        Some(json!({ "rows": [row] })),
+                    )
+                    .await;
+                assert_eq!(s, StatusCode::OK, "{v}");
+            }
+            let data = h.data_dir();
+            let log = data.join("prediction-logs").join("breast-cancer.jsonl");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !log.exists() {
+                assert!(Instant::now() < deadline, "no prediction log");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let mut seen = Vec::new();
+            for p in walk_all(&data) {
+                let meta = std::fs::symlink_metadata(&p).unwrap();
+                let want = if meta.is_dir() { 0o700 } else { 0o600 };
+                assert_eq!(mode_of(&p), want, "{} is {:o}", p.display(), mode_of(&p));
+                seen.push(p.strip_prefix(&data).unwrap().display().to_string());
+            }
+            // What the issue named, among everything.
+            for must in [
+                "airlock.db",
+                "airlock.db-wal",
+                "airlock.db-shm",
+                "tmp",
+                "snapshots",
+                "prediction-logs",
+                "prediction-logs/breast-cancer.jsonl",
+                "audit.jsonl",
+                "admin.token",
+            ] {
+                assert!(seen.iter().any(|s| s == must), "{must} not in {seen:?}");
+            }
+            println!("AIRLOCK_MODES_OK {}", seen.len());
+        });
+        return;
+    }
+    let name = match module_path!().split_once("::") {
+        Some((_, module)) => {
+            format!("{module}::everything_the_server_writes_is_0600_or_0700_whatever_the_umask")
+        }
+        None => "everything_the_server_writes_is_0600_or_0700_whatever_the_umask".to_string(),
+    };
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 000 && exec \"$0\" \"$@\"")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
+        .env(MODES_CHILD, "1")
+        // SQLite, whose files are what a umask used to leave readable.
+        .env_remove("AIRLOCK_TEST_DATABASE_URL")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("AIRLOCK_MODES_OK"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

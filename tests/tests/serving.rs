@@ -12,6 +12,7 @@
 
 use crate::server::{Harness, message};
 use airlock_rollout::webhook::verify;
+use airlock_server::serving::egress::Cidr;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
@@ -879,7 +880,7 @@ async fn rolling_back_and_forward_100_times_under_load_loses_no_request_and_neve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_that_breaches_is_aborted_traffic_returns_to_stable_and_a_signed_alert_goes_out() {
-    let h = Harness::new().await;
+    let h = Harness::with(allow_loopback_webhooks).await;
     h.served().await;
     let (hook_url, received) = webhook_receiver().await;
     let secret = "webhook-secret-0123456789";
@@ -1225,7 +1226,7 @@ async fn shadow_traffic_is_compared_off_the_response_path_and_judged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_validation_rolls_production_back_when_the_policy_says_so() {
-    let h = Harness::new().await;
+    let h = Harness::with(allow_loopback_webhooks).await;
     h.served().await;
     let (hook_url, received) = webhook_receiver().await;
     // The sleeper passed the gate, so a person promotes it.
@@ -1356,6 +1357,45 @@ async fn metrics_follow_prometheus_naming_with_bounded_labels() {
         h.router.clone().oneshot(req).await.unwrap().status(),
         StatusCode::FORBIDDEN
     );
+    // A reader scoped to another model sees none of this model's series;
+    // one scoped to it sees them.
+    let scoped = |model: &str| {
+        json!({ "subject": format!("reader-of-{model}"), "role": "reader",
+                "scope": { "models": [model] } })
+    };
+    let other = h
+        .ok("POST", "/v1/tokens", Some(scoped("other-model")))
+        .await;
+    let own = h.ok("POST", "/v1/tokens", Some(scoped(MODEL))).await;
+    let scrape = |token: Value| {
+        let h = &h;
+        async move {
+            let (s, v) = h
+                .call(
+                    "GET",
+                    "/metrics",
+                    Some(token["token"].as_str().unwrap()),
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v.as_str().unwrap().to_string()
+        }
+    };
+    let text = scrape(other).await;
+    assert!(!text.contains(&format!("model=\"{MODEL}\"")), "{text}");
+    assert!(
+        text.contains("# TYPE airlock_predict_requests counter"),
+        "{text}"
+    );
+    let text = scrape(own).await;
+    assert!(text.contains(r#"airlock_predict_requests_total{model="breast-cancer",version="1.0.0",route="stable"} 50"#), "{text}");
+}
+
+/// The operator's allow-list for a test's webhook receivers on 127.0.0.1
+/// (webhooks go only to public addresses otherwise).
+fn allow_loopback_webhooks(c: &mut airlock_server::ServerConfig) {
+    c.serving.webhook_allow = vec![Cidr::parse("127.0.0.1/32").unwrap()];
 }
 
 /// A local webhook receiver: (URL, what it received as (signature, body)).
@@ -1919,4 +1959,264 @@ async fn a_canary_whose_gate_moved_under_it_is_aborted_instead_of_promoted() {
             .any(|e| e["version"] == "1.1.0" && e["action"] == "promote"),
         "{hist}"
     );
+}
+
+/// A raw HTTP listener on `ip` that records the first line of every
+/// request it gets and answers each with `response` (any method, any path).
+async fn recorder(ip: &str, response: String) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let got: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let g = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (g, response) = (g.clone(), response.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // The head, then as much body as it announces.
+                let head_end = loop {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + length {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                g.lock()
+                    .unwrap()
+                    .push(head.lines().next().unwrap_or_default().to_string());
+                let _ = conn.write_all(response.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (addr, got)
+}
+
+const OK_ANSWER: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+
+/// Waits until `/metrics` shows `webhook_deliveries{outcome}` at `n`.
+async fn wait_for_deliveries(h: &Harness, outcome: &str, n: u32) {
+    let line = format!("airlock_webhook_deliveries_total{{outcome=\"{outcome}\"}} {n}\n");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, text) = h
+            .call("GET", "/metrics", Some(&h.admin.clone()), None)
+            .await;
+        let text = text.as_str().unwrap_or_default().to_string();
+        if text.contains(&line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no `{line}` in {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts a canary of 2.0.0 and aborts it: one `canary_aborted` alert.
+async fn canary_started_and_aborted(h: &Harness) {
+    h.ok(
+        "POST",
+        &format!("/v1/models/{MODEL}/canary"),
+        Some(json!({ "version": "2.0.0" })),
+    )
+    .await;
+    h.ok(
+        "POST",
+        &format!("/v1/models/{MODEL}/canary/abort"),
+        Some(json!({ "reason": "test" })),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_reach_only_allow_listed_non_public_addresses_and_never_follow_a_redirect() {
+    // The operator allow-lists 127.0.0.1 only.
+    let h = Harness::with(allow_loopback_webhooks).await;
+    h.served().await;
+    let (outside, outside_got) = recorder("127.0.0.2", OK_ANSWER.to_string()).await;
+    let (target, target_got) = recorder("127.0.0.1", OK_ANSWER.to_string()).await;
+    let (redirector, redirector_got) = recorder(
+        "127.0.0.1",
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://{target}/stolen\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    let (hook_url, received) = webhook_receiver().await;
+    let secret = "webhook-secret-0123456789";
+    let policy = |urls: &[String]| {
+        json!({
+            "steps": [50, 100], "interval_s": 3600,
+            "webhooks": urls.iter().map(|u| json!({ "url": u, "secret": secret })).collect::<Vec<_>>(),
+        })
+    };
+    // Loopback outside the allow-list is refused when the policy is set.
+    let outside_url = format!("http://{outside}/hook");
+    let (s, v) = h
+        .call(
+            "PUT",
+            &format!("/v1/models/{MODEL}/serving"),
+            Some(&h.admin.clone()),
+            Some(policy(std::slice::from_ref(&outside_url))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        message(&v).contains("127.0.0.2") && message(&v).contains("webhook_allow"),
+        "{v}"
+    );
+    // Allow-listed: the receiver gets the signed alert; the redirector's
+    // 302 is a failed delivery, never followed to the target.
+    let redirect_url = format!("http://{redirector}/hook");
+    h.policy(policy(&[hook_url.clone(), redirect_url.clone()]))
+        .await;
+    canary_started_and_aborted(&h).await;
+    wait_for_deliveries(&h, "delivered", 1).await;
+    wait_for_deliveries(&h, "failed", 1).await;
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    verify(secret.as_bytes(), &got[0].0, got[0].1.as_bytes(), now, 300).expect("signed");
+    assert_eq!(
+        redirector_got.lock().unwrap().clone(),
+        vec!["POST /hook HTTP/1.1".to_string()],
+        "a redirect is answered once and not retried"
+    );
+    assert!(
+        target_got.lock().unwrap().is_empty(),
+        "a redirect was followed"
+    );
+    // A policy stored with a destination the rule now refuses (the store
+    // edited, or an older server's policy) is refused at delivery too: the
+    // address is checked when the alert goes out, not only when set.
+    let (stored,): (String,) =
+        sqlx::query_as("SELECT policy FROM serving_policies WHERE model = $1")
+            .bind(MODEL)
+            .fetch_one(&h.state.db)
+            .await
+            .unwrap();
+    let edited = stored.replace(&redirect_url, &outside_url);
+    assert_ne!(edited, stored);
+    sqlx::query("UPDATE serving_policies SET policy = $1 WHERE model = $2")
+        .bind(&edited)
+        .bind(MODEL)
+        .execute(&h.state.db)
+        .await
+        .unwrap();
+    airlock_server::serving::policy::load_policy(&h.state, MODEL).await;
+    canary_started_and_aborted(&h).await;
+    wait_for_deliveries(&h, "refused", 1).await;
+    wait_for_deliveries(&h, "delivered", 2).await;
+    assert!(
+        outside_got.lock().unwrap().is_empty(),
+        "a non-allow-listed loopback address was reached"
+    );
+    assert!(target_got.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_to_loopback_private_link_local_or_metadata_addresses_are_refused_by_default() {
+    let h = Harness::new().await;
+    h.deployable(0).await;
+    let (listener, listener_got) = recorder("127.0.0.1", OK_ANSWER.to_string()).await;
+    for url in [
+        format!("http://{listener}/hook"),
+        format!("http://localhost:{}/hook", listener.port()),
+        format!("http://[::ffff:127.0.0.1]:{}/hook", listener.port()),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.0.0.1/hook".to_string(),
+        "http://192.168.0.1/hook".to_string(),
+        "http://[fe80::1]/hook".to_string(),
+    ] {
+        let (s, v) = h
+            .call(
+                "PUT",
+                &format!("/v1/models/{MODEL}/serving"),
+                Some(&h.admin.clone()),
+                Some(
+                    json!({ "webhooks": [{ "url": url, "secret": "webhook-secret-0123456789" }] }),
+                ),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {v}");
+        assert!(message(&v).contains("webhook_allow"), "{url}: {v}");
+    }
+    assert!(listener_got.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_given_twice_in_a_prediction_row_is_refused_naming_it() {
+    let h = Harness::new().await;
+    h.deployable(0).await;
+    h.passing("1.0.0", "xgboost@1.0.0", "model-v1").await;
+    h.promote("1.0.0").await;
+    let predictor = h.token("app", "predictor").await;
+    let raw = |path: String, body: String| {
+        let req = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("authorization", format!("Bearer {predictor}"))
+            .body(Body::from(body))
+            .unwrap();
+        h.send(req)
+    };
+    let row = eval_rows()[0].0.to_string();
+    // The row as sent, then with `mean_radius` given a second time (the
+    // last value would have won).
+    let (s, v) = raw(
+        format!("/v1/models/{MODEL}/predict"),
+        format!("{{\"rows\": [{row}]}}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let twice = row.replacen('{', "{\"mean_radius\": 99.0, ", 1);
+    let (s, v) = raw(
+        format!("/v1/models/{MODEL}/predict"),
+        format!("{{\"rows\": [{twice}]}}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(message(&v).contains("\"mean_radius\" appears twice"), "{v}");
+    // `/v2`: a tensor's parameters, and a tensor's own field, given twice.
+    let data: Vec<f64> = (0..30).map(|i| f64::from(i) / 10.0).collect();
+    let tensor = |extra: &str| {
+        format!(
+            "{{\"inputs\": [{{\"name\": \"input-0\", \"shape\": [1, 30], \"datatype\": \"FP64\", \"data\": {}{extra}}}]}}",
+            serde_json::to_string(&data).unwrap()
+        )
+    };
+    for (extra, key) in [
+        (
+            ", \"parameters\": {\"a\": 1, \"a\": 2}",
+            "\"a\" appears twice",
+        ),
+        (", \"datatype\": \"FP32\"", "duplicate field `datatype`"),
+    ] {
+        let (s, v) = raw(format!("/v2/models/{MODEL}/infer"), tensor(extra)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{extra}: {v}");
+        assert!(message(&v).contains(key), "{extra}: {v}");
+    }
+    let (s, v) = raw(format!("/v2/models/{MODEL}/infer"), tensor("")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 }

@@ -103,6 +103,9 @@ pub struct ServingSection {
     pub shadow_queue: Option<usize>,
     /// Prediction requests per second per token (burst the same); 0: none.
     pub rate_per_token: Option<u32>,
+    /// CIDR blocks alert webhooks may reach although not public
+    /// (e.g. `["10.20.0.0/16"]` for an internal alert relay).
+    pub webhook_allow: Option<Vec<String>>,
 }
 
 /// A parsed configuration file.

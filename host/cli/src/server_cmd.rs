@@ -241,8 +241,17 @@ fn load_key_ring(keys: &DataKeys) -> Result<KeyRing, CliError> {
 /// Writes `text` to `path` through a temporary file and a rename, so a
 /// reader polling for it never sees half of it.
 fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("url.tmp");
-    std::fs::write(&tmp, text)
+    // 0600 whatever the umask, like everything in the data directory.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| CliError::input(format!("writing {}: {e}", path.display())))
 }
@@ -326,6 +335,13 @@ pub(crate) fn apply_serving(
     }
     if let Some(r) = file.rate_per_token {
         serving.rate_per_token = r;
+    }
+    if let Some(blocks) = &file.webhook_allow {
+        serving.webhook_allow = blocks
+            .iter()
+            .map(|b| airlock_server::serving::egress::Cidr::parse(b))
+            .collect::<Result<_, _>>()
+            .map_err(|e| CliError::input(format!("[serving] webhook_allow: {e}")))?;
     }
     if flags.no_monitoring {
         serving.monitoring = false;
@@ -443,6 +459,24 @@ mod tests {
             CliError::Input(m) => m,
             other => panic!("expected an input error, got {other:?}"),
         })
+    }
+
+    #[test]
+    fn the_webhook_allow_list_is_read_from_the_file_and_a_bad_block_is_named() {
+        let file: crate::config::HostConfig =
+            toml::from_str("[serving]\nwebhook_allow = [\"10.20.0.0/16\", \"::1\"]\n").unwrap();
+        let mut s = airlock_server::config::ServingConfig::default();
+        assert!(s.webhook_allow.is_empty(), "nothing non-public by default");
+        apply_serving(&mut s, &file.serving, &ServerFlags::default()).unwrap();
+        assert_eq!(s.webhook_allow.len(), 2);
+        assert!(s.webhook_allow[0].contains("10.20.3.4".parse().unwrap()));
+        let bad: crate::config::HostConfig =
+            toml::from_str("[serving]\nwebhook_allow = [\"10.0.0.0/40\"]\n").unwrap();
+        let e = apply_serving(&mut s, &bad.serving, &ServerFlags::default()).unwrap_err();
+        assert!(
+            matches!(&e, CliError::Input(m) if m.contains("[serving] webhook_allow") && m.contains("10.0.0.0/40")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use airlock_runtime::bundle::BundleCaps;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 /// Why an archive was refused; every variant names the entry.
@@ -48,6 +48,10 @@ pub enum ArchiveError {
         /// The entry's name.
         name: String,
     },
+    /// Reading the archive's bytes after the tar end marker failed: the
+    /// blob holding it did not hash to its name (or could not be read).
+    #[error("reading the bundle archive to its end: {0}")]
+    Source(std::io::Error),
     /// Writing the unpacked tree.
     #[error("unpacking {path}: {source}")]
     Io {
@@ -58,9 +62,22 @@ pub enum ArchiveError {
     },
 }
 
-/// Unpacks `archive` into the empty directory `dest` under `caps`.
+/// Unpacks `archive` into the empty directory `dest` under `caps`, then
+/// reads whatever follows the tar end marker to the end: a blob reader
+/// checks the blob's hash only at its end, so stopping at the marker would
+/// let a changed byte anywhere in the blob go unnoticed.
 pub fn unpack(archive: impl Read, dest: &Path, caps: &BundleCaps) -> Result<u64, ArchiveError> {
     let mut ar = tar::Archive::new(archive);
+    let total = unpack_entries(&mut ar, dest, caps)?;
+    std::io::copy(&mut ar.into_inner(), &mut std::io::sink()).map_err(ArchiveError::Source)?;
+    Ok(total)
+}
+
+fn unpack_entries<R: Read>(
+    ar: &mut tar::Archive<R>,
+    dest: &Path,
+    caps: &BundleCaps,
+) -> Result<u64, ArchiveError> {
     let mut entries_seen = 0u64;
     let mut total = 0u64;
     let mut seen = std::collections::HashSet::new();
@@ -114,10 +131,14 @@ pub fn unpack(archive: impl Read, dest: &Path, caps: &BundleCaps) -> Result<u64,
             source,
         };
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(io)?;
         }
         if is_dir {
-            match std::fs::create_dir(&target) {
+            match std::fs::DirBuilder::new().mode(0o700).create(&target) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && target.is_dir() => {}
                 Err(e) => return Err(io(e)),
@@ -291,6 +312,40 @@ mod tests {
             );
             assert!(!outside.path().join("evil").exists());
         }
+    }
+
+    /// A blob reader: its bytes, then, at the end, the hash check's error.
+    struct FailsAtEnd(std::io::Cursor<Vec<u8>>);
+
+    impl Read for FailsAtEnd {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(out)? {
+                0 if !out.is_empty() => Err(std::io::Error::other("blob sha256:00 is corrupt")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn the_archive_is_read_past_its_end_marker_so_the_blobs_hash_is_checked() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("model.json"), b"{}").unwrap();
+        let mut bytes = Vec::new();
+        pack(src.path(), &mut bytes).unwrap();
+        // Padding after the end marker, as `tar` writes: never read by an
+        // unpacker that stops at the marker.
+        bytes.extend([0u8; 8192]);
+        let dst = tempfile::tempdir().unwrap();
+        let e = unpack(
+            FailsAtEnd(std::io::Cursor::new(bytes.clone())),
+            dst.path(),
+            &caps(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ArchiveError::Source(_)), "{e:?}");
+        assert!(e.to_string().contains("sha256:00 is corrupt"), "{e}");
+        let dst = tempfile::tempdir().unwrap();
+        unpack(&bytes[..], dst.path(), &caps()).unwrap();
     }
 
     #[test]
@@ -483,7 +538,8 @@ mod tests {
                                 let path = path.to_string_lossy();
                                 entries.iter().any(|(n, _, _)| path.contains(n.trim_start_matches("./")))
                             }
-                            ArchiveError::Malformed(_) => false,
+                            // The source is bytes in memory: it cannot fail.
+                            ArchiveError::Malformed(_) | ArchiveError::Source(_) => false,
                         };
                         prop_assert!(named, "{} names no entry of {:?}", e, list);
                     }

@@ -109,6 +109,48 @@ impl Caller {
         }
     }
 
+    /// Requires `p` with a grant over every model and alias: what acts on
+    /// the whole server (tokens, host keys, the trust policy, the audit
+    /// log of every model) is refused to a scoped token, which could
+    /// otherwise mint itself a wider one.
+    pub fn require_unscoped(&self, p: Permission) -> Result<(), ApiError> {
+        self.require(p)?;
+        if self.scope == Scope::default() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "token {} is scoped to some models or aliases; {} the whole server needs an unscoped token",
+                self.token_id,
+                p.as_str()
+            )))
+        }
+    }
+
+    /// Requires `p` on the gate `gate`, which judges `judged` (the models
+    /// whose gate it is): a gate is in scope when every model it judges is,
+    /// so a token scoped to one model cannot change how another is judged.
+    pub fn require_gate(
+        &self,
+        p: Permission,
+        gate: &str,
+        judged: &[String],
+    ) -> Result<(), ApiError> {
+        self.require(p)?;
+        match judged.iter().find(|m| !self.scope.covers_model(m)) {
+            None => Ok(()),
+            Some(m) => Err(ApiError::forbidden(format!(
+                "token {} is not granted gate `{gate}`: it also judges model `{m}`",
+                self.token_id
+            ))),
+        }
+    }
+
+    /// Whether a scoped token may read the gate `gate` judging `judged`:
+    /// the gate of one of its models, or a gate that judges none yet.
+    pub fn may_read_gate(&self, judged: &[String]) -> bool {
+        judged.is_empty() || judged.iter().any(|m| self.scope.covers_model(m))
+    }
+
     /// Requires moving `alias` of `model`.
     pub fn require_alias(&self, model: &str, alias: &str) -> Result<(), ApiError> {
         self.require_model(Permission::Deploy, model)?;

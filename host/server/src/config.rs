@@ -86,6 +86,10 @@ pub struct ServingConfig {
     /// Prediction requests per second one token may send on average, up
     /// to as many at once; beyond, 429 with `Retry-After`. 0: no budget.
     pub rate_per_token: u32,
+    /// Address blocks alert webhooks may reach although they are not
+    /// public (loopback, private, link-local, ...); empty by default, so
+    /// webhooks go only to public addresses.
+    pub webhook_allow: Vec<crate::serving::egress::Cidr>,
 }
 
 impl Default for ServingConfig {
@@ -103,6 +107,7 @@ impl Default for ServingConfig {
             window_rows: 1_000,
             shadow_queue: 1_024,
             rate_per_token: 0,
+            webhook_allow: Vec::new(),
         }
     }
 }

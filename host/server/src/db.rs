@@ -100,6 +100,24 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Creates `airlock.db` in the data directory, mode 0600, if it is missing,
+/// so that SQLite (which gives its `-wal` and `-shm` files the database
+/// file's mode) never creates any of the three readable by others,
+/// whatever the umask. An empty file is a valid empty database.
+pub fn sqlite_file(data_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(data_dir.join("airlock.db"))
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The default database: `airlock.db` in the data directory (created if
 /// missing). The path is percent-encoded, as sqlx decodes it, so that a
 /// `?`, `#`, `%` or space in it survives.

@@ -179,8 +179,24 @@ impl From<BlobError> for ApiError {
             BlobError::DigestMismatch { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "digest_mismatch", e.to_string())
             }
+            // A stored blob that no longer hashes to its name: refused,
+            // named, never used.
+            BlobError::Corrupt { .. } => ApiError::refused("corrupt_blob", e.to_string()),
             _ => ApiError::internal(format_args!("blob store: {e}")),
         }
+    }
+}
+
+/// An error reading blob `digest` through its reader: the blob store's
+/// own error when the reader carries one (a changed blob is refused,
+/// named), else a 500 naming the blob.
+pub fn blob_read(digest: &airlock_core::digest::Digest, e: std::io::Error) -> ApiError {
+    match BlobError::of_io(&e) {
+        Some(BlobError::Corrupt { digest, reason }) => ApiError::from(BlobError::Corrupt {
+            digest: *digest,
+            reason: reason.clone(),
+        }),
+        _ => ApiError::internal(format_args!("reading blob {digest}: {e}")),
     }
 }
 

@@ -11,7 +11,9 @@
 //! Map: `config` (resolved settings), `state` (startup, shared state, the
 //! change/commit discipline), `db` (schema), `audit` (outbox → log),
 //! `access` (roles, scopes, tokens; pure), `auth` (the bearer extractor),
-//! `names` (naming rules), `archive` (bundle tar unpacking), `trust`
+//! `names` (naming rules), `archive` (bundle tar unpacking), `bundles`
+//! (bundles read back from blobs, checked, snapshotted in the data
+//! directory), `trust`
 //! (artifact checks, trust policy), `gates` (pinned gate specs), `runs`
 //! (queue and workers), `routes` (handlers), `serving` (warm versions,
 //! predictions, the inference protocol, monitoring, canaries, automatic
@@ -26,6 +28,7 @@ pub mod access;
 pub mod archive;
 pub mod audit;
 pub mod auth;
+pub mod bundles;
 pub mod config;
 pub mod db;
 pub mod error;

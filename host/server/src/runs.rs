@@ -16,7 +16,6 @@ use airlock_audit::Action;
 use airlock_core::digest::Digest;
 use airlock_core::gate::spec::GateSpec;
 use airlock_gate::runner::{GateJob, ModelUnderTest};
-use airlock_runtime::sandbox::Bundle;
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Read;
@@ -350,13 +349,14 @@ fn judge_inner(
         "candidate",
         &version.0,
         version.1.as_deref(),
+        version.2.as_deref(),
     )?;
     let baseline = match &row.baseline {
         Some(b) => {
-            let bv: (String, Option<String>) = rt
+            let bv: (String, Option<String>, Option<String>) = rt
                 .block_on(
                     sqlx::query_as(
-                        "SELECT plugin, bundle_archive FROM versions WHERE model = $1 AND version = $2",
+                        "SELECT plugin, bundle_archive, bundle_digest FROM versions WHERE model = $1 AND version = $2",
                     )
                     .bind(&row.model)
                     .bind(b)
@@ -369,12 +369,13 @@ fn judge_inner(
                 "baseline",
                 &bv.0,
                 bv.1.as_deref(),
+                bv.2.as_deref(),
             )?)
         }
         None => None,
     };
     let gate_dir = scratch.path().join("gate");
-    std::fs::create_dir(&gate_dir).map_err(|e| format!("scratch directory: {e}"))?;
+    crate::state::private_dir(&gate_dir).map_err(|e| format!("scratch directory: {e}"))?;
     let spec = GateSpec::parse(&gate.0, &gate_dir).map_err(|e| format!("gate: {e}"))?;
     if spec.digest.to_string() != gate.1 {
         return Err("the stored gate's text does not match its digest".into());
@@ -443,13 +444,16 @@ fn judge_inner(
     })
 }
 
-/// Loads a model component and unpacks its bundle for a run.
+/// Loads a model component and unpacks its bundle for a run. The
+/// component is read whole (so its blob's hash is checked), and the
+/// unpacked bundle must have the tree digest recorded for the version.
 fn load_model(
     state: &Arc<AppState>,
     scratch: &Path,
     role: &str,
     plugin: &str,
     bundle_archive: Option<&str>,
+    bundle_digest: Option<&str>,
 ) -> Result<ModelUnderTest, String> {
     let digest = Digest::parse(plugin).ok_or_else(|| format!("{role}: bad plugin digest"))?;
     let mut bytes = Vec::new();
@@ -472,17 +476,10 @@ fn load_model(
         Some(a) => {
             let a = Digest::parse(a).ok_or_else(|| format!("{role}: bad bundle digest"))?;
             let dir = scratch.join(format!("{role}-bundle"));
-            std::fs::create_dir(&dir).map_err(|e| format!("scratch directory: {e}"))?;
-            let reader = state
-                .blobs
-                .open(&a)
+            crate::state::private_dir(&dir).map_err(|e| format!("scratch directory: {e}"))?;
+            let bundle = crate::bundles::unpack_checked(state, &a, bundle_digest, &dir)
                 .map_err(|e| format!("{role} bundle: {e}"))?;
-            crate::archive::unpack(reader, &dir, &state.sandbox.config().bundle_caps)
-                .map_err(|e| format!("{role} bundle: {e}"))?;
-            Some(
-                Bundle::from_path_with(&dir, &state.sandbox.config().bundle_caps)
-                    .map_err(|e| format!("{role} bundle: {e}"))?,
-            )
+            Some(bundle)
         }
         None => None,
     };

@@ -89,12 +89,41 @@ fn sweep_scratch(dir: &Path) {
 /// inside the 0700 data directory, never in the system's shared `/tmp`.
 pub fn scratch_dir(state: &AppState, prefix: &str) -> Result<tempfile::TempDir, ApiError> {
     let root = state.config.data_dir.join("tmp");
-    std::fs::create_dir_all(&root)
-        .map_err(|e| ApiError::internal(format_args!("scratch directory: {e}")))?;
+    private_dir(&root).map_err(|e| ApiError::internal(format_args!("scratch directory: {e}")))?;
     tempfile::Builder::new()
         .prefix(&format!("{prefix}-"))
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(&root)
         .map_err(|e| ApiError::internal(format_args!("scratch directory: {e}")))
+}
+
+/// Creates `dir` (and missing parents) mode 0700 and sets 0700 on `dir`
+/// itself, whatever the umask: every directory the server makes in its
+/// data directory is its own alone.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Sets mode 0600 on the metadata database and its `-wal` and `-shm` files
+/// where they exist. SQLite creates the other two with the database
+/// file's mode, which [`crate::db::sqlite_file`] makes 0600 before SQLite
+/// first opens it; this also repairs a data directory an older server
+/// left 0644.
+fn private_db_files(dir: &Path) -> Result<(), StartError> {
+    for name in ["airlock.db", "airlock.db-wal", "airlock.db-shm"] {
+        let path = dir.join(name);
+        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StartError::io(&path, e)),
+        }
+    }
+    Ok(())
 }
 
 /// The host's keys: the current one signs attestations; every key it ever
@@ -113,13 +142,19 @@ impl AppState {
         std::fs::create_dir_all(dir).map_err(|e| StartError::io(dir, e))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| StartError::io(dir, e))?;
-        let url = config
-            .database_url
-            .clone()
-            .unwrap_or_else(|| crate::db::sqlite_url(dir));
+        let url = match &config.database_url {
+            Some(u) => u.clone(),
+            None => {
+                crate::db::sqlite_file(dir).map_err(|e| StartError::io(dir, e))?;
+                crate::db::sqlite_url(dir)
+            }
+        };
         let (db, dialect) = crate::db::open(&url)
             .await
             .map_err(|e| StartError::Db(e.to_string()))?;
+        if config.database_url.is_none() {
+            private_db_files(dir)?;
+        }
         let blobs = LocalBlobStore::open(&dir.join("blobs"), config.key_ring.clone())
             .map_err(|e| StartError::Blobs(e.to_string()))?;
         blobs
@@ -134,11 +169,23 @@ impl AppState {
             .await
             .map_err(|e| StartError::Audit(e.message))?;
         let keys = load_host_keys(&db, &config).await?;
+        let mut sandbox_config = config.sandbox.clone();
+        if config.key_ring.is_some() {
+            // Compiled code (of pre-initialised snapshots too) holds what
+            // the encrypted blobs hold: with encryption at rest it stays in
+            // memory, never in an on-disk compile cache.
+            sandbox_config.cache_dir = None;
+        }
         let sandbox =
-            Sandbox::new(config.sandbox.clone()).map_err(|e| StartError::Sandbox(e.to_string()))?;
+            Sandbox::new(sandbox_config).map_err(|e| StartError::Sandbox(e.to_string()))?;
         let runs = RunQueue::new(config.queue_depth);
-        // Scratch left by a crash (plaintext copies of blobs) goes first.
+        // Scratch left by a crash (plaintext copies of blobs) goes first;
+        // so do bundle snapshots whose process is gone (their locks free).
         sweep_scratch(dir);
+        let snapshots = crate::bundles::snapshots_dir(dir);
+        if snapshots.exists() {
+            airlock_runtime::bundle::sweep(&snapshots);
+        }
         let serving = crate::serving::Serving::new(&config.serving)
             .map_err(|e| StartError::Sandbox(format!("starting prediction threads: {e}")))?;
         let policy = load_policy(&db).await?;

@@ -67,7 +67,7 @@ pub fn check_plugin(
         .open(digest)?
         .take(cap + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| ApiError::internal(format_args!("reading {digest}: {e}")))?;
+        .map_err(|e| crate::error::blob_read(digest, e))?;
     if bytes.len() as u64 > cap {
         return Err(ApiError::refused(
             "invalid_component",
@@ -99,10 +99,9 @@ pub fn check_plugin(
     let signer = match signature {
         None => None,
         Some(sig) => {
-            let dir = tempfile::tempdir()
-                .map_err(|e| ApiError::internal(format_args!("scratch directory: {e}")))?;
+            let dir = crate::state::scratch_dir(state, "check")?;
             let file = dir.path().join(format!("{name}.wasm"));
-            std::fs::write(&file, &bytes)
+            write_private(&file, &bytes)
                 .map_err(|e| ApiError::internal(format_args!("scratch file: {e}")))?;
             Some(verify_signature(&policy, ArtifactKind::Plugin, &file, sig)?)
         }
@@ -124,12 +123,13 @@ pub fn check_bundle(
     signature: Option<&Value>,
 ) -> Result<(Digest, Option<String>), ApiError> {
     let caps = state.sandbox.config().bundle_caps;
-    let dir = tempfile::tempdir()
-        .map_err(|e| ApiError::internal(format_args!("scratch directory: {e}")))?;
+    let dir = crate::state::scratch_dir(state, "check")?;
     let root = dir.path().join("bundle");
-    std::fs::create_dir(&root)
+    crate::state::private_dir(&root)
         .map_err(|e| ApiError::internal(format_args!("scratch directory: {e}")))?;
     let reader = state.blobs.open(archive)?;
+    // `unpack` reads the blob to its end, so a stored archive changed
+    // since its upload fails here, named, before any gate sees it.
     crate::archive::unpack(reader, &root, &caps)
         .map_err(|e| ApiError::refused("invalid_bundle", format!("bundle {archive}: {e}")))?;
     let digest = airlock_runtime::bundle::digest_path(&root, &caps)
@@ -142,6 +142,18 @@ pub fn check_bundle(
     check_signer(&policy, ArtifactKind::Bundle, signer.as_ref())
         .map_err(|e| ApiError::refused("untrusted", format!("bundle {archive}: {e}")))?;
     Ok((digest, signer.map(|k| k.hex())))
+}
+
+/// Writes a new scratch file, mode 0600 whatever the umask.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
 }
 
 /// Verifies an OpenSSF model-signing bundle over `path` under the keys

@@ -228,13 +228,33 @@ impl Bundle {
 
     /// Snapshots a bundle under the operator's `caps`.
     pub fn from_path_with(path: &Path, caps: &BundleCaps) -> Result<Bundle, SandboxError> {
+        Bundle::snapshot(path, caps, None)
+    }
+
+    /// Snapshots a bundle under `caps` into `snapshots` (created mode 0700
+    /// if missing, and held to the same checks as the default root) rather
+    /// than the per-user directory under `$TMPDIR`: a server keeps the
+    /// plaintext of its bundles inside its own data directory.
+    pub fn from_path_in(
+        path: &Path,
+        caps: &BundleCaps,
+        snapshots: &Path,
+    ) -> Result<Bundle, SandboxError> {
+        Bundle::snapshot(path, caps, Some(snapshots))
+    }
+
+    fn snapshot(
+        path: &Path,
+        caps: &BundleCaps,
+        root: Option<&Path>,
+    ) -> Result<Bundle, SandboxError> {
         let wrap = |source| SandboxError::Bundle {
             path: path.to_path_buf(),
             source,
         };
         let source = Source::open(path).map_err(wrap)?;
         let plan = source.check(caps).map_err(wrap)?;
-        let snapshot = Snapshot::create().map_err(wrap)?;
+        let snapshot = Snapshot::create(root).map_err(wrap)?;
         let tree = source
             .copy(&plan, Some(&snapshot.bundle_dir))
             .map_err(wrap)?;
@@ -325,6 +345,28 @@ mod tests {
     use std::io::Write as _;
     use std::os::unix::fs::PermissionsExt as _;
     use std::time::Duration;
+
+    #[test]
+    fn a_bundle_snapshotted_into_a_given_root_lands_there_and_goes_with_it() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("model.json"), b"{\"w\": 1}").unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let root = data.path().join("snapshots");
+        let b = Bundle::from_path_in(src.path(), &BundleCaps::default(), &root).unwrap();
+        assert!(b.dir().starts_with(&root), "{}", b.dir().display());
+        assert_eq!(
+            std::fs::read(b.dir().join("model.json")).unwrap(),
+            b"{\"w\": 1}"
+        );
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(b.dir()), 0o700);
+        assert_eq!(mode(&b.dir().join("model.json")), 0o600);
+        assert_eq!(b.digest, Bundle::from_path(src.path()).unwrap().digest);
+        let dir = b.dir().to_path_buf();
+        drop(b);
+        assert!(!dir.exists());
+    }
 
     #[test]
     fn a_bundle_file_and_a_directory_holding_only_it_are_the_same_bundle() {
@@ -422,7 +464,7 @@ mod tests {
         let source = Source::open(dir).unwrap();
         let plan = source.check(&BundleCaps::default()).unwrap();
         change();
-        let snapshot = Snapshot::create().unwrap();
+        let snapshot = Snapshot::create(None).unwrap();
         let path = snapshot.path.clone();
         let e = source.copy(&plan, Some(&snapshot.bundle_dir)).unwrap_err();
         drop(snapshot);

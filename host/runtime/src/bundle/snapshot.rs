@@ -3,7 +3,9 @@
 
 use super::{BundleError, io_err, std_special_kind};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -103,15 +105,26 @@ pub(super) fn prepare_root(root: PathBuf, uid: u32) -> Result<PathBuf, BundleErr
 impl Snapshot {
     /// Creates a locked, empty snapshot directory, then sweeps abandoned
     /// siblings.
-    pub(super) fn create() -> Result<Snapshot, BundleError> {
-        let root = snapshots_root()?;
+    pub(super) fn create(root: Option<&Path>) -> Result<Snapshot, BundleError> {
+        let root = match root {
+            None => snapshots_root()?,
+            Some(r) => prepare_root(
+                r.to_path_buf(),
+                own_uid().map_err(io_err("cannot create a file in", "$TMPDIR"))?,
+            )?,
+        };
         let shown = root.display().to_string();
         let staging = tempfile::Builder::new()
             .prefix(STAGING_PREFIX)
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&root)
             .map_err(io_err("cannot create a snapshot in", &shown))?
             .keep();
-        let lock = std::fs::File::create_new(staging.join(LOCK_FILE))
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(staging.join(LOCK_FILE))
             .map_err(io_err("cannot create a snapshot in", &shown))?;
         lock.try_lock().map_err(|e| {
             io_err("cannot lock a snapshot in", &shown)(match e {
@@ -136,7 +149,9 @@ impl Snapshot {
             path,
             _lock: lock,
         };
-        std::fs::create_dir(&snapshot.bundle_dir)
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&snapshot.bundle_dir)
             .map_err(io_err("cannot create a snapshot in", &shown))?;
         sweep(&root);
         Ok(snapshot)

@@ -262,7 +262,11 @@ fn copy_dir(
             Planned::Dir { id, entries } => {
                 let sub = open_dir(src, OsStr::new(name), *id, &shown)?;
                 if let Some(to) = &to {
-                    std::fs::create_dir(to).map_err(io_err("cannot write snapshot of", &shown))?;
+                    use std::os::unix::fs::DirBuilderExt as _;
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(to)
+                        .map_err(io_err("cannot write snapshot of", &shown))?;
                 }
                 Node::Dir(copy_dir(&sub, &shown, entries, to.as_deref())?)
             }
@@ -303,10 +307,15 @@ fn copy_file(
         });
     }
     let sink: Box<dyn Write> = match to {
-        Some(path) => Box::new(io::BufWriter::with_capacity(
-            COPY_BUFFER,
-            std::fs::File::create_new(path).map_err(io_err("cannot write snapshot of", shown))?,
-        )),
+        Some(path) => Box::new(io::BufWriter::with_capacity(COPY_BUFFER, {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io_err("cannot write snapshot of", shown))?
+        })),
         None => Box::new(io::sink()),
     };
     let mut out = Hashing {

@@ -62,7 +62,7 @@ pub async fn create_token(
     caller: Caller,
     Json(req): Json<CreateToken>,
 ) -> ApiResult<(StatusCode, J<Value>)> {
-    caller.require(Permission::Administer)?;
+    caller.require_unscoped(Permission::Administer)?;
     check_subject(&req.subject)?;
     let role = Role::parse(&req.role).ok_or_else(|| {
         let known: Vec<&str> = crate::access::ROLES.iter().map(|r| r.as_str()).collect();
@@ -125,7 +125,7 @@ pub async fn list_tokens(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> ApiResult<J<Value>> {
-    caller.require(Permission::Administer)?;
+    caller.require_unscoped(Permission::Administer)?;
     let rows: Vec<(String, String, String, String, String, Option<i64>, Option<String>)> = sqlx::query_as(
         "SELECT id, subject, role, scope, created_at, expires_at, revoked_at FROM tokens ORDER BY created_at",
     )
@@ -160,7 +160,7 @@ pub async fn rotate_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<J<Value>> {
-    caller.require(Permission::Administer)?;
+    caller.require_unscoped(Permission::Administer)?;
     check_token_id(&id)?;
     let t = mint_token().map_err(|e| ApiError::internal(format_args!("randomness: {e}")))?;
     let secret = t.token.rsplit('_').next().unwrap_or_default().to_string();
@@ -192,7 +192,7 @@ pub async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<J<Value>> {
-    caller.require(Permission::Administer)?;
+    caller.require_unscoped(Permission::Administer)?;
     check_token_id(&id)?;
     let mut change = state.begin().await?;
     let r = sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
@@ -235,7 +235,7 @@ pub async fn list_keys(State(state): State<Arc<AppState>>, caller: Caller) -> Ap
 /// `POST /v1/keys/rotate`: a new current signing key; old attestations stay
 /// verifiable by their key id.
 pub async fn rotate_key(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<J<Value>> {
-    caller.require(Permission::Administer)?;
+    caller.require_unscoped(Permission::Administer)?;
     let key = SigningKey::generate(Curve::P256);
     let id = key.key_id().hex();
     let mut change = state.begin().await?;
@@ -277,7 +277,7 @@ pub async fn put_policy(
     caller: Caller,
     Json(envelope): Json<Envelope>,
 ) -> ApiResult<J<Value>> {
-    caller.require(Permission::Administer)?;
+    caller.require_unscoped(Permission::Administer)?;
     let current = state
         .policy
         .read()
@@ -351,7 +351,7 @@ pub async fn audit(
     caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<J<Value>> {
-    caller.require(Permission::Administer)?;
+    caller.require_unscoped(Permission::Administer)?;
     let ts = |what: &str, s: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
         s.as_deref()
             .map(|s| {

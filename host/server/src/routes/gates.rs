@@ -1,7 +1,8 @@
 //! Gates over HTTP: publishing a signed gate version, listing and reading
 //! them, and switching a gate's current version. A gate decides every
 //! verdict, so publishing one needs a gate key's signature as well as the
-//! gate-admin's token.
+//! gate-admin's token. A scoped token acts only on a gate every model of
+//! which is in its scope, and reads only gates judging one of its models.
 
 use super::{Page, Paged};
 use crate::access::Permission;
@@ -90,6 +91,10 @@ pub async fn publish_gate(
         created_by: caller.subject.clone(),
     };
     let mut change = state.begin().await?;
+    // In the transaction, so that no model can take this gate between the
+    // scope check and the insert.
+    let judged = judged_by(&mut change.tx, &def.name).await?;
+    caller.require_gate(Permission::ManageGates, &def.name, &judged)?;
     sqlx::query(
         "INSERT INTO gates (name, version, digest, toml, envelope, signer, created_at, created_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -123,6 +128,40 @@ pub async fn publish_gate(
     Ok((StatusCode::CREATED, J(view)))
 }
 
+/// The models whose gate `gate` is.
+pub(crate) async fn judged_by(
+    conn: &mut sqlx::AnyConnection,
+    gate: &str,
+) -> Result<Vec<String>, ApiError> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT name FROM models WHERE gate = $1")
+        .bind(gate)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(m,)| m).collect())
+}
+
+/// Refuses a scoped token a gate that judges none of its models.
+pub(crate) async fn require_read_gate(
+    state: &AppState,
+    caller: &Caller,
+    gate: &str,
+) -> Result<(), ApiError> {
+    caller.require(Permission::Read)?;
+    if caller.scope.models.is_none() {
+        return Ok(());
+    }
+    let mut conn = state.db.acquire().await?;
+    let judged = judged_by(&mut conn, gate).await?;
+    if caller.may_read_gate(&judged) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "token {} is not granted gate `{gate}`: it judges none of the token's models",
+            caller.token_id
+        )))
+    }
+}
+
 async fn get_gate_row(state: &AppState, name: &str, version: i64) -> Result<GateView, ApiError> {
     sqlx::query_as(
         "SELECT name, version, digest, signer, created_at, created_by FROM gates WHERE name = $1 AND version = $2",
@@ -153,9 +192,24 @@ pub async fn list_gates(
         .into_iter()
         .map(|(name, version)| json!({ "name": name, "current": version }))
         .collect();
-    Ok(J(Paged::from_fetched(items, limit, |v: &Value| {
+    let mut page = Paged::from_fetched(items, limit, |v: &Value| {
         v["name"].as_str().unwrap_or_default().to_string()
-    })))
+    });
+    if caller.scope.models.is_some() {
+        // Filtered after the page is cut, so the cursor stays right.
+        let judged: Vec<(String, Option<String>)> = sqlx::query_as("SELECT name, gate FROM models")
+            .fetch_all(&state.db)
+            .await?;
+        page.items.retain(|g| {
+            let of_gate: Vec<String> = judged
+                .iter()
+                .filter(|(_, gate)| gate.as_deref() == g["name"].as_str())
+                .map(|(m, _)| m.clone())
+                .collect();
+            caller.may_read_gate(&of_gate)
+        });
+    }
+    Ok(J(page))
 }
 
 /// `GET /v1/gates/{name}`: the current version and every version.
@@ -164,8 +218,8 @@ pub async fn get_gate(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<J<Value>> {
-    caller.require(Permission::Read)?;
     check_name("gate", &name)?;
+    require_read_gate(&state, &caller, &name).await?;
     let current = crate::gates::current(&state, &name).await?;
     let versions: Vec<GateView> = sqlx::query_as(
         "SELECT name, version, digest, signer, created_at, created_by FROM gates WHERE name = $1 ORDER BY version",
@@ -184,8 +238,8 @@ pub async fn get_gate_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<J<Value>> {
-    caller.require(Permission::Read)?;
     check_name("gate", &name)?;
+    require_read_gate(&state, &caller, &name).await?;
     let v: i64 = version.parse().map_err(|_| {
         ApiError::bad_request(format!("gate version {} is not a number", show(&version)))
     })?;
@@ -226,6 +280,8 @@ pub async fn switch_gate(
     let target = get_gate_row(&state, &name, req.version).await?;
     let (from, _) = crate::gates::current(&state, &name).await?;
     let mut change = state.begin().await?;
+    let judged = judged_by(&mut change.tx, &name).await?;
+    caller.require_gate(Permission::ManageGates, &name, &judged)?;
     sqlx::query("UPDATE gate_current SET version = $1 WHERE name = $2")
         .bind(req.version)
         .bind(&name)

@@ -118,6 +118,65 @@ pub const ROUTES: &[RouteInfo] = &[
     ),
 ];
 
+/// What a scoped token's grant is checked against on a route. Every
+/// route has one; `docs/security.md` prints them and the route × role ×
+/// scope test walks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The model `{name}` in the path: it must be one of the token's.
+    Model,
+    /// The gate `{name}` (in the path, or in the signed body when
+    /// publishing): changing it needs every model it judges in scope,
+    /// reading it one of them (or none judged yet).
+    Gate,
+    /// The run `{id}`: its model must be one of the token's.
+    Run,
+    /// The whole server (tokens, host keys, trust policy, audit log): a
+    /// scoped token is refused.
+    Server,
+    /// A list or exposition filtered to the token's models.
+    Filtered,
+    /// Content-addressed, immutable or public material shared by every
+    /// model (blobs, plugins, public keys, the trust policy, health), or
+    /// the caller itself: no model to scope by.
+    Shared,
+}
+
+impl Reach {
+    /// The rule's name in docs and errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reach::Model => "model",
+            Reach::Gate => "gate",
+            Reach::Run => "run",
+            Reach::Server => "server",
+            Reach::Filtered => "filtered",
+            Reach::Shared => "shared",
+        }
+    }
+}
+
+impl RouteInfo {
+    /// How a scoped token is checked on this route, from its template.
+    pub fn reach(&self) -> Reach {
+        let p = self.path;
+        if self.needs == Some(Permission::Administer) {
+            Reach::Server
+        } else if p.starts_with("/v1/models/{name}") || p.starts_with("/v2/models/{name}") {
+            Reach::Model
+        } else if p.starts_with("/v1/gates/{name}") || (p == "/v1/gates" && self.method == "POST") {
+            Reach::Gate
+        } else if p.starts_with("/v1/runs/{id}") {
+            Reach::Run
+        } else if (p == "/v1/models" || p == "/v1/gates") && self.method == "GET" || p == "/metrics"
+        {
+            Reach::Filtered
+        } else {
+            Reach::Shared
+        }
+    }
+}
+
 /// Builds the router.
 pub fn router(state: Arc<AppState>) -> Router {
     build(state).0
@@ -345,8 +404,9 @@ pub fn needs(method: &str, template: &str) -> Option<&'static RouteInfo> {
 /// Runs before every matched route, before its body is read: authenticates
 /// the token and checks the role against [`ROUTES`], so that no handler
 /// can forget a check and a refused caller learns nothing from how its
-/// body would have been parsed. Scope (which models, which aliases) is
-/// checked by the handlers, which know the model.
+/// body would have been parsed. A scoped token is checked here too where
+/// the path decides ([`RouteInfo::reach`]); handlers check the rest
+/// (aliases, a run's model, a published gate's name) and filter lists.
 async fn authorize(
     State(state): State<Arc<AppState>>,
     matched: axum::extract::MatchedPath,
@@ -383,9 +443,61 @@ async fn authorize(
     if let Err(e) = caller.require(permission) {
         return refuse(e);
     }
+    // Scope, where the path alone decides it, before any body is read;
+    // gates, runs and filtered lists are checked again where the handler
+    // knows what they touch.
+    if let Err(e) = check_reach(&state, &caller, route, permission, &mut parts).await {
+        return refuse(e);
+    }
     parts.extensions.insert(caller);
     next.run(axum::extract::Request::from_parts(parts, body))
         .await
+}
+
+/// The scope part of [`authorize`] for routes whose path names what they
+/// touch.
+async fn check_reach(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    route: &RouteInfo,
+    permission: Permission,
+    parts: &mut axum::http::request::Parts,
+) -> Result<(), ApiError> {
+    use axum::extract::FromRequestParts;
+    let reach = route.reach();
+    if caller.scope == crate::access::Scope::default() {
+        return Ok(());
+    }
+    let name = if matches!(reach, Reach::Model | Reach::Gate) {
+        let params = axum::extract::RawPathParams::from_request_parts(parts, &())
+            .await
+            .map_err(|e| ApiError::bad_request(format!("path: {e}")))?;
+        params
+            .iter()
+            .find(|(k, _)| *k == "name")
+            .map(|(_, v)| v.to_string())
+    } else {
+        None
+    };
+    match reach {
+        Reach::Server => caller.require_unscoped(permission),
+        Reach::Model => match name {
+            Some(model) => caller.require_model(permission, &model),
+            None => Ok(()),
+        },
+        Reach::Gate => match name {
+            Some(gate) if permission == Permission::Read => {
+                gates::require_read_gate(state, caller, &gate).await
+            }
+            Some(gate) => {
+                let mut conn = state.db.acquire().await?;
+                let judged = gates::judged_by(&mut conn, &gate).await?;
+                caller.require_gate(permission, &gate, &judged)
+            }
+            None => Ok(()),
+        },
+        Reach::Run | Reach::Filtered | Reach::Shared => Ok(()),
+    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> axum::response::Response {

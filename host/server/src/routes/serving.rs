@@ -38,6 +38,23 @@ pub async fn put_policy(
     policy
         .check()
         .map_err(|e| ApiError::refused("invalid_policy", format!("serving policy: {e}")))?;
+    // Where alerts would go, checked now so the operator hears of a refused
+    // destination here (each delivery checks again, resolving afresh).
+    let urls: Vec<String> = policy.webhooks.iter().map(|w| w.url.clone()).collect();
+    let allow = state.config.serving.webhook_allow.clone();
+    tokio::task::spawn_blocking(move || {
+        for (i, url) in urls.iter().enumerate() {
+            crate::serving::egress::check(url, &allow).map_err(|e| {
+                ApiError::refused(
+                    "invalid_policy",
+                    format!("serving policy: webhooks[{i}]: {e}"),
+                )
+            })?;
+        }
+        Ok::<(), ApiError>(())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format_args!("checking webhooks: {e}")))??;
     if !policy.monitors.is_empty() {
         let (toml,): (String,) = sqlx::query_as(
             "SELECT g.toml FROM models m JOIN gate_current c ON c.name = m.gate JOIN gates g ON g.name = c.name AND g.version = c.version WHERE m.name = $1",

@@ -607,14 +607,21 @@ pub fn refresh_gauges(state: &AppState) {
     }
 }
 
-/// `GET /metrics`: the Prometheus text format.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
+/// `GET /metrics`: the Prometheus text format, only the caller's models'
+/// series for a scoped token ([`super::metrics_scope`]).
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    caller: crate::auth::Caller,
+) -> ApiResult<Response> {
     // Drift tests over every served version's sketches: CPU work, done on
     // a blocking thread rather than an async worker.
     let st = state.clone();
     let text = tokio::task::spawn_blocking(move || {
         refresh_gauges(&st);
-        st.serving.metrics.encode()
+        st.serving
+            .metrics
+            .encode()
+            .map(|text| super::metrics_scope::filter(text, &caller.scope))
     })
     .await
     .map_err(|e| crate::error::ApiError::internal(format_args!("metrics thread: {e}")))?

@@ -10,20 +10,24 @@
 //! request still runs in a fresh instance of that snapshot.
 //!
 //! Map: `predict` (the `/v1` predict and feedback handlers, request bodies
-//! to batches), `oip` (Open Inference Protocol v2), `metrics` (Prometheus),
+//! to batches), `oip` (Open Inference Protocol v2), `metrics` (Prometheus;
+//! `metrics_scope` filters it to a scoped token's models),
 //! `stats` (lock-free counters and latency buckets analysis reads),
 //! `pool` (the prediction threads), `control` (canary rollouts, analysis,
 //! automatic rollback), `monitors` (continuous validation), `window` (live
 //! rows for monitors), `shadow` (mirrored traffic), `alerts` (signed
-//! webhooks), `policy` (a model's serving policy, stored and installed),
-//! `predlog` (the optional sampled, redacted prediction log),
+//! webhooks; `egress` decides where they may go), `policy` (a model's serving policy, stored and installed),
+//! `predlog` (the optional sampled, redacted prediction log), `strict`
+//! (JSON that refuses a key given twice),
 //! `interrupted` (canaries a stop cut short, closed in the record at start).
 
 pub mod alerts;
 pub mod autorollback;
 pub mod control;
+pub mod egress;
 pub mod interrupted;
 pub mod metrics;
+pub mod metrics_scope;
 pub mod monitors;
 pub mod oip;
 pub mod policy;
@@ -32,6 +36,7 @@ pub mod predict;
 pub mod predlog;
 pub mod shadow;
 pub mod stats;
+pub mod strict;
 pub mod window;
 
 use crate::error::ApiError;
@@ -491,11 +496,13 @@ fn load(
     };
     let digest = Digest::parse(plugin).ok_or_else(|| ApiError::internal("stored plugin digest"))?;
     let mut bytes = Vec::new();
-    state
-        .blobs
-        .open(&digest)?
-        .read_to_end(&mut bytes)
-        .map_err(|e| ApiError::internal(format_args!("reading component {digest}: {e}")))?;
+    // Read whole, so the blob's hash is checked before anything uses it.
+    state.blobs.open(&digest)?.read_to_end(&mut bytes).map_err(
+        |e| match crate::error::blob_read(&digest, e) {
+            e if e.code == "corrupt_blob" => fail(format!("component: {}", e.message)),
+            e => e,
+        },
+    )?;
     let component = state
         .sandbox
         .load(&bytes)
@@ -505,16 +512,10 @@ fn load(
             let a = Digest::parse(a).ok_or_else(|| ApiError::internal("stored bundle digest"))?;
             let scratch = crate::state::scratch_dir(state, "serve")?;
             let dir = scratch.path().join("bundle");
-            std::fs::create_dir(&dir)
+            crate::state::private_dir(&dir)
                 .map_err(|e| ApiError::internal(format_args!("scratch directory: {e}")))?;
-            crate::archive::unpack(
-                state.blobs.open(&a)?,
-                &dir,
-                &state.sandbox.config().bundle_caps,
-            )
-            .map_err(|e| fail(format!("bundle: {e}")))?;
             Some(
-                Bundle::from_path_with(&dir, &state.sandbox.config().bundle_caps)
+                crate::bundles::unpack_checked(state, &a, bundle_digest.as_deref(), &dir)
                     .map_err(|e| fail(format!("bundle: {e}")))?,
             )
         }

@@ -10,6 +10,7 @@
 //! Output: `predictions`, FP64, `[rows, width]`.
 
 use super::predict::{Via, body_bytes, choose, parse_json, score, served};
+use super::strict::StrictValue;
 use super::{ModelServing, WarmVersion};
 use crate::access::Permission;
 use crate::auth::Caller;
@@ -182,8 +183,8 @@ struct Tensor {
     datatype: String,
     #[serde(default)]
     #[allow(dead_code)]
-    parameters: Option<Value>,
-    data: Value,
+    parameters: Option<StrictValue>,
+    data: StrictValue,
 }
 
 /// An inference request.
@@ -193,7 +194,7 @@ struct InferRequest {
     id: Option<String>,
     #[serde(default)]
     #[allow(dead_code)]
-    parameters: Option<Value>,
+    parameters: Option<StrictValue>,
     inputs: Vec<Tensor>,
     #[serde(default)]
     outputs: Option<Vec<RequestedOutput>>,
@@ -203,7 +204,7 @@ struct InferRequest {
 struct RequestedOutput {
     name: String,
     #[serde(default)]
-    parameters: Option<Value>,
+    parameters: Option<StrictValue>,
 }
 
 /// `POST /v2/models/{name}/infer`.
@@ -259,7 +260,7 @@ async fn infer_inner(
             }
             if o.parameters
                 .as_ref()
-                .and_then(|p| p.get("binary_data"))
+                .and_then(|p| p.0.get("binary_data"))
                 .and_then(Value::as_bool)
                 == Some(true)
             {
@@ -357,7 +358,7 @@ fn tensors_to_batch(
             )));
         }
         let mut flat = Vec::new();
-        flatten(&t.data, &mut flat);
+        flatten(&t.data.0, &mut flat);
         let want: i64 = t.shape.iter().product();
         if flat.len() as i64 != want {
             return Err(bad(format!(

@@ -32,8 +32,9 @@ pub const STICKY_KEY: &str = "x-airlock-key";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PredictBody {
-    /// Objects by feature name, or arrays in declared input order.
-    rows: Vec<Value>,
+    /// Objects by feature name, or arrays in declared input order; a
+    /// feature named twice in a row is refused, naming it.
+    rows: Vec<super::strict::StrictValue>,
     /// A sticky routing key (the header wins when both are sent).
     #[serde(default)]
     key: Option<String>,
@@ -489,7 +490,8 @@ pub async fn predict(
     let dep = ms.deployment.load_full();
     let (version, via) = choose(&ms, &dep, &headers, req.key.as_deref())?;
     let allow_missing = ms.policy.load().allow_missing;
-    let batch = rows_to_batch(version.metadata(), &req.rows, cfg.max_rows, allow_missing)?;
+    let rows: Vec<Value> = req.rows.into_iter().map(|r| r.0).collect();
+    let batch = rows_to_batch(version.metadata(), &rows, cfg.max_rows, allow_missing)?;
     let (st, m) = (state.clone(), ms.clone());
     let a = state
         .serving

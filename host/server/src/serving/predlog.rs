@@ -113,7 +113,7 @@ fn append(state: &AppState, model: &str, lines: &[String]) -> std::io::Result<()
             .parent()
             .unwrap_or(&state.config.data_dir)
             .to_path_buf();
-        std::fs::create_dir_all(&dir)?;
+        crate::state::private_dir(&dir)?;
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
