@@ -486,7 +486,10 @@ fn load_model(
     Ok(ModelUnderTest { plugin, bundle })
 }
 
-/// Records a finished run and its audit entries.
+/// Records a finished run and its audit entries, only over `running`: a run
+/// that a stop (or a start after a crash) already recorded as interrupted
+/// keeps that status, and its late result is discarded with nothing audited
+/// (the change is dropped, so the transaction rolls back).
 async fn record(
     state: &Arc<AppState>,
     run_id: &str,
@@ -498,11 +501,14 @@ async fn record(
     let subject = format!("{}/{}", row.model, row.version);
     let now = crate::db::now();
     if cancelled {
-        sqlx::query("UPDATE runs SET status = 'cancelled', reason = 'cancelled while running; its result was discarded', finished_at = $1 WHERE id = $2")
+        let done = sqlx::query("UPDATE runs SET status = 'cancelled', reason = 'cancelled while running; its result was discarded', finished_at = $1 WHERE id = $2 AND status = 'running'")
             .bind(&now)
             .bind(run_id)
             .execute(&mut *change.tx)
             .await?;
+        if done.rows_affected() == 0 {
+            return Ok(());
+        }
         change.record(Event::new(
             "server",
             Action::GateRun,
@@ -520,8 +526,8 @@ async fn record(
             seed,
         } => {
             let status = if passed { "passed" } else { "refused" };
-            sqlx::query(
-                "UPDATE runs SET status = $1, report = $2, attestation = $3, key_id = $4, finished_at = $5, seed = $7 WHERE id = $6",
+            let done = sqlx::query(
+                "UPDATE runs SET status = $1, report = $2, attestation = $3, key_id = $4, finished_at = $5, seed = $7 WHERE id = $6 AND status = 'running'",
             )
             .bind(status)
             .bind(report.to_string())
@@ -532,6 +538,9 @@ async fn record(
             .bind(seed.to_string())
             .execute(&mut *change.tx)
             .await?;
+            if done.rows_affected() == 0 {
+                return Ok(());
+            }
             change.record(Event::new(
                 "server",
                 Action::GateRun,
@@ -548,14 +557,17 @@ async fn record(
             ));
         }
         Outcome::Error(reason) => {
-            sqlx::query(
-                "UPDATE runs SET status = 'error', reason = $1, finished_at = $2 WHERE id = $3",
+            let done = sqlx::query(
+                "UPDATE runs SET status = 'error', reason = $1, finished_at = $2 WHERE id = $3 AND status = 'running'",
             )
             .bind(&reason)
             .bind(&now)
             .bind(run_id)
             .execute(&mut *change.tx)
             .await?;
+            if done.rows_affected() == 0 {
+                return Ok(());
+            }
             change.record(Event::new(
                 "server",
                 Action::GateRun,
@@ -570,15 +582,18 @@ async fn record(
 /// At start (and at the end of a shutdown's grace period), records every
 /// run still queued or running as interrupted.
 pub async fn mark_interrupted(state: &AppState) -> Result<(), ApiError> {
+    // Read in the write transaction: a worker finishing meanwhile either
+    // recorded its result first (and is not listed) or finds the run
+    // interrupted and records nothing.
+    let mut change = state.begin().await?;
     let ids: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT id, model, version, status FROM runs WHERE status IN ('queued', 'running')",
     )
-    .fetch_all(&state.db)
+    .fetch_all(&mut *change.tx)
     .await?;
     if ids.is_empty() {
         return Ok(());
     }
-    let mut change = state.begin().await?;
     for (id, model, version, was) in ids {
         sqlx::query(
             "UPDATE runs SET status = 'interrupted', reason = $1, finished_at = $2 WHERE id = $3",
