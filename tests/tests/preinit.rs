@@ -321,7 +321,7 @@ fn a_densely_filled_init_is_refused_while_its_state_is_read_before_any_snapshot_
     assert!(cap < n && n <= cap + (64 << 10) + 4, "{n}: {}", f.message);
     // A memory of scattered bytes holds little data but would cost wizer a
     // range per byte: refused by the same count.
-    let f = open(&own_sandbox(), "scatter 128").unwrap_err();
+    let f = open(&own_sandbox(), "scatter 64").unwrap_err();
     assert_eq!(f.kind, FailureKind::InvalidComponent, "{f:#?}");
     assert!(
         f.message.contains("separate runs of non-zero bytes")

@@ -328,8 +328,8 @@ fn over_budget_message(over: OverBudget, count: DataCount, max_component_bytes: 
     let when = "refused while the instance's state was read, before any snapshot was built";
     match over {
         OverBudget::Bytes => format!(
-            "the snapshot taken after `init` is refused: its data segments would hold more than {} bytes ({} counted so far), and a component may be at most {max_component_bytes} bytes (component.max_component_bytes); {when}",
-            max_component_bytes, count.bytes
+            "the snapshot taken after `init` is refused: its data segments would hold more than {max_component_bytes} bytes ({} counted so far), and a component may be at most {max_component_bytes} bytes (component.max_component_bytes); {when}",
+            count.bytes
         ),
         OverBudget::Ranges => format!(
             "the snapshot taken after `init` is refused: its memories hold more than {} separate runs of non-zero bytes ({} counted so far), which would cost the host about {} bytes to segment, more than a component of {max_component_bytes} bytes may (component.max_component_bytes / 16 runs); {when}",
