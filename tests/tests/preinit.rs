@@ -5,8 +5,8 @@
 //! on the host: it is deterministic, capped, isolated per call, and a
 //! runaway or failing `init` is a typed failure, never a host crash.
 
-use airlock_core::{LimitRequest, Limits};
 use airlock_core::types::Batch;
+use airlock_core::{LimitRequest, Limits};
 use airlock_runtime::error::FailureKind;
 use airlock_runtime::sandbox::{Bundle, CallOptions, CheckedModel, Sandbox, SandboxConfig};
 use airlock_tests::{example, fixture, hostile_batch, load, plugin, sandbox};

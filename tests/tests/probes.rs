@@ -72,7 +72,10 @@ fn a_probe_failure_the_validator_swallows_is_recorded_and_blocks_the_step() {
     ] {
         // Advisory or not: a step whose probe failed could not check.
         let r = run(
-            &gate("[policy]\nadvisory = [\"probe\"]", "limits = { fuel = 400000000 }"),
+            &gate(
+                "[policy]\nadvisory = [\"probe\"]",
+                "limits = { fuel = 400000000 }",
+            ),
             liar(&format!("{PERSONA}{output}\n")),
         );
         let text = r.to_text();

@@ -7,8 +7,8 @@ use airlock_attest::gate::{
 };
 use airlock_attest::intoto::{PAYLOAD_TYPE, Statement, Subject};
 use airlock_attest::{Curve, Envelope, KeySet, SigningKey};
-use airlock_core::digest::Digest;
 use airlock_core::FailureKind;
+use airlock_core::digest::Digest;
 use airlock_core::gate::policy::{ProbeFailure, StepStatus, decide};
 use airlock_core::gate::report::{Metrics, ModelReport, StepReport, VerdictRecord};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -294,7 +294,11 @@ fn the_snapshot_digest_and_failed_probes_are_signed_and_attestations_without_the
     let key = SigningKey::generate(Curve::P256);
     let keys: KeySet = [key.verifying_key()].into_iter().collect();
     let mut probed = step("robustness", false, StepStatus::Pass);
-    probed.probe_failures = vec![ProbeFailure::new(FailureKind::FuelExhausted, 50, "used all")];
+    probed.probe_failures = vec![ProbeFailure::new(
+        FailureKind::FuelExhausted,
+        50,
+        "used all",
+    )];
     probed.allowed_probe_failures = vec![FailureKind::FuelExhausted];
     let mut v = verdict("m", "b", vec![probed]);
     let snapshot = Digest::of(b"snapshot");
@@ -321,7 +325,10 @@ fn the_snapshot_digest_and_failed_probes_are_signed_and_attestations_without_the
     // its predicate) still parses and verifies, with nothing recorded.
     let mut st: serde_json::Value = serde_json::from_slice(&env.payload).unwrap();
     let p = &mut st["predicate"];
-    p["candidate"].as_object_mut().unwrap().remove("snapshotDigest");
+    p["candidate"]
+        .as_object_mut()
+        .unwrap()
+        .remove("snapshotDigest");
     let step = p["steps"][0].as_object_mut().unwrap();
     step.remove("probeFailures");
     step.remove("allowedProbeFailures");

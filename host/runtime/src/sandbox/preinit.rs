@@ -240,7 +240,11 @@ impl Sandbox {
         // The reader's own stops come first: wizer was stopped on purpose.
         if let Some(over) = reader.over {
             let count = reader.count;
-            return Err(invalid(over_budget_message(over, count, max_component_bytes)));
+            return Err(invalid(over_budget_message(
+                over,
+                count,
+                max_component_bytes,
+            )));
         }
         if let Some(e) = reader.error {
             let limiter = &store.data().limiter;

@@ -207,8 +207,12 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                let dense = (i / WIZER_PAGE) % 2 == 0;
-                if dense || x % 9 == 0 { x as u8 } else { 0 }
+                let dense = (i / WIZER_PAGE).is_multiple_of(2);
+                if dense || x.is_multiple_of(9) {
+                    x as u8
+                } else {
+                    0
+                }
             })
             .collect();
         patterns.push(random);
@@ -228,9 +232,15 @@ mod tests {
         };
         let mut c = DataCount::default();
         assert_eq!(c.add_memory(&dense, &budget), Err(OverBudget::Bytes));
-        assert_eq!(c.bytes, (4 * WIZER_PAGE) as u64, "stopped after page 4 of 10");
+        assert_eq!(
+            c.bytes,
+            (4 * WIZER_PAGE) as u64,
+            "stopped after page 4 of 10"
+        );
         // One non-zero byte in six: few bytes, but a range each.
-        let sparse: Vec<u8> = (0..4 * WIZER_PAGE).map(|i| u8::from(i % 6 == 0)).collect();
+        let sparse: Vec<u8> = (0..4 * WIZER_PAGE)
+            .map(|i| u8::from(i.is_multiple_of(6)))
+            .collect();
         let budget = DataBudget::for_component_cap(64 << 10);
         let mut c = DataCount::default();
         assert_eq!(c.add_memory(&sparse, &budget), Err(OverBudget::Ranges));

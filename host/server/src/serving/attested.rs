@@ -60,13 +60,14 @@ pub async fn attested(state: &AppState, model: &str, version: &str) -> Result<At
         model: Digest::parse(&plugin).ok_or_else(|| ApiError::internal("stored plugin digest"))?,
         bundle: bundle.as_deref().and_then(Digest::parse),
     };
-    let verified = verify_attestation(&envelope, &state.key_set(), Some(&expected)).map_err(|e| {
-        refuse(
-            model,
-            version,
-            format!("gate run {run}'s attestation does not verify: {e}"),
-        )
-    })?;
+    let verified =
+        verify_attestation(&envelope, &state.key_set(), Some(&expected)).map_err(|e| {
+            refuse(
+                model,
+                version,
+                format!("gate run {run}'s attestation does not verify: {e}"),
+            )
+        })?;
     if !verified.passed() {
         return Err(refuse(
             model,
