@@ -296,7 +296,7 @@ impl GateReport {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "gate `{}` ({}): candidate {} {} ({}{})",
+            "gate `{}` ({}): candidate {} {} ({}{}{})",
             e(&self.gate),
             short(&self.gate_digest),
             e(&self.candidate.name),
@@ -305,6 +305,10 @@ impl GateReport {
             self.candidate
                 .bundle_digest
                 .map(|b| format!(", bundle {}", short(&b)))
+                .unwrap_or_default(),
+            self.candidate
+                .snapshot_digest
+                .map(|s| format!(", snapshot {}", short(&s)))
                 .unwrap_or_default()
         );
         if let Some(b) = &self.baseline {
@@ -574,7 +578,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_probes_are_listed_with_their_kind_and_rows_and_their_messages_escaped() {
+    fn the_text_report_names_the_snapshot_and_lists_failed_probes_with_their_messages_escaped() {
         let mut r = sample(1, 2.5, 1.25, "/p");
         let step = &mut r.verdict.steps[0];
         // Without failed probes the step's JSON has no trace of them, so
@@ -587,7 +591,13 @@ mod tests {
         ];
         step.allowed_probe_failures = vec![FailureKind::FuelExhausted];
         step.probe_failures_unrecorded = 3;
+        r.verdict.candidate.snapshot_digest = Some(Digest::of(b"snap"));
         let text = r.to_text();
+        let snap = Digest::of(b"snap").to_string();
+        assert!(
+            text.contains(&format!(", snapshot {})", &snap[..19])),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "          failed probe (50 rows) trap: boom\\u{a}result: PASSED\\u{1b}[2K\n"
