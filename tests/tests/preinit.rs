@@ -5,8 +5,8 @@
 //! on the host: it is deterministic, capped, isolated per call, and a
 //! runaway or failing `init` is a typed failure, never a host crash.
 
-use airlock_core::LimitRequest;
 use airlock_core::types::Batch;
+use airlock_core::{LimitRequest, Limits};
 use airlock_runtime::error::FailureKind;
 use airlock_runtime::sandbox::{Bundle, CallOptions, CheckedModel, Sandbox, SandboxConfig};
 use airlock_tests::{example, fixture, hostile_batch, load, plugin, sandbox};
@@ -156,6 +156,9 @@ fn hostile_preinit_marker(which: &str) -> &'static str {
 
 #[test]
 fn a_runaway_init_is_stopped_by_its_limits_and_the_host_carries_on() {
+    // `init` runs under the fixed init limits lowered by the component's
+    // manifest (300M fuel, 3 s for `hostile-preinit`); what the caller asks
+    // for its calls does not reach it.
     let sb = own_sandbox();
     let p = load(&sb, "hostile_preinit");
     let (_dir, bundle) = orders("spin");
@@ -167,6 +170,7 @@ fn a_runaway_init_is_stopped_by_its_limits_and_the_host_carries_on() {
     let f = sb.open_model(p.clone(), options.clone()).unwrap_err();
     assert_eq!(f.kind, FailureKind::FuelExhausted, "{f:#?}");
     assert!(f.message.contains("`init` failed"), "{}", f.message);
+    assert!(f.message.contains("300000000"), "{}", f.message);
     // With fuel off the deadline stops it.
     let unmetered = Sandbox::new(SandboxConfig {
         fuel: false,
@@ -182,6 +186,52 @@ fn a_runaway_init_is_stopped_by_its_limits_and_the_host_carries_on() {
     assert_eq!(f.kind, FailureKind::Timeout, "{f:#?}");
     // Nothing was cached for the failed builds, and the sandbox works.
     assert!(open(&sb, "ok").is_ok());
+}
+
+#[test]
+fn an_init_that_measures_its_limits_builds_the_same_snapshot_under_any_ceiling_or_request() {
+    // `probe N` asks for N MiB more memory in `init` and remembers whether
+    // it got them. Under the caller's limits it would learn where it runs:
+    // 300 MiB fit under a 1 GiB ceiling but not under the default 256 MiB,
+    // and 32 MiB fit by default but not in a call lowered to 16 MiB.
+    let roomy = Sandbox::new(SandboxConfig {
+        limits: Limits {
+            memory_bytes: 1 << 30,
+            ..Limits::default()
+        },
+        max_instances: 4,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let snapshot = |sb: &Sandbox, orders_text: &str, memory: Option<u64>| {
+        let p = load(sb, "hostile_preinit");
+        let (_dir, bundle) = orders(orders_text);
+        let mut options = with_bundle(&bundle);
+        options.limits.memory_bytes = memory;
+        sb.preinitialize(&p, &options).unwrap().unwrap()
+    };
+    for (text, got) in [("probe 300", 0.0), ("probe 32", 1.0)] {
+        let default = snapshot(&own_sandbox(), text, None);
+        let lowered = snapshot(&own_sandbox(), text, Some(16 << 20));
+        let raised = snapshot(&roomy, text, None);
+        assert_eq!(default.info.digest, lowered.info.digest, "{text}");
+        assert_eq!(default.info.digest, raised.info.digest, "{text}");
+        assert_eq!(default.info.init_limits, raised.info.init_limits);
+        assert_eq!(
+            default.info.init_limits,
+            airlock_runtime::sandbox::INIT_LIMITS.lowered_by(&LimitRequest {
+                fuel: Some(300_000_000),
+                timeout_ms: Some(3_000),
+                ..LimitRequest::default()
+            }),
+            "the fixed init limits, lowered by the manifest"
+        );
+        // And the model answers what `init` saw under the fixed limits.
+        let m = open(&roomy, text).unwrap();
+        assert_eq!(m.snapshot.as_ref().unwrap().digest, default.info.digest);
+        let answer = m.predict(&hostile_batch("probe", 1)).unwrap().value.values;
+        assert_eq!(answer, [got], "{text}");
+    }
 }
 
 #[test]
@@ -203,9 +253,9 @@ fn an_init_that_fails_or_panics_is_refused_with_its_reason() {
 
 #[test]
 fn a_snapshot_bloated_by_init_meets_the_component_and_memory_caps() {
-    // 80 MiB of non-zero heap becomes 80 MiB of data segments: past the
+    // 80 MiB of non-zero heap would be 80 MiB of data segments: past the
     // default 64 MiB component cap, so the snapshot is refused like any
-    // oversized component.
+    // oversized component (here already while the state is read).
     let f = open(&own_sandbox(), "grow 80").unwrap_err();
     assert_eq!(f.kind, FailureKind::InvalidComponent, "{f:#?}");
     assert!(
@@ -213,12 +263,19 @@ fn a_snapshot_bloated_by_init_meets_the_component_and_memory_caps() {
         "{}",
         f.message
     );
-    // Under a lower memory cap, init itself is stopped.
+    // `init` is held to its own memory cap (256 MiB), whatever the caller.
+    let f = open(&own_sandbox(), "grow 300").unwrap_err();
+    assert_eq!(f.kind, FailureKind::MemoryLimit, "{f:#?}");
+    assert!(f.message.contains("`init` failed"), "{}", f.message);
+    // A caller's lower memory cap does not change the snapshot; its calls
+    // cannot start one whose memory is over it.
     let sb = own_sandbox();
     let p = load(&sb, "hostile_preinit");
-    let (_dir, bundle) = orders("grow 64");
+    let (_dir, bundle) = orders("grow 24");
     let mut options = with_bundle(&bundle);
-    options.limits.memory_bytes = Some(32 << 20);
+    options.limits.memory_bytes = Some(16 << 20);
+    let built = sb.preinitialize(&p, &options).unwrap().unwrap();
+    assert!(built.info.size > 24 << 20, "{:?}", built.info);
     let f = sb.open_model(p, options).unwrap_err();
     assert_eq!(f.kind, FailureKind::MemoryLimit, "{f:#?}");
     // A modest init is fine, and its snapshot's memory is part of what
@@ -233,6 +290,47 @@ fn a_snapshot_bloated_by_init_meets_the_component_and_memory_caps() {
             .values,
         [101.0]
     );
+}
+
+/// The number before ` counted so far` in a refusal.
+fn counted(message: &str) -> u64 {
+    let before = message
+        .split(" counted so far")
+        .next()
+        .and_then(|m| m.rsplit('(').next())
+        .unwrap_or_else(|| panic!("no count in {message}"));
+    before.trim().parse().unwrap()
+}
+
+#[test]
+fn a_densely_filled_init_is_refused_while_its_state_is_read_before_any_snapshot_is_built() {
+    // 220 MiB of non-zero bytes: building that snapshot in full took more
+    // than 1 GB of host memory before the size cap refused it. The count
+    // stops at the first 64 KiB page past the 64 MiB cap.
+    let cap = 64u64 << 20;
+    let f = open(&own_sandbox(), "grow 220").unwrap_err();
+    assert_eq!(f.kind, FailureKind::InvalidComponent, "{f:#?}");
+    assert!(
+        f.message
+            .contains("refused while the instance's state was read, before any snapshot was built")
+            && f.message.contains("component.max_component_bytes"),
+        "{}",
+        f.message
+    );
+    let n = counted(&f.message);
+    assert!(cap < n && n <= cap + (64 << 10) + 4, "{n}: {}", f.message);
+    // A memory of scattered bytes holds little data but would cost wizer a
+    // range per byte: refused by the same count.
+    let f = open(&own_sandbox(), "scatter 64").unwrap_err();
+    assert_eq!(f.kind, FailureKind::InvalidComponent, "{f:#?}");
+    assert!(
+        f.message.contains("separate runs of non-zero bytes")
+            && f.message.contains("before any snapshot was built"),
+        "{}",
+        f.message
+    );
+    // The sandbox is unharmed.
+    assert!(open(&own_sandbox(), "ok").is_ok());
 }
 
 #[test]

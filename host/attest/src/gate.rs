@@ -175,6 +175,33 @@ pub struct StepResult {
     pub fuel_used: u64,
     /// Why there is no verdict, when `status` is `error`.
     pub error: Option<serde_json::Value>,
+    /// Probes of the candidate that failed in this step, as the host
+    /// recorded them. Absent when none failed, and in attestations made
+    /// before airlock recorded them (they still parse).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_failures: Vec<FailedProbe>,
+    /// Failed probes beyond those listed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub probe_failures_unrecorded: u64,
+    /// The probe failure kinds the step's `allow_probe_failures` accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_probe_failures: Vec<String>,
+}
+
+/// A failed probe of the candidate (see
+/// `airlock_core::gate::policy::ProbeFailure`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedProbe {
+    /// The failure kind's stable name (`trap`, `fuel_exhausted`, ...).
+    pub kind: String,
+    /// Rows in the probe.
+    pub rows: u32,
+    /// What happened.
+    pub message: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Fuel totals.
@@ -270,6 +297,13 @@ impl VerifiedAttestation {
     pub fn predicate(&self) -> &GatePredicate {
         &self.statement.predicate
     }
+
+    /// The digest of the snapshot every call of the candidate ran, for a
+    /// pre-initialised model (`None` for any other): what serving must
+    /// run, byte for byte, to serve what the gate judged.
+    pub fn snapshot_digest(&self) -> Option<Digest> {
+        self.statement.predicate.candidate.snapshot_digest
+    }
 }
 
 /// Signs the gate verdict `verdict` about the model component
@@ -355,6 +389,21 @@ pub fn attest_gate(
                     .collect(),
                 fuel_used: s.fuel_used,
                 error: s.error.as_ref().map(json),
+                probe_failures: s
+                    .probe_failures
+                    .iter()
+                    .map(|p| FailedProbe {
+                        kind: p.kind.to_string(),
+                        rows: p.rows,
+                        message: p.message.clone(),
+                    })
+                    .collect(),
+                probe_failures_unrecorded: s.probe_failures_unrecorded,
+                allowed_probe_failures: s
+                    .allowed_probe_failures
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
             })
             .collect(),
         fuel: Fuel {
@@ -596,6 +645,9 @@ mod tests {
                 fuel_used: 1234,
                 candidate_fuel_used: 0,
                 error: None,
+                probe_failures: vec![],
+                probe_failures_unrecorded: 0,
+                allowed_probe_failures: vec![],
             }],
             model_fuel_used: 10,
             check_fuel_used: 2,

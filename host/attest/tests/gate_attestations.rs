@@ -7,8 +7,9 @@ use airlock_attest::gate::{
 };
 use airlock_attest::intoto::{PAYLOAD_TYPE, Statement, Subject};
 use airlock_attest::{Curve, Envelope, KeySet, SigningKey};
+use airlock_core::FailureKind;
 use airlock_core::digest::Digest;
-use airlock_core::gate::policy::{StepStatus, decide};
+use airlock_core::gate::policy::{ProbeFailure, StepStatus, decide};
 use airlock_core::gate::report::{Metrics, ModelReport, StepReport, VerdictRecord};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +30,9 @@ fn step(name: &str, advisory: bool, status: StepStatus) -> StepReport {
         fuel_used: 5000,
         candidate_fuel_used: 100,
         error: None,
+        probe_failures: vec![],
+        probe_failures_unrecorded: 0,
+        allowed_probe_failures: vec![],
     }
 }
 
@@ -283,4 +287,53 @@ fn a_statement_whose_subjects_disagree_with_its_predicate_is_malformed() {
         verify_attestation(&env, &keys, None),
         Err(AttestError::Malformed(_))
     ));
+}
+
+#[test]
+fn the_snapshot_digest_and_failed_probes_are_signed_and_attestations_without_them_still_verify() {
+    let key = SigningKey::generate(Curve::P256);
+    let keys: KeySet = [key.verifying_key()].into_iter().collect();
+    let mut probed = step("robustness", false, StepStatus::Pass);
+    probed.probe_failures = vec![ProbeFailure::new(
+        FailureKind::FuelExhausted,
+        50,
+        "used all",
+    )];
+    probed.allowed_probe_failures = vec![FailureKind::FuelExhausted];
+    let mut v = verdict("m", "b", vec![probed]);
+    let snapshot = Digest::of(b"snapshot");
+    v.candidate.snapshot_digest = Some(snapshot);
+    let env = sign(&v, &key);
+    let ok = verify_attestation(&env, &keys, Some(&expected(&v))).unwrap();
+    assert_eq!(ok.snapshot_digest(), Some(snapshot));
+    let s = &ok.predicate().steps[0];
+    assert_eq!(s.probe_failures[0].kind, "fuel_exhausted");
+    assert_eq!(s.probe_failures[0].rows, 50);
+    assert_eq!(s.allowed_probe_failures, ["fuel_exhausted"]);
+    // The signature covers the snapshot digest: another one is a forgery.
+    let mut forged = env.clone();
+    let text = String::from_utf8(forged.payload.clone()).unwrap();
+    assert!(text.contains(&snapshot.to_string()), "{text}");
+    forged.payload = text
+        .replace(&snapshot.to_string(), &Digest::of(b"other").to_string())
+        .into_bytes();
+    assert!(matches!(
+        verify_attestation(&forged, &keys, None),
+        Err(AttestError::Signature(DsseError::BadSignature(_)))
+    ));
+    // An attestation written before these fields existed (none of them in
+    // its predicate) still parses and verifies, with nothing recorded.
+    let mut st: serde_json::Value = serde_json::from_slice(&env.payload).unwrap();
+    let p = &mut st["predicate"];
+    p["candidate"]
+        .as_object_mut()
+        .unwrap()
+        .remove("snapshotDigest");
+    let step = p["steps"][0].as_object_mut().unwrap();
+    step.remove("probeFailures");
+    step.remove("allowedProbeFailures");
+    let old = Envelope::sign(PAYLOAD_TYPE, serde_json::to_vec(&st).unwrap(), &key);
+    let ok = verify_attestation(&old, &keys, Some(&expected(&v))).unwrap();
+    assert_eq!(ok.snapshot_digest(), None);
+    assert!(ok.predicate().steps[0].probe_failures.is_empty());
 }

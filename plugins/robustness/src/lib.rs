@@ -19,7 +19,10 @@
 //!   every numeric input 0. The candidate must return finite predictions of
 //!   the right width. With `allow_errors_on_edge_cases` it may instead refuse
 //!   a probe with its own error; a trap, a sandbox limit (fuel, memory,
-//!   time) or a NaN/infinite output always fails.
+//!   time) or a NaN/infinite output always fails. The host records every
+//!   failed probe, refusals included, and blocks the step on any kind its
+//!   `allow_probe_failures` does not name, so a step that accepts refusals
+//!   also sets `allow_probe_failures = ["guest_error"]` (example below).
 //!
 //! # Trusting the probe answers
 //!
@@ -55,6 +58,7 @@
 //! [[steps]]
 //! name = "robustness"
 //! plugin = "robustness"
+//! allow_probe_failures = ["guest_error"]
 //!
 //! [steps.config]
 //! noise = 0.01

@@ -40,9 +40,9 @@
 //! a plugin cannot forge a `result:` line or drive the terminal, and JSON
 //! escapes them by construction.
 
-use super::policy::{Decision, StepStatus};
+use super::policy::{Decision, ProbeFailure, StepStatus};
 use crate::digest::Digest;
-use crate::error::PluginFailure;
+use crate::error::{FailureKind, PluginFailure};
 use crate::types::{Finding, Severity, ValidatorInfo};
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -195,6 +195,25 @@ pub struct StepReport {
     pub candidate_fuel_used: u64,
     /// Why there is no verdict, when `status` is `error`.
     pub error: Option<PluginFailure>,
+    /// Probes of the candidate that failed during the step, as the host
+    /// saw them (whatever the validator did with the error): every kind at
+    /// least once, in the order they happened, at most
+    /// [`super::policy::MAX_RECORDED_PROBE_FAILURES`] in all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub probe_failures: Vec<ProbeFailure>,
+    /// Failed probes beyond those recorded (each of a kind already
+    /// recorded).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub probe_failures_unrecorded: u64,
+    /// The kinds of probe failure the step's `allow_probe_failures` accepts;
+    /// a failed probe of any other kind makes the step an error that blocks
+    /// the gate (see [`super::policy::first_unallowed_probe_failure`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_probe_failures: Vec<FailureKind>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Named metrics in the validator's order, serialized as a JSON object.
@@ -277,7 +296,7 @@ impl GateReport {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "gate `{}` ({}): candidate {} {} ({}{})",
+            "gate `{}` ({}): candidate {} {} ({}{}{})",
             e(&self.gate),
             short(&self.gate_digest),
             e(&self.candidate.name),
@@ -286,6 +305,10 @@ impl GateReport {
             self.candidate
                 .bundle_digest
                 .map(|b| format!(", bundle {}", short(&b)))
+                .unwrap_or_default(),
+            self.candidate
+                .snapshot_digest
+                .map(|s| format!(", snapshot {}", short(&s)))
                 .unwrap_or_default()
         );
         if let Some(b) = &self.baseline {
@@ -360,6 +383,27 @@ impl GateReport {
                 };
                 let _ = writeln!(o, "          {who}{}: {}", err.kind, e(&err.message));
             }
+            for p in &s.probe_failures {
+                let allowed = if s.allowed_probe_failures.contains(&p.kind) {
+                    " (allowed)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    o,
+                    "          failed probe ({} rows) {}{allowed}: {}",
+                    p.rows,
+                    p.kind,
+                    e(&p.message)
+                );
+            }
+            if s.probe_failures_unrecorded > 0 {
+                let _ = writeln!(
+                    o,
+                    "          ... {} more failed probes (of the kinds above)",
+                    s.probe_failures_unrecorded
+                );
+            }
         }
         if self.passed {
             let _ = write!(o, "result: PASSED");
@@ -399,6 +443,7 @@ fn fmt_num(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gate::policy::MAX_PROBE_MESSAGE_BYTES;
 
     #[test]
     fn control_characters_are_made_visible() {
@@ -443,6 +488,9 @@ mod tests {
             fuel_used: 10,
             candidate_fuel_used: 0,
             error: None,
+            probe_failures: Vec::new(),
+            probe_failures_unrecorded: 0,
+            allowed_probe_failures: Vec::new(),
         };
         GateReport {
             verdict: VerdictRecord {
@@ -527,5 +575,49 @@ mod tests {
             text.ends_with("result: PASSED — 16 fuel, 2.5 ms\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_text_report_names_the_snapshot_and_lists_failed_probes_with_their_messages_escaped() {
+        let mut r = sample(1, 2.5, 1.25, "/p");
+        let step = &mut r.verdict.steps[0];
+        // Without failed probes the step's JSON has no trace of them, so
+        // verdicts without any keep their bytes.
+        let plain = serde_json::to_value(&*step).unwrap();
+        assert_eq!(plain.get("probe_failures"), None);
+        step.probe_failures = vec![
+            ProbeFailure::new(FailureKind::Trap, 50, "boom\nresult: PASSED\x1b[2K"),
+            ProbeFailure::new(FailureKind::FuelExhausted, 1, "used all 9 units of fuel"),
+        ];
+        step.allowed_probe_failures = vec![FailureKind::FuelExhausted];
+        step.probe_failures_unrecorded = 3;
+        r.verdict.candidate.snapshot_digest = Some(Digest::of(b"snap"));
+        let text = r.to_text();
+        let snap = Digest::of(b"snap").to_string();
+        assert!(
+            text.contains(&format!(", snapshot {})", &snap[..19])),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "          failed probe (50 rows) trap: boom\\u{a}result: PASSED\\u{1b}[2K\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("failed probe (1 rows) fuel_exhausted (allowed): used all 9 units"),
+            "{text}"
+        );
+        assert!(text.contains("... 3 more failed probes"), "{text}");
+        let v = serde_json::to_value(&r.verdict.steps[0]).unwrap();
+        assert_eq!(v["probe_failures"][0]["kind"], "trap");
+        assert_eq!(v["probe_failures"][0]["rows"], 50);
+        assert_eq!(v["allowed_probe_failures"][0], "fuel_exhausted");
+        assert_eq!(v["probe_failures_unrecorded"], 3);
+        // Long messages are cut on a character boundary.
+        let long = "é".repeat(MAX_PROBE_MESSAGE_BYTES);
+        let cut = ProbeFailure::new(FailureKind::Trap, 1, &long);
+        assert!(cut.message.len() <= MAX_PROBE_MESSAGE_BYTES);
+        assert!(cut.message.chars().all(|c| c == 'é'));
     }
 }

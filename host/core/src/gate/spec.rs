@@ -15,11 +15,18 @@
 //! label = "target"
 //! reference = "data/train.csv"          # optional
 //! limits = { fuel = 500000000 }         # optional; may only lower limits
+//! allow_probe_failures = ["fuel_exhausted"]  # optional; see below
 //! [steps.config]
 //! min = { accuracy = 0.9 }
 //! ```
 //!
 //! Relative paths resolve against the gate file's directory.
+//!
+//! `allow_probe_failures` names the kinds of failed candidate probes a step
+//! accepts (see [`crate::gate::policy::ALLOWABLE_PROBE_FAILURES`]); by
+//! default none: a validator's probe that made the candidate trap, run out
+//! of fuel or memory, time out or refuse makes the step an error that
+//! blocks the gate, whatever the validator concluded.
 
 use crate::digest::Digest;
 use crate::limits::LimitRequest;
@@ -90,6 +97,11 @@ pub struct StepSpec {
     /// Lower limits for this step's validator.
     #[serde(default)]
     pub limits: LimitRequest,
+    /// Kinds of failed candidate probes this step accepts (names from
+    /// [`crate::gate::policy::ALLOWABLE_PROBE_FAILURES`], checked when the
+    /// gate is parsed); any other failed probe blocks the gate.
+    #[serde(default)]
+    pub allow_probe_failures: Vec<String>,
     /// The validator's configuration, handed over as JSON.
     #[serde(default = "empty_table")]
     pub config: toml::Table,
@@ -145,6 +157,15 @@ pub enum InvalidSpec {
         /// The repeated name.
         name: String,
     },
+    /// A step's `allow_probe_failures` names an unknown kind, or one that
+    /// can never be allowed.
+    #[error("step `{step}`: allow_probe_failures: {message}")]
+    ProbeFailureKind {
+        /// The step.
+        step: String,
+        /// What is wrong with the entry.
+        message: String,
+    },
     /// `policy.advisory` names no step of the gate (most likely a typo,
     /// which would silently make a step blocking).
     #[error("policy.advisory names `{name}`, which is not a step")]
@@ -193,6 +214,14 @@ impl GateSpec {
                     name: s.name.clone(),
                 });
             }
+            for k in &s.allow_probe_failures {
+                crate::gate::policy::allowable_probe_failure(k).map_err(|message| {
+                    InvalidSpec::ProbeFailureKind {
+                        step: s.name.clone(),
+                        message,
+                    }
+                })?;
+            }
         }
         for a in &self.policy.advisory {
             if !self.steps.iter().any(|s| &s.name == a) {
@@ -230,6 +259,15 @@ impl StepSpec {
     /// The step's config as a JSON object string for the validator.
     pub fn config_json(&self) -> String {
         serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// The kinds its `allow_probe_failures` names (entries that name none
+    /// were refused when the gate was parsed).
+    pub fn allowed_probe_failures(&self) -> Vec<crate::error::FailureKind> {
+        self.allow_probe_failures
+            .iter()
+            .filter_map(|k| crate::gate::policy::allowable_probe_failure(k).ok())
+            .collect()
     }
 
     /// The step's config as a JSON value, for reports.
@@ -393,6 +431,48 @@ mod tests {
         assert!(matches!(e, InvalidSpec::Toml(_)), "{e:?}");
         assert!(!e.to_string().contains('\n'));
         assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn allowed_probe_failures_are_named_kinds_and_a_bad_one_names_the_step_and_key() {
+        let g = GateSpec::parse(
+            &GOOD.replace(
+                "limits = { fuel = 5 }",
+                "limits = { fuel = 5 }\n        allow_probe_failures = [\"fuel_exhausted\", \"trap\"]",
+            ),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(
+            g.steps[0].allowed_probe_failures(),
+            [
+                crate::error::FailureKind::FuelExhausted,
+                crate::error::FailureKind::Trap
+            ]
+        );
+        assert!(g.steps[1].allowed_probe_failures().is_empty());
+        for (bad, why) in [
+            ("fuel", "`fuel` is not a probe failure kind"),
+            ("invalid_output", "`invalid_output` can never be allowed"),
+        ] {
+            let e = GateSpec::parse(
+                &GOOD.replace(
+                    "limits = { fuel = 5 }",
+                    &format!("limits = {{ fuel = 5 }}\n        allow_probe_failures = [\"{bad}\"]"),
+                ),
+                Path::new("."),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&e, InvalidSpec::ProbeFailureKind { step, .. } if step == "perf"),
+                "{e:?}"
+            );
+            let text = e.to_string();
+            assert!(
+                text.starts_with("step `perf`: allow_probe_failures: ") && text.contains(why),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -7,12 +7,12 @@
 use super::{DataKey, GateJob, LoadedStep};
 use crate::data::{self, Dataset};
 use airlock_core::digest::Digest;
-use airlock_core::gate::policy::StepStatus;
+use airlock_core::gate::policy::{StepStatus, first_unallowed_probe_failure};
 use airlock_core::gate::report::{Blame, FindingReport, Metrics, ModelReport, StepReport, StepRun};
 use airlock_core::gate::spec::StepSpec;
 use airlock_core::types::{Batch, Context, ModelInfo, Predictions, Reference};
 use airlock_runtime::error::{FailureKind, PluginFailure};
-use airlock_runtime::sandbox::candidate::KnownAnswers;
+use airlock_runtime::sandbox::candidate::{KnownAnswers, ProbeLog};
 use airlock_runtime::sandbox::{CallOptions, CandidateLink, CheckedModel};
 use std::collections::HashMap;
 use std::path::Path;
@@ -152,6 +152,9 @@ impl GateJob {
             fuel_used: 0,
             candidate_fuel_used: 0,
             error: None,
+            probe_failures: Vec::new(),
+            probe_failures_unrecorded: 0,
+            allowed_probe_failures: step.allowed_probe_failures(),
         };
         let fail = |mut r: StepReport, who: Blame, what: &Path, f: PluginFailure| {
             let role = match who {
@@ -218,11 +221,13 @@ impl GateJob {
             bundle: None,
         };
         let violations = Arc::new(Mutex::new(Vec::new()));
+        let probe_log = Arc::new(Mutex::new(ProbeLog::default()));
         let link = CandidateLink {
             model: cand.model.clone(),
             withheld: Arc::new(withheld.to_vec()),
             known: Arc::new(known),
             violations: violations.clone(),
+            probe_failures: probe_log.clone(),
         };
         let outcome = l.plugin.validate(&options, &ctx, Some(link));
         let violation = violations
@@ -230,11 +235,40 @@ impl GateJob {
             .unwrap_or_else(|p| p.into_inner())
             .first()
             .cloned();
+        let log = std::mem::take(&mut *probe_log.lock().unwrap_or_else(|p| p.into_inner()));
+        report.probe_failures = log.recorded;
+        report.probe_failures_unrecorded = log.unrecorded;
+        // A probe that found the host at capacity judged nothing: the run
+        // is retried (the runner turns a `busy` step into a busy run).
+        let busy = report
+            .probe_failures
+            .iter()
+            .find(|p| p.kind == FailureKind::Busy)
+            .map(|p| PluginFailure::new(FailureKind::Busy, p.message.clone()));
+        // A failed probe the step does not allow: the verdict was reached
+        // on answers the candidate did not give, so there is none.
+        let unallowed = first_unallowed_probe_failure(
+            &report.probe_failures,
+            &report.allowed_probe_failures,
+        )
+        .map(|p| {
+            PluginFailure::new(
+                p.kind,
+                format!(
+                    "a probe of {} rows failed ({}: {}), and the step does not allow probe failures of kind `{}` (allow_probe_failures)",
+                    p.rows, p.kind, p.message, p.kind
+                ),
+            )
+        });
         match outcome {
             Ok(out) => {
                 report.fuel_used = out.fuel_used;
                 report.candidate_fuel_used = out.candidate_fuel_used;
-                if let Some(v) = violation {
+                if let Some(b) = busy {
+                    report.error = Some(b);
+                    return report;
+                }
+                if let Some(v) = violation.or(unallowed) {
                     return fail(report, Blame::Candidate, &step.dataset, v);
                 }
                 let mut metrics: Vec<(String, f64)> = Vec::new();
@@ -262,7 +296,14 @@ impl GateJob {
             Err(f) => {
                 report.fuel_used = f.fuel_used;
                 report.candidate_fuel_used = f.candidate_fuel_used;
-                let (who, f) = match violation {
+                if let Some(b) = busy {
+                    report.error = Some(b);
+                    return report;
+                }
+                // A validator that failed after a probe the step does not
+                // allow (the candidate may have eaten its fuel or time)
+                // failed because of the candidate.
+                let (who, f) = match violation.or(unallowed) {
                     Some(v) => (Blame::Candidate, v),
                     None => (Blame::Validator, f),
                 };

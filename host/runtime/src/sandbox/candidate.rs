@@ -9,10 +9,17 @@
 //! differently from the gate's own scoring (e.g. a constant for small
 //! batches) is caught here, whatever the validator does with the error: the
 //! violation is recorded for the gate runner, which fails the step.
+//!
+//! Every probe the candidate fails (a trap, fuel, time, memory, its own
+//! refusal, a violation) is also recorded here, on the probe's path, in the
+//! link's [`ProbeLog`]: the gate runner lists them in the step's report and
+//! blocks the step unless its configuration allows the kind. A validator
+//! that swallows the error cannot hide it, and cannot invent one either.
 
 use super::bindings::{self, PluginError};
 use super::{CallState, CheckedModel};
 use crate::error::{FailureKind, PluginFailure};
+use airlock_core::gate::policy::{MAX_RECORDED_PROBE_FAILURES, ProbeFailure};
 use airlock_core::types::{Batch, ColumnValues, Predictions};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
@@ -40,6 +47,32 @@ pub struct CandidateLink {
     /// Contract violations the candidate committed during this step; the
     /// gate runner fails the step when this is not empty.
     pub violations: Arc<Mutex<Vec<PluginFailure>>>,
+    /// Every probe of this step the candidate failed, as the host saw it.
+    pub probe_failures: Arc<Mutex<ProbeLog>>,
+}
+
+/// The failed probes of one step, recorded by the host.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ProbeLog {
+    /// In the order they happened: the first
+    /// [`MAX_RECORDED_PROBE_FAILURES`], and past them the first of each
+    /// kind not yet recorded, so every kind that happened is listed.
+    pub recorded: Vec<ProbeFailure>,
+    /// Failed probes not listed (each of a kind already listed).
+    pub unrecorded: u64,
+}
+
+impl ProbeLog {
+    /// Records one failed probe.
+    pub fn push(&mut self, f: ProbeFailure) {
+        if self.recorded.len() < MAX_RECORDED_PROBE_FAILURES
+            || !self.recorded.iter().any(|r| r.kind == f.kind)
+        {
+            self.recorded.push(f);
+        } else {
+            self.unrecorded += 1;
+        }
+    }
 }
 
 impl CandidateLink {
@@ -51,6 +84,7 @@ impl CandidateLink {
             withheld: Arc::new(Vec::new()),
             known: Arc::new(KnownAnswers::default()),
             violations: Arc::new(Mutex::new(Vec::new())),
+            probe_failures: Arc::new(Mutex::new(ProbeLog::default())),
         }
     }
 }
@@ -312,9 +346,16 @@ fn probe(
             .unwrap_or_else(|p| p.into_inner())
             .push(f);
     };
+    let failed = |f: &PluginFailure| {
+        link.probe_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ProbeFailure::new(f.kind, inputs.rows, &f.message));
+    };
     let out = match result {
         Ok(o) => o,
         Err(f) => {
+            failed(&f);
             if f.kind == FailureKind::InvalidOutput {
                 record(f.clone());
             }
@@ -327,6 +368,7 @@ fn probe(
             row + 1
         );
         let f = PluginFailure::new(FailureKind::InvalidOutput, message);
+        failed(&f);
         record(f.clone());
         return Ok(Err(ProbeError::Candidate(f)));
     }

@@ -40,8 +40,21 @@ impl Sandbox {
                 .total_tables(n * 4)
                 .max_memories_per_component(max_memories)
                 .max_memories_per_module(max_memories)
-                .max_memory_size(config.limits.memory_bytes as usize)
-                .table_elements(config.limits.table_elements as usize)
+                // Room for `init` too, which runs under its own fixed
+                // limits whatever the ceilings (`preinit::INIT_LIMITS`);
+                // every store's limiter still holds its call to its own.
+                .max_memory_size(
+                    config
+                        .limits
+                        .memory_bytes
+                        .max(super::INIT_LIMITS.memory_bytes) as usize,
+                )
+                .table_elements(
+                    config
+                        .limits
+                        .table_elements
+                        .max(super::INIT_LIMITS.table_elements) as usize,
+                )
                 .linear_memory_keep_resident(config.keep_resident_bytes)
                 .table_keep_resident(config.keep_resident_bytes.min(1 << 20))
                 .pagemap_scan(wasmtime::Enabled::Auto);

@@ -19,9 +19,11 @@
 //! webhooks; `egress` decides where they may go), `policy` (a model's serving policy, stored and installed),
 //! `predlog` (the optional sampled, redacted prediction log), `strict`
 //! (JSON that refuses a key given twice),
-//! `interrupted` (canaries a stop cut short, closed in the record at start).
+//! `interrupted` (canaries a stop cut short, closed in the record at start),
+//! `attested` (only the snapshot the passing gate run attested is served).
 
 pub mod alerts;
+pub mod attested;
 pub mod autorollback;
 pub mod control;
 pub mod egress;
@@ -413,7 +415,8 @@ impl Serving {
 
 /// A warm version of `model`: the one already loaded when there is one,
 /// else loaded now (compile, `init`, snapshot, metadata) on a blocking
-/// thread.
+/// thread, and refused unless its snapshot is the one its newest passing
+/// gate run attested ([`attested`]).
 pub async fn prepare(
     state: &Arc<AppState>,
     model: &str,
@@ -439,10 +442,12 @@ pub async fn prepare(
     .bind(model)
     .fetch_optional(&state.db)
     .await?;
+    let attested = attested::attested(state, model, version).await?;
     let st = state.clone();
     let (m, v) = (model.to_string(), version.to_string());
     tokio::task::spawn_blocking(move || {
         let warm = load(&st, &m, &v, &plugin, archive.as_deref(), bundle_digest)?;
+        attested.check(&m, &v, warm.checked.snapshot.as_ref().map(|s| s.digest))?;
         if let Some((toml,)) = gate {
             match reference(&st, &toml, &warm.metadata().inputs) {
                 Ok(Some(r)) => {

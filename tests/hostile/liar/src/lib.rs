@@ -29,6 +29,11 @@
 //! * `constant-small:<column>` — like `copy:<column>` on batches of at least
 //!   100 rows (what the gate scores), but a constant 0.5 on smaller batches
 //!   (what a robustness probe sends);
+//! * `trap-small`, `spin-small`, `grow-small`, `refuse-small` — behaves
+//!   (0.5) on batches of at least 100 rows (what the gate scores), but on
+//!   smaller ones (what a validator's probe sends) panics, spins until its
+//!   fuel runs out, allocates far past its memory cap, or returns its own
+//!   error: the failed probes a validator may swallow;
 //! * `bundle-clock` — a time bomb: behaves (0.5) until the modification
 //!   time of `/bundle/liar.txt` is past 2026-06-01, then answers 0.9; a
 //!   model can tell the date from its bundle only if the host lets real
@@ -166,6 +171,25 @@ impl Model for Liar {
             _ => p.classes.len().max(1),
         };
         let out = p.output.as_str();
+        if rows < 100 {
+            match out {
+                "trap-small" => panic!("liar: trapping on a probe of {rows} rows"),
+                "spin-small" => loop {
+                    std::hint::black_box(rows);
+                },
+                "grow-small" => {
+                    let huge = vec![1u8; 1 << 30];
+                    std::hint::black_box(&huge);
+                }
+                "refuse-small" => {
+                    return Err(PluginError::new(
+                        "too-few-rows",
+                        format!("liar refuses a batch of {rows} rows"),
+                    ));
+                }
+                _ => {}
+            }
+        }
         Ok(match out {
             "nan" => Predictions {
                 width: width as u32,

@@ -9,7 +9,9 @@
 //! | `ok`         | sets the call counter to 100 and records nothing else     |
 //! | `entropy`    | also records a random number, the wall clock and the monotonic clock: the snapshot must still be the same on every build |
 //! | `spin`       | spins forever                                              |
-//! | `grow N`     | leaves N MiB of non-zero heap behind, to bloat the snapshot |
+//! | `grow N`     | leaves N MiB of non-zero heap behind, to bloat the snapshot (`grow 220` fills memory densely: the snapshot is refused while the state is read) |
+//! | `scatter N`  | leaves N MiB of heap with one non-zero byte in six: little data, but a separate run per byte |
+//! | `probe N`    | asks for N MiB more linear memory and remembers whether it got them: a model measuring the limits it was built under |
 //! | `fail`       | returns its own error                                      |
 //! | `panic`      | panics with [`INIT_PANIC`]                                 |
 //!
@@ -20,6 +22,7 @@
 //! | `remember`   | increments the counter `init` set: a fresh instance of the snapshot always answers 101 |
 //! | `scribble`   | appends to a static list and answers its length: always 1 |
 //! | `state`      | answers what `init` recorded (counter, random, clocks) and whether it runs pre-initialised |
+//! | `probe`      | answers 1 if `init`'s `probe N` got its memory, else 0     |
 //! | `panic`      | panics with [`CALL_PANIC`]: the message must reach the host after the restore |
 //! | anything else | one 0.0 per row                                           |
 
@@ -31,6 +34,10 @@ use std::hint::black_box;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+// Low enough that a runaway `init` stops in a fraction of a second: the
+// manifest lowers `init`'s fixed limits as it lowers every call's.
+airlock_guest::manifest!("[limits]\nfuel = 300_000_000\ntimeout_ms = 3_000\n");
+
 /// What `init` panics with in `panic` mode.
 pub const INIT_PANIC: &str = "hostile-preinit init panic 51c2";
 
@@ -39,6 +46,9 @@ pub const CALL_PANIC: &str = "hostile-preinit call panic 9e07";
 
 /// Set to 100 by `init`; every call increments it once.
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Set by `init`'s `probe N`: 1 when the memory was granted.
+static PROBED: AtomicU64 = AtomicU64::new(0);
 
 /// Grows by one entry per `scribble` call.
 static SCRIBBLES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
@@ -92,6 +102,24 @@ impl BundledModel for Preinit {
                     .ok_or_else(|| PluginError::bad_input("grow needs a size in MiB"))?;
                 std::mem::forget(vec![0xA5u8; mib << 20]);
             }
+            "scatter" => {
+                let mib: usize = words
+                    .next()
+                    .and_then(|w| w.parse().ok())
+                    .ok_or_else(|| PluginError::bad_input("scatter needs a size in MiB"))?;
+                let mut heap = vec![0u8; mib << 20];
+                for b in heap.iter_mut().step_by(6) {
+                    *b = 1;
+                }
+                std::mem::forget(heap);
+            }
+            "probe" => {
+                let mib: usize = words
+                    .next()
+                    .and_then(|w| w.parse().ok())
+                    .ok_or_else(|| PluginError::bad_input("probe needs a size in MiB"))?;
+                PROBED.store(u64::from(grow_memory(mib << 4)), Ordering::Relaxed);
+            }
             "fail" => {
                 return Err(PluginError::new(
                     "bad-bundle",
@@ -139,10 +167,24 @@ impl BundledModel for Preinit {
                 state.monotonic_ns,
                 f64::from(u8::from(airlock_guest::preinit::is_preinitialised())),
             ],
+            "probe" => vec![PROBED.load(Ordering::Relaxed) as f64],
             "panic" => panic!("{CALL_PANIC}"),
             _ => vec![0.0; batch.rows as usize],
         };
         Ok(Predictions { width: 1, values })
+    }
+}
+
+/// Asks for `pages` more 64 KiB pages of linear memory; whether the host
+/// granted them.
+fn grow_memory(pages: usize) -> bool {
+    #[cfg(target_family = "wasm")]
+    {
+        core::arch::wasm32::memory_grow(0, pages) != usize::MAX
+    }
+    #[cfg(not(target_family = "wasm"))]
+    {
+        black_box(pages) == 0
     }
 }
 
