@@ -50,9 +50,20 @@
 //! ([`read_entries`], [`verify_file`]) hold a shared lock while they read,
 //! so they never see a line being written. The lock is released when the
 //! process dies, SIGKILL included.
+//!
+//! This file holds appending and recovery; the readers are in
+//! `store/read.rs` and the error types in `store/error.rs`, re-exported
+//! here.
 
-use crate::chain::{ChainProblem, Checkpoint, Summary, Verifier};
-use crate::entry::{Action, Entry, EntryError, Head, Timestamp};
+mod error;
+mod read;
+
+use error::io_err;
+pub use error::{LineProblem, LogError};
+pub use read::{FileSummary, Filter, read_entries, read_newest_entries, verify_file};
+
+use crate::chain::Verifier;
+use crate::entry::{Action, Entry, Head};
 use serde_json::Value;
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -97,162 +108,6 @@ impl fmt::Display for Recovery {
                 "line {line} was an incomplete write of {bytes} bytes (a crash mid-append); it was removed"
             ),
         }
-    }
-}
-
-/// Why a line of the file is not an entry.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LineProblem {
-    /// It does not parse as an entry (bad JSON, a missing or unknown
-    /// field, a wrong type, an empty line).
-    #[error("not an audit entry: {0}")]
-    NotAnEntry(String),
-    /// It parses, but its bytes are not the canonical form of what it
-    /// parses to.
-    #[error(
-        "not in canonical form: the line's bytes were changed (or written by something other than the audit log)"
-    )]
-    NotCanonical,
-    /// Longer than [`MAX_LINE_BYTES`].
-    #[error("longer than {MAX_LINE_BYTES} bytes")]
-    TooLong,
-}
-
-/// What went wrong opening, reading, verifying or appending to a log.
-#[derive(Debug, thiserror::Error)]
-pub enum LogError {
-    /// The file could not be opened, read, locked, written or synced.
-    #[error("{}: cannot {action}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What was being done.
-        action: &'static str,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// The path is not a regular file.
-    #[error("{}: not a regular file", path.display())]
-    NotAFile {
-        /// The path.
-        path: PathBuf,
-    },
-    /// A complete line is not an entry.
-    #[error("{}: line {line}: {problem}", path.display())]
-    BadLine {
-        /// The file.
-        path: PathBuf,
-        /// The line (1-based).
-        line: u64,
-        /// What is wrong with it.
-        problem: LineProblem,
-    },
-    /// The entries do not form an intact chain.
-    #[error("{}: {}{problem}", path.display(), place(*line, *seq))]
-    Chain {
-        /// The file.
-        path: PathBuf,
-        /// The first bad line (1-based), or `None` for a problem with the
-        /// log as a whole (a missing checkpoint).
-        line: Option<u64>,
-        /// That line's seq.
-        seq: Option<u64>,
-        /// What is wrong.
-        problem: Box<ChainProblem>,
-    },
-    /// The file became shorter than what was already read: someone cut it
-    /// while it was open.
-    #[error(
-        "{}: the file is {now} bytes, shorter than the {known} bytes already read: it was truncated",
-        path.display()
-    )]
-    Shrunk {
-        /// The file.
-        path: PathBuf,
-        /// Bytes read before.
-        known: u64,
-        /// Its length now.
-        now: u64,
-    },
-    /// The entry to append is malformed.
-    #[error("cannot append: {0}")]
-    Entry(#[from] EntryError),
-    /// The entry's line would be longer than [`MAX_LINE_BYTES`].
-    #[error("cannot append: the entry is {0} bytes, more than {MAX_LINE_BYTES}")]
-    EntryTooLong(usize),
-    /// An earlier write or sync on this handle failed.
-    #[error(
-        "{}: an earlier write or sync failed, so what is on disk is unknown; reopen the log",
-        path.display()
-    )]
-    Poisoned {
-        /// The file.
-        path: PathBuf,
-    },
-}
-
-fn place(line: Option<u64>, seq: Option<u64>) -> String {
-    match (line, seq) {
-        (Some(l), Some(s)) => format!("line {l} (seq {s}): "),
-        (Some(l), None) => format!("line {l}: "),
-        (None, _) => String::new(),
-    }
-}
-
-impl LogError {
-    /// Whether the error says the log's contents were changed other than by
-    /// appending (a bad line, a broken chain, a missing checkpoint, a cut
-    /// file), as opposed to an I/O failure or a bad argument.
-    pub fn is_tampering(&self) -> bool {
-        matches!(
-            self,
-            LogError::BadLine { .. } | LogError::Chain { .. } | LogError::Shrunk { .. }
-        )
-    }
-
-    /// The first bad line, when the error is about one.
-    pub fn line(&self) -> Option<u64> {
-        match self {
-            LogError::BadLine { line, .. } => Some(*line),
-            LogError::Chain { line, .. } => *line,
-            _ => None,
-        }
-    }
-
-    /// The first bad entry's seq, when known.
-    pub fn seq(&self) -> Option<u64> {
-        match self {
-            LogError::Chain { seq, .. } => *seq,
-            _ => None,
-        }
-    }
-
-    /// A stable one-word name for scripts: the [`ChainProblem::kind`] for
-    /// chain errors, else `not_an_entry`, `not_canonical`, `too_long`,
-    /// `shrunk`, `io`, `not_a_file`, `bad_entry`, `poisoned`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LogError::Chain { problem, .. } => problem.kind(),
-            LogError::BadLine { problem, .. } => match problem {
-                LineProblem::NotAnEntry(_) => "not_an_entry",
-                LineProblem::NotCanonical => "not_canonical",
-                LineProblem::TooLong => "too_long",
-            },
-            LogError::Shrunk { .. } => "shrunk",
-            LogError::Io { .. } => "io",
-            LogError::NotAFile { .. } => "not_a_file",
-            LogError::Entry(_) | LogError::EntryTooLong(_) => "bad_entry",
-            LogError::Poisoned { .. } => "poisoned",
-        }
-    }
-}
-
-fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> LogError + 'a {
-    move |source| LogError::Io {
-        path: path.to_owned(),
-        action,
-        source,
     }
 }
 
@@ -378,144 +233,6 @@ fn scan(
         }
     }
     Ok(end)
-}
-
-/// Takes a shared lock on `path` and reads it from the start, verifying
-/// the chain.
-fn read_locked(
-    path: &Path,
-    verifier: &mut Verifier,
-    visit: impl FnMut(Entry) -> ControlFlow<()>,
-) -> Result<ScanEnd, LogError> {
-    let file = open_regular(path, OpenOptions::new().read(true))?;
-    file.lock_shared().map_err(io_err(path, "lock"))?;
-    let len = file.metadata().map_err(io_err(path, "stat"))?.len();
-    let end = scan(path, &file, 0, len, 0, verifier, visit);
-    let _ = file.unlock();
-    end
-}
-
-/// The result of verifying a log file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FileSummary {
-    /// The chain's summary.
-    #[serde(flatten)]
-    pub chain: Summary,
-    /// The length of a final line without its newline: an append that a
-    /// crash interrupted (its `append` never returned). Not an entry, and
-    /// not an error; [`AuditLog::open`] repairs it.
-    pub incomplete_tail_bytes: Option<u64>,
-}
-
-/// Verifies the log at `path` from its first line to its last (reading
-/// only; nothing is repaired), against `checkpoint` if one is given.
-///
-/// Errors name the first bad line: [`LogError::is_tampering`] tells a log
-/// that was changed from one that could not be read.
-pub fn verify_file(path: &Path, checkpoint: Option<Checkpoint>) -> Result<FileSummary, LogError> {
-    let mut verifier = Verifier::new(checkpoint);
-    let end = read_locked(path, &mut verifier, |_| ControlFlow::Continue(()))?;
-    let chain = verifier.finish().map_err(|c| LogError::Chain {
-        path: path.to_owned(),
-        line: c.index.map(|i| i + 1),
-        seq: c.seq,
-        problem: Box::new(c.problem),
-    })?;
-    Ok(FileSummary {
-        chain,
-        incomplete_tail_bytes: end.tail.map(|t| t.len() as u64),
-    })
-}
-
-/// Which entries to read (every condition given must hold).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    /// Only this action.
-    pub action: Option<Action>,
-    /// Only this actor.
-    pub actor: Option<String>,
-    /// Only this subject.
-    pub subject: Option<String>,
-    /// Only entries at or after this time.
-    pub since: Option<Timestamp>,
-    /// Only entries strictly before this time.
-    pub until: Option<Timestamp>,
-    /// Only entries with `seq >= seq_from`.
-    pub seq_from: Option<u64>,
-    /// Only entries with `seq <= seq_to`.
-    pub seq_to: Option<u64>,
-    /// At most this many entries (the first ones that match).
-    pub limit: Option<usize>,
-}
-
-impl Filter {
-    /// Whether `e` passes every condition (the limit aside).
-    pub fn matches(&self, e: &Entry) -> bool {
-        let time = Timestamp::parse(&e.time).ok();
-        self.action
-            .as_ref()
-            .is_none_or(|a| a.as_str() == e.action.as_str())
-            && self.actor.as_ref().is_none_or(|a| *a == e.actor)
-            && self.subject.as_ref().is_none_or(|s| *s == e.subject)
-            && self.since.is_none_or(|t| time.is_some_and(|et| et >= t))
-            && self.until.is_none_or(|t| time.is_some_and(|et| et < t))
-            && self.seq_from.is_none_or(|s| e.seq >= s)
-            && self.seq_to.is_none_or(|s| e.seq <= s)
-    }
-}
-
-/// The entries of the log at `path` that pass `filter`, in log order.
-///
-/// Every entry up to the last one returned is verified from the start of
-/// the log (an error names the first bad line); reading stops once the
-/// limit or `seq_to` is reached, so what comes after is not looked at —
-/// [`verify_file`] checks the whole log. A final line without its newline
-/// is not an entry and is not returned.
-pub fn read_entries(path: &Path, filter: &Filter) -> Result<Vec<Entry>, LogError> {
-    let mut out = Vec::new();
-    if filter.limit == Some(0) {
-        return Ok(out);
-    }
-    let mut verifier = Verifier::new(None);
-    read_locked(path, &mut verifier, |e| {
-        let past_end = filter.seq_to.is_some_and(|s| e.seq >= s);
-        if filter.matches(&e) {
-            out.push(e);
-        }
-        if past_end || filter.limit.is_some_and(|l| out.len() >= l) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })?;
-    Ok(out)
-}
-
-/// The newest `n` entries of the log at `path` that pass `filter` (its
-/// `limit` aside), newest first: what an operator reading "what just
-/// happened" wants. The whole log is read and verified from the start;
-/// at most `n` entries are held at once.
-pub fn read_newest_entries(path: &Path, filter: &Filter, n: usize) -> Result<Vec<Entry>, LogError> {
-    let mut kept = std::collections::VecDeque::with_capacity(n.min(1024));
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let mut verifier = Verifier::new(None);
-    read_locked(path, &mut verifier, |e| {
-        let past_end = filter.seq_to.is_some_and(|s| e.seq >= s);
-        if filter.matches(&e) {
-            if kept.len() == n {
-                kept.pop_front();
-            }
-            kept.push_back(e);
-        }
-        if past_end {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })?;
-    Ok(kept.into_iter().rev().collect())
 }
 
 /// An audit log open for appending.
