@@ -64,6 +64,11 @@ pub async fn served(state: &AppState, name: &str) -> Result<Arc<ModelServing>, A
 /// Why `name` is not served, as a 404: it does not exist, or it has no
 /// production version yet.
 pub async fn not_served(state: &AppState, name: &str) -> ApiError {
+    // A name no model can have is refused by the naming rule before it
+    // reaches the store (PostgreSQL refuses a NUL byte with an error).
+    if let Err(e) = crate::names::check_name("model", name) {
+        return e;
+    }
     let exists: Result<Option<(String,)>, _> =
         sqlx::query_as("SELECT name FROM models WHERE name = $1")
             .bind(name)
