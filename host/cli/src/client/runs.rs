@@ -166,7 +166,7 @@ pub(crate) fn run_attestation(remote: &Remote, id: &str, output: &Path) -> Resul
         print_json(&v);
     } else {
         out!(
-            "attestation of run {} written to {} (check it: airlock attestation verify {} --public-key <key>.pub; see `airlock keys --out`)",
+            "attestation of run {} written to {} (check it: airlock attestation verify {} --public-key <key>.pub; see `airlock server-keys --out`)",
             esc(id),
             output.display(),
             output.display()
