@@ -320,36 +320,7 @@ pub async fn go_live(
     took.as_nanos() as u64
 }
 
-/// Moves an alias in one change of its own, recording history and audit
-/// (the caller holds `alias_lock`).
-#[allow(clippy::too_many_arguments)]
-async fn move_alias(
-    state: &AppState,
-    caller: &Caller,
-    model: &str,
-    alias: &str,
-    version: &str,
-    action: Action,
-    verb: &str,
-    run: Option<&str>,
-    reason: &str,
-) -> Result<Option<String>, ApiError> {
-    move_alias_as(
-        state,
-        &caller.subject,
-        Some(&caller.token_id),
-        model,
-        alias,
-        version,
-        action,
-        verb,
-        run,
-        reason,
-    )
-    .await
-}
-
-/// [`move_alias`] by an actor that may not hold a token (the server's own
+/// [`move_alias_in`] in a change of its own, by an actor that may not hold a token (the server's own
 /// canary analysis and automatic rollback).
 #[allow(clippy::too_many_arguments)]
 pub async fn move_alias_as(
@@ -535,9 +506,29 @@ pub async fn rollback(
         None
     };
     let order = state.serving.alias_lock.lock().await;
-    move_alias(
-        &state,
-        &caller,
+    // Decided in the transaction that moves the alias: what the alias held
+    // is read again under the write lock, and a rollback planned against a
+    // version that has since been replaced is refused, never applied to
+    // whatever production became meanwhile.
+    let mut change = state.begin().await?;
+    let now: Option<(String,)> =
+        sqlx::query_as("SELECT version FROM aliases WHERE model = $1 AND alias = $2")
+            .bind(&name)
+            .bind(&req.alias)
+            .fetch_optional(&mut *change.tx)
+            .await?;
+    let now = now.map(|c| c.0);
+    if now.as_deref() != Some(current.as_str()) {
+        return Err(ApiError::conflict(format!(
+            "{} of model {name} moved from {current} to {} while this rollback was prepared; nothing changed, run it again",
+            req.alias,
+            now.as_deref().unwrap_or("nothing")
+        )));
+    }
+    move_alias_in(
+        &mut change,
+        &caller.subject,
+        Some(&caller.token_id),
         &name,
         &req.alias,
         &target,
@@ -547,6 +538,7 @@ pub async fn rollback(
         &req.reason,
     )
     .await?;
+    state.commit(change).await?;
     let switch_ns = match warm {
         Some(w) => {
             state.serving.metrics.rollback(&name, "manual");
