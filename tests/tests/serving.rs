@@ -2219,4 +2219,31 @@ async fn a_key_given_twice_in_a_prediction_row_is_refused_naming_it() {
     }
     let (s, v) = raw(format!("/v2/models/{MODEL}/infer"), tensor("")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // One tensor per feature, with `mean_radius` sent twice: the second
+    // would have been dropped unseen.
+    let first = eval_rows()[0].0.clone();
+    let mut tensors: Vec<Value> = first
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, x)| json!({ "name": k, "shape": [1], "datatype": "FP64", "data": [x] }))
+        .collect();
+    let (s, v) = raw(
+        format!("/v2/models/{MODEL}/infer"),
+        json!({ "inputs": tensors.clone() }).to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    tensors
+        .push(json!({ "name": "mean_radius", "shape": [1], "datatype": "FP64", "data": [99.0] }));
+    let (s, v) = raw(
+        format!("/v2/models/{MODEL}/infer"),
+        json!({ "inputs": tensors }).to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        message(&v).contains("input \"mean_radius\" is given twice"),
+        "{v}"
+    );
 }

@@ -432,8 +432,16 @@ fn tensors_to_batch(
                 .collect(),
         });
     }
-    // One tensor per declared input.
-    for t in inputs {
+    // One tensor per declared input, each named once: a second tensor of
+    // the same name would otherwise be dropped unseen (as a key given twice
+    // in a `/v1` row is refused, so is an input given twice here).
+    for (i, t) in inputs.iter().enumerate() {
+        if inputs[..i].iter().any(|u| u.name == t.name) {
+            return Err(bad(format!(
+                "input {} is given twice",
+                crate::names::show(&t.name)
+            )));
+        }
         if !meta.inputs.iter().any(|f| f.name == t.name) {
             return Err(bad(format!(
                 "unknown input {} (the model reads {})",
