@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// `airlock` without any AIRLOCK_* variable of the test's environment.
+/// `airlock` without any AIRLOCK_* variable of the test's environment
+/// (nor `RUST_LOG`, which sets the server's log level).
 fn airlock() -> Command {
     let mut c = Command::new(airlock_bin());
+    c.env_remove("RUST_LOG");
     for (k, _) in std::env::vars() {
         if k.starts_with("AIRLOCK_") {
             c.env_remove(k);
@@ -91,6 +93,11 @@ impl Drop for Server {
 
 impl Server {
     fn start(root: &Path, data: &Path, extra: &[&str]) -> Server {
+        Server::start_env(root, data, extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables set.
+    fn start_env(root: &Path, data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let stderr = root.join(format!(
             "server-{}.err",
             data.file_name().unwrap().to_string_lossy()
@@ -98,6 +105,7 @@ impl Server {
         let child = airlock()
             .args(["server", "--data-dir", &s(data), "--listen", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .arg("--cache-dir")
             .arg(cache_dir())
             .stdin(Stdio::null())
@@ -919,6 +927,64 @@ fn a_server_without_a_trust_root_warns_that_no_gate_can_be_published() {
         &["--trust-root", &s(&tmp.path().join("k.pub"))],
     );
     assert!(!with.stderr().contains("warning"), "{}", with.stderr());
+}
+
+#[test]
+fn the_server_logs_to_stderr_at_info_by_default_and_airlock_log_or_rust_log_sets_the_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The start is logged before `server.url` is written, so it is in the
+    // file once `Server::start` returns.
+    let server = Server::start(tmp.path(), &tmp.path().join("data"), &[]);
+    let e = server.stderr();
+    assert!(
+        e.lines().any(|l| l.contains(" INFO ")
+            && l.contains("airlock_server")
+            && l.contains("control plane started: listening on")),
+        "{e}"
+    );
+    assert!(!e.contains("\u{1b}["), "colour codes in a file: {e}");
+    for env in [("AIRLOCK_LOG", "warn"), ("RUST_LOG", "error")] {
+        let quiet = Server::start_env(
+            tmp.path(),
+            &tmp.path().join(format!("data-{}", env.0)),
+            &[],
+            &[env],
+        );
+        let e = quiet.stderr();
+        assert!(!e.contains("control plane started"), "{env:?}: {e}");
+        // The operator's messages are not logs: they stay.
+        assert!(e.contains("warning: no --trust-root"), "{env:?}: {e}");
+    }
+    // AIRLOCK_LOG wins over RUST_LOG.
+    let both = Server::start_env(
+        tmp.path(),
+        &tmp.path().join("data-both"),
+        &[],
+        &[("RUST_LOG", "error"), ("AIRLOCK_LOG", "info")],
+    );
+    assert!(
+        both.stderr().contains("control plane started"),
+        "{}",
+        both.stderr()
+    );
+}
+
+#[test]
+fn a_log_filter_that_does_not_parse_is_refused_naming_the_variable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let o = airlock()
+        .args(["server", "--data-dir", &s(&data), "--listen", "127.0.0.1:0"])
+        .env("AIRLOCK_LOG", "warn,airlock_server=loud")
+        .output()
+        .unwrap();
+    let e = fails(&o, 2);
+    assert!(
+        e.contains("AIRLOCK_LOG=\"warn,airlock_server=loud\" is not a log filter"),
+        "{e}"
+    );
+    // Refused before anything was started or written.
+    assert!(!data.exists());
 }
 
 #[test]

@@ -3,8 +3,9 @@
 //! flags > environment > file > embedded defaults), starts it on a
 //! multi-thread runtime owned by this command, and stops it gracefully on
 //! SIGINT or SIGTERM. The settings and their precedence rule are in
-//! `server_cmd/settings.rs`.
+//! `server_cmd/settings.rs`; the log subscriber is in `server_cmd/logs.rs`.
 
+mod logs;
 mod settings;
 
 pub(crate) use settings::ServerFlags;
@@ -65,6 +66,7 @@ pub(crate) fn run(
     sandbox: SandboxConfig,
     flags: &ServerFlags,
 ) -> Result<(), CliError> {
+    logs::init()?;
     let env = |k: &str| std::env::var(k).ok();
     let r = resolve(flags, &env, &cfg.server)?;
     let mut config = ServerConfig::new(r.data_dir.clone(), sandbox, cfg.data);

@@ -136,7 +136,7 @@ impl ApiError {
     /// 500: the server failed. `what` says which operation, never a host path.
     pub fn internal(what: impl std::fmt::Display) -> ApiError {
         let message = format!("internal error: {what}");
-        eprintln!("airlock server: {message}");
+        tracing::error!("{message}");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 }

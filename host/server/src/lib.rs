@@ -141,7 +141,7 @@ impl Running {
             }
         }
         if let Err(e) = runs::mark_interrupted(&self.state).await {
-            eprintln!("airlock server: recording interrupted runs: {e}");
+            tracing::error!(error = %e, "recording interrupted runs: {e}");
         }
         let _ = self.stop.send(());
         let served = if cut_short {
@@ -214,6 +214,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, StartError> {
         addr: listen,
         source,
     })?;
+    tracing::info!(
+        %addr,
+        tls,
+        workers,
+        "control plane started: listening on {addr} with {workers} gate workers"
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let stopping = Arc::new(AtomicBool::new(false));
     let grace = state.config.shutdown_grace.as_secs().max(1);

@@ -71,8 +71,9 @@ impl Reserved<'_> {
                     TrySendError::Full(_) => "the queue is full",
                     TrySendError::Disconnected(_) => "the workers have stopped",
                 };
-                eprintln!(
-                    "airlock server: run {run_id} stays queued ({why}); a stop records it interrupted"
+                tracing::warn!(
+                    run = %run_id,
+                    "run {run_id} stays queued ({why}); a stop records it interrupted"
                 );
             }
         }
@@ -209,7 +210,9 @@ pub fn start_workers(state: &Arc<AppState>, n: usize) {
             });
         match spawned {
             Ok(h) => workers.push(h),
-            Err(e) => eprintln!("airlock server: cannot start gate worker {i}: {e}"),
+            Err(e) => {
+                tracing::error!(worker = i, error = %e, "cannot start gate worker {i}: {e}")
+            }
         }
     }
 }

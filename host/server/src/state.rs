@@ -69,7 +69,7 @@ fn sweep_scratch(dir: &Path) {
         let _ = getrandom::fill(&mut tag);
         let aside = dir.join(format!("tmp.sweep-{}", hex::encode(tag)));
         if let Err(e) = std::fs::rename(&scratch, &aside) {
-            eprintln!("airlock server: moving aside {}: {e}", scratch.display());
+            tracing::warn!(path = %scratch.display(), error = %e, "moving aside {}: {e}", scratch.display());
         }
     }
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -77,7 +77,7 @@ fn sweep_scratch(dir: &Path) {
             if e.file_name().to_string_lossy().starts_with("tmp.sweep-")
                 && let Err(err) = std::fs::remove_dir_all(e.path())
             {
-                eprintln!("airlock server: removing {}: {err}", e.path().display());
+                tracing::warn!(path = %e.path().display(), error = %err, "removing {}: {err}", e.path().display());
             }
         }
     }

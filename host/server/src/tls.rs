@@ -222,15 +222,15 @@ impl Listener for TlsListener {
                     Ok((stream, peer)) => self.start_handshake(stream, peer),
                     Err(e) if is_connection_error(&e) => {}
                     Err(e) => {
-                        eprintln!("airlock server: accepting a connection: {e}");
+                        tracing::warn!(error = %e, "accepting a connection: {e}");
                         self.paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
                     }
                 },
                 Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
                     match done {
                         Ok(Ok(conn)) => return conn,
-                        Ok(Err(message)) => eprintln!("airlock server: {message}"),
-                        Err(e) => eprintln!("airlock server: TLS handshake task: {e}"),
+                        Ok(Err(message)) => tracing::warn!("{message}"),
+                        Err(e) => tracing::error!(error = %e, "TLS handshake task: {e}"),
                     }
                 }
                 () = tokio::time::sleep_until(resume), if paused.is_some() => {}

@@ -246,7 +246,7 @@ mod tests {
         for _ in 0..N {
             drop(slots.acquire(1).unwrap());
         }
-        eprintln!("slot acquire + release: {:?} each", start.elapsed() / N);
+        println!("slot acquire + release: {:?} each", start.elapsed() / N);
         let stats = slots.stats();
         assert_eq!(
             (stats.in_use, stats.waited_total, stats.busy_total),

@@ -314,7 +314,7 @@ pub async fn go_live(
         // promotion or rollback is what the record shows).
         let had_canary = ms.control.lock().await.rollout.take().is_some();
         if had_canary && let Err(e) = crate::serving::interrupted::mark_ended(state, model).await {
-            eprintln!("airlock server: serving: {model}: {}", e.message);
+            tracing::error!(model = %model, error = %e.message, "serving: {model}: {}", e.message);
         }
     }
     took.as_nanos() as u64

@@ -44,7 +44,7 @@ pub(super) fn execute(state: &Arc<AppState>, rt: &tokio::runtime::Handle, run_id
         Ok(Some(r)) if r.status == "queued" => r,
         Ok(_) => return,
         Err(e) => {
-            eprintln!("airlock server: run {run_id}: {e}");
+            tracing::error!(run = %run_id, error = %e, "run {run_id}: {e}");
             return;
         }
     };
@@ -69,7 +69,7 @@ pub(super) fn execute(state: &Arc<AppState>, rt: &tokio::runtime::Handle, run_id
     if let Some(outcome) = outcome {
         let cancelled = state.runs.is_cancelled(run_id);
         if let Err(e) = rt.block_on(record(state, run_id, &row, outcome, cancelled)) {
-            eprintln!("airlock server: recording run {run_id}: {e}");
+            tracing::error!(run = %run_id, error = %e, "recording run {run_id}: {e}");
         }
     }
 }

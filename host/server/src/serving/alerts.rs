@@ -107,8 +107,11 @@ pub fn alert(
         };
         let Some(slot) = Slot::take(&ms.name) else {
             count(state, "dropped");
-            eprintln!(
-                "airlock server: webhook {} of model {}: dropped ({event}): \
+            tracing::warn!(
+                model = %ms.name,
+                webhook = i,
+                event,
+                "webhook {} of model {}: dropped ({event}): \
                  {MAX_DELIVERIES_PER_MODEL} deliveries of this model (or {MAX_DELIVERIES} in all) are in progress",
                 i, ms.name
             );
@@ -124,14 +127,15 @@ pub fn alert(
                 let _slot = slot;
                 let outcome = match super::egress::check(&url, &st.config.serving.webhook_allow) {
                     Err(why) => {
-                        eprintln!("airlock server: webhook of model {model}: refused: {why}");
+                        tracing::warn!(model = %model, "webhook of model {model}: refused: {why}");
                         "refused"
                     }
                     Ok(dest) => match deliver(&url, dest, &secret, &body) {
                         Ok(()) => "delivered",
                         Err(why) => {
-                            eprintln!(
-                                "airlock server: webhook of model {model}: {} not delivered: {why}",
+                            tracing::warn!(
+                                model = %model,
+                                "webhook of model {model}: {} not delivered: {why}",
                                 crate::names::show(&url)
                             );
                             "failed"

@@ -158,8 +158,14 @@ async fn analysis_task(state: Arc<AppState>, ms: Arc<ModelServing>, bound: Durat
     let run = std::panic::AssertUnwindSafe(analyze(&state, &ms, bound)).catch_unwind();
     match run.await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("airlock server: analysis of {}: {}", ms.name, e.message),
-        Err(_) => eprintln!("airlock server: analysis of {} panicked", ms.name),
+        Ok(Err(e)) => tracing::warn!(
+            model = %ms.name,
+            error = %e.message,
+            "analysis of {}: {}",
+            ms.name,
+            e.message
+        ),
+        Err(_) => tracing::error!(model = %ms.name, "analysis of {} panicked", ms.name),
     }
     ms.control.lock().await.analysing = None;
 }

@@ -87,7 +87,7 @@ pub async fn close_interrupted(state: &AppState) -> Result<Vec<String>, ApiError
         )
         .await?;
         mark_ended(state, &model).await?;
-        eprintln!("airlock server: serving: {model}: {reason}");
+        tracing::warn!(model = %model, version = %candidate, "serving: {model}: {reason}");
         closed.push(model);
     }
     Ok(closed)

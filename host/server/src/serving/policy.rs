@@ -235,14 +235,14 @@ pub async fn load_policy(state: &Arc<AppState>, model: &str) {
             let policy: ServingPolicy = match serde_json::from_str(&p) {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!("airlock server: serving policy of {model}: {e}");
+                    tracing::error!(model = %model, error = %e, "serving policy of {model}: {e}");
                     return;
                 }
             };
             let secrets = match s.as_deref().map(|s| open_secrets(state, model, s)) {
                 Some(Ok(v)) => v,
                 Some(Err(e)) => {
-                    eprintln!("airlock server: webhook secrets of {model}: {e}");
+                    tracing::error!(model = %model, error = %e, "webhook secrets of {model}: {e}");
                     Vec::new()
                 }
                 None => Vec::new(),

@@ -100,7 +100,7 @@ pub fn maybe_log(
         return;
     }
     if let Err(e) = append(state, &ms.name, &lines) {
-        eprintln!("airlock server: prediction log of {}: {e}", ms.name);
+        tracing::error!(model = %ms.name, error = %e, "prediction log of {}: {e}", ms.name);
     }
 }
 

@@ -64,7 +64,12 @@ pub async fn prepare(
                         DistributionMonitor::new(&names, Some(r));
                 }
                 Ok(None) => {}
-                Err(e) => eprintln!("airlock server: serving {m} {v}: no drift reference: {e}"),
+                Err(e) => tracing::warn!(
+                    model = %m,
+                    version = %v,
+                    error = %e,
+                    "serving {m} {v}: no drift reference: {e}"
+                ),
             }
         }
         Ok(warm)
@@ -201,7 +206,7 @@ pub async fn warm_up(state: &Arc<AppState>) {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("airlock server: serving: reading production aliases: {e}");
+            tracing::error!(error = %e, "serving: reading production aliases: {e}");
             return;
         }
     };
@@ -209,23 +214,37 @@ pub async fn warm_up(state: &Arc<AppState>) {
         match prepare(state, &model, &version).await {
             Ok(v) => {
                 state.serving.set_stable(state, &model, v);
+                tracing::info!(model = %model, version = %version, "serving: {model} {version} is warm (production)");
             }
             Err(e) => {
-                eprintln!("airlock server: serving: {model} {version}: {}", e.message);
+                tracing::error!(
+                    model = %model,
+                    version = %version,
+                    error = %e.message,
+                    "serving: {model} {version}: {}",
+                    e.message
+                );
                 continue;
             }
         }
         for earlier in promoted_before(state, &model, &version).await {
             match prepare(state, &model, &earlier).await {
                 Ok(v) => state.serving.keep_warm(state, &model, v),
-                Err(e) => eprintln!("airlock server: serving: {model} {earlier}: {}", e.message),
+                Err(e) => tracing::warn!(
+                    model = %model,
+                    version = %earlier,
+                    error = %e.message,
+                    "serving: {model} {earlier}: {}",
+                    e.message
+                ),
             }
         }
         policy::load_policy(state, &model).await;
     }
     if let Err(e) = interrupted::close_interrupted(state).await {
-        eprintln!(
-            "airlock server: serving: closing interrupted canaries: {}",
+        tracing::error!(
+            error = %e.message,
+            "serving: closing interrupted canaries: {}",
             e.message
         );
     }
