@@ -240,17 +240,7 @@ async fn a_promotion_racing_a_gate_switch_is_judged_in_the_transaction_that_move
         assert_eq!(r["run"]["status"], "passed", "{r}");
     }
     // Gate version 2: no version has a run under it.
-    let strict = h
-        .pinned_gate(|t| {
-            let steps = t.get_mut("steps").unwrap().as_array_mut().unwrap();
-            let perf = steps
-                .iter_mut()
-                .find(|s| s["name"].as_str() == Some("performance"))
-                .unwrap();
-            perf["config"]["min"]["accuracy"] = toml::Value::Float(0.94);
-        })
-        .await;
-    let (s, v) = h.publish_gate(2, strict, &h.root.clone()).await;
+    let (s, v) = h.publish_stricter_gate(2).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let switch = |to: u64| {
         let h = h.clone();

@@ -313,6 +313,23 @@ impl Harness {
         toml::to_string(&t).unwrap()
     }
 
+    /// Publishes gate `version` (signed by root) as the pinned gate with a
+    /// stricter performance step (min accuracy 0.94): a gate change under
+    /// which no existing version has a run yet.
+    pub(crate) async fn publish_stricter_gate(&self, version: u64) -> (StatusCode, Value) {
+        let strict = self
+            .pinned_gate(|t| {
+                let steps = t.get_mut("steps").unwrap().as_array_mut().unwrap();
+                let perf = steps
+                    .iter_mut()
+                    .find(|s| s["name"].as_str() == Some("performance"))
+                    .unwrap();
+                perf["config"]["min"]["accuracy"] = toml::Value::Float(0.94);
+            })
+            .await;
+        self.publish_gate(version, strict, &self.root).await
+    }
+
     pub(crate) async fn publish_gate(
         &self,
         version: u64,
@@ -1182,17 +1199,7 @@ async fn gates_must_be_signed_by_a_trusted_key_and_switch_forward_and_back_in_on
     assert_eq!(r["run"]["status"], "passed", "{r}");
 
     // Gate v2 (stricter accuracy); v1's attestation is not under it.
-    let strict = h
-        .pinned_gate(|t| {
-            let steps = t.get_mut("steps").unwrap().as_array_mut().unwrap();
-            let perf = steps
-                .iter_mut()
-                .find(|s| s["name"].as_str() == Some("performance"))
-                .unwrap();
-            perf["config"]["min"]["accuracy"] = toml::Value::Float(0.94);
-        })
-        .await;
-    let (s, v) = h.publish_gate(2, strict, &h.root.clone()).await;
+    let (s, v) = h.publish_stricter_gate(2).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, v) = h.publish_gate(2, gate.clone(), &h.root.clone()).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");

@@ -1906,17 +1906,7 @@ async fn a_canary_whose_gate_moved_under_it_is_aborted_instead_of_promoted() {
     )
     .await;
     // The gate moves on while the canary runs: 1.1.0 has no run under it.
-    let strict = h
-        .pinned_gate(|t| {
-            let steps = t.get_mut("steps").unwrap().as_array_mut().unwrap();
-            let perf = steps
-                .iter_mut()
-                .find(|s| s["name"].as_str() == Some("performance"))
-                .unwrap();
-            perf["config"]["min"]["accuracy"] = toml::Value::Float(0.94);
-        })
-        .await;
-    let (s, v) = h.publish_gate(2, strict, &h.root.clone()).await;
+    let (s, v) = h.publish_stricter_gate(2).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     h.ok(
         "PUT",

@@ -263,6 +263,21 @@ fn load_model(
     Ok(ModelUnderTest { plugin, bundle })
 }
 
+/// Runs one of [`record`]'s finishing UPDATEs, each written only over
+/// `status = 'running'`, and says whether it applied. `false` means a stop
+/// (or a start after a crash) already recorded the run: the caller then
+/// returns without recording anything, dropping its change.
+async fn finish_if_running<'q>(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    update: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+) -> Result<bool, ApiError> {
+    debug_assert!(
+        sqlx::Execute::sql(&update).ends_with("AND status = 'running'"),
+        "a finishing UPDATE must only apply over status = 'running'"
+    );
+    Ok(update.execute(&mut **tx).await?.rows_affected() > 0)
+}
+
 /// Records a finished run and its audit entries, only over `running`: a run
 /// that a stop (or a start after a crash) already recorded as interrupted
 /// keeps that status, and its late result is discarded with nothing audited
@@ -278,12 +293,10 @@ async fn record(
     let subject = format!("{}/{}", row.model, row.version);
     let now = crate::db::now();
     if cancelled {
-        let done = sqlx::query("UPDATE runs SET status = 'cancelled', reason = 'cancelled while running; its result was discarded', finished_at = $1 WHERE id = $2 AND status = 'running'")
+        let update = sqlx::query("UPDATE runs SET status = 'cancelled', reason = 'cancelled while running; its result was discarded', finished_at = $1 WHERE id = $2 AND status = 'running'")
             .bind(&now)
-            .bind(run_id)
-            .execute(&mut *change.tx)
-            .await?;
-        if done.rows_affected() == 0 {
+            .bind(run_id);
+        if !finish_if_running(&mut change.tx, update).await? {
             return Ok(());
         }
         change.record(Event::new(
@@ -303,7 +316,7 @@ async fn record(
             seed,
         } => {
             let status = if passed { "passed" } else { "refused" };
-            let done = sqlx::query(
+            let update = sqlx::query(
                 "UPDATE runs SET status = $1, report = $2, attestation = $3, key_id = $4, finished_at = $5, seed = $7 WHERE id = $6 AND status = 'running'",
             )
             .bind(status)
@@ -312,10 +325,8 @@ async fn record(
             .bind(&key_id)
             .bind(&now)
             .bind(run_id)
-            .bind(seed.to_string())
-            .execute(&mut *change.tx)
-            .await?;
-            if done.rows_affected() == 0 {
+            .bind(seed.to_string());
+            if !finish_if_running(&mut change.tx, update).await? {
                 return Ok(());
             }
             change.record(Event::new(
@@ -334,15 +345,13 @@ async fn record(
             ));
         }
         Outcome::Error(reason) => {
-            let done = sqlx::query(
+            let update = sqlx::query(
                 "UPDATE runs SET status = 'error', reason = $1, finished_at = $2 WHERE id = $3 AND status = 'running'",
             )
             .bind(&reason)
             .bind(&now)
-            .bind(run_id)
-            .execute(&mut *change.tx)
-            .await?;
-            if done.rows_affected() == 0 {
+            .bind(run_id);
+            if !finish_if_running(&mut change.tx, update).await? {
                 return Ok(());
             }
             change.record(Event::new(
