@@ -36,6 +36,36 @@ fn airlock() -> Command {
     c
 }
 
+/// Waits (bounded) for a server started with data directory `data` to
+/// write `server.url`, and returns the URL; panics with the server's
+/// stderr (the file `stderr`) if it exits first or never writes it.
+/// Shared with `what_users_see`, whose servers start the same way.
+pub(crate) fn wait_for_url(child: &mut Child, data: &Path, stderr: &Path) -> String {
+    let url_file = data.join("server.url");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(u) = std::fs::read_to_string(&url_file)
+            && u.ends_with('\n')
+        {
+            return u.trim().to_string();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "airlock server exited ({status}) before writing {}: {}",
+                url_file.display(),
+                std::fs::read_to_string(stderr).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {} after 60 s; stderr: {}",
+            url_file.display(),
+            std::fs::read_to_string(stderr).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A running `airlock server`; killed on drop.
 struct Server {
     child: Child,
@@ -79,30 +109,8 @@ impl Server {
             stdout,
             stderr,
         };
-        let url_file = data.join("server.url");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(u) = std::fs::read_to_string(&url_file)
-                && u.ends_with('\n')
-            {
-                s.url = u.trim().to_string();
-                return s;
-            }
-            if let Ok(Some(status)) = s.child.try_wait() {
-                panic!(
-                    "airlock server exited ({status}) before writing {}: {}",
-                    url_file.display(),
-                    std::fs::read_to_string(&s.stderr).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {} after 60 s; stderr: {}",
-                url_file.display(),
-                std::fs::read_to_string(&s.stderr).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        s.url = wait_for_url(&mut s.child, data, &s.stderr);
+        s
     }
 
     fn admin_token(&self) -> PathBuf {
@@ -150,21 +158,24 @@ impl Server {
     }
 }
 
-fn s(p: &Path) -> String {
+/// A path as an argument (shared with `what_users_see`).
+pub(crate) fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn out(o: &Output) -> String {
+/// A child's stdout as text.
+pub(crate) fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn err(o: &Output) -> String {
+/// A child's stderr as text.
+pub(crate) fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Asserts success, showing stderr otherwise.
 #[track_caller]
-fn ok(o: &Output) -> String {
+pub(crate) fn ok(o: &Output) -> String {
     assert!(
         o.status.success(),
         "exit {:?}\nstdout: {}\nstderr: {}",
@@ -177,7 +188,7 @@ fn ok(o: &Output) -> String {
 
 /// Asserts exit `code` and one stderr line, and returns it.
 #[track_caller]
-fn fails(o: &Output, code: i32) -> String {
+pub(crate) fn fails(o: &Output, code: i32) -> String {
     assert_eq!(
         o.status.code(),
         Some(code),

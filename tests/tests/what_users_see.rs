@@ -7,6 +7,7 @@
 //! log newest first. Servers and clients are child processes, so exit
 //! codes and stderr are what a script sees.
 
+use crate::server_cli::{err, fails, ok, out, s, wait_for_url};
 use airlock_tests::{airlock_bin, cache_dir, example, plugin};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -33,45 +34,6 @@ fn local(args: &[&str]) -> Output {
         c.arg("--cache-dir").arg(cache_dir());
     }
     c.output().expect("running airlock")
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        out(o),
-        err(o)
-    );
-    out(o)
-}
-
-/// Asserts exit `code` and exactly one stderr line, and returns it.
-#[track_caller]
-fn fails(o: &Output, code: i32) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        out(o),
-        err(o)
-    );
-    let e = err(o);
-    assert_eq!(e.trim_end().lines().count(), 1, "not one line: {e}");
-    e
 }
 
 /// A running `airlock server`; killed on drop.
@@ -119,24 +81,8 @@ impl Server {
             data: data.to_path_buf(),
             stderr,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(u) = std::fs::read_to_string(data.join("server.url"))
-                && u.ends_with('\n')
-            {
-                server.url = u.trim().to_string();
-                return server;
-            }
-            if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("server exited ({status}): {}", server.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no server.url: {}",
-                server.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        server.url = wait_for_url(server.child.as_mut().unwrap(), data, &server.stderr);
+        server
     }
 
     fn stderr(&self) -> String {
@@ -178,6 +124,23 @@ impl Server {
     /// A client command with the admin's token.
     fn cli(&self, args: &[&str]) -> Output {
         self.cli_as(args, &["--token-file", &s(&self.data.join("admin.token"))])
+    }
+
+    /// Starts a client command against this server with the admin token,
+    /// stdout and stderr piped, without waiting for it to finish.
+    fn spawn_cli(&self, args: &[&str]) -> Child {
+        airlock()
+            .args(args)
+            .args([
+                "--server",
+                &self.url,
+                "--token-file",
+                &s(&self.data.join("admin.token")),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     fn cli_as(&self, args: &[&str], auth: &[&str]) -> Output {
@@ -588,27 +551,16 @@ fn traffic_checks_its_csv_before_sending_and_stops_at_the_first_refused_request(
     std::fs::write(&bad, lines.join("\n")).unwrap();
     // Asked to send for an hour: only stopping at the refusal ends it
     // before the deadline.
-    let mut child = airlock()
-        .args([
-            "traffic",
-            "bc",
-            "--data",
-            &s(&bad),
-            "--label",
-            "target",
-            "--seconds",
-            "3600",
-        ])
-        .args([
-            "--server",
-            &server.url,
-            "--token-file",
-            &s(&server.data.join("admin.token")),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = server.spawn_cli(&[
+        "traffic",
+        "bc",
+        "--data",
+        &s(&bad),
+        "--label",
+        "target",
+        "--seconds",
+        "3600",
+    ]);
     let deadline = Instant::now() + Duration::from_secs(300);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -1000,27 +952,18 @@ fn stopping_the_server_during_a_gate_run_tells_the_waiting_client_and_a_second_s
     )
     .unwrap();
     let mut server = served(root, &["--config", &s(&config)], "loop");
-    let waiting = airlock()
-        .args([
-            "submit",
-            "model",
-            "bc",
-            "--version",
-            "1.0.0",
-            "--plugin",
-            "xgboost@1.0.0",
-            "--bundle",
-            &s(&example().join("model-v1")),
-            "--wait",
-            "--server",
-            &server.url,
-            "--token-file",
-            &s(&server.data.join("admin.token")),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let waiting = server.spawn_cli(&[
+        "submit",
+        "model",
+        "bc",
+        "--version",
+        "1.0.0",
+        "--plugin",
+        "xgboost@1.0.0",
+        "--bundle",
+        &s(&example().join("model-v1")),
+        "--wait",
+    ]);
     // Wait for the run to be running (a state, not a sleep).
     let deadline = Instant::now() + Duration::from_secs(120);
     let run = loop {

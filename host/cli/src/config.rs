@@ -36,77 +36,22 @@
 //! data_keys_file = "/etc/airlock/data.keys"   # encrypts blobs at rest (0600)
 //! ```
 
-use airlock_core::error::{ZeroCap, one_line};
+mod error;
+mod sections;
+
+pub use error::{ConfigError, ConfigProblem};
+pub use sections::{ServerSection, ServingSection};
+
+use airlock_core::error::ZeroCap;
 use airlock_core::limits::Limits;
-use airlock_gate::data::{DataCaps, DataCapsError};
+use airlock_gate::data::DataCaps;
 use airlock_runtime::bundle::{BundleCaps, MAX_DEPTH_CEILING};
 use airlock_runtime::precheck::ComponentCaps;
 use airlock_runtime::sandbox::SandboxConfig;
 use airlock_runtime::sandbox::slots::MIN_SLOTS;
 use serde::Deserialize;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// The `[server]` section: what `airlock server` reads from the file.
-/// Every key is optional; the environment and flags override it (see
-/// `docs/server.md` for the one precedence rule).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerSection {
-    /// Where the server keeps its database, blobs, audit log and keys.
-    pub data_dir: Option<PathBuf>,
-    /// The address to listen on.
-    pub listen: Option<SocketAddr>,
-    /// Gate runs executed at once.
-    pub workers: Option<usize>,
-    /// Gate runs that may wait for a worker.
-    pub queue_depth: Option<usize>,
-    /// The largest blob upload, in bytes.
-    pub max_upload_bytes: Option<u64>,
-    /// Public keys (PEM files) that may sign the first trust policy.
-    pub trust_root: Option<Vec<PathBuf>>,
-    /// A data key file: blobs and host keys are encrypted at rest.
-    pub data_keys_file: Option<PathBuf>,
-    /// A TLS certificate chain (PEM): the server speaks HTTPS.
-    pub tls_cert: Option<PathBuf>,
-    /// The TLS private key (PEM).
-    pub tls_key: Option<PathBuf>,
-}
-
-/// `airlock server`'s serving settings (`[serving]`; every key optional,
-/// a flag given on the command line wins; see `docs/serving.md`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServingSection {
-    /// Promoted versions kept warm besides production (instant rollback).
-    pub warm_versions: Option<usize>,
-    /// The largest predict, infer or feedback body, in bytes.
-    pub max_body_bytes: Option<usize>,
-    /// The most rows in one request.
-    pub max_rows: Option<usize>,
-    /// Fuel for one prediction call (a model's manifest may lower it).
-    pub call_fuel: Option<u64>,
-    /// Wall-clock budget of one prediction call, in milliseconds.
-    pub call_timeout_ms: Option<u64>,
-    /// Prediction requests queued or running at once; one more is a 503.
-    pub max_in_flight: Option<usize>,
-    /// Threads that run model calls.
-    pub predict_threads: Option<usize>,
-    /// Request ids remembered for delayed labels.
-    pub label_book: Option<usize>,
-    /// Per-version monitoring (sketches, quality counts, labels, histograms).
-    pub monitoring: Option<bool>,
-    /// Rows of live traffic kept per version for continuous validation.
-    pub window_rows: Option<usize>,
-    /// Shadow calls that may wait; more are dropped and counted.
-    pub shadow_queue: Option<usize>,
-    /// Prediction requests per second per token (burst the same); 0: none.
-    pub rate_per_token: Option<u32>,
-    /// CIDR blocks alert webhooks may reach although not public
-    /// (e.g. `["10.20.0.0/16"]` for an internal alert relay).
-    pub webhook_allow: Option<Vec<String>>,
-}
 
 /// A parsed configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -175,81 +120,6 @@ impl Default for HostConfig {
 
 /// Largest linear memory a 32-bit Wasm memory can have.
 const MAX_MEMORY_BYTES: u64 = 4 << 30;
-
-/// Why a configuration file was refused. Every variant names the file and
-/// keeps its cause; the CLI prints the message on one line.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// Not valid TOML, or not the configuration's shape (an unknown key, a
-    /// value of the wrong type); TOML's message names the key and line.
-    #[error("config {}: {}", path.display(), one_line(&source.to_string()))]
-    Toml {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: toml::de::Error,
-    },
-    /// Well-formed, but a value is out of range.
-    #[error("config {}: {source}", path.display())]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Which key is wrong, and why.
-        source: ConfigProblem,
-    },
-}
-
-/// A configuration value out of its range, naming the key and the value.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigProblem {
-    /// A limit, cap or count is zero (`limits.*`, `bundle.*`,
-    /// `component.*`, the long-running counts).
-    #[error(transparent)]
-    Zero(#[from] ZeroCap),
-    /// Fewer instances than a validator and its candidate need at once.
-    #[error(
-        "max_instances {value} must be at least {min} (a validator and the candidate it probes each need an instance)"
-    )]
-    TooFewInstances {
-        /// The configured value.
-        value: u32,
-        /// The least that works.
-        min: u32,
-    },
-    /// A probability-sum tolerance that would accept rows that are not
-    /// probabilities.
-    #[error("output.probability_sum_tolerance {value} must be at least 0 and below 0.5")]
-    Tolerance {
-        /// The configured value.
-        value: f64,
-    },
-    /// A bundle depth above the host's hard ceiling.
-    #[error("bundle.max_depth {value} exceeds the ceiling of {ceiling}")]
-    BundleDepth {
-        /// The configured value.
-        value: u32,
-        /// The ceiling.
-        ceiling: u32,
-    },
-    /// More memory than a 32-bit Wasm memory can address.
-    #[error("limits.memory_bytes {value} exceeds the 4 GiB a 32-bit Wasm memory can address")]
-    MemoryBytes {
-        /// The configured value.
-        value: u64,
-    },
-    /// A `[data]` cap out of range.
-    #[error(transparent)]
-    Data(#[from] DataCapsError),
-}
-
 impl HostConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<HostConfig, ConfigError> {
@@ -361,6 +231,7 @@ impl HostConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use airlock_gate::data::DataCapsError;
 
     /// Loads `text` from a temporary file; errors as the CLI prints them.
     fn parse(text: &str) -> Result<HostConfig, String> {

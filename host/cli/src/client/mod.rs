@@ -10,6 +10,7 @@ pub(crate) mod gate_publish;
 pub(crate) mod human;
 pub(crate) mod runs;
 pub(crate) mod serving;
+pub(crate) mod submit;
 
 use crate::args::Remote;
 use crate::exit::CliError;
